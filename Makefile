@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-slow test-e2e bench lint format clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) requirements.txt requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@echo "Dashboard: http://localhost:$(PORT)  (Ctrl+C stops it; runs keep going)"
+	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+test-e2e: $(STAMP)
+	$(PY) -m pip install -q playwright==1.65.2
+	$(PY) -m pytest -q -m e2e
+
+bench: $(STAMP)
+	$(PY) bench/trainer_overhead.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check engine dashboard tests bench
+	$(PY) -m ruff format --check engine dashboard tests bench
+
+format: $(STAMP)
+	$(PY) -m ruff format engine dashboard tests bench
+	$(PY) -m ruff check --fix engine dashboard tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

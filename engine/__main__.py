@@ -1,0 +1,223 @@
+"""`python -m engine ...`: everything the dashboard does, from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from engine.config import ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig
+
+
+def _train_config(a: argparse.Namespace) -> RunConfig:
+    if a.config:
+        cfg = RunConfig.load(a.config)
+    else:
+        cfg = RunConfig(
+            name=a.name or "",
+            data=DataConfig(name=a.dataset, path=a.data_path, augment=a.augment),
+            model=ModelConfig(name=a.model),
+            optim=OptimConfig(name=a.optimizer, lr=a.lr, schedule=a.schedule),
+            epochs=a.epochs,
+            batch_size=a.batch_size,
+            seed=a.seed,
+            device=a.device,
+            snapshot_every=a.snapshot_every,
+        )
+    return cfg.validate()
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from engine import runs
+
+    if a.run_dir:  # an existing run folder (how the launcher starts a run)
+        run_dir = Path(a.run_dir)
+    else:
+        run_dir = runs.create_run(_train_config(a), a.runs_dir)
+        print(f"run folder: {run_dir}")
+    return _execute(run_dir, resume=False, background=a.background)
+
+
+def cmd_resume(a: argparse.Namespace) -> int:
+    from engine import runs
+
+    run_dir = Path(a.run_dir) if a.run_dir else runs.resolve_run(a.run, a.runs_dir)
+    if not a.run_dir:
+        print(f"resuming {run_dir}")
+    return _execute(run_dir, resume=True, background=a.background)
+
+
+def _execute(run_dir: Path, resume: bool, background: bool) -> int:
+    from engine import runs
+
+    if background:
+        pid = runs.launch(run_dir, resume=resume)
+        print(f"started in the background (pid {pid}); watch with: python -m engine show {run_dir}")
+        return 0
+    summary = runs.execute(run_dir, resume=resume, progress=True)
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    parts = [f"epochs {summary.get('epochs_done')}", f"best val acc {summary['best_val_acc']:.4f}"]
+    if "test_acc" in summary:
+        parts.append(f"test acc {summary['test_acc']:.4f}")
+    print(", ".join(parts))
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from engine import runs
+
+    rows = runs.list_runs(a.runs_dir)
+    if not rows:
+        print(f"no runs in {a.runs_dir or runs.default_runs_dir()}")
+        return 0
+    print(f"{'run':<40} {'state':<9} {'model':<10} {'data':<9} {'best val':>8} {'test':>6}")
+    for r in rows:
+        s = r.status.get("summary") or {}
+        best = f"{s['best_val_acc']:.4f}" if "best_val_acc" in s else "-"
+        test = f"{s['test_acc']:.4f}" if "test_acc" in s else "-"
+        print(f"{r.run_id:<40} {r.state:<9} {r.model:<10} {r.dataset:<9} {best:>8} {test:>6}")
+    return 0
+
+
+def cmd_show(a: argparse.Namespace) -> int:
+    from engine import runs
+    from engine.layout import RunLayout
+
+    run_dir = runs.resolve_run(a.run, a.runs_dir)
+    status = runs.read_status(run_dir)
+    layout = RunLayout(run_dir)
+    print(f"run     {run_dir}")
+    print(f"state   {status.get('state')}" + (f" ({status['error']})" if status.get("error") else ""))
+    if status.get("created"):
+        print(f"created {datetime.fromtimestamp(status['created']):%Y-%m-%d %H:%M:%S}")
+    print(f"data    {status.get('data', '-')}")
+    print("config  " + json.dumps(runs.load_config(run_dir).to_dict(), sort_keys=True))
+    latest: dict[tuple, dict] = {}
+    for e in runs.read_metrics(run_dir):
+        latest[(e.get("split"), e["name"])] = e
+    for (split, name), e in sorted(latest.items(), key=lambda kv: str(kv[0])):
+        if e["value"] is not None:
+            print(f"  {split}/{name:<14} {e['value']:.4f}  (epoch {e.get('epoch')})")
+    print(f"snapshots (epochs): {layout.embedding_epochs() or 'none yet'}")
+    return 0
+
+
+def cmd_stop(a: argparse.Namespace) -> int:
+    from engine import runs
+
+    run_dir = runs.resolve_run(a.run, a.runs_dir)
+    if runs.stop(run_dir):
+        print(f"asked {run_dir.name} to stop; it saves last.pt first")
+        return 0
+    print(f"{run_dir.name} is not running")
+    return 1
+
+
+def cmd_project(a: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from engine import runs
+    from engine.analysis.projections import load_embedding, project_run, projection_cache_dir
+    from engine.layout import RunLayout
+
+    run_dir = runs.resolve_run(a.run, a.runs_dir)
+    epochs = RunLayout(run_dir).embedding_epochs()
+    if not epochs:
+        raise ConfigError(f"{run_dir.name} has no embedding snapshots yet")
+    epoch = a.epoch if a.epoch is not None else epochs[-1]
+    if epoch not in epochs:
+        raise ConfigError(f"no snapshot at epoch {epoch}; snapshots exist at epochs {epochs}")
+    params = {k: v for k, v in (("perplexity", a.perplexity), ("n_neighbors", a.n_neighbors)) if v}
+    params = params if a.method != "pca" else {}
+    with tqdm(total=sum(e <= epoch for e in epochs), desc=f"{a.method} projections") as bar:
+        result = project_run(
+            run_dir, a.method, params, seed=a.seed, epochs=[epoch],
+            progress=lambda done, total, ep: bar.update(1),
+        )  # fmt: skip
+    xy = result[epoch]
+    emb = load_embedding(run_dir, epoch)
+    out = Path(a.out) if a.out else projection_cache_dir(run_dir, a.method, params, a.seed) / f"epoch_{epoch:04d}.csv"
+    table = np.column_stack([emb["sample_ids"], emb["labels"], emb["predictions"], xy])
+    np.savetxt(out, table, delimiter=",", header="sample_id,label,prediction,x,y", comments="", fmt=["%d", "%d", "%d", "%.6f", "%.6f"])  # fmt: skip
+    print(f"{a.method} of epoch {epoch}: {len(xy)} points -> {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    p.add_argument("--runs-dir", default=None, help="runs folder (default: ./runs or $WORKBENCH_RUNS_DIR)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model (a new run, or --run-dir an existing one)")
+    t.add_argument("--config", help="a JSON config file (see README); flags are ignored then")
+    t.add_argument("--run-dir", help=argparse.SUPPRESS)
+    d = RunConfig()
+    t.add_argument("--dataset", default=d.data.name, choices=["digits", "folder", "prefixed", "cifar10"])
+    t.add_argument("--data-path", default=None, help="folder of the dataset (not for digits)")
+    t.add_argument("--model", default=d.model.name)
+    t.add_argument("--optimizer", default=d.optim.name, choices=["sgd", "adam"])
+    t.add_argument("--lr", type=float, default=d.optim.lr)
+    t.add_argument("--schedule", default=d.optim.schedule, choices=["none", "multistep", "cosine"])
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda", "mps"])
+    t.add_argument("--snapshot-every", type=int, default=d.snapshot_every)
+    t.add_argument("--augment", action="store_true", help="random crop + flip per batch")
+    t.add_argument("--name", default=None)
+    t.add_argument("--background", action="store_true", help="start and return at once")
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("resume", help="continue a stopped or killed run from last.pt")
+    r.add_argument("run", nargs="?", help="run id (or unique prefix) or folder")
+    r.add_argument("--run-dir", help=argparse.SUPPRESS)
+    r.add_argument("--background", action="store_true")
+    r.set_defaults(func=cmd_resume)
+
+    sub.add_parser("list", help="list runs").set_defaults(func=cmd_list)
+    s = sub.add_parser("show", help="config, status and latest metrics of a run")
+    s.add_argument("run")
+    s.set_defaults(func=cmd_show)
+    st = sub.add_parser("stop", help="stop a running run (it saves last.pt)")
+    st.add_argument("run")
+    st.set_defaults(func=cmd_stop)
+
+    pr = sub.add_parser("project", help="2-D projection of a snapshot's embeddings, to CSV")
+    pr.add_argument("run")
+    pr.add_argument("--method", default="pca", choices=["pca", "tsne", "umap"])
+    pr.add_argument("--epoch", type=int, default=None, help="snapshot epoch (default: the last)")
+    pr.add_argument("--perplexity", type=float, default=None, help="t-SNE perplexity")
+    pr.add_argument("--n-neighbors", type=int, default=None, help="UMAP neighbours")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--out", default=None, help="CSV file (default: in the run's cache)")
+    pr.set_defaults(func=cmd_project)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.command == "resume" and not (a.run or a.run_dir):
+        print("error: resume needs a run id or folder", file=sys.stderr)
+        return 2
+    from engine.data import DataError
+    from engine.runs import RunError
+    from engine.train import CheckpointError
+
+    try:
+        return a.func(a)
+    except (ConfigError, DataError, RunError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with: python -m engine resume RUN", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Run configurations: dataclasses with defaults, validation with one clear message, JSON round-trip.
+
+A config is everything needed to re-run an experiment exactly: it is written to
+`config.json` in the run folder and read back by `python -m engine train --run-dir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A config field has a value that cannot work; the message says which and why."""
+
+
+DATASETS = ("digits", "folder", "prefixed", "cifar10")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("none", "multistep", "cosine")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+@dataclass
+class DataConfig:
+    # digits: the embedded default (scikit-learn's 1,797 handwritten digits at 32x32 RGB).
+    # folder: one sub-folder per class; prefixed: files named <label>_<n>.png;
+    # cifar10: the python batches (data_batch_1..5, test_batch).
+    name: str = "digits"
+    path: str | None = None
+    image_size: int = 32
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    augment: bool = False  # random crop (padding 4) + horizontal flip, done per batch
+    split_seed: int = 0
+
+    def validate(self) -> None:
+        _one_of("data.name", self.name, DATASETS)
+        if self.name != "digits":
+            _require(bool(self.path), f"data.path is required for the {self.name!r} dataset")
+        _require(8 <= self.image_size <= 512, f"data.image_size must be in [8, 512], got {self.image_size}")
+        for name in ("val_fraction", "test_fraction"):
+            v = getattr(self, name)
+            _require(0 < v < 0.5, f"data.{name} must be in (0, 0.5), got {v}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "small_cnn"
+    pretrained: bool = False
+
+    def validate(self) -> None:
+        from engine.models import list_models  # late: the registry imports torch
+
+        _one_of("model.name", self.name, tuple(list_models()))
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: list[int] = field(default_factory=lambda: [80, 120, 160])
+    gamma: float = 0.2
+
+    def validate(self) -> None:
+        _one_of("optim.name", self.name, OPTIMIZERS)
+        _one_of("optim.schedule", self.schedule, SCHEDULES)
+        _require(self.lr > 0, f"lr must be > 0, got {self.lr:g}")
+        _require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum:g}")
+        _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay:g}")
+        _require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma:g}")
+        _require(
+            all(m > 0 for m in self.milestones) and self.milestones == sorted(self.milestones),
+            f"milestones must be positive and increasing, got {self.milestones}",
+        )
+
+
+@dataclass
+class RunConfig:
+    """A classification run: the default experiment kind."""
+
+    kind: str = "classify"
+    name: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 12
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+    # Snapshots (embeddings + confusion matrix) at the first epoch, every k-th, and the last;
+    # or exactly at `snapshot_epochs` when given.
+    snapshot_every: int = 2
+    snapshot_epochs: list[int] | None = None
+    snapshot_size: int = 2000  # validation samples embedded per snapshot
+    log_every: int = 5  # training steps between step-level loss events
+    group: str | None = None
+
+    def validate(self) -> RunConfig:
+        _require(self.kind == "classify", f"kind must be 'classify', got {self.kind!r}")
+        self.data.validate()
+        self.model.validate()
+        self.optim.validate()
+        _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _one_of("device", self.device, DEVICES)
+        _require(self.snapshot_every >= 1, f"snapshot_every must be >= 1, got {self.snapshot_every}")
+        _require(self.snapshot_size >= 10, f"snapshot_size must be >= 10, got {self.snapshot_size}")
+        _require(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
+        if self.snapshot_epochs is not None:
+            bad = [e for e in self.snapshot_epochs if not 1 <= e <= self.epochs]
+            _require(not bad, f"snapshot_epochs must lie in [1, {self.epochs}], got {bad}")
+        return self
+
+    def snapshot_schedule(self) -> list[int]:
+        if self.snapshot_epochs is not None:
+            return sorted(set(self.snapshot_epochs))
+        every = range(self.snapshot_every, self.epochs + 1, self.snapshot_every)
+        return sorted({1, self.epochs, *every})
+
+    # --- JSON round-trip -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return _from_dict(cls, d, "config").validate()
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config") -> RunConfig:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{source} is not valid JSON: {e}") from None
+        _require(isinstance(d, dict), f"{source} must hold a JSON object, got {type(d).__name__}")
+        return _from_dict(cls, d, source).validate()
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        try:
+            return cls.from_json(text, source=str(path))
+        except ConfigError as e:
+            msg = str(e)
+            raise ConfigError(msg if str(path) in msg else f"{path}: {msg}") from None
+
+
+def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
+    """Build dataclass `cls` from a dict, refusing unknown keys and wrongly typed values."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    _require(not unknown, f"unknown field(s) {unknown} in {where}; valid: {sorted(known)}")
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for key, value in d.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            _require(isinstance(value, dict), f"{where}.{key} must be an object")
+            kwargs[key] = _from_dict(hint, value, f"{where}.{key}")
+        else:
+            kwargs[key] = _coerce(value, hint, f"{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    text = str(hint)
+    if value is None:
+        _require("None" in text, f"{name} must not be null")
+        return None
+    if hint is bool:
+        _require(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
+        return value
+    if hint is int or text.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        _require(ok, f"{name} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        _require(ok, f"{name} must be a number, got {value!r}")
+        return float(value)
+    if hint is str or text.startswith("str"):
+        _require(isinstance(value, str), f"{name} must be a string, got {value!r}")
+        return value
+    if "list[int]" in text:
+        ok = isinstance(value, list) and all(isinstance(v, int) for v in value)
+        _require(ok, f"{name} must be a list of integers, got {value!r}")
+        return list(value)
+    return value

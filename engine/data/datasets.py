@@ -1,0 +1,112 @@
+"""Labelled image datasets, preloaded as uint8 tensors and split into train / val / test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+
+class DataError(ValueError):
+    """A dataset cannot be read; the message names the file or folder and the problem."""
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # (N, 3, H, W) uint8
+    labels: torch.Tensor  # (N,) int64
+    ids: torch.Tensor  # (N,) int64, index of each image in its source, stable across runs
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray | torch.Tensor) -> ImageSet:
+        index = torch.as_tensor(index, dtype=torch.long)
+        return ImageSet(self.images[index], self.labels[index], self.ids[index])
+
+
+@dataclass
+class Splits:
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    classes: list[str]
+    source: str  # what was loaded, for the run's log and the dashboard
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        return self.train.images.shape[-1]
+
+    def channel_stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training images, on the [0, 1] scale."""
+        x = self.train.images.float().div_(255)
+        mean = x.mean(dim=(0, 2, 3))
+        std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+        return mean.tolist(), std.tolist()
+
+    def describe(self) -> str:
+        return (
+            f"{self.source}: {len(self.train)} train / {len(self.val)} val / "
+            f"{len(self.test)} test images of {self.image_size}x{self.image_size}, "
+            f"{self.num_classes} classes"
+        )
+
+
+def stratified_splits(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: list[str],
+    source: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    test: ImageSet | None = None,
+) -> Splits:
+    """Fixed, stratified train/val(/test) split; `test` given means it is not carved out here."""
+    ids = np.arange(len(labels))
+    y = labels.numpy()
+    counts = np.bincount(y, minlength=len(classes))
+    parts = 2 if test is not None else 3
+    if counts.min() < parts:
+        few = classes[int(counts.argmin())]
+        raise DataError(
+            f"{source}: class {few!r} has {counts.min()} image(s); "
+            f"at least {parts} are needed to split into train/val/test"
+        )
+    full = ImageSet(images, labels, torch.as_tensor(ids))
+    if test is None:
+        rest, test_ids = _split(ids, y, test_fraction, seed)
+        test = full.subset(test_ids)
+        ids, y = rest, y[rest]
+        val_fraction = val_fraction / (1 - test_fraction)
+    train_ids, val_ids = _split(ids, y, val_fraction, seed + 1)
+    return Splits(full.subset(train_ids), full.subset(val_ids), test, classes, source)
+
+
+def _split(ids: np.ndarray, y: np.ndarray, fraction: float, seed: int):
+    n_classes = len(np.unique(y))
+    n_take = max(int(round(fraction * len(ids))), n_classes)
+    try:
+        a, b = train_test_split(ids, test_size=n_take, stratify=y, random_state=seed)
+    except ValueError:  # a class too small to stratify: fall back to a plain random split
+        a, b = train_test_split(ids, test_size=n_take, random_state=seed)
+    return np.sort(a), np.sort(b)
+
+
+def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> (N, C, size, size) uint8 by bilinear interpolation."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = []
+    for chunk in images.split(1024):  # bounded memory for large sets
+        x = torch.nn.functional.interpolate(
+            chunk.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+        out.append(x.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out)

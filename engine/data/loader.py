@@ -1,0 +1,88 @@
+"""Batches from preloaded tensors, with augmentation done per batch on the device (as airbench).
+
+The order of batch `b` in epoch `e` is a pure function of (seed, e, b): resuming mid-epoch
+replays exactly the batches that an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+from engine.data.datasets import ImageSet
+
+
+def _generator(*key: int) -> torch.Generator:
+    g = torch.Generator()
+    seed = 0
+    for k in key:  # a simple, stable mix of the key into one 63-bit seed
+        seed = (seed * 1_000_003 + int(k) + 0x9E3779B9) % (2**63 - 1)
+    return g.manual_seed(seed)
+
+
+def random_crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding `pad` and horizontal flip, for a whole batch at once."""
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=g).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=g).to(x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    out = padded[bi, ci, rows, cols]
+    flip = (torch.rand(b, generator=g) < 0.5).to(x.device)[:, None, None, None]
+    return torch.where(flip, out.flip(3), out)
+
+
+class BatchLoader:
+    """Iterates (images float (B, 3, H, W) normalised, labels (B,), positions (B,)) batches."""
+
+    def __init__(
+        self,
+        data: ImageSet,
+        batch_size: int,
+        mean: list[float],
+        std: list[float],
+        device: torch.device | str = "cpu",
+        shuffle: bool = False,
+        augment: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.device = torch.device(device)
+        self.images = data.images.to(self.device)  # uint8 stays small on the device
+        self.labels = data.labels.to(self.device)
+        self.batch_size = batch_size
+        self.shuffle, self.augment, self.seed = shuffle, augment, seed
+        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        n = len(self.labels)
+        if not self.shuffle:
+            return torch.arange(n)
+        return torch.randperm(n, generator=_generator(self.seed, epoch))
+
+    def normalise(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        return (images_uint8.float() / 255.0 - self.mean) / self.std
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+        order = self.order(epoch).to(self.device)
+        for b in range(start, len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            x = self.normalise(self.images[idx])
+            if self.augment:
+                x = random_crop_flip(x, _generator(self.seed, epoch, b, 1))
+            yield x, self.labels[idx], idx
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        return self.batches()

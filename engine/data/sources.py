@@ -1,0 +1,161 @@
+"""Readers for the embedded default and for the formats users bring.
+
+Each reader returns (images uint8 (N, 3, S, S), labels int64 (N,), class names) and raises
+DataError naming the file or folder when something is wrong with it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.data.datasets import DataError, resize_uint8
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+_PREFIXED = re.compile(r"^(?P<label>.+)_(?P<n>\d+)$")
+
+
+def read_digits(size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """scikit-learn's 1,797 8x8 handwritten digits (values 0..16), upscaled to RGB size x size."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) * (255.0 / 16.0))  # (N, 8, 8)
+    x = x.round().to(torch.uint8)[:, None].expand(-1, 3, -1, -1)  # (N, 3, 8, 8)
+    images = resize_uint8(x.contiguous(), size)
+    return images, torch.from_numpy(d.target.astype(np.int64)), [str(i) for i in range(10)]
+
+
+def read_image(path: Path, size: int) -> torch.Tensor:
+    """One image file -> (3, size, size) uint8; a file PIL cannot decode is named in the error."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _stack(paths: list[Path], size: int) -> torch.Tensor:
+    return torch.stack([read_image(p, size) for p in paths])
+
+
+def _existing_dir(path: str | Path) -> Path:
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise DataError(f"dataset folder {folder} does not exist")
+    if not folder.is_dir():
+        raise DataError(f"dataset path {folder} is not a folder")
+    return folder
+
+
+def read_image_folder(path: str | Path, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """`path/<class name>/<image>`: one sub-folder per class."""
+    root = _existing_dir(path)
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(class_dirs) < 2:
+        raise DataError(
+            f"{root} must hold one sub-folder per class (at least 2); found {len(class_dirs)}"
+        )
+    paths, labels = [], []
+    for label, d in enumerate(class_dirs):
+        files = _images_in(d)
+        if not files:
+            raise DataError(f"class folder {d} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        paths += files
+        labels += [label] * len(files)
+    return _stack(paths, size), torch.tensor(labels), [d.name for d in class_dirs]
+
+
+def read_prefixed(path: str | Path, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A flat folder of `<label>_<n>.png` files (for example `3_12.png`)."""
+    root = _existing_dir(path)
+    files = _images_in(root)
+    if not files:
+        raise DataError(f"{root} holds no image files named <label>_<n>.png")
+    names = []
+    for p in files:
+        m = _PREFIXED.match(p.stem)
+        if not m:
+            raise DataError(f"file name {p} does not follow <label>_<n>{p.suffix}")
+        names.append(m.group("label"))
+    classes = sorted(set(names), key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
+    if len(classes) < 2:
+        raise DataError(f"{root}: found only the label {classes[0]!r}; at least 2 classes are needed")
+    index = {c: i for i, c in enumerate(classes)}
+    return _stack(files, size), torch.tensor([index[n] for n in names]), classes
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles; allow only the numpy pieces they need, never arbitrary code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            d = _BatchUnpickler(f, encoding="bytes").load()
+    except FileNotFoundError:
+        raise DataError(f"CIFAR-10 batch file {path} is missing") from None
+    except Exception as e:  # any unpickling failure means the file is not a CIFAR batch
+        raise DataError(f"{path} is not a CIFAR-10 python batch: {e}") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path} is not a CIFAR-10 python batch: holds a {type(d).__name__}")
+    data, labels = d.get(b"data", d.get("data")), d.get(b"labels", d.get("labels"))
+    if data is None or labels is None:
+        raise DataError(f"{path} is not a CIFAR-10 python batch: no 'data' and 'labels' entries")
+    data = np.asarray(data)
+    labels = np.asarray(labels, dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+        raise DataError(
+            f"{path}: expected data of shape (N, 3072) and N labels, "
+            f"got {data.shape} and {labels.shape}"
+        )
+    if labels.min() < 0 or labels.max() > 9:
+        raise DataError(f"{path}: labels must lie in 0..9, got {labels.min()}..{labels.max()}")
+    return data.astype(np.uint8).reshape(-1, 3, 32, 32), labels
+
+
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+
+
+def read_cifar10(path: str | Path, size: int):
+    """CIFAR-10 python batches: returns (train images, train labels, test images, test labels, classes)."""
+    root = _existing_dir(path)
+    nested = root / "cifar-10-batches-py"
+    if not (root / "data_batch_1").exists() and nested.is_dir():
+        root = nested
+    train = [_read_cifar_batch(root / f"data_batch_{i}") for i in range(1, 6)]
+    test_x, test_y = _read_cifar_batch(root / "test_batch")
+    x = resize_uint8(torch.from_numpy(np.concatenate([t[0] for t in train])), size)
+    y = torch.from_numpy(np.concatenate([t[1] for t in train]))
+    tx = resize_uint8(torch.from_numpy(test_x), size)
+    return x, y, tx, torch.from_numpy(test_y), list(CIFAR10_CLASSES)

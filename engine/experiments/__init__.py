@@ -1,0 +1,13 @@
+"""Experiment kinds: config -> run, each built from the common parts (data, models, Trainer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def get_experiment(kind: str) -> Callable[..., dict]:
+    if kind == "classify":
+        from engine.experiments.classify import run
+
+        return run
+    raise ValueError(f"unknown experiment kind {kind!r}")

@@ -1,0 +1,129 @@
+"""Image classification: the default experiment kind, and the template for the others.
+
+config -> data, model, optimiser -> the common Trainer, with a snapshot hook that writes the
+penultimate embeddings and the confusion matrix at the snapshot epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.analysis.metrics import confusion_matrix
+from engine.atomic import save_npy, save_npz
+from engine.config import RunConfig
+from engine.data import BatchLoader, ImageSet, Splits, load_dataset
+from engine.layout import RunLayout
+from engine.models import build_model
+from engine.train import EvalResult, EventLog, Trainer, TrainState, build_optimizer
+from engine.train import load_checkpoint, resolve_device
+
+
+def snapshot_subset(val: ImageSet, size: int, seed: int) -> ImageSet:
+    """A fixed subset of the validation set: the same samples, in the same order, every epoch."""
+    if len(val) <= size:
+        return val
+    pick = np.random.default_rng(seed).permutation(len(val))[:size]
+    return val.subset(np.sort(pick))
+
+
+class SnapshotWriter:
+    """Epoch hook: embeddings of a fixed validation subset + the validation confusion matrix."""
+
+    def __init__(self, layout: RunLayout, loader: BatchLoader, ids: torch.Tensor, epochs, classes):
+        self.layout, self.loader, self.ids = layout, loader, ids.numpy()
+        self.epochs, self.num_classes = set(epochs), classes
+
+    @torch.no_grad()
+    def __call__(self, trainer: Trainer, epoch: int, val: EvalResult) -> None:
+        if epoch not in self.epochs:
+            return
+        model = trainer.model
+        was_training = model.training
+        model.eval()
+        feats, preds, labels = [], [], []
+        for x, y, _ in self.loader.batches():
+            f = model.forward_features(x)
+            feats.append(f.float().cpu())
+            preds.append(model.forward_head(f).argmax(1).cpu())
+            labels.append(y.cpu())
+        model.train(was_training)
+        save_npz(
+            self.layout.embedding_file(epoch),
+            features=torch.cat(feats).numpy().astype(np.float32),
+            labels=torch.cat(labels).numpy().astype(np.int64),
+            predictions=torch.cat(preds).numpy().astype(np.int64),
+            sample_ids=self.ids.astype(np.int64),
+        )
+        cm = confusion_matrix(val.labels.numpy(), val.predictions.numpy(), self.num_classes)
+        save_npy(self.layout.confusion_file(epoch), cm)
+
+
+def run(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_step: Callable[[TrainState], None] | None = None,
+    on_data: Callable[[Splits, int], None] | None = None,
+) -> dict:
+    """Train (or resume) the run in `run_dir`; returns its summary (best val acc, test acc...)."""
+    layout = RunLayout(Path(run_dir))
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    splits = load_dataset(cfg.data)
+    mean, std = splits.channel_stats()
+
+    def loader(data: ImageSet, shuffle=False, augment=False) -> BatchLoader:
+        return BatchLoader(data, cfg.batch_size, mean, std, device, shuffle, augment, cfg.seed)
+
+    train_loader = loader(splits.train, shuffle=True, augment=cfg.data.augment)
+    val_loader = loader(splits.val)
+    if on_data is not None:
+        on_data(splits, len(train_loader) * cfg.epochs)
+
+    model = build_model(cfg.model.name, splits.num_classes, cfg.model.pretrained).to(device)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.epochs)
+    embed = snapshot_subset(splits.val, cfg.snapshot_size, cfg.seed)
+    snapshots = SnapshotWriter(
+        layout, loader(embed), embed.ids, cfg.snapshot_schedule(), splits.num_classes
+    )
+    with EventLog(layout.metrics) as events:
+        trainer = Trainer(
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            epochs=cfg.epochs,
+            events=events,
+            checkpoint_dir=layout.checkpoints,
+            epoch_hooks=[snapshots],
+            log_every=cfg.log_every,
+            should_stop=should_stop,
+            on_step=on_step,
+            extra_state={"classes": splits.classes, "mean": mean, "std": std},
+        )
+        if resume and layout.last_checkpoint.exists():
+            trainer.resume(layout.last_checkpoint)
+        state = trainer.fit()
+        summary = {
+            "epochs_done": state.epoch,
+            "best_val_acc": state.best_val_acc,
+            "classes": splits.classes,
+            "data": splits.describe(),
+            "device": str(device),
+        }
+        if state.stopped:
+            return summary
+        # Test accuracy of the best-validation checkpoint: the number a paper would report.
+        best = load_checkpoint(layout.best_checkpoint, map_location=device)
+        model.load_state_dict(best["model"])
+        test = trainer.evaluate(loader(splits.test))
+        events.emit("acc", test.acc, split="test", epoch=state.epoch, step=state.global_step)
+        events.emit("loss", test.loss, split="test", epoch=state.epoch, step=state.global_step)
+        summary.update(test_acc=test.acc, test_loss=test.loss)
+    return summary

@@ -1,0 +1,81 @@
+"""Where things live inside a run folder; the one place that knows the file names."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_EPOCH_FILE = re.compile(r"epoch_(\d{4,})\.(npz|npy)$")
+
+
+def epoch_name(epoch: int, suffix: str) -> str:
+    return f"epoch_{epoch:04d}{suffix}"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def status(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.txt"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.artifacts / "embeddings"
+
+    @property
+    def confusion(self) -> Path:
+        return self.artifacts / "confusion"
+
+    @property
+    def projections(self) -> Path:
+        return self.artifacts / "projections"
+
+    def embedding_file(self, epoch: int) -> Path:
+        return self.embeddings / epoch_name(epoch, ".npz")
+
+    def confusion_file(self, epoch: int) -> Path:
+        return self.confusion / epoch_name(epoch, ".npy")
+
+    def embedding_epochs(self) -> list[int]:
+        return _epochs_in(self.embeddings)
+
+    def confusion_epochs(self) -> list[int]:
+        return _epochs_in(self.confusion)
+
+
+def _epochs_in(folder: Path) -> list[int]:
+    if not folder.is_dir():
+        return []
+    found = (_EPOCH_FILE.search(p.name) for p in folder.iterdir())
+    return sorted(int(m.group(1)) for m in found if m)

@@ -1,0 +1,59 @@
+"""Model registry: `build_model(name, num_classes, pretrained=False, **kw) -> Classifier`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engine.models.base import Classifier
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    build: Callable[..., Classifier]
+    description: str
+    pretrained_available: bool = False
+
+
+def _small_cnn(num_classes: int, **kw) -> Classifier:
+    from engine.models.small_cnn import SmallCNN
+
+    return SmallCNN(num_classes, **kw)
+
+
+def _resnet(depth_name: str) -> Callable[..., Classifier]:
+    def build(num_classes: int, **kw) -> Classifier:
+        from engine.models.resnet import ResNet32
+
+        return ResNet32(depth_name, num_classes, **kw)
+
+    return build
+
+
+_REGISTRY: dict[str, ModelEntry] = {
+    e.name: e
+    for e in [
+        ModelEntry("small_cnn", _small_cnn, "3-block CNN, 16-32-64 filters; the fast demo model"),
+        ModelEntry("resnet18", _resnet("resnet18"), "ResNet-18 for 32x32 (3x3 stem, no max-pool)"),
+        ModelEntry("resnet34", _resnet("resnet34"), "ResNet-34 for 32x32 (3x3 stem, no max-pool)"),
+        ModelEntry("resnet50", _resnet("resnet50"), "ResNet-50 for 32x32 (3x3 stem, no max-pool)"),
+    ]
+}
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def model_description(name: str) -> str:
+    return _REGISTRY[name].description
+
+
+def build_model(name: str, num_classes: int, pretrained: bool = False, **kw) -> Classifier:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(_REGISTRY)}")
+    entry = _REGISTRY[name]
+    if pretrained and not entry.pretrained_available:
+        raise ValueError(f"no pretrained weights are available for {name!r}; train it from scratch")
+    return entry.build(num_classes, **kw)

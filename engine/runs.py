@@ -1,0 +1,252 @@
+"""The run store (one folder per run) and the launcher (one process per training run).
+
+The dashboard and the CLI only ever talk to runs through this module and the files it
+names (engine.layout): a run can be watched, stopped and resumed from anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine.atomic import write_json
+from engine.config import ConfigError, RunConfig
+from engine.layout import RunLayout
+from engine.train.events import read_events
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ACTIVE = ("queued", "running")
+HEARTBEAT_SECONDS = 2.0
+
+
+class RunError(RuntimeError):
+    pass
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("WORKBENCH_RUNS_DIR", REPO_ROOT / "runs")).expanduser()
+
+
+# --- the store ---------------------------------------------------------------------------
+def create_run(cfg: RunConfig, runs_dir: str | Path | None = None) -> Path:
+    """A new run folder with its config; the id is unique even for simultaneous calls."""
+    cfg.validate()
+    root = Path(runs_dir) if runs_dir else default_runs_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot create the runs folder {root}: {e.strerror}") from None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        run_dir = root / f"{stamp}-{cfg.model.name}-{secrets.token_hex(3)}"
+        try:
+            run_dir.mkdir()  # exclusive: two callers never get the same folder
+            break
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise RunError(f"cannot create a run folder in {root}: {e.strerror}") from None
+    else:
+        raise RunError(f"could not find a free run id in {root}")
+    layout = RunLayout(run_dir)
+    write_json(layout.config, cfg.to_dict())
+    write_status(run_dir, state="queued", created=time.time())
+    return run_dir
+
+
+def resolve_run(run: str | Path, runs_dir: str | Path | None = None) -> Path:
+    """A run given as a path or as an id (or a unique prefix of one) in the runs folder."""
+    p = Path(run)
+    if (p / "config.json").exists():
+        return p
+    root = Path(runs_dir) if runs_dir else default_runs_dir()
+    if (root / str(run) / "config.json").exists():
+        return root / str(run)
+    matches = [d for d in root.glob(f"{run}*") if (d / "config.json").exists()] if root.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        names = ", ".join(sorted(m.name for m in matches))
+        raise RunError(f"{run!r} matches several runs: {names}")
+    raise RunError(f"no run {run!r} (looked for a folder with config.json, and in {root})")
+
+
+def load_config(run_dir: str | Path) -> RunConfig:
+    return RunConfig.load(RunLayout(Path(run_dir)).config)
+
+
+def write_status(run_dir: str | Path, **fields: Any) -> dict:
+    """Merge `fields` into status.json (atomic replace) and return the new status."""
+    path = RunLayout(Path(run_dir)).status
+    status = _read_json(path) or {}
+    status.update(fields, updated=time.time())
+    write_json(path, status)
+    return status
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie or a recycled pid is not our training process
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        return b"engine" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the signal check
+
+
+def read_status(run_dir: str | Path) -> dict:
+    """status.json, with a run whose process has died reported as failed instead of running."""
+    status = _read_json(RunLayout(Path(run_dir)).status)
+    if status is None:
+        return {"state": "broken", "error": f"{Path(run_dir) / 'status.json'} is missing or unreadable"}
+    if status.get("state") == "running" and not _pid_alive(status.get("pid")):
+        status["state"] = "failed"
+        status.setdefault("error", "the training process ended without saying why (killed?)")
+    return status
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    path: Path
+    status: dict
+    config: dict | None
+    error: str | None = None
+
+    @property
+    def state(self) -> str:
+        return self.status.get("state", "broken")
+
+    @property
+    def model(self) -> str:
+        return (self.config or {}).get("model", {}).get("name", "?")
+
+    @property
+    def dataset(self) -> str:
+        return (self.config or {}).get("data", {}).get("name", "?")
+
+
+def list_runs(runs_dir: str | Path | None = None) -> list[RunSummary]:
+    """Every run folder, newest first; a damaged folder is listed with its problem, not hidden."""
+    root = Path(runs_dir) if runs_dir else default_runs_dir()
+    if not root.is_dir():
+        return []
+    runs = []
+    for d in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
+        layout = RunLayout(d)
+        if not layout.config.exists():
+            continue
+        config = _read_json(layout.config)
+        error = None if config else f"{layout.config} is not valid JSON"
+        runs.append(RunSummary(d.name, d, read_status(d), config, error))
+    return runs
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    return read_events(RunLayout(Path(run_dir)).metrics)[0]
+
+
+# --- the launcher ------------------------------------------------------------------------
+def launch(run_dir: str | Path, resume: bool = False) -> int:
+    """Start training `run_dir` in its own process; returns its pid. Closing the caller
+    (a browser tab, the dashboard) does not end the run."""
+    run_dir = Path(run_dir).resolve()
+    layout = RunLayout(run_dir)
+    cmd = [sys.executable, "-m", "engine", "resume" if resume else "train", "--run-dir", str(run_dir)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    with open(layout.log, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    write_status(run_dir, state="queued", pid=proc.pid, error=None)
+    # Reap the child when it ends so it never lingers as a zombie that looks alive.
+    threading.Thread(target=proc.wait, daemon=True).start()
+    return proc.pid
+
+
+def stop(run_dir: str | Path) -> bool:
+    """Ask a live run to stop (SIGTERM): it saves last.pt and marks itself stopped."""
+    status = read_status(run_dir)
+    pid = status.get("pid")
+    if status.get("state") not in ACTIVE or not _pid_alive(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    return True
+
+
+def execute(run_dir: str | Path, resume: bool = False, progress: bool = False) -> dict:
+    """Run the experiment of `run_dir` in this process, keeping status.json truthful."""
+    from engine.experiments import get_experiment
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    stop_requested = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    bar = None
+    last_beat = [0.0]
+
+    def on_data(splits, total_steps: int) -> None:
+        nonlocal bar
+        write_status(run_dir, data=splits.describe(), total_steps=total_steps)
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total_steps, desc=run_dir.name, unit="step", dynamic_ncols=True)
+
+    def on_step(state) -> None:
+        if bar is not None:
+            bar.n = state.global_step
+            bar.set_postfix(epoch=state.epoch + 1, refresh=False)
+            bar.update(0)
+        now = time.monotonic()
+        if now - last_beat[0] > HEARTBEAT_SECONDS:  # a heartbeat, not a write per step
+            last_beat[0] = now
+            write_status(run_dir, step=state.global_step, epoch=state.epoch)
+
+    write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), error=None)
+    try:
+        summary = get_experiment(cfg.kind)(
+            cfg, run_dir, resume=resume, should_stop=stop_requested.is_set,
+            on_step=on_step, on_data=on_data,
+        )  # fmt: skip
+    except BaseException as e:
+        state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
+        message = str(e) if isinstance(e, (ConfigError, ValueError, RuntimeError, OSError)) else repr(e)
+        write_status(run_dir, state=state, error=message, ended=time.time())
+        with open(RunLayout(run_dir).log, "a") as log:
+            traceback.print_exc(file=log)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if bar is not None:
+            bar.close()
+    final = "stopped" if stop_requested.is_set() and "test_acc" not in summary else "finished"
+    write_status(run_dir, state=final, summary=summary, ended=time.time())
+    return summary
