@@ -21,9 +21,7 @@ def _class_indices(values: np.ndarray, name: str, num_classes: int) -> np.ndarra
     return values
 
 
-def confusion_matrix(
-    labels: np.ndarray, predictions: np.ndarray, num_classes: int
-) -> np.ndarray:
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """(C, C) int64 counts; rows are true classes, columns predicted classes."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")

@@ -15,10 +15,10 @@ import math
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +91,9 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 def check_method(method: str) -> str:
     if method not in METHODS:
-        raise ValueError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ValueError(
+            f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}"
+        )
     return method
 
 
@@ -218,6 +220,12 @@ def project(
     x = _check_features(features)
     params = _fit_to_size(method, params, x.shape[0])
     init = _check_init(init, x.shape[0])
+    if np.ptp(x, axis=0).max() == 0:
+        # Every sample has the same features (a dead layer): all points sit on one spot.
+        # PCA says so with zeros; t-SNE and UMAP would divide by a zero spread.
+        if method == "pca":
+            return np.zeros((x.shape[0], 2), dtype=np.float32)
+        raise ValueError(f"all {x.shape[0]} samples have identical features; nothing to lay out")
     with _quiet():
         if method == "pca":
             out = _pca(x, seed)
@@ -225,7 +233,10 @@ def project(
             out = _tsne(x, params, seed, init)
         else:
             out = _umap(x, params, seed, init)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{method} produced non-finite coordinates for these features")
+    return out
 
 
 def align_procrustes(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
@@ -352,7 +363,11 @@ def _chain_epochs(layout: RunLayout, epochs: Iterable[int] | None) -> tuple[list
 
 
 def _project_epoch(
-    run_dir: Path, epoch: int, method: str, params: dict[str, Any], seed: int,
+    run_dir: Path,
+    epoch: int,
+    method: str,
+    params: dict[str, Any],
+    seed: int,
     previous: np.ndarray | None,
 ) -> np.ndarray:
     features = load_embedding(run_dir, epoch)["features"]

@@ -8,6 +8,7 @@ from engine.config import DataConfig
 from engine.data.datasets import DataError, ImageSet, Splits, stratified_splits
 from engine.data.loader import BatchLoader, random_crop_flip
 from engine.data.sources import (
+    check_source,
     read_cifar10,
     read_digits,
     read_image_folder,
@@ -17,6 +18,7 @@ from engine.data.sources import (
 __all__ = [
     "BatchLoader",
     "DataError",
+    "check_source",
     "ImageSet",
     "Splits",
     "load_dataset",

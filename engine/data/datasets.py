@@ -50,6 +50,17 @@ class Splits:
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
         return mean.tolist(), std.tolist()
 
+    def images_by_id(self, ids) -> torch.Tensor:
+        """(n, 3, H, W) uint8 images of the given sample ids, from whichever split holds them."""
+        parts = (self.train, self.val, self.test)
+        all_ids = torch.cat([p.ids for p in parts])
+        order = torch.argsort(all_ids)
+        ids = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+        pos = torch.searchsorted(all_ids[order], ids).clamp_max(len(order) - 1)
+        if not torch.equal(all_ids[order][pos], ids):
+            raise KeyError("some sample ids are not in this dataset")
+        return torch.cat([p.images for p in parts])[order[pos]]
+
     def describe(self) -> str:
         return (
             f"{self.source}: {len(self.train)} train / {len(self.val)} val / "

@@ -159,3 +159,25 @@ def read_cifar10(path: str | Path, size: int):
     y = torch.from_numpy(np.concatenate([t[1] for t in train]))
     tx = resize_uint8(torch.from_numpy(test_x), size)
     return x, y, tx, torch.from_numpy(test_y), list(CIFAR10_CLASSES)
+
+
+def check_source(name: str, path: str | None) -> None:
+    """Cheap checks before a run starts (the full read happens in the run's own process):
+    the folder exists and holds what the format needs. Raises DataError naming the problem."""
+    if name == "digits":
+        return
+    if not path:
+        raise DataError(f"the {name!r} dataset needs a folder path")
+    root = _existing_dir(path)
+    if name == "folder":
+        subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if len(subdirs) < 2:
+            raise DataError(f"{root} must hold one sub-folder per class (at least 2); found {len(subdirs)}")
+    elif name == "prefixed":
+        if not _images_in(root):
+            raise DataError(f"{root} holds no image files named <label>_<n>.png")
+    elif name == "cifar10":
+        base = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+        missing = [f for f in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"] if not (base / f).exists()]
+        if missing:
+            raise DataError(f"{base} lacks the CIFAR-10 python batch file(s) {', '.join(missing)}")

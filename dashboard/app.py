@@ -1,0 +1,23 @@
+"""Entry point: `streamlit run dashboard/app.py`. Pages live in dashboard/pages/."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `engine` and `dashboard` import from the repo root
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="CNN workbench", page_icon="🔬", layout="wide")
+
+PAGES = Path(__file__).parent / "pages"
+nav = st.navigation(
+    [
+        st.Page(PAGES / "home.py", title="Home", icon="🏠", default=True),
+        st.Page(PAGES / "train.py", title="Train", icon="📈"),
+        st.Page(PAGES / "embeddings.py", title="Embeddings", icon="🌌"),
+        st.Page(PAGES / "confusion.py", title="Confusion matrix", icon="🧮"),
+    ]
+)
+nav.run()

@@ -1,0 +1,192 @@
+"""Embeddings: penultimate-layer features of a fixed validation subset, projected to 2-D
+at every snapshot epoch, animated across epochs; click a point to see it and its neighbours."""
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import widgets
+from engine import runs
+from engine.analysis import DEFAULT_PARAMS, load_embedding, nearest_neighbours, project_run
+from engine.config import DataConfig
+from engine.data import load_dataset
+from engine.layout import RunLayout
+
+METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+st.title("🌌 Embeddings")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def projections(run_dir: str, method: str, params_json: str, epochs: tuple[int, ...]):
+    """All snapshot layouts of one (run, method, params); the run folder holds the disk cache."""
+    bar = st.progress(0.0, text=f"Projecting with {METHOD_LABELS[method]}…")
+
+    def progress(done, total, epoch):
+        bar.progress(done / total, text=f"{METHOD_LABELS[method]}: epoch {epoch} ({done}/{total})")
+
+    result = project_run(run_dir, method, json.loads(params_json), progress=progress)
+    bar.empty()
+    return result
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def embedding(run_dir: str, epoch: int):
+    return load_embedding(run_dir, epoch)
+
+
+@st.cache_resource(show_spinner="Loading the run's dataset…", max_entries=4)
+def dataset(data_json: str):
+    return load_dataset(DataConfig(**json.loads(data_json)))
+
+
+def scatter_traces(xy, emb, classes, colour_by: str, selected: int | None):
+    """One WebGL trace per class (so the legend toggles classes); misclassified points as ×."""
+    labels, preds = emb["labels"], emb["predictions"]
+    colour = labels if colour_by == "true label" else preds
+    wrong = labels != preds
+    traces = []
+    for c, name in enumerate(classes):
+        idx = np.flatnonzero(colour == c)
+        traces.append(
+            go.Scattergl(
+                x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name,
+                customdata=np.column_stack([idx, emb["sample_ids"][idx]]),
+                text=[f"true {classes[labels[i]]} · predicted {classes[preds[i]]}" for i in idx],
+                hovertemplate="sample %{customdata[1]}<br>%{text}<extra></extra>",
+                marker=dict(
+                    color=widgets.PALETTE[c % len(widgets.PALETTE)], size=np.where(wrong[idx], 9, 6),
+                    symbol=np.where(wrong[idx], "x", "circle"), line=dict(width=0),
+                ),
+            )
+        )  # fmt: skip
+    if selected is not None:
+        traces.append(
+            go.Scattergl(
+                x=[xy[selected, 0]], y=[xy[selected, 1]], mode="markers", name="selected",
+                marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=2, color="black")),
+                hoverinfo="skip",
+            )
+        )  # fmt: skip
+    return traces
+
+
+def figure(layouts, embs, epoch, classes, colour_by, selected):
+    frames_epochs = sorted(layouts)
+    all_xy = np.concatenate([layouts[e] for e in frames_epochs])
+    pad = 0.05 * (all_xy.max(0) - all_xy.min(0) + 1e-9)
+    lo, hi = all_xy.min(0) - pad, all_xy.max(0) + pad
+    fig = go.Figure(data=scatter_traces(layouts[epoch], embs[epoch], classes, colour_by, selected))
+    fig.frames = [
+        go.Frame(
+            data=scatter_traces(layouts[e], embs[e], classes, colour_by, selected), name=str(e)
+        )
+        for e in frames_epochs
+    ]
+    fig.update_layout(
+        height=620, margin=dict(l=10, r=10, t=30, b=10), uirevision="embeddings",
+        xaxis=dict(range=[lo[0], hi[0]], showticklabels=False, title=None),
+        yaxis=dict(range=[lo[1], hi[1]], showticklabels=False, title=None),
+        legend=dict(title=colour_by, itemsizing="constant"),
+        updatemenus=[dict(
+            type="buttons", direction="left", x=0, y=-0.02, xanchor="left", yanchor="top",
+            buttons=[
+                dict(label="▶ Play", method="animate",
+                     args=[None, dict(frame=dict(duration=700, redraw=True),
+                                      transition=dict(duration=300), fromcurrent=True)]),
+                dict(label="⏸", method="animate",
+                     args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))]),
+            ],
+        )],
+        sliders=[dict(
+            active=frames_epochs.index(epoch), x=0.12, len=0.88, y=-0.02, yanchor="top",
+            currentvalue=dict(prefix="epoch "),
+            steps=[dict(label=str(e), method="animate",
+                        args=[[str(e)], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
+                   for e in frames_epochs],
+        )],
+    )  # fmt: skip
+    return fig
+
+
+def neighbour_gallery(run_cfg, emb, row: int, classes, k: int) -> None:
+    try:
+        data = dataset(json.dumps(run_cfg["data"], sort_keys=True))
+    except Exception as e:
+        st.warning(f"Cannot show images: the run's dataset does not load here ({e}).")
+        return
+    near = nearest_neighbours(emb["features"], row, k)
+    rows = [row, *near.tolist()]
+    images = data.images_by_id(emb["sample_ids"][rows]).numpy()
+    cols = st.columns(len(rows))
+    for i, (col, r) in enumerate(zip(cols, rows, strict=True)):
+        true, pred = classes[emb["labels"][r]], classes[emb["predictions"][r]]
+        mark = "✓" if true == pred else "✗"
+        title = "selected" if i == 0 else f"neighbour {i}"
+        col.image(widgets.png_bytes(images[i], scale=3), caption=f"{title}: {true} → {pred} {mark}")
+
+
+run = widgets.run_picker(require_snapshots=True)
+if run is None:
+    widgets.no_runs_message("embedding snapshots")
+    st.stop()
+
+layout = RunLayout(run.path)
+epochs = layout.embedding_epochs()
+c1, c2, c3 = st.columns([2, 2, 3])
+method = c1.radio("Projection", list(METHOD_LABELS), format_func=METHOD_LABELS.get, horizontal=True)
+colour_by = c2.radio("Colour by", ["true label", "predicted label"], horizontal=True)
+params = dict(DEFAULT_PARAMS[method])
+with c3:
+    if method == "tsne":
+        params["perplexity"] = st.slider("Perplexity", 5.0, 50.0, float(params["perplexity"]), 1.0)
+    elif method == "umap":
+        a, b = st.columns(2)
+        params["n_neighbors"] = a.slider("Neighbours", 2, 100, int(params["n_neighbors"]))
+        params["min_dist"] = b.slider("Min. distance", 0.0, 1.0, float(params["min_dist"]), 0.05)
+    else:
+        st.caption("PCA: the two directions of largest variance. Linear and fast; t-SNE and "
+                   "UMAP show local clusters better.")  # fmt: skip
+
+epoch = st.select_slider("Snapshot epoch", options=epochs, value=epochs[-1])
+try:
+    layouts = projections(str(run.path), method, json.dumps(params, sort_keys=True), tuple(epochs))
+    embs = {e: embedding(str(run.path), e) for e in epochs}
+except (OSError, ValueError) as e:
+    widgets.show_error(e)
+    st.stop()
+
+classes = (run.status.get("summary") or {}).get("classes") or [
+    str(i) for i in range(int(max(e["labels"].max() for e in embs.values())) + 1)
+]
+emb = embs[epoch]
+wrong = int((emb["labels"] != emb["predictions"]).sum())
+st.caption(
+    f"{len(emb['labels'])} validation images · {emb['features'].shape[1]}-d features · "
+    f"epoch {epoch}: {wrong} misclassified (×). Drag to zoom, click a point to inspect it, "
+    f"▶ Play animates the snapshots (aligned so that the layout does not flip between epochs)."
+)
+selected = st.session_state.get(f"selected:{run.run_id}")
+if selected is not None and selected >= len(emb["labels"]):
+    selected = None
+event = st.plotly_chart(
+    figure(layouts, embs, epoch, classes, colour_by, selected),
+    on_select="rerun", selection_mode=("points",), key=f"scatter:{run.run_id}:{method}",
+)  # fmt: skip
+points = (event.selection or {}).get("points", []) if event else []
+picked = [p["customdata"][0] for p in points if p.get("customdata") is not None]
+if picked and picked[0] != selected:
+    st.session_state[f"selected:{run.run_id}"] = int(picked[0])
+    st.rerun()
+
+st.subheader("Inspect a point")
+a, b = st.columns([1, 3])
+row = a.number_input(
+    "Row (or click a point)", 0, len(emb["labels"]) - 1, value=selected or 0,
+    key=f"row:{run.run_id}",
+)  # fmt: skip
+k = b.slider("Nearest neighbours (in the original feature space)", 1, 12, 6)
+run_cfg = runs.load_config(run.path).to_dict()
+neighbour_gallery(run_cfg, emb, int(row), classes, k)

@@ -1,0 +1,119 @@
+"""Train: start a run, then watch it live (curves + progress), stop it, resume it."""
+
+import streamlit as st
+
+from dashboard import widgets
+from engine import runs
+from engine.config import DATASETS, ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig
+from engine.data import DataError, check_source
+from engine.layout import RunLayout
+from engine.models import list_models, model_description
+
+DATASET_LABELS = {
+    "digits": "Handwritten digits (embedded, offline)",
+    "folder": "Image folder (one sub-folder per class)",
+    "prefixed": "Labelled file names (<label>_<n>.png)",
+    "cifar10": "CIFAR-10 python batches",
+}
+
+st.title("📈 Train")
+
+
+def start_form() -> None:
+    d = RunConfig()
+    with st.form("new_run"):
+        c1, c2, c3 = st.columns(3)
+        dataset = c1.selectbox("Dataset", DATASETS, format_func=DATASET_LABELS.get)
+        path = c1.text_input(
+            "Dataset folder", placeholder="/path/to/data (not needed for the digits)"
+        )
+        model = c1.selectbox("Model", list_models(), format_func=lambda m: f"{m}: {model_description(m)}")
+        optimizer = c2.selectbox("Optimiser", ["adam", "sgd"])
+        lr = c2.number_input("Learning rate", value=d.optim.lr, format="%.5f", step=1e-4)
+        schedule = c2.selectbox("Schedule", ["cosine", "multistep", "none"])
+        augment = c2.checkbox("Augment (random crop + flip)", value=False)
+        epochs = c3.number_input("Epochs", min_value=1, value=d.epochs)
+        batch_size = c3.number_input("Batch size", min_value=1, value=d.batch_size)
+        snapshot_every = c3.number_input(
+            "Snapshot every k epochs", min_value=1, value=d.snapshot_every,
+            help="Embeddings and the confusion matrix are saved at epoch 1, every k-th, and the last.",
+        )  # fmt: skip
+        seed = c3.number_input("Seed", value=0, step=1)
+        name = st.text_input("Name (optional)")
+        submitted = st.form_submit_button("▶ Start training", type="primary")
+    if not submitted:
+        return
+    try:
+        cfg = RunConfig(
+            name=name,
+            data=DataConfig(name=dataset, path=path.strip() or None, augment=augment),
+            model=ModelConfig(name=model),
+            optim=OptimConfig(name=optimizer, lr=float(lr), schedule=schedule),
+            epochs=int(epochs),
+            batch_size=int(batch_size),
+            seed=int(seed),
+            snapshot_every=int(snapshot_every),
+        ).validate()
+        check_source(cfg.data.name, cfg.data.path)
+        run_dir = runs.create_run(cfg, widgets.runs_dir())
+        runs.launch(run_dir)
+    except (ConfigError, DataError, runs.RunError, OSError) as e:
+        widgets.show_error(e)
+        return
+    st.session_state["run"] = run_dir.name
+    st.toast(f"Started {run_dir.name}")
+
+
+def render_run(run_dir) -> None:
+    status = runs.read_status(run_dir)
+    events = widgets.load_metrics(run_dir)
+    state = status.get("state")
+    st.markdown(widgets.status_line(status))
+    if status.get("error"):
+        st.error(f"{state}: {status['error']}")
+        log = RunLayout(run_dir).log
+        if log.exists():
+            with st.expander("Last lines of the run's log"):
+                st.code("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+    fraction, caption = widgets.progress_of(status, events)
+    st.progress(fraction, text=caption)
+
+    summary = status.get("summary") or {}
+    val_x, val_acc = widgets.epoch_series(events, "acc", "val")
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Epoch", f"{val_x[-1] if val_x else 0}")
+    m2.metric("Val accuracy", f"{val_acc[-1]:.2%}" if val_acc else "–")
+    m3.metric("Best val accuracy", f"{max(val_acc):.2%}" if val_acc else "–")
+    m4.metric("Test accuracy", f"{summary['test_acc']:.2%}" if "test_acc" in summary else "–")
+
+    if events:
+        st.plotly_chart(widgets.training_curves(events), key="curves")
+    else:
+        st.info("Waiting for the first training steps…")
+
+    b1, b2, _ = st.columns([1, 1, 4])
+    if state in runs.ACTIVE:
+        if b1.button("⏹ Stop", help="Saves last.pt, then stops; resume continues from there."):
+            runs.stop(run_dir)
+            st.toast("Asked the run to stop; it saves its checkpoint first.")
+    elif state in ("stopped", "failed") and RunLayout(run_dir).last_checkpoint.exists():
+        if b2.button("⏵ Resume", help="Continue from checkpoints/last.pt"):
+            runs.launch(run_dir, resume=True)
+            st.rerun()
+    if st.session_state.get(f"active:{run_dir}") and state not in runs.ACTIVE:
+        st.session_state[f"active:{run_dir}"] = False
+        st.rerun()  # the run just ended: redraw the whole page once, static from now on
+    st.session_state[f"active:{run_dir}"] = state in runs.ACTIVE
+
+
+with st.expander("New run", expanded=not runs.list_runs(widgets.runs_dir())):
+    start_form()
+
+run = widgets.run_picker()
+if run is None:
+    widgets.no_runs_message()
+else:
+    if run.state in runs.ACTIVE:
+        st.fragment(run_every=1.0)(render_run)(run.path)  # live: redraws every second
+    else:
+        render_run(run.path)

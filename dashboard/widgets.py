@@ -1,0 +1,178 @@
+"""Shared pieces of the pages: run picker, status, metric charts, image grids.
+
+Reading is cheap and cached by file size + mtime, so a fragment that reruns every second
+only re-reads what changed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from engine import runs
+from engine.layout import RunLayout
+
+STATE_ICONS = {
+    "queued": "⏳",
+    "running": "🏃",
+    "finished": "✅",
+    "stopped": "⏸️",
+    "failed": "❌",
+    "broken": "⚠️",
+}
+SPLIT_STYLE = {  # one colour per split, the same on every chart
+    "train": "#1f77b4",
+    "train_epoch": "#1f77b4",
+    "val": "#d62728",
+    "test": "#2ca02c",
+}
+PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]  # fmt: skip
+
+
+def runs_dir() -> Path:
+    return runs.default_runs_dir()
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        s = path.stat()
+        return s.st_size, s.st_mtime_ns
+    except OSError:
+        return -1, -1
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _metrics_cached(path: str, _stamp: tuple[int, int]) -> list[dict]:
+    return runs.read_metrics(path)
+
+
+def load_metrics(run_dir: Path) -> list[dict]:
+    return _metrics_cached(str(run_dir), _stamp(RunLayout(run_dir).metrics))
+
+
+def run_label(r: runs.RunSummary) -> str:
+    icon = STATE_ICONS.get(r.state, "•")
+    name = (r.config or {}).get("name") or ""
+    return f"{icon} {r.run_id}" + (f" · {name}" if name else "")
+
+
+def run_picker(label: str = "Run", key: str = "run_picker", require_snapshots: bool = False):
+    """Select a run; remembers the choice across pages in session_state['run']."""
+    all_runs = runs.list_runs(runs_dir())
+    if require_snapshots:
+        all_runs = [r for r in all_runs if RunLayout(r.path).embedding_epochs()]
+    if not all_runs:
+        return None
+    ids = [r.run_id for r in all_runs]
+    current = st.session_state.get("run")
+    index = ids.index(current) if current in ids else 0
+    by_id = {r.run_id: r for r in all_runs}
+    chosen = st.selectbox(label, ids, index=index, key=key, format_func=lambda i: run_label(by_id[i]))
+    st.session_state["run"] = chosen
+    return by_id[chosen]
+
+
+def no_runs_message(what: str = "runs") -> None:
+    st.info(f"No {what} yet. Start the demo on the **Home** page, or a run on the **Train** page.")
+
+
+def status_line(status: dict) -> str:
+    state = status.get("state", "?")
+    text = f"{STATE_ICONS.get(state, '')} **{state}**"
+    if status.get("created"):
+        text += f" · created {datetime.fromtimestamp(status['created']):%Y-%m-%d %H:%M:%S}"
+    if status.get("data"):
+        text += f" · {status['data']}"
+    return text
+
+
+def progress_of(status: dict, events: list[dict]) -> tuple[float, str]:
+    """Fraction done and a caption, from the latest step seen."""
+    total = status.get("total_steps") or 0
+    step = max((e.get("step") or 0 for e in events), default=0)
+    step = max(step, status.get("step") or 0)
+    epoch = max((e.get("epoch") or 0 for e in events if e.get("split") == "val"), default=0)
+    if status.get("state") == "finished":
+        return 1.0, "finished"
+    if not total:
+        return 0.0, "loading data…"
+    return min(step / total, 1.0), f"step {step} / {total} · epoch {epoch} done"
+
+
+def series(events: list[dict], name: str, split: str) -> tuple[list, list]:
+    pts = [(e["step"], e["value"]) for e in events if e["name"] == name and e.get("split") == split]
+    pts = [(s, v) for s, v in pts if v is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def epoch_series(events: list[dict], name: str, split: str) -> tuple[list, list]:
+    pts = [(e["epoch"], e["value"]) for e in events if e["name"] == name and e.get("split") == split]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def training_curves(events: list[dict], height: int = 360) -> go.Figure:
+    """Loss (per logged step, per epoch, validation) and accuracy (train, validation) by step."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.08)
+    x, y = series(events, "loss", "train")
+    fig.add_trace(
+        go.Scatter(x=x, y=y, name="train loss (steps)", mode="lines",
+                   line=dict(color=SPLIT_STYLE["train"], width=1), opacity=0.45),
+        row=1, col=1,
+    )  # fmt: skip
+    for split, label, dash in (("train_epoch", "train loss (epoch)", None), ("val", "val loss", None)):
+        x, y = series(events, "loss", split)
+        fig.add_trace(
+            go.Scatter(x=x, y=y, name=label, mode="lines+markers",
+                       line=dict(color=SPLIT_STYLE[split], dash=dash)),
+            row=1, col=1,
+        )  # fmt: skip
+    for split, label in (("train", "train acc"), ("val", "val acc"), ("test", "test acc (best model)")):
+        x, y = series(events, "acc", split)
+        mode = "markers" if split == "test" else "lines+markers"
+        marker = dict(size=12, symbol="star") if split == "test" else None
+        fig.add_trace(
+            go.Scatter(x=x, y=y, name=label, mode=mode, marker=marker,
+                       line=dict(color=SPLIT_STYLE[split])),
+            row=1, col=2,
+        )  # fmt: skip
+    fig.update_xaxes(title_text="training step")
+    fig.update_yaxes(title_text="cross-entropy", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
+    fig.update_layout(
+        height=height, margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", y=-0.25), uirevision="keep",
+    )  # fmt: skip
+    return fig
+
+
+def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
+    """(H, W, 3) or (3, H, W) uint8 -> PNG bytes, optionally upscaled with nearest neighbour."""
+    from PIL import Image
+
+    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+        image = np.transpose(image, (1, 2, 0))
+    im = Image.fromarray(np.ascontiguousarray(image))
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def show_error(e: Exception) -> None:
+    """Errors as the user can act on them; never a traceback."""
+    st.error(str(e) or type(e).__name__)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
