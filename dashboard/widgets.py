@@ -77,7 +77,9 @@ def run_picker(label: str = "Run", key: str = "run_picker", require_snapshots: b
     current = st.session_state.get("run")
     index = ids.index(current) if current in ids else 0
     by_id = {r.run_id: r for r in all_runs}
-    chosen = st.selectbox(label, ids, index=index, key=key, format_func=lambda i: run_label(by_id[i]))
+    chosen = st.selectbox(
+        label, ids, index=index, key=key, format_func=lambda i: run_label(by_id[i])
+    )
     st.session_state["run"] = chosen
     return by_id[chosen]
 
@@ -116,27 +118,38 @@ def series(events: list[dict], name: str, split: str) -> tuple[list, list]:
 
 
 def epoch_series(events: list[dict], name: str, split: str) -> tuple[list, list]:
-    pts = [(e["epoch"], e["value"]) for e in events if e["name"] == name and e.get("split") == split]
+    pts = [
+        (e["epoch"], e["value"]) for e in events if e["name"] == name and e.get("split") == split
+    ]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
 def training_curves(events: list[dict], height: int = 360) -> go.Figure:
     """Loss (per logged step, per epoch, validation) and accuracy (train, validation) by step."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.08)
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.08
+    )
     x, y = series(events, "loss", "train")
     fig.add_trace(
         go.Scatter(x=x, y=y, name="train loss (steps)", mode="lines",
                    line=dict(color=SPLIT_STYLE["train"], width=1), opacity=0.45),
         row=1, col=1,
     )  # fmt: skip
-    for split, label, dash in (("train_epoch", "train loss (epoch)", None), ("val", "val loss", None)):
+    for split, label, dash in (
+        ("train_epoch", "train loss (epoch)", None),
+        ("val", "val loss", None),
+    ):
         x, y = series(events, "loss", split)
         fig.add_trace(
             go.Scatter(x=x, y=y, name=label, mode="lines+markers",
                        line=dict(color=SPLIT_STYLE[split], dash=dash)),
             row=1, col=1,
         )  # fmt: skip
-    for split, label in (("train", "train acc"), ("val", "val acc"), ("test", "test acc (best model)")):
+    for split, label in (
+        ("train", "train acc"),
+        ("val", "val acc"),
+        ("test", "test acc (best model)"),
+    ):
         x, y = series(events, "acc", split)
         mode = "markers" if split == "test" else "lines+markers"
         marker = dict(size=12, symbol="star") if split == "test" else None

@@ -92,7 +92,9 @@ def cmd_show(a: argparse.Namespace) -> int:
     status = runs.read_status(run_dir)
     layout = RunLayout(run_dir)
     print(f"run     {run_dir}")
-    print(f"state   {status.get('state')}" + (f" ({status['error']})" if status.get("error") else ""))
+    print(
+        f"state   {status.get('state')}" + (f" ({status['error']})" if status.get("error") else "")
+    )
     if status.get("created"):
         print(f"created {datetime.fromtimestamp(status['created']):%Y-%m-%d %H:%M:%S}")
     print(f"data    {status.get('data', '-')}")
@@ -142,7 +144,11 @@ def cmd_project(a: argparse.Namespace) -> int:
         )  # fmt: skip
     xy = result[epoch]
     emb = load_embedding(run_dir, epoch)
-    out = Path(a.out) if a.out else projection_cache_dir(run_dir, a.method, params, a.seed) / f"epoch_{epoch:04d}.csv"
+    out = (
+        Path(a.out)
+        if a.out
+        else projection_cache_dir(run_dir, a.method, params, a.seed) / f"epoch_{epoch:04d}.csv"
+    )
     table = np.column_stack([emb["sample_ids"], emb["labels"], emb["predictions"], xy])
     np.savetxt(out, table, delimiter=",", header="sample_id,label,prediction,x,y", comments="", fmt=["%d", "%d", "%d", "%.6f", "%.6f"])  # fmt: skip
     print(f"{a.method} of epoch {epoch}: {len(xy)} points -> {out}")
@@ -151,14 +157,18 @@ def cmd_project(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
-    p.add_argument("--runs-dir", default=None, help="runs folder (default: ./runs or $WORKBENCH_RUNS_DIR)")
+    p.add_argument(
+        "--runs-dir", default=None, help="runs folder (default: ./runs or $WORKBENCH_RUNS_DIR)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model (a new run, or --run-dir an existing one)")
     t.add_argument("--config", help="a JSON config file (see README); flags are ignored then")
     t.add_argument("--run-dir", help=argparse.SUPPRESS)
     d = RunConfig()
-    t.add_argument("--dataset", default=d.data.name, choices=["digits", "folder", "prefixed", "cifar10"])
+    t.add_argument(
+        "--dataset", default=d.data.name, choices=["digits", "folder", "prefixed", "cifar10"]
+    )
     t.add_argument("--data-path", default=None, help="folder of the dataset (not for digits)")
     t.add_argument("--model", default=d.model.name)
     t.add_argument("--optimizer", default=d.optim.name, choices=["sgd", "adam"])

@@ -49,7 +49,10 @@ class DataConfig:
         _one_of("data.name", self.name, DATASETS)
         if self.name != "digits":
             _require(bool(self.path), f"data.path is required for the {self.name!r} dataset")
-        _require(8 <= self.image_size <= 512, f"data.image_size must be in [8, 512], got {self.image_size}")
+        _require(
+            8 <= self.image_size <= 512,
+            f"data.image_size must be in [8, 512], got {self.image_size}",
+        )
         for name in ("val_fraction", "test_fraction"):
             v = getattr(self, name)
             _require(0 < v < 0.5, f"data.{name} must be in (0, 0.5), got {v}")
@@ -118,7 +121,9 @@ class RunConfig:
         _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _one_of("device", self.device, DEVICES)
-        _require(self.snapshot_every >= 1, f"snapshot_every must be >= 1, got {self.snapshot_every}")
+        _require(
+            self.snapshot_every >= 1, f"snapshot_every must be >= 1, got {self.snapshot_every}"
+        )
         _require(self.snapshot_size >= 10, f"snapshot_size must be >= 10, got {self.snapshot_size}")
         _require(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         if self.snapshot_epochs is not None:

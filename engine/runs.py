@@ -73,7 +73,9 @@ def resolve_run(run: str | Path, runs_dir: str | Path | None = None) -> Path:
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     if (root / str(run) / "config.json").exists():
         return root / str(run)
-    matches = [d for d in root.glob(f"{run}*") if (d / "config.json").exists()] if root.is_dir() else []
+    matches = (
+        [d for d in root.glob(f"{run}*") if (d / "config.json").exists()] if root.is_dir() else []
+    )
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
@@ -124,7 +126,10 @@ def read_status(run_dir: str | Path) -> dict:
     """status.json, with a run whose process has died reported as failed instead of running."""
     status = _read_json(RunLayout(Path(run_dir)).status)
     if status is None:
-        return {"state": "broken", "error": f"{Path(run_dir) / 'status.json'} is missing or unreadable"}
+        return {
+            "state": "broken",
+            "error": f"{Path(run_dir) / 'status.json'} is missing or unreadable",
+        }
     if status.get("state") == "running" and not _pid_alive(status.get("pid")):
         status["state"] = "failed"
         status.setdefault("error", "the training process ended without saying why (killed?)")
@@ -178,8 +183,18 @@ def launch(run_dir: str | Path, resume: bool = False) -> int:
     (a browser tab, the dashboard) does not end the run."""
     run_dir = Path(run_dir).resolve()
     layout = RunLayout(run_dir)
-    cmd = [sys.executable, "-m", "engine", "resume" if resume else "train", "--run-dir", str(run_dir)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine",
+        "resume" if resume else "train",
+        "--run-dir",
+        str(run_dir),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     with open(layout.log, "ab") as log:
         proc = subprocess.Popen(
             cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -238,7 +253,9 @@ def execute(run_dir: str | Path, resume: bool = False, progress: bool = False) -
         )  # fmt: skip
     except BaseException as e:
         state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
-        message = str(e) if isinstance(e, (ConfigError, ValueError, RuntimeError, OSError)) else repr(e)
+        message = (
+            str(e) if isinstance(e, (ConfigError, ValueError, RuntimeError, OSError)) else repr(e)
+        )
         write_status(run_dir, state=state, error=message, ended=time.time())
         with open(RunLayout(run_dir).log, "a") as log:
             traceback.print_exc(file=log)

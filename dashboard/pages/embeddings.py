@@ -120,12 +120,16 @@ def neighbour_gallery(run_cfg, emb, row: int, classes, k: int) -> None:
     near = nearest_neighbours(emb["features"], row, k)
     rows = [row, *near.tolist()]
     images = data.images_by_id(emb["sample_ids"][rows]).numpy()
-    cols = st.columns(len(rows))
+    cols = st.columns(max(len(rows), 7))
     for i, (col, r) in enumerate(zip(cols, rows, strict=True)):
         true, pred = classes[emb["labels"][r]], classes[emb["predictions"][r]]
         mark = "✓" if true == pred else "✗"
         title = "selected" if i == 0 else f"neighbour {i}"
-        col.image(widgets.png_bytes(images[i], scale=3), caption=f"{title}: {true} → {pred} {mark}")
+        col.image(
+            widgets.png_bytes(images[i], scale=3),
+            caption=f"{title}: {true} → {pred} {mark}",
+            width=96,
+        )
 
 
 run = widgets.run_picker(require_snapshots=True)
@@ -168,25 +172,24 @@ st.caption(
     f"epoch {epoch}: {wrong} misclassified (×). Drag to zoom, click a point to inspect it, "
     f"▶ Play animates the snapshots (aligned so that the layout does not flip between epochs)."
 )
-selected = st.session_state.get(f"selected:{run.run_id}")
-if selected is not None and selected >= len(emb["labels"]):
-    selected = None
+row_key = f"row:{run.run_id}"
+n_points = len(emb["labels"])
+if st.session_state.get(row_key, 0) >= n_points:
+    st.session_state[row_key] = 0
+selected = st.session_state.get(row_key)
 event = st.plotly_chart(
     figure(layouts, embs, epoch, classes, colour_by, selected),
     on_select="rerun", selection_mode=("points",), key=f"scatter:{run.run_id}:{method}",
 )  # fmt: skip
 points = (event.selection or {}).get("points", []) if event else []
 picked = [p["customdata"][0] for p in points if p.get("customdata") is not None]
-if picked and picked[0] != selected:
-    st.session_state[f"selected:{run.run_id}"] = int(picked[0])
+if picked and int(picked[0]) != selected:
+    st.session_state[row_key] = int(picked[0])  # the number input below follows the click
     st.rerun()
 
 st.subheader("Inspect a point")
 a, b = st.columns([1, 3])
-row = a.number_input(
-    "Row (or click a point)", 0, len(emb["labels"]) - 1, value=selected or 0,
-    key=f"row:{run.run_id}",
-)  # fmt: skip
+row = a.number_input("Row (or click a point)", 0, n_points - 1, key=row_key)
 k = b.slider("Nearest neighbours (in the original feature space)", 1, 12, 6)
 run_cfg = runs.load_config(run.path).to_dict()
 neighbour_gallery(run_cfg, emb, int(row), classes, k)

@@ -16,7 +16,7 @@ st.markdown(
     "(`python -m engine --help`)."
 )
 
-left, right = st.columns([1, 2])
+left, _ = st.columns([1, 2])
 with left:
     st.subheader("Try it")
     st.caption(
@@ -34,34 +34,33 @@ with left:
             st.session_state["run"] = run_dir.name
             st.switch_page("pages/train.py")
 
-with right:
-    st.subheader("Runs")
-    all_runs = runs.list_runs(widgets.runs_dir())
-    if not all_runs:
-        widgets.no_runs_message()
-    else:
-        rows = []
-        for r in all_runs:
-            summary = r.status.get("summary") or {}
-            rows.append(
-                {
-                    "run": r.run_id,
-                    "status": f"{widgets.STATE_ICONS.get(r.state, '')} {r.state}",
-                    "model": r.model,
-                    "data": r.dataset,
-                    "epochs": (r.config or {}).get("epochs"),
-                    "best val acc": summary.get("best_val_acc"),
-                    "test acc": summary.get("test_acc"),
-                    "note": r.status.get("error") or r.error or "",
-                }
-            )
-        st.dataframe(
-            pd.DataFrame(rows),
-            hide_index=True,
-            width="stretch",
-            column_config={
-                "best val acc": st.column_config.NumberColumn(format="%.4f"),
-                "test acc": st.column_config.NumberColumn(format="%.4f"),
-            },
+st.subheader("Runs")
+all_runs = runs.list_runs(widgets.runs_dir())
+if not all_runs:
+    widgets.no_runs_message()
+else:
+    rows = []
+    for r in all_runs:
+        summary = r.status.get("summary") or {}
+        rows.append(
+            {
+                "run": r.run_id,
+                "status": f"{widgets.STATE_ICONS.get(r.state, '')} {r.state}",
+                "model": r.model,
+                "data": r.dataset,
+                "epochs": (r.config or {}).get("epochs"),
+                "best val acc": summary.get("best_val_acc"),
+                "test acc": summary.get("test_acc"),
+                "note": r.status.get("error") or r.error or "",
+            }
         )
-        st.caption(f"Runs folder: `{widgets.runs_dir()}`")
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "best val acc": st.column_config.NumberColumn(format="%.4f"),
+            "test acc": st.column_config.NumberColumn(format="%.4f"),
+        },
+    )
+    st.caption(f"Runs folder: `{widgets.runs_dir()}`")

@@ -27,7 +27,9 @@ def start_form() -> None:
         path = c1.text_input(
             "Dataset folder", placeholder="/path/to/data (not needed for the digits)"
         )
-        model = c1.selectbox("Model", list_models(), format_func=lambda m: f"{m}: {model_description(m)}")
+        model = c1.selectbox(
+            "Model", list_models(), format_func=lambda m: f"{m}: {model_description(m)}"
+        )
         optimizer = c2.selectbox("Optimiser", ["adam", "sgd"])
         lr = c2.number_input("Learning rate", value=d.optim.lr, format="%.5f", step=1e-4)
         schedule = c2.selectbox("Schedule", ["cosine", "multistep", "none"])

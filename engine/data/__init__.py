@@ -43,4 +43,3 @@ def load_dataset(cfg: DataConfig) -> Splits:
         test = ImageSet(tx, ty, torch.arange(len(y), len(y) + len(ty)))
         return stratified_splits(x, y, classes, f"CIFAR-10 {cfg.path}", *fractions, test=test)
     raise DataError(f"unknown dataset {cfg.name!r}")
-

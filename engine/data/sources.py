@@ -72,7 +72,9 @@ def read_image_folder(path: str | Path, size: int) -> tuple[torch.Tensor, torch.
     for label, d in enumerate(class_dirs):
         files = _images_in(d)
         if not files:
-            raise DataError(f"class folder {d} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise DataError(
+                f"class folder {d} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         paths += files
         labels += [label] * len(files)
     return _stack(paths, size), torch.tensor(labels), [d.name for d in class_dirs]
@@ -92,7 +94,9 @@ def read_prefixed(path: str | Path, size: int) -> tuple[torch.Tensor, torch.Tens
         names.append(m.group("label"))
     classes = sorted(set(names), key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
     if len(classes) < 2:
-        raise DataError(f"{root}: found only the label {classes[0]!r}; at least 2 classes are needed")
+        raise DataError(
+            f"{root}: found only the label {classes[0]!r}; at least 2 classes are needed"
+        )
     index = {c: i for i, c in enumerate(classes)}
     return _stack(files, size), torch.tensor([index[n] for n in names]), classes
 
@@ -172,12 +176,18 @@ def check_source(name: str, path: str | None) -> None:
     if name == "folder":
         subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
         if len(subdirs) < 2:
-            raise DataError(f"{root} must hold one sub-folder per class (at least 2); found {len(subdirs)}")
+            raise DataError(
+                f"{root} must hold one sub-folder per class (at least 2); found {len(subdirs)}"
+            )
     elif name == "prefixed":
         if not _images_in(root):
             raise DataError(f"{root} holds no image files named <label>_<n>.png")
     elif name == "cifar10":
         base = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
-        missing = [f for f in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"] if not (base / f).exists()]
+        missing = [
+            f
+            for f in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
+            if not (base / f).exists()
+        ]
         if missing:
             raise DataError(f"{base} lacks the CIFAR-10 python batch file(s) {', '.join(missing)}")

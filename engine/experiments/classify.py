@@ -18,8 +18,15 @@ from engine.config import RunConfig
 from engine.data import BatchLoader, ImageSet, Splits, load_dataset
 from engine.layout import RunLayout
 from engine.models import build_model
-from engine.train import EvalResult, EventLog, Trainer, TrainState, build_optimizer
-from engine.train import load_checkpoint, resolve_device
+from engine.train import (
+    EvalResult,
+    EventLog,
+    Trainer,
+    TrainState,
+    build_optimizer,
+    load_checkpoint,
+    resolve_device,
+)
 
 
 def snapshot_subset(val: ImageSet, size: int, seed: int) -> ImageSet:

@@ -100,8 +100,9 @@ class Trainer:
         """Train from the saved position to the end of `epoch`; False when asked to stop."""
         s = self.state
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        # Start from the sums of a mid-epoch stop: a resumed epoch adds in the same order.
+        loss_sum = torch.tensor(s.loss_sum, device=self.device)
+        correct = torch.tensor(s.correct, device=self.device, dtype=torch.long)
         for x, y, _ in self.train_loader.batches(epoch, start=s.step_in_epoch):
             logits = self.model(x)
             loss = self.loss_fn(logits, y)
@@ -126,14 +127,20 @@ class Trainer:
             if self.on_step is not None:
                 self.on_step(s)
             if self.should_stop():
-                self._fold_sums(loss_sum, correct)
+                self._fold_sums(epoch, loss_sum, correct)
                 return False
-        self._fold_sums(loss_sum, correct)
+        self._fold_sums(epoch, loss_sum, correct)
         return True
 
-    def _fold_sums(self, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
-        self.state.loss_sum += loss_sum.item()
-        self.state.correct += int(correct.item())
+    def _fold_sums(self, epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
+        self.state.loss_sum = loss_sum.item()
+        self.state.correct = int(correct.item())
+        if not math.isfinite(self.state.loss_sum):
+            # A non-finite loss between two logged steps: raise before last.pt is overwritten.
+            raise NonFiniteLoss(
+                f"loss became {self.state.loss_sum} during epoch {epoch}; "
+                "try a lower learning rate (the last good checkpoint is kept)"
+            )
 
     @torch.no_grad()
     def evaluate(self, loader: BatchLoader) -> EvalResult:

@@ -1,0 +1,38 @@
+"""Shared fixtures: an isolated runs folder, and tiny run configs that train in seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    """A fresh runs folder, also set as WORKBENCH_RUNS_DIR so nothing lands in the repo's runs/."""
+    path = tmp_path / "runs"
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(path))
+    return path
+
+
+def _tiny_config(image_size: int = 16, **overrides) -> RunConfig:
+    """Digits + small_cnn on the CPU; 16x16 images keep an epoch well under a second."""
+    cfg = RunConfig(
+        data=DataConfig(name="digits", image_size=image_size),
+        model=ModelConfig(name="small_cnn"),
+        optim=OptimConfig(name="adam", lr=3e-3, schedule="cosine"),
+        epochs=2,
+        batch_size=64,
+        seed=0,
+        device="cpu",
+        snapshot_every=1,
+    )
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg.validate()
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """Factory: `tiny_config(epochs=3, image_size=32, ...)` -> a validated RunConfig."""
+    return _tiny_config

@@ -1,0 +1,51 @@
+"""Fixtures for the page tests: an isolated runs folder and one small finished run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine import runs
+from engine.config import RunConfig
+
+APP = Path(__file__).resolve().parents[2] / "dashboard"
+
+
+@pytest.fixture(scope="session")
+def finished_run_template(tmp_path_factory) -> Path:
+    """A real 3-epoch run on the digits, trained once per test session."""
+    root = tmp_path_factory.mktemp("runs-template")
+    cfg = RunConfig(name="fixture", epochs=3, snapshot_every=1, log_every=2)
+    run_dir = runs.create_run(cfg, root)
+    runs.execute(run_dir)
+    return run_dir
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def finished_run(runs_dir, finished_run_template) -> Path:
+    """A private copy of the finished run, so a test may change or damage it."""
+    dst = runs_dir / finished_run_template.name
+    shutil.copytree(finished_run_template, dst)
+    return dst
+
+
+def page(name: str):
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP / "pages" / f"{name}.py"), default_timeout=60)
+
+
+def app():
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP / "app.py"), default_timeout=60)

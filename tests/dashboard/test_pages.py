@@ -1,0 +1,164 @@
+"""AppTest tests of every page: what a user sees with no runs, with a finished run, and on bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import numpy as np
+import pytest
+
+from engine import runs
+from engine.layout import RunLayout
+from tests.dashboard.conftest import app, page
+
+
+def _plotly_specs(at) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def _values(v) -> np.ndarray:
+    """A plotly array, plain or in plotly's typed-array form {"dtype", "bdata"}."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        shape = v.get("shape")
+        return a.reshape([int(d) for d in str(shape).split(",")]) if shape else a
+    return np.asarray(v)
+
+
+@pytest.mark.parametrize("name", ["train", "embeddings", "confusion"])
+def test_pages_without_runs_say_how_to_start(runs_dir, name):
+    at = page(name).run()
+    assert not at.exception
+    assert any("Start the demo" in i.value for i in at.info)
+
+
+def test_home_lists_runs_with_their_results(finished_run):
+    at = page("home").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert finished_run.name in set(table["run"])
+    row = table[table["run"] == finished_run.name].iloc[0]
+    assert "finished" in row["status"]
+    assert row["test acc"] == pytest.approx(runs.read_status(finished_run)["summary"]["test_acc"])
+
+
+def test_start_the_demo_launches_a_run_and_opens_the_train_page(runs_dir):
+    at = app().run()
+    [demo] = [b for b in at.button if "demo" in b.label]
+    demo.click().run()
+    assert not at.exception
+    assert at.title[0].value.endswith("Train")
+    [run_dir] = [p for p in runs_dir.iterdir() if p.is_dir()]
+    try:
+        deadline = time.monotonic() + 60
+        while runs.read_status(run_dir).get("state") == "queued" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert runs.read_status(run_dir)["state"] in ("running", "finished")
+        assert runs.load_config(run_dir).name == "demo"
+    finally:
+        runs.stop(run_dir)
+        deadline = time.monotonic() + 60
+        while runs.read_status(run_dir).get("state") in runs.ACTIVE and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _submit_new_run(at, dataset: str, path: str = "", lr: float | None = None):
+    at.selectbox[0].select(dataset)
+    at.text_input[0].input(path)
+    if lr is not None:
+        at.number_input[0].set_value(lr)
+    at.button[0].click()  # the form's submit button
+    return at.run()
+
+
+def test_train_page_names_a_bad_dataset_folder(runs_dir):
+    at = page("train").run()
+    at = _submit_new_run(at, "folder", "/no/such/folder")
+    assert not at.exception
+    assert any("/no/such/folder" in e.value and "does not exist" in e.value for e in at.error)
+    assert not any(runs_dir.iterdir()), "no run folder is created for bad input"
+
+
+def test_train_page_explains_an_invalid_learning_rate(runs_dir):
+    at = page("train").run()
+    at = _submit_new_run(at, "digits", lr=0.0)
+    assert any("lr must be > 0, got 0" in e.value for e in at.error)
+
+
+def test_train_page_shows_curves_and_metrics_of_a_finished_run(finished_run):
+    at = page("train").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    summary = runs.read_status(finished_run)["summary"]
+    assert metrics["Epoch"] == "3"
+    assert metrics["Test accuracy"] == f"{summary['test_acc']:.2%}"
+    [spec] = _plotly_specs(at)
+    names = {t["name"] for t in spec["data"]}
+    assert {"train loss (steps)", "val loss", "val acc", "test acc (best model)"} <= names
+    assert not any("Resume" in b.label for b in at.button)
+
+
+def test_train_page_offers_resume_for_a_stopped_run(finished_run):
+    runs.write_status(finished_run, state="stopped")
+    at = page("train").run()
+    assert any("Resume" in b.label for b in at.button)
+
+
+def test_train_page_shows_the_error_of_a_failed_run(finished_run):
+    runs.write_status(finished_run, state="failed", error="dataset folder /x does not exist")
+    at = page("train").run()
+    assert any("dataset folder /x does not exist" in e.value for e in at.error)
+
+
+def test_embeddings_page_projects_every_snapshot_and_shows_neighbours(finished_run):
+    at = page("embeddings").run()
+    assert not at.exception
+    [fig] = _plotly_specs(at)
+    assert [f["name"] for f in fig["frames"]] == ["1", "2", "3"]  # the animation
+    emb = np.load(RunLayout(finished_run).embedding_file(3))
+    n_points = sum(len(_values(t["x"])) for t in fig["data"] if t["name"] != "selected")
+    assert n_points == len(emb["labels"])
+    # PCA layouts are cached in the run folder for the next visitor.
+    cached = list(RunLayout(finished_run).projections.glob("pca-*/epoch_*.npy"))
+    assert len(cached) == 3
+    # The selected point and its 6 nearest neighbours are shown as images.
+    captions = [c for im in at.get("image") for c in im.captions]
+    assert len(captions) == 7
+    assert captions[0].startswith("selected") and captions[6].startswith("neighbour 6")
+
+
+def test_embeddings_page_switches_to_tsne(finished_run):
+    at = page("embeddings").run()
+    at.radio[0].set_value("tsne").run()
+    assert not at.exception
+    assert len(list(RunLayout(finished_run).projections.glob("tsne-*/epoch_*.npy"))) == 3
+    assert any(s.label == "Perplexity" for s in at.slider)
+
+
+def test_embeddings_page_reports_a_damaged_snapshot(finished_run):
+    RunLayout(finished_run).embedding_file(2).write_bytes(b"not an npz")
+    at = page("embeddings").run()
+    assert not at.exception
+    assert any("epoch_0002.npz" in e.value for e in at.error)
+
+
+def test_confusion_page_counts_and_normalises(finished_run):
+    at = page("confusion").run()
+    assert not at.exception
+    cm = np.load(RunLayout(finished_run).confusion_file(3))
+    heat, bars = _plotly_specs(at)
+    z = _values(heat["data"][0]["z"])
+    np.testing.assert_allclose(z.sum(1), 1.0)  # row-normalised by default
+    at.toggle[0].set_value(False).run()
+    heat = _plotly_specs(at)[0]
+    np.testing.assert_array_equal(_values(heat["data"][0]["z"]), cm)
+    assert any(f"{int(np.trace(cm))} of {int(cm.sum())}" in c.value for c in at.caption)
+
+
+def test_confusion_page_reports_a_damaged_matrix(finished_run):
+    RunLayout(finished_run).confusion_file(3).write_bytes(b"garbage")
+    at = page("confusion").run()
+    assert not at.exception
+    assert any("epoch_0003.npy" in e.value for e in at.error)
