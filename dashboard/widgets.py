@@ -43,7 +43,7 @@ def runs_dir() -> Path:
     return runs.default_runs_dir()
 
 
-def _stamp(path: Path) -> tuple[int, int]:
+def file_stamp(path: Path) -> tuple[int, int]:
     try:
         s = path.stat()
         return s.st_size, s.st_mtime_ns
@@ -52,12 +52,13 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _metrics_cached(path: str, _stamp: tuple[int, int]) -> list[dict]:
+def _metrics_cached(path: str, stamp: tuple[int, int]) -> list[dict]:
+    # `stamp` (size, mtime) is part of the cache key: a grown file is read again.
     return runs.read_metrics(path)
 
 
 def load_metrics(run_dir: Path) -> list[dict]:
-    return _metrics_cached(str(run_dir), _stamp(RunLayout(run_dir).metrics))
+    return _metrics_cached(str(run_dir), file_stamp(RunLayout(run_dir).metrics))
 
 
 def run_label(r: runs.RunSummary) -> str:

@@ -73,8 +73,11 @@ def resolve_run(run: str | Path, runs_dir: str | Path | None = None) -> Path:
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     if (root / str(run) / "config.json").exists():
         return root / str(run)
+    bare_name = len(p.parts) == 1 and not p.is_absolute()  # glob refuses absolute patterns
     matches = (
-        [d for d in root.glob(f"{run}*") if (d / "config.json").exists()] if root.is_dir() else []
+        [d for d in root.glob(f"{run}*") if (d / "config.json").exists()]
+        if root.is_dir() and bare_name
+        else []
     )
     if len(matches) == 1:
         return matches[0]
@@ -130,9 +133,12 @@ def read_status(run_dir: str | Path) -> dict:
             "state": "broken",
             "error": f"{Path(run_dir) / 'status.json'} is missing or unreadable",
         }
-    if status.get("state") == "running" and not _pid_alive(status.get("pid")):
+    state, pid = status.get("state"), status.get("pid")
+    # Queued runs get a pid once launched: a launched run that died before starting is failed too.
+    if (state == "running" or (state == "queued" and pid)) and not _pid_alive(pid):
         status["state"] = "failed"
-        status.setdefault("error", "the training process ended without saying why (killed?)")
+        if not status.get("error"):  # execute() writes error=None when it starts
+            status["error"] = "the training process ended without saying why (killed?)"
     return status
 
 
@@ -163,14 +169,23 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunSummary]:
     if not root.is_dir():
         return []
     runs = []
-    for d in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
+    for d in (p for p in root.iterdir() if p.is_dir()):
         layout = RunLayout(d)
         if not layout.config.exists():
             continue
         config = _read_json(layout.config)
         error = None if config else f"{layout.config} is not valid JSON"
         runs.append(RunSummary(d.name, d, read_status(d), config, error))
+    # Ids share a one-second stamp and end in random hex: order by creation time, not by name.
+    runs.sort(key=_created, reverse=True)
     return runs
+
+
+def _created(run: RunSummary) -> tuple[float, str]:
+    created = run.status.get("created")
+    if not isinstance(created, (int, float)):  # status.json damaged: when config.json was written
+        created = RunLayout(run.path).config.stat().st_mtime
+    return float(created), run.run_id
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -221,7 +236,11 @@ def execute(run_dir: str | Path, resume: bool = False, progress: bool = False) -
     from engine.experiments import get_experiment
 
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir)
+    try:
+        cfg = load_config(run_dir)
+    except ConfigError as e:  # say so in status.json, or a launched run would look queued forever
+        write_status(run_dir, state="failed", error=str(e), ended=time.time())
+        raise
     stop_requested = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
     bar = None

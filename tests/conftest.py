@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_cpu_thread():
+    """Tiny test models gain nothing from intra-op threads, and on shared cores OpenMP's
+    spinning threads make them up to ~8x slower. One thread here and in subprocesses."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")  # inherited by launched runs and CLI subprocesses
+        yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

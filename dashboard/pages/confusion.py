@@ -12,7 +12,7 @@ st.title("🧮 Confusion matrix")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def load_confusion(path: str, _stamp) -> np.ndarray:
+def load_confusion(path: str, stamp: int) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 
 class DataError(ValueError):
@@ -101,13 +100,17 @@ def stratified_splits(
 
 
 def _split(ids: np.ndarray, y: np.ndarray, fraction: float, seed: int):
-    n_classes = len(np.unique(y))
-    n_take = max(int(round(fraction * len(ids))), n_classes)
-    try:
-        a, b = train_test_split(ids, test_size=n_take, stratify=y, random_state=seed)
-    except ValueError:  # a class too small to stratify: fall back to a plain random split
-        a, b = train_test_split(ids, test_size=n_take, random_state=seed)
-    return np.sort(a), np.sort(b)
+    """Stratified: each class gives round(fraction * its count) samples (at least one) to
+    the second part. Plain numpy; scikit-learn's version costs a second of import time."""
+    rng = np.random.default_rng(seed)
+    taken = []
+    for c in np.unique(y):
+        members = ids[y == c]
+        n = min(max(int(round(fraction * len(members))), 1), len(members) - 1)
+        taken.append(rng.permutation(members)[:n])
+    b = np.sort(np.concatenate(taken))
+    a = np.setdiff1d(ids, b)
+    return a, b
 
 
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:

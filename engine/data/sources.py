@@ -6,6 +6,7 @@ DataError naming the file or folder when something is wrong with it.
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import re
 from pathlib import Path
@@ -19,15 +20,32 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 _PREFIXED = re.compile(r"^(?P<label>.+)_(?P<n>\d+)$")
 
 
-def read_digits(size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """scikit-learn's 1,797 8x8 handwritten digits (values 0..16), upscaled to RGB size x size."""
-    from sklearn.datasets import load_digits
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(1797, 8, 8) values 0..16 and labels, read from the data file scikit-learn ships.
+
+    Read directly (not through `sklearn.datasets`), because importing scikit-learn costs
+    about a second of the time a user waits for the first point of the demo's chart.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    data_file = None
+    if spec and spec.submodule_search_locations:
+        data_file = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    if data_file is not None and data_file.is_file():
+        table = np.loadtxt(data_file, delimiter=",", dtype=np.float32)  # (1797, 65)
+        return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits  # the layout changed: ask scikit-learn
 
     d = load_digits()
-    x = torch.from_numpy(d.images.astype(np.float32) * (255.0 / 16.0))  # (N, 8, 8)
+    return d.images.astype(np.float32), d.target.astype(np.int64)
+
+
+def read_digits(size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """scikit-learn's 1,797 8x8 handwritten digits (values 0..16), upscaled to RGB size x size."""
+    values, labels = _digits_arrays()
+    x = torch.from_numpy(values * (255.0 / 16.0))  # (N, 8, 8)
     x = x.round().to(torch.uint8)[:, None].expand(-1, 3, -1, -1)  # (N, 3, 8, 8)
     images = resize_uint8(x.contiguous(), size)
-    return images, torch.from_numpy(d.target.astype(np.int64)), [str(i) for i in range(10)]
+    return images, torch.from_numpy(labels), [str(i) for i in range(10)]
 
 
 def read_image(path: Path, size: int) -> torch.Tensor:

@@ -115,7 +115,9 @@ class Trainer:
             s.seen += len(y)
             s.step_in_epoch += 1
             s.global_step += 1
-            if s.global_step % self.log_every == 0:
+            if (
+                s.global_step % self.log_every == 0 or s.global_step == 1
+            ):  # first: a live chart at once
                 value = loss.item()
                 if not math.isfinite(value):
                     raise NonFiniteLoss(

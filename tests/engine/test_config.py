@@ -96,7 +96,10 @@ def test_unknown_nested_field_names_the_section():
         ({"optim": {"lr": "fast"}}, "lr must be a number, got 'fast'"),
         ({"optim": {"lr": False}}, "lr must be a number, got False"),
         ({"data": {"augment": "yes"}}, "augment must be true or false, got 'yes'"),
-        ({"optim": {"milestones": [1, "2"]}}, "milestones must be a list of integers, got [1, '2']"),
+        (
+            {"optim": {"milestones": [1, "2"]}},
+            "milestones must be a list of integers, got [1, '2']",
+        ),
         ({"snapshot_epochs": "1,2"}, "snapshot_epochs must be a list of integers, got '1,2'"),
         ({"data": {"path": 5}}, "path must be a string, got 5"),
         ({"name": None}, "name must not be null"),

@@ -1,0 +1,44 @@
+"""The whole app in a real browser: click "Start the demo", watch the live chart appear and
+the run finish, then visit every page. Needs Debian's chromium and playwright (`make test-e2e`)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bench.demo_timing import CHROMIUM_ARGS, dashboard, run_demo
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_demo_trains_live_and_every_page_renders(browser, tmp_path):
+    runs_dir = tmp_path / "runs"
+    with dashboard(runs_dir) as url:
+        result = run_demo(url, runs_dir, browser, timeout_s=180)
+        assert result["state"] == "finished"
+        assert result["test_acc"] >= 0.95
+        assert result["exceptions_shown"] == 0
+        assert result["first_point_s"] < result["finished_s"]  # the chart was live, not a replay
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        for path, text in [
+            ("embeddings", "Inspect a point"),
+            ("confusion", "validation images right"),
+            ("", "Start the demo"),
+        ]:
+            page.goto(f"{url}/{path}")
+            page.get_by_text(text).first.wait_for(timeout=120_000)
+            assert page.locator('[data-testid="stException"]').count() == 0, path
+        page.close()

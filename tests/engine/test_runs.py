@@ -1,0 +1,359 @@
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from engine import runs
+from engine.config import ConfigError, DataConfig
+from engine.data import DataError, load_dataset
+from engine.experiments import classify
+from engine.layout import RunLayout
+from engine.train import load_checkpoint, read_events
+
+
+def wait_for(condition, timeout: float, what: str):
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def _val_events(run_dir) -> list[tuple]:
+    return [
+        (e["name"], e["split"], e["epoch"], e["step"], e["value"])
+        for e in read_events(RunLayout(run_dir).metrics)[0]
+        if e["split"] in ("val", "test")
+    ]
+
+
+# --- the store ------------------------------------------------------------------------------
+
+
+def test_create_run_writes_config_and_queued_status(runs_dir, tiny_config):
+    cfg = tiny_config()
+    run_dir = runs.create_run(cfg)  # no runs_dir: WORKBENCH_RUNS_DIR decides
+    assert run_dir.parent == runs_dir
+    assert json.loads((run_dir / "config.json").read_text()) == cfg.to_dict()
+    assert runs.load_config(run_dir) == cfg
+    status = runs.read_status(run_dir)
+    assert status["state"] == "queued" and "created" in status
+
+
+def test_create_run_refuses_an_invalid_config_and_creates_nothing(runs_dir, tiny_config):
+    cfg = tiny_config()
+    cfg.optim.lr = -1
+    with pytest.raises(ConfigError, match="lr must be > 0"):
+        runs.create_run(cfg)
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_simultaneous_create_run_calls_get_distinct_folders(runs_dir, tiny_config):
+    cfg = tiny_config()
+    n = 24
+    barrier = threading.Barrier(n)
+
+    def create(_):
+        barrier.wait()  # all threads call create_run at the same moment
+        return runs.create_run(cfg, runs_dir)
+
+    with ThreadPoolExecutor(n) as pool:
+        folders = list(pool.map(create, range(n)))
+    assert len(set(folders)) == n
+    assert sorted(p.name for p in runs_dir.iterdir()) == sorted(p.name for p in folders)
+    for folder in folders:
+        assert runs.load_config(folder) == cfg
+
+
+def test_list_runs_is_newest_first(runs_dir, tiny_config):
+    created = [runs.create_run(tiny_config(seed=i), runs_dir) for i in range(5)]
+    listed = runs.list_runs(runs_dir)
+    assert [r.path for r in listed] == created[::-1]
+    assert [r.state for r in listed] == ["queued"] * 5
+    assert listed[0].model == "small_cnn" and listed[0].dataset == "digits"
+
+
+def test_list_runs_shows_damaged_runs_instead_of_hiding_them(runs_dir, tiny_config):
+    good = runs.create_run(tiny_config(), runs_dir)
+    broken_status = runs.create_run(tiny_config(), runs_dir)
+    RunLayout(broken_status).status.write_text('{"state": "runn')
+    broken_config = runs.create_run(tiny_config(), runs_dir)
+    RunLayout(broken_config).config.write_text("not json")
+    (runs_dir / "not-a-run").mkdir()  # no config.json: not a run
+    by_path = {r.path: r for r in runs.list_runs(runs_dir)}
+    assert set(by_path) == {good, broken_status, broken_config}
+    assert by_path[good].state == "queued" and by_path[good].error is None
+    assert by_path[broken_status].state == "broken"
+    assert "status.json" in by_path[broken_status].status["error"]
+    assert "config.json is not valid JSON" in by_path[broken_config].error
+    assert by_path[broken_config].model == "?"
+
+
+def test_list_runs_of_a_missing_folder_is_empty(tmp_path):
+    assert runs.list_runs(tmp_path / "nothing here") == []
+
+
+def test_read_status_reports_a_dead_running_process_as_failed(runs_dir, tiny_config):
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    # A live process whose command line names the engine, as a real run's does.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "engine"], stdin=subprocess.PIPE
+    )
+    try:
+        runs.write_status(run_dir, state="running", pid=proc.pid, error=None)  # as execute() does
+        assert runs.read_status(run_dir)["state"] == "running"
+    finally:
+        proc.communicate(b"")  # let it end, and reap it
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed"
+    assert "ended without saying why" in status["error"]
+    # The file itself is left as the run wrote it.
+    assert json.loads(RunLayout(run_dir).status.read_text())["state"] == "running"
+
+
+def test_read_status_reports_a_launched_run_that_never_started_as_failed(runs_dir, tiny_config):
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    assert runs.read_status(run_dir)["state"] == "queued"  # not launched yet: no pid
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    runs.write_status(run_dir, state="queued", pid=proc.pid, error=None)  # as launch() does
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed" and status["error"]
+
+
+def test_write_status_merges_fields(runs_dir, tiny_config):
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    created = runs.read_status(run_dir)["created"]
+    runs.write_status(run_dir, state="running", pid=123)
+    status = runs.write_status(run_dir, step=7)
+    assert status["state"] == "running" and status["pid"] == 123 and status["step"] == 7
+    assert status["created"] == created and status["updated"] >= created
+    assert json.loads(RunLayout(run_dir).status.read_text()) == status
+
+
+def test_resolve_run_by_id_prefix_and_path(runs_dir, tiny_config):
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    other = runs.create_run(tiny_config(), runs_dir)
+    assert runs.resolve_run(run_dir.name) == run_dir
+    assert runs.resolve_run(run_dir.name, runs_dir) == run_dir
+    assert runs.resolve_run(str(run_dir)) == run_dir
+    assert runs.resolve_run(run_dir) == run_dir
+    # The ids differ only in their last characters; the prefix up to the first difference is unique.
+    common = 0
+    while run_dir.name[common] == other.name[common]:
+        common += 1
+    assert runs.resolve_run(run_dir.name[: common + 1]) == run_dir
+
+
+def test_resolve_run_errors_are_clear(runs_dir, tiny_config):
+    a = runs.create_run(tiny_config(), runs_dir)
+    b = runs.create_run(tiny_config(), runs_dir)
+    with pytest.raises(runs.RunError, match="no run 'nope'") as e:
+        runs.resolve_run("nope")
+    assert str(runs_dir) in str(e.value)
+    with pytest.raises(runs.RunError, match="matches several runs") as e:
+        runs.resolve_run(a.name[:8])
+    assert a.name in str(e.value) and b.name in str(e.value)
+    missing = runs_dir.parent / "elsewhere" / "some-run"
+    with pytest.raises(runs.RunError, match="no run"):
+        runs.resolve_run(str(missing))  # an absolute path that does not exist
+
+
+# --- executing a run in this process --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory, tiny_config):
+    """A tiny digits run (small_cnn, 2 epochs, a snapshot every epoch), executed once."""
+    cfg = tiny_config(image_size=16, epochs=2, snapshot_every=1)
+    run_dir = runs.create_run(cfg, tmp_path_factory.mktemp("runs"))
+    summary = runs.execute(run_dir)
+    return run_dir, cfg, summary
+
+
+def test_execute_writes_status_config_metrics_and_checkpoints(executed):
+    run_dir, cfg, summary = executed
+    layout = RunLayout(run_dir)
+    assert runs.load_config(run_dir) == cfg
+    status = runs.read_status(run_dir)
+    assert status["state"] == "finished" and status["error"] is None
+    assert status["pid"] > 0 and status["ended"] >= status["started"]
+    assert status["summary"] == summary
+    assert summary["epochs_done"] == 2 and 0 <= summary["test_acc"] <= 1
+    splits = load_dataset(cfg.data)
+    assert status["data"] == splits.describe() == summary["data"]
+    assert status["total_steps"] == 2 * math.ceil(len(splits.train) / cfg.batch_size)
+
+    events = read_events(layout.metrics)[0]
+    val_acc = [e for e in events if (e["name"], e["split"]) == ("acc", "val")]
+    assert [e["epoch"] for e in val_acc] == [1, 2]
+    assert summary["best_val_acc"] == max(e["value"] for e in val_acc)
+    (test_acc,) = [e["value"] for e in events if (e["name"], e["split"]) == ("acc", "test")]
+    assert test_acc == summary["test_acc"]
+
+    assert load_checkpoint(layout.last_checkpoint)["progress"]["epoch"] == 2
+    best = load_checkpoint(layout.best_checkpoint)
+    assert best["progress"]["best_val_acc"] == summary["best_val_acc"]
+    assert best["extra"]["classes"] == [str(i) for i in range(10)]
+
+
+def test_execute_writes_embedding_snapshots_of_the_validation_set(executed):
+    run_dir, cfg, _ = executed
+    layout = RunLayout(run_dir)
+    assert layout.embedding_epochs() == [1, 2]
+    val = load_dataset(cfg.data).val
+    snaps = [np.load(layout.embedding_file(epoch)) for epoch in (1, 2)]
+    for snap in snaps:
+        assert set(snap.files) == {"features", "labels", "sample_ids", "predictions"}
+        assert snap["features"].shape == (len(val), 64) and snap["features"].dtype == np.float32
+        assert np.isfinite(snap["features"]).all()
+        assert snap["labels"].dtype == np.int64 and snap["predictions"].dtype == np.int64
+        # The snapshot holds the whole validation set here (~270 < snapshot_size), by id.
+        np.testing.assert_array_equal(snap["sample_ids"], val.ids.numpy())
+        np.testing.assert_array_equal(snap["labels"], val.labels.numpy())
+    np.testing.assert_array_equal(snaps[0]["sample_ids"], snaps[1]["sample_ids"])
+    assert not np.array_equal(snaps[0]["features"], snaps[1]["features"])  # it learned
+
+
+def test_execute_writes_confusion_matrices_that_agree_with_the_metrics(executed):
+    run_dir, cfg, _ = executed
+    layout = RunLayout(run_dir)
+    assert layout.confusion_epochs() == [1, 2]
+    cm = np.load(layout.confusion_file(2))
+    assert cm.shape == (10, 10) and cm.sum() == len(load_dataset(cfg.data).val)
+    events = read_events(layout.metrics)[0]
+    (val_acc,) = [
+        e["value"] for e in events if (e["name"], e["split"], e["epoch"]) == ("acc", "val", 2)
+    ]
+    assert np.trace(cm) / cm.sum() == pytest.approx(val_acc, abs=1e-12)
+    # The snapshot's predictions and the evaluation's confusion matrix are the same model's.
+    snap = np.load(layout.embedding_file(2))
+    assert (snap["predictions"] == snap["labels"]).sum() == np.trace(cm)
+
+
+def test_execute_with_a_bad_dataset_path_ends_failed_naming_the_path(runs_dir, tiny_config):
+    missing = runs_dir.parent / "no" / "such" / "folder"
+    cfg = tiny_config()
+    cfg.data = DataConfig(name="folder", path=str(missing), image_size=16)
+    run_dir = runs.create_run(cfg.validate(), runs_dir)
+    with pytest.raises(DataError):
+        runs.execute(run_dir)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed"
+    assert str(missing) in status["error"]
+    assert "DataError" in RunLayout(run_dir).log.read_text()  # the traceback, for a developer
+
+
+# --- stop after epoch 1, resume, finish == an uninterrupted run ------------------------------
+
+
+def _classify(cfg, run_dir, resume=False, stop_at_step=None):
+    steps = {}
+
+    def on_data(splits, total_steps):
+        steps["per_epoch"] = total_steps // cfg.epochs
+
+    def on_step(state):
+        steps["done"] = state.global_step
+
+    def should_stop():
+        return stop_at_step is not None and steps.get("done") == stop_at_step(steps["per_epoch"])
+
+    summary = classify.run(
+        cfg, run_dir, resume=resume, should_stop=should_stop, on_step=on_step, on_data=on_data
+    )
+    return summary, steps
+
+
+@pytest.mark.parametrize(
+    "stop_at_step",
+    [
+        lambda per_epoch: per_epoch,  # the last batch of epoch 1, before it is evaluated
+        lambda per_epoch: per_epoch + 1,  # just after epoch 1 was evaluated and saved
+    ],
+    ids=["end-of-epoch-1", "start-of-epoch-2"],
+)
+def test_stop_resume_finish_equals_an_uninterrupted_run(tmp_path, tiny_config, stop_at_step):
+    cfg = tiny_config(epochs=3, image_size=8)  # the digits' own size: the cheapest run
+    straight_dir, resumed_dir = tmp_path / "straight", tmp_path / "resumed"
+    expected, _ = _classify(cfg, straight_dir)
+
+    partial, steps = _classify(cfg, resumed_dir, stop_at_step=stop_at_step)
+    assert "test_acc" not in partial  # stopped: no test evaluation yet
+    assert steps["done"] == stop_at_step(steps["per_epoch"])
+    assert RunLayout(resumed_dir).last_checkpoint.exists()
+    final, _ = _classify(cfg, resumed_dir, resume=True)
+
+    assert final == expected  # epochs, best val acc, test acc and loss, exactly
+    assert _val_events(resumed_dir) == _val_events(straight_dir)
+    a = load_checkpoint(RunLayout(straight_dir).last_checkpoint)["model"]
+    b = load_checkpoint(RunLayout(resumed_dir).last_checkpoint)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for epoch in (1, 2, 3):
+        x = np.load(RunLayout(straight_dir).embedding_file(epoch))
+        y = np.load(RunLayout(resumed_dir).embedding_file(epoch))
+        assert all(np.array_equal(x[k], y[k]) for k in x.files)
+
+
+# --- the launcher: a run in its own process ---------------------------------------------------
+
+
+def _state(run_dir):
+    return runs.read_status(run_dir)["state"]
+
+
+def test_launch_runs_to_the_end_in_a_subprocess(runs_dir, tiny_config):
+    run_dir = runs.create_run(tiny_config(epochs=2), runs_dir)
+    pid = runs.launch(run_dir)
+    assert pid > 0
+    wait_for(lambda: _state(run_dir) not in runs.ACTIVE, 120, "the launched run to end")
+    status = runs.read_status(run_dir)
+    assert status["state"] == "finished", RunLayout(run_dir).log.read_text()
+    assert status["pid"] == pid and status["summary"]["epochs_done"] == 2
+    layout = RunLayout(run_dir)
+    assert layout.last_checkpoint.exists() and layout.best_checkpoint.exists()
+    assert layout.embedding_epochs() == [1, 2] and layout.confusion_epochs() == [1, 2]
+    assert layout.log.exists()
+    assert runs.stop(run_dir) is False  # nothing left to stop
+
+
+def test_stop_a_launched_run_then_resume_it_to_the_end(runs_dir, tiny_config):
+    cfg = tiny_config(epochs=30, image_size=8, snapshot_every=10)
+    run_dir = runs.create_run(cfg, runs_dir)
+    runs.launch(run_dir)
+    wait_for(lambda: runs.read_status(run_dir).get("step", 0) > 0, 120, "the first heartbeat")
+    assert runs.stop(run_dir) is True
+    wait_for(lambda: _state(run_dir) not in runs.ACTIVE, 60, "the run to stop")
+    status = runs.read_status(run_dir)
+    assert status["state"] == "stopped", RunLayout(run_dir).log.read_text()
+    assert "test_acc" not in status["summary"]
+    layout = RunLayout(run_dir)
+    stopped_at = load_checkpoint(layout.last_checkpoint)["progress"]
+    assert stopped_at["epoch"] < 30
+
+    summary = runs.execute(run_dir, resume=True)
+    assert summary["epochs_done"] == cfg.epochs == 30
+    assert runs.read_status(run_dir)["state"] == "finished"
+    val_epochs = [e[2] for e in _val_events(run_dir) if e[:2] == ("acc", "val")]
+    assert val_epochs == list(range(1, 31))  # each epoch evaluated exactly once
+    assert layout.embedding_epochs() == [1, 10, 20, 30]
+
+
+def test_a_launched_run_that_dies_before_starting_is_reported_failed(runs_dir, tiny_config):
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    RunLayout(run_dir).config.write_text("{ damaged")
+    runs.launch(run_dir)
+    wait_for(lambda: _state(run_dir) not in runs.ACTIVE, 60, "the run to give up")
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed"
+    assert "config.json" in status["error"]
