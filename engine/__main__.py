@@ -35,7 +35,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.run_dir:  # an existing run folder (how the launcher starts a run)
         run_dir = Path(a.run_dir)
     else:
-        run_dir = runs.create_run(_train_config(a), a.runs_dir)
+        from engine.data import check_source
+
+        cfg = _train_config(a)
+        check_source(cfg.data.name, cfg.data.path)  # before a run folder exists for it
+        run_dir = runs.create_run(cfg, a.runs_dir)
         print(f"run folder: {run_dir}")
     return _execute(run_dir, resume=False, background=a.background)
 

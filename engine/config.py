@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -72,7 +74,7 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     name: str = "adam"
-    lr: float = 3e-3
+    lr: float = 5e-3
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
@@ -83,6 +85,7 @@ class OptimConfig:
         _one_of("optim.name", self.name, OPTIMIZERS)
         _one_of("optim.schedule", self.schedule, SCHEDULES)
         _require(self.lr > 0, f"lr must be > 0, got {self.lr:g}")
+        _require(math.isfinite(self.lr), f"lr must be finite, got {self.lr:g}")
         _require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum:g}")
         _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay:g}")
         _require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma:g}")
@@ -102,9 +105,13 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     epochs: int = 12
-    batch_size: int = 64
+    batch_size: int = 32
     seed: int = 0
     device: str = "auto"
+    # CPU threads for training; 0 = all cores but one (at least one), which leaves a core to
+    # the dashboard and the browser: on 2 cores OpenMP's spinning threads otherwise make a
+    # small model many times slower whenever anything else runs.
+    cpu_threads: int = 0
     # Snapshots (embeddings + confusion matrix) at the first epoch, every k-th, and the last;
     # or exactly at `snapshot_epochs` when given.
     snapshot_every: int = 2
@@ -121,6 +128,7 @@ class RunConfig:
         _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _one_of("device", self.device, DEVICES)
+        _require(self.cpu_threads >= 0, f"cpu_threads must be >= 0, got {self.cpu_threads}")
         _require(
             self.snapshot_every >= 1, f"snapshot_every must be >= 1, got {self.snapshot_every}"
         )
@@ -130,6 +138,9 @@ class RunConfig:
             bad = [e for e in self.snapshot_epochs if not 1 <= e <= self.epochs]
             _require(not bad, f"snapshot_epochs must lie in [1, {self.epochs}], got {bad}")
         return self
+
+    def resolved_cpu_threads(self) -> int:
+        return self.cpu_threads or max(1, (os.cpu_count() or 2) - 1)
 
     def snapshot_schedule(self) -> list[int]:
         if self.snapshot_epochs is not None:

@@ -107,7 +107,21 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _pid_alive(pid: int | None) -> bool:
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (field 3 on), or None without /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of a process (clock ticks since boot): with the pid, names one process."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _pid_alive(pid: int | None, start: int | None = None) -> bool:
     if not pid:
         return False
     try:
@@ -116,13 +130,17 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie or a recycled pid is not our training process
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc (macOS): trust the signal check
+    if fields[0] == "Z":  # a zombie is not a training process
+        return False
+    if start is not None:  # a recycled pid belongs to another process
+        return int(fields[19]) == start
+    try:
         return b"engine" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return True  # no /proc (macOS): trust the signal check
+        return True
 
 
 def read_status(run_dir: str | Path) -> dict:
@@ -135,7 +153,8 @@ def read_status(run_dir: str | Path) -> dict:
         }
     state, pid = status.get("state"), status.get("pid")
     # Queued runs get a pid once launched: a launched run that died before starting is failed too.
-    if (state == "running" or (state == "queued" and pid)) and not _pid_alive(pid):
+    alive = _pid_alive(pid, status.get("pid_start"))
+    if (state == "running" or (state == "queued" and pid)) and not alive:
         status["state"] = "failed"
         if not status.get("error"):  # execute() writes error=None when it starts
             status["error"] = "the training process ended without saying why (killed?)"
@@ -210,12 +229,14 @@ def launch(run_dir: str | Path, resume: bool = False) -> int:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
+    write_status(run_dir, state="queued", pid=None, pid_start=None)
     with open(layout.log, "ab") as log:
         proc = subprocess.Popen(
             cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-    write_status(run_dir, state="queued", pid=proc.pid, error=None)
+    # Only the pid: the child may already have written "running" (its heartbeat restates it).
+    write_status(run_dir, pid=proc.pid, pid_start=process_start(proc.pid), error=None)
     # Reap the child when it ends so it never lingers as a zombie that looks alive.
     threading.Thread(target=proc.wait, daemon=True).start()
     return proc.pid
@@ -225,7 +246,7 @@ def stop(run_dir: str | Path) -> bool:
     """Ask a live run to stop (SIGTERM): it saves last.pt and marks itself stopped."""
     status = read_status(run_dir)
     pid = status.get("pid")
-    if status.get("state") not in ACTIVE or not _pid_alive(pid):
+    if status.get("state") not in ACTIVE or not _pid_alive(pid, status.get("pid_start")):
         return False
     os.kill(pid, signal.SIGTERM)
     return True
@@ -262,9 +283,13 @@ def execute(run_dir: str | Path, resume: bool = False, progress: bool = False) -
         now = time.monotonic()
         if now - last_beat[0] > HEARTBEAT_SECONDS:  # a heartbeat, not a write per step
             last_beat[0] = now
-            write_status(run_dir, step=state.global_step, epoch=state.epoch)
+            write_status(run_dir, state="running", step=state.global_step, epoch=state.epoch)
 
-    write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), error=None)
+    pid = os.getpid()
+    write_status(
+        run_dir, state="running", pid=pid, pid_start=process_start(pid), started=time.time(),
+        error=None,
+    )  # fmt: skip
     try:
         summary = get_experiment(cfg.kind)(
             cfg, run_dir, resume=resume, should_stop=stop_requested.is_set,

@@ -6,6 +6,7 @@ penultimate embeddings and the confusion matrix at the snapshot epochs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,6 +81,8 @@ def run(
     """Train (or resume) the run in `run_dir`; returns its summary (best val acc, test acc...)."""
     layout = RunLayout(Path(run_dir))
     device = resolve_device(cfg.device)
+    if device.type == "cpu" and (cfg.cpu_threads or "OMP_NUM_THREADS" not in os.environ):
+        torch.set_num_threads(cfg.resolved_cpu_threads())
     torch.manual_seed(cfg.seed)
     splits = load_dataset(cfg.data)
     mean, std = splits.channel_stats()
@@ -123,6 +126,7 @@ def run(
             "classes": splits.classes,
             "data": splits.describe(),
             "device": str(device),
+            "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None,
         }
         if state.stopped:
             return summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,11 @@ class Trainer:
             train_loss, train_acc = s.loss_sum / max(s.seen, 1), s.correct / max(s.seen, 1)
             val = self.evaluate(self.val_loader)
             if self.scheduler is not None:
-                self.scheduler.step()
+                with warnings.catch_warnings():
+                    # A run stopped after an epoch's last batch resumes straight into this
+                    # step with no optimizer.step() in between: expected, and harmless.
+                    warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()`")
+                    self.scheduler.step()
             s.epoch, s.step_in_epoch, s.loss_sum, s.correct, s.seen = epoch, 0, 0.0, 0, 0
             seconds = time.perf_counter() - started
             self._emit_epoch(epoch, train_loss, train_acc, val, seconds)

@@ -103,9 +103,8 @@ def test_missing_dataset_folder_exits_with_an_error_naming_it(tmp_path):
     result = cli("train", "--dataset", "folder", "--data-path", missing, runs_dir=tmp_path / "runs")
     assert result.returncode == 2
     assert str(missing) in result.stderr and "Traceback" not in result.stderr
-    # The attempt is recorded as a failed run, with the same message.
-    (summary,) = runs.list_runs(tmp_path / "runs")
-    assert summary.state == "failed" and str(missing) in summary.status["error"]
+    # Checked before anything is written: no run folder for an input that cannot work.
+    assert runs.list_runs(tmp_path / "runs") == []
 
 
 def test_resume_of_an_unknown_run_exits_2(tmp_path):
