@@ -86,7 +86,7 @@ class Trainer:
                 with warnings.catch_warnings():
                     # A run stopped after an epoch's last batch resumes straight into this
                     # step with no optimizer.step() in between: expected, and harmless.
-                    warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()`")
+                    warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`")
                     self.scheduler.step()
             s.epoch, s.step_in_epoch, s.loss_sum, s.correct, s.seen = epoch, 0, 0.0, 0, 0
             seconds = time.perf_counter() - started
