@@ -72,6 +72,12 @@ def _print_summary(summary: dict) -> None:
     print(", ".join(parts))
 
 
+def cmd_worker(a: argparse.Namespace) -> int:
+    from engine.worker import serve
+
+    return serve()
+
+
 def cmd_list(a: argparse.Namespace) -> int:
     from engine import runs
 
@@ -193,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--run-dir", help=argparse.SUPPRESS)
     r.add_argument("--background", action="store_true")
     r.set_defaults(func=cmd_resume)
+
+    w = sub.add_parser("worker", help=argparse.SUPPRESS)  # a warm process for the dashboard
+    w.set_defaults(func=cmd_worker)
 
     sub.add_parser("list", help="list runs").set_defaults(func=cmd_list)
     s = sub.add_parser("show", help="config, status and latest metrics of a run")

@@ -16,6 +16,7 @@ def _one_cpu_thread():
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")  # inherited by launched runs and CLI subprocesses
+        mp.setenv("WORKBENCH_PREWARM", "0")  # no idle warm worker per test process
         yield
     torch.set_num_threads(threads)
 

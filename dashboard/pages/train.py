@@ -88,10 +88,10 @@ def render_run(run_dir) -> None:
     m3.metric("Best val accuracy", f"{max(val_acc):.2%}" if val_acc else "–")
     m4.metric("Test accuracy", f"{summary['test_acc']:.2%}" if "test_acc" in summary else "–")
 
-    if events:
-        st.plotly_chart(widgets.training_curves(events), key="curves")
-    else:
+    if not events:
         st.info("Waiting for the first training steps…")
+    # Drawn even before the first point, so the chart is ready and the first point shows at once.
+    st.plotly_chart(widgets.training_curves(events), key="curves")
 
     b1, b2, _ = st.columns([1, 1, 4])
     if state in runs.ACTIVE:
@@ -116,6 +116,6 @@ if run is None:
     widgets.no_runs_message()
 else:
     if run.state in runs.ACTIVE:
-        st.fragment(run_every=1.0)(render_run)(run.path)  # live: redraws every second
+        st.fragment(run_every=0.5)(render_run)(run.path)  # live: redraws twice a second
     else:
         render_run(run.path)
