@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.config import DataConfig  # noqa: E402
+from engine.config import DataConfig, RunConfig  # noqa: E402
 from engine.data import BatchLoader, load_dataset  # noqa: E402
 from engine.models import build_model  # noqa: E402
 from engine.train import EventLog, Trainer  # noqa: E402
@@ -75,8 +75,10 @@ def main() -> int:
     ap.add_argument("--model", default="small_cnn")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=0, help="0: as a run would (cores - 1)")
     a = ap.parse_args()
+    torch.set_num_threads(a.threads or RunConfig().resolved_cpu_threads())
 
     splits = load_dataset(DataConfig())
     mean, std = splits.channel_stats()

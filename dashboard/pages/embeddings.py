@@ -42,6 +42,12 @@ def dataset(data_json: str):
     return load_dataset(DataConfig(**json.loads(data_json)))
 
 
+def standardise(xy: np.ndarray) -> np.ndarray:
+    """Centre a layout and scale it to unit RMS radius (rotation, hence alignment, kept)."""
+    xy = xy - xy.mean(0)
+    return xy / max(float(np.sqrt((xy**2).sum(1).mean())), 1e-12)
+
+
 def scatter_traces(xy, emb, classes, colour_by: str, selected: int | None):
     """One WebGL trace per class (so the legend toggles classes); misclassified points as ×."""
     labels, preds = emb["labels"], emb["predictions"]
@@ -124,10 +130,10 @@ def neighbour_gallery(run_cfg, emb, row: int, classes, k: int) -> None:
     for i, (col, r) in enumerate(zip(cols, rows, strict=True)):
         true, pred = classes[emb["labels"][r]], classes[emb["predictions"][r]]
         mark = "✓" if true == pred else "✗"
-        title = "selected" if i == 0 else f"neighbour {i}"
+        title = "selected" if i == 0 else f"#{i}"
         col.image(
             widgets.png_bytes(images[i], scale=3),
-            caption=f"{title}: {true} → {pred} {mark}",
+            caption=f"{title} · {true}→{pred} {mark}",
             width=96,
         )
 
@@ -158,6 +164,8 @@ epoch = st.select_slider("Snapshot epoch", options=epochs, value=epochs[-1])
 try:
     layouts = projections(str(run.path), method, json.dumps(params, sort_keys=True), tuple(epochs))
     embs = {e: embedding(str(run.path), e) for e in epochs}
+    if method != "pca":  # t-SNE/UMAP distances have no absolute scale: show each epoch at
+        layouts = {e: standardise(xy) for e, xy in layouts.items()}  # one size, still aligned
 except (OSError, ValueError) as e:
     widgets.show_error(e)
     st.stop()

@@ -126,7 +126,7 @@ def test_embeddings_page_projects_every_snapshot_and_shows_neighbours(finished_r
     # The selected point and its 6 nearest neighbours are shown as images.
     captions = [c for im in at.get("image") for c in im.captions]
     assert len(captions) == 7
-    assert captions[0].startswith("selected") and captions[6].startswith("neighbour 6")
+    assert captions[0].startswith("selected") and captions[6].startswith("#6")
 
 
 def test_embeddings_page_switches_to_tsne(finished_run):
