@@ -20,8 +20,7 @@ nav = st.navigation(
         st.Page(PAGES / "confusion.py", title="Confusion matrix", icon="🧮"),
     ]
 )
-nav.run()
-
 from engine.worker import prewarm  # noqa: E402
 
 prewarm()  # a warm process waits for the next run: its first live point comes ~2 s sooner
+nav.run()

@@ -183,6 +183,14 @@ def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
     return buf.getvalue()
 
 
+def class_names(status: dict, n: int) -> list[str]:
+    """The run's class names (written when its data loaded), or 0..n-1."""
+    classes = status.get("classes") or (status.get("summary") or {}).get("classes")
+    if isinstance(classes, list) and len(classes) >= n:
+        return [str(c) for c in classes]
+    return [str(i) for i in range(n)]
+
+
 def show_error(e: Exception) -> None:
     """Errors as the user can act on them; never a traceback."""
     st.error(str(e) or type(e).__name__)

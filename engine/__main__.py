@@ -25,6 +25,7 @@ def _train_config(a: argparse.Namespace) -> RunConfig:
             seed=a.seed,
             device=a.device,
             snapshot_every=a.snapshot_every,
+            snapshot_epochs=a.snapshot_epochs,
         )
     return cfg.validate()
 
@@ -60,7 +61,8 @@ def _execute(run_dir: Path, resume: bool, background: bool) -> int:
         pid = runs.launch(run_dir, resume=resume)
         print(f"started in the background (pid {pid}); watch with: python -m engine show {run_dir}")
         return 0
-    summary = runs.execute(run_dir, resume=resume, progress=True)
+    # A bar for a person at a terminal; a launched run's log gets no stream of \r updates.
+    summary = runs.execute(run_dir, resume=resume, progress=sys.stderr.isatty())
     _print_summary(summary)
     return 0
 
@@ -165,6 +167,13 @@ def cmd_project(a: argparse.Namespace) -> int:
     return 0
 
 
+def _epoch_list(text: str) -> list[int]:
+    try:
+        return sorted({int(t) for t in text.replace(" ", "").split(",") if t})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected epochs like 1,5,10, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     p.add_argument(
@@ -189,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda", "mps"])
     t.add_argument("--snapshot-every", type=int, default=d.snapshot_every)
+    t.add_argument(
+        "--snapshot-epochs", type=_epoch_list, default=None, metavar="1,5,10",
+        help="snapshot exactly at these epochs (instead of first, every k-th, last)",
+    )  # fmt: skip
     t.add_argument("--augment", action="store_true", help="random crop + flip per batch")
     t.add_argument("--name", default=None)
     t.add_argument("--background", action="store_true", help="start and return at once")
@@ -234,7 +247,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return a.func(a)
-    except (ConfigError, DataError, RunError, CheckpointError, ValueError) as e:
+    except (
+        ConfigError,
+        DataError,
+        RunError,
+        CheckpointError,
+        ValueError,
+        OSError,
+        RuntimeError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ names (engine.layout): a run can be watched, stopped and resumed from anywhere.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -13,6 +14,8 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +42,8 @@ def default_runs_dir() -> Path:
 def create_run(cfg: RunConfig, runs_dir: str | Path | None = None) -> Path:
     """A new run folder with its config; the id is unique even for simultaneous calls."""
     cfg.validate()
+    if cfg.data.path:  # the run's process may start elsewhere: store where the data really is
+        cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -88,20 +93,36 @@ def load_config(run_dir: str | Path) -> RunConfig:
     return RunConfig.load(RunLayout(Path(run_dir)).config)
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (created if missing), held for the `with` block."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def write_status(run_dir: str | Path, **fields: Any) -> dict:
-    """Merge `fields` into status.json (atomic replace) and return the new status."""
-    path = RunLayout(Path(run_dir)).status
-    status = _read_json(path) or {}
-    status.update(fields, updated=time.time())
-    write_json(path, status)
+    """Merge `fields` into status.json (atomic replace) and return the new status.
+
+    The dashboard and the run both write it; the lock keeps one from undoing the other."""
+    layout = RunLayout(Path(run_dir))
+    with _locked(layout.root / ".status.lock"):
+        status = _read_json(layout.status) or {}
+        status.update(fields, updated=time.time())
+        write_json(layout.status, status)
     return status
 
 
 def _read_json(path: Path) -> dict | None:
+    """A JSON object from `path`; None when missing, unreadable, or not an object."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -152,6 +173,9 @@ def read_status(run_dir: str | Path) -> dict:
     # Queued runs get a pid once launched: a launched run that died before starting is failed too.
     alive = _pid_alive(pid, status.get("pid_start"))
     if (state == "running" or (state == "queued" and pid)) and not alive:
+        if status.get("stop_requested"):  # stopped while starting, before it could save
+            status["state"] = "stopped"
+            return status
         status["state"] = "failed"
         if not status.get("error"):  # execute() writes error=None when it starts
             status["error"] = "the training process ended without saying why (killed?)"
@@ -172,11 +196,15 @@ class RunSummary:
 
     @property
     def model(self) -> str:
-        return (self.config or {}).get("model", {}).get("name", "?")
+        return self._section_name("model")
 
     @property
     def dataset(self) -> str:
-        return (self.config or {}).get("data", {}).get("name", "?")
+        return self._section_name("data")
+
+    def _section_name(self, section: str) -> str:
+        value = (self.config or {}).get(section)
+        return str(value.get("name", "?")) if isinstance(value, dict) else "?"
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[RunSummary]:
@@ -200,7 +228,10 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunSummary]:
 def _created(run: RunSummary) -> tuple[float, str]:
     created = run.status.get("created")
     if not isinstance(created, (int, float)):  # status.json damaged: when config.json was written
-        created = RunLayout(run.path).config.stat().st_mtime
+        try:
+            created = RunLayout(run.path).config.stat().st_mtime
+        except OSError:  # deleted while we listed it
+            created = 0.0
     return float(created), run.run_id
 
 
@@ -209,6 +240,15 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 # --- the launcher ------------------------------------------------------------------------
+def is_active(run_dir: str | Path) -> bool:
+    """True while a process is training (or was started to train) this run; a run that was
+    created but never launched is queued with no pid, and not active."""
+    status = read_status(run_dir)
+    return status.get("state") == "running" or (
+        status.get("state") == "queued" and bool(status.get("pid"))
+    )
+
+
 def launch(run_dir: str | Path, resume: bool = False, warm: bool = True) -> int:
     """Start training `run_dir` in its own process; returns its pid. Closing the caller
     (a browser tab, the dashboard) does not end the run. With `warm`, an idle worker started
@@ -216,13 +256,21 @@ def launch(run_dir: str | Path, resume: bool = False, warm: bool = True) -> int:
     from engine import worker
 
     run_dir = Path(run_dir).resolve()
+    if is_active(run_dir):
+        raise RunError(f"{run_dir.name} is already running (pid {read_status(run_dir).get('pid')})")
     command = "resume" if resume else "train"
-    write_status(run_dir, state="queued", pid=None, pid_start=None)
-    pid = worker.take_warm(command, run_dir) if warm else None
-    if pid is None:
-        pid = worker.spawn_cold(command, run_dir)
+    write_status(
+        run_dir, state="queued", pid=None, pid_start=None, error=None, stop_requested=False
+    )
+    try:
+        pid = worker.take_warm(command, run_dir) if warm else None
+        if pid is None:
+            pid = worker.spawn_cold(command, run_dir)
+    except OSError as e:
+        write_status(run_dir, state="failed", error=f"could not start the training process: {e}")
+        raise RunError(f"could not start the training process for {run_dir.name}: {e}") from None
     # Only the pid: the child may already have written "running" (its heartbeat restates it).
-    write_status(run_dir, pid=pid, pid_start=process_start(pid), error=None)
+    write_status(run_dir, pid=pid, pid_start=process_start(pid))
     return pid
 
 
@@ -232,15 +280,30 @@ def stop(run_dir: str | Path) -> bool:
     pid = status.get("pid")
     if status.get("state") not in ACTIVE or not _pid_alive(pid, status.get("pid_start")):
         return False
+    write_status(run_dir, stop_requested=True)
     os.kill(pid, signal.SIGTERM)
     return True
 
 
 def execute(run_dir: str | Path, resume: bool = False, progress: bool = False) -> dict:
     """Run the experiment of `run_dir` in this process, keeping status.json truthful."""
+    run_dir = Path(run_dir)
+    # One process trains a run at a time; a second one leaves status.json to the first.
+    lock = open(RunLayout(run_dir).root / ".train.lock", "a")  # noqa: SIM115  held until exit
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise RunError(f"{run_dir.name} is already being trained by another process") from None
+    try:
+        return _execute_locked(run_dir, resume, progress)
+    finally:
+        lock.close()
+
+
+def _execute_locked(run_dir: Path, resume: bool, progress: bool) -> dict:
     from engine.experiments import get_experiment
 
-    run_dir = Path(run_dir)
     try:
         cfg = load_config(run_dir)
     except ConfigError as e:  # say so in status.json, or a launched run would look queued forever
@@ -253,7 +316,9 @@ def execute(run_dir: str | Path, resume: bool = False, progress: bool = False) -
 
     def on_data(splits, total_steps: int) -> None:
         nonlocal bar
-        write_status(run_dir, data=splits.describe(), total_steps=total_steps)
+        write_status(
+            run_dir, data=splits.describe(), total_steps=total_steps, classes=splits.classes
+        )
         if progress:
             from tqdm import tqdm
 

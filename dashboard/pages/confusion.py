@@ -32,7 +32,7 @@ normalised = c2.toggle("Row-normalised", value=True, help="Each row sums to 1: r
 path = layout.confusion_file(epoch)
 try:
     cm = load_confusion(str(path), path.stat().st_mtime_ns)
-except (OSError, ValueError) as e:
+except (OSError, ValueError, EOFError) as e:
     widgets.show_error(ValueError(f"cannot read {path}: {e}"))
     st.stop()
 if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
@@ -40,7 +40,7 @@ if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
     st.stop()
 
 n = cm.shape[0]
-classes = (run.status.get("summary") or {}).get("classes") or [str(i) for i in range(n)]
+classes = widgets.class_names(run.status, n)
 z = normalise_rows(cm) if normalised else cm
 text = [[f"{v:.2f}" if normalised else str(int(v)) for v in row] for row in z]
 heat = go.Figure(

@@ -20,7 +20,8 @@ st.title("🌌 Embeddings")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def projections(run_dir: str, method: str, params_json: str, epochs: tuple[int, ...]):
+def projections(run_dir: str, method: str, params_json: str, stamps: tuple):
+    # `stamps` ((epoch, mtime) of every snapshot) keys the cache: a rewritten snapshot is re-read.
     """All snapshot layouts of one (run, method, params); the run folder holds the disk cache."""
     bar = st.progress(0.0, text=f"Projecting with {METHOD_LABELS[method]}…")
 
@@ -33,7 +34,7 @@ def projections(run_dir: str, method: str, params_json: str, epochs: tuple[int, 
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def embedding(run_dir: str, epoch: int):
+def embedding(run_dir: str, epoch: int, stamp: tuple[int, int]):
     return load_embedding(run_dir, epoch)
 
 
@@ -162,17 +163,20 @@ with c3:
 
 epoch = st.select_slider("Snapshot epoch", options=epochs, value=epochs[-1])
 try:
-    layouts = projections(str(run.path), method, json.dumps(params, sort_keys=True), tuple(epochs))
-    embs = {e: embedding(str(run.path), e) for e in epochs}
+    stamps = {e: widgets.file_stamp(layout.embedding_file(e)) for e in epochs}
+    layouts = projections(
+        str(run.path), method, json.dumps(params, sort_keys=True), tuple(stamps.items())
+    )
+    embs = {e: embedding(str(run.path), e, stamps[e]) for e in epochs}
+    run_cfg = runs.load_config(run.path).to_dict()
     if method != "pca":  # t-SNE/UMAP distances have no absolute scale: show each epoch at
         layouts = {e: standardise(xy) for e, xy in layouts.items()}  # one size, still aligned
-except (OSError, ValueError) as e:
+except (OSError, ValueError, EOFError) as e:  # ConfigError is a ValueError
     widgets.show_error(e)
     st.stop()
 
-classes = (run.status.get("summary") or {}).get("classes") or [
-    str(i) for i in range(int(max(e["labels"].max() for e in embs.values())) + 1)
-]
+n_classes = int(max(max(e["labels"].max(), e["predictions"].max()) for e in embs.values())) + 1
+classes = widgets.class_names(run.status, n_classes)
 emb = embs[epoch]
 wrong = int((emb["labels"] != emb["predictions"]).sum())
 st.caption(
@@ -199,5 +203,4 @@ st.subheader("Inspect a point")
 a, b = st.columns([1, 3])
 row = a.number_input("Row (or click a point)", 0, n_points - 1, key=row_key)
 k = b.slider("Nearest neighbours (in the original feature space)", 1, 12, 6)
-run_cfg = runs.load_config(run.path).to_dict()
 neighbour_gallery(run_cfg, emb, int(row), classes, k)

@@ -19,6 +19,17 @@ DATASET_LABELS = {
 st.title("📈 Train")
 
 
+def parse_epochs(text: str) -> list[int] | None:
+    if not text.strip():
+        return None
+    try:
+        return sorted({int(t) for t in text.replace(" ", "").split(",") if t})
+    except ValueError:
+        raise ConfigError(
+            f"snapshot epochs must be whole numbers like 1, 5, 10; got {text!r}"
+        ) from None
+
+
 def start_form() -> None:
     d = RunConfig()
     with st.form("new_run"):
@@ -41,11 +52,17 @@ def start_form() -> None:
             help="Embeddings and the confusion matrix are saved at epoch 1, every k-th, and the last.",
         )  # fmt: skip
         seed = c3.number_input("Seed", value=0, step=1)
-        name = st.text_input("Name (optional)")
+        n1, n2 = st.columns(2)
+        name = n1.text_input("Name (optional)")
+        exact = n2.text_input(
+            "Snapshot exactly at epochs (optional)", placeholder="e.g. 1, 5, 10",
+            help="Overrides 'every k': embeddings and confusion matrices at just these epochs.",
+        )  # fmt: skip
         submitted = st.form_submit_button("▶ Start training", type="primary")
     if not submitted:
         return
     try:
+        snapshot_epochs = parse_epochs(exact)
         cfg = RunConfig(
             name=name,
             data=DataConfig(name=dataset, path=path.strip() or None, augment=augment),
@@ -55,6 +72,7 @@ def start_form() -> None:
             batch_size=int(batch_size),
             seed=int(seed),
             snapshot_every=int(snapshot_every),
+            snapshot_epochs=snapshot_epochs,
         ).validate()
         check_source(cfg.data.name, cfg.data.path)
         run_dir = runs.create_run(cfg, widgets.runs_dir())
@@ -100,8 +118,12 @@ def render_run(run_dir) -> None:
             st.toast("Asked the run to stop; it saves its checkpoint first.")
     elif state in ("stopped", "failed") and RunLayout(run_dir).last_checkpoint.exists():
         if b2.button("⏵ Resume", help="Continue from checkpoints/last.pt"):
-            runs.launch(run_dir, resume=True)
-            st.rerun()
+            try:
+                runs.launch(run_dir, resume=True)
+            except runs.RunError as e:  # e.g. already resumed from another tab
+                widgets.show_error(e)
+            else:
+                st.rerun()
     if st.session_state.get(f"active:{run_dir}") and state not in runs.ACTIVE:
         st.session_state[f"active:{run_dir}"] = False
         st.rerun()  # the run just ended: redraw the whole page once, static from now on

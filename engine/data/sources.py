@@ -70,7 +70,10 @@ def _stack(paths: list[Path], size: int) -> torch.Tensor:
 
 
 def _existing_dir(path: str | Path) -> Path:
-    folder = Path(path).expanduser()
+    try:
+        folder = Path(path).expanduser()
+    except RuntimeError as e:  # "~someone/..." for a user that does not exist
+        raise DataError(f"dataset path {path}: {e}") from None
     if not folder.exists():
         raise DataError(f"dataset folder {folder} does not exist")
     if not folder.is_dir():

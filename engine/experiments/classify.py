@@ -28,6 +28,7 @@ from engine.train import (
     load_checkpoint,
     resolve_device,
 )
+from engine.train.events import drop_events_after
 
 
 def snapshot_subset(val: ImageSet, size: int, seed: int) -> ImageSet:
@@ -101,24 +102,27 @@ def run(
     snapshots = SnapshotWriter(
         layout, loader(embed), embed.ids, cfg.snapshot_schedule(), splits.num_classes
     )
-    with EventLog(layout.metrics) as events:
-        trainer = Trainer(
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            train_loader=train_loader,
-            val_loader=val_loader,
-            epochs=cfg.epochs,
-            events=events,
-            checkpoint_dir=layout.checkpoints,
-            epoch_hooks=[snapshots],
-            log_every=cfg.log_every,
-            should_stop=should_stop,
-            on_step=on_step,
-            extra_state={"classes": splits.classes, "mean": mean, "std": std},
-        )
-        if resume and layout.last_checkpoint.exists():
+    trainer = Trainer(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        epochs=cfg.epochs,
+        checkpoint_dir=layout.checkpoints,
+        epoch_hooks=[snapshots],
+        log_every=cfg.log_every,
+        should_stop=should_stop,
+        on_step=on_step,
+        extra_state={"classes": splits.classes, "mean": mean, "std": std},
+    )
+    if resume:
+        if layout.last_checkpoint.exists():
             trainer.resume(layout.last_checkpoint)
+        # What was logged after that checkpoint is replayed now: keep it once, not twice.
+        drop_events_after(layout.metrics, trainer.state.global_step, trainer.state.epoch)
+    with EventLog(layout.metrics) as events:  # opened after the rewrite above: appends to it
+        trainer.events = events
         state = trainer.fit()
         summary = {
             "epochs_done": state.epoch,

@@ -57,7 +57,32 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict], int]:
         if not line.strip():
             continue
         try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
+            event = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             continue  # a damaged line costs that line only, never the whole history
+        if isinstance(event, dict) and "name" in event and "value" in event:
+            events.append(event)
     return events, offset + end
+
+
+def drop_events_after(path: str | Path, global_step: int, epoch: int) -> int:
+    """Forget what a run logged after the checkpoint it resumes from (a killed run replays
+    those steps): keeps step events up to `global_step`, epoch events up to `epoch`, and
+    no test results. Rewrites the file atomically; returns how many events were dropped."""
+    from engine.atomic import write_bytes
+
+    events, _ = read_events(path)
+    kept = [
+        e
+        for e in events
+        if e.get("split") != "test"
+        and (e.get("step") or 0) <= global_step
+        and (e.get("epoch") or 0) <= epoch + (1 if _is_step_event(e) else 0)
+    ]
+    if len(kept) != len(events):
+        write_bytes(path, "".join(json.dumps(e) + "\n" for e in kept).encode())
+    return len(events) - len(kept)
+
+
+def _is_step_event(event: dict) -> bool:
+    return event.get("name") == "loss" and event.get("split") == "train"

@@ -93,12 +93,11 @@ class Trainer:
             self._emit_epoch(epoch, train_loss, train_acc, val, seconds)
             for hook in self.epoch_hooks:
                 hook(self, epoch, val)
-            improved = val.acc > s.best_val_acc
-            if improved:
+            if val.acc > s.best_val_acc:
                 s.best_val_acc = val.acc
-            self.save("last.pt")
-            if improved:
+                # best.pt first: a crash between the two writes must not leave it stale.
                 self.save("best.pt")
+            self.save("last.pt")
         return s
 
     def _train_epoch(self, epoch: int) -> bool:
@@ -205,7 +204,8 @@ class Trainer:
         return path
 
     def resume(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path, map_location=self.device)
+        # On the CPU: the RNG states must stay CPU byte tensors; load_state_dict moves the rest.
+        ckpt = load_checkpoint(path, map_location="cpu")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler") is not None:
