@@ -8,7 +8,14 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from engine.config import ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig
+from engine.config import (
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    parse_epoch_list,
+)
 
 
 def _train_config(a: argparse.Namespace) -> RunConfig:
@@ -167,11 +174,11 @@ def cmd_project(a: argparse.Namespace) -> int:
     return 0
 
 
-def _epoch_list(text: str) -> list[int]:
+def _epoch_list(text: str) -> list[int] | None:
     try:
-        return sorted({int(t) for t in text.replace(" ", "").split(",") if t})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected epochs like 1,5,10, got {text!r}") from None
+        return parse_epoch_list(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -182,6 +182,18 @@ class RunConfig:
             raise ConfigError(msg if str(path) in msg else f"{path}: {msg}") from None
 
 
+def parse_epoch_list(text: str) -> list[int] | None:
+    """ "1, 5, 10" -> [1, 5, 10]; blank -> None. For snapshot epochs typed by a person."""
+    if not text.strip():
+        return None
+    try:
+        return sorted({int(t) for t in text.replace(" ", "").split(",") if t})
+    except ValueError:
+        raise ConfigError(
+            f"snapshot epochs must be whole numbers like 1, 5, 10; got {text!r}"
+        ) from None
+
+
 def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
     """Build dataclass `cls` from a dict, refusing unknown keys and wrongly typed values."""
     known = {f.name: f for f in fields(cls)}

@@ -4,7 +4,15 @@ import streamlit as st
 
 from dashboard import widgets
 from engine import runs
-from engine.config import DATASETS, ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig
+from engine.config import (
+    DATASETS,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    parse_epoch_list,
+)
 from engine.data import DataError, check_source
 from engine.layout import RunLayout
 from engine.models import list_models, model_description
@@ -17,17 +25,6 @@ DATASET_LABELS = {
 }
 
 st.title("📈 Train")
-
-
-def parse_epochs(text: str) -> list[int] | None:
-    if not text.strip():
-        return None
-    try:
-        return sorted({int(t) for t in text.replace(" ", "").split(",") if t})
-    except ValueError:
-        raise ConfigError(
-            f"snapshot epochs must be whole numbers like 1, 5, 10; got {text!r}"
-        ) from None
 
 
 def start_form() -> None:
@@ -62,7 +59,7 @@ def start_form() -> None:
     if not submitted:
         return
     try:
-        snapshot_epochs = parse_epochs(exact)
+        snapshot_epochs = parse_epoch_list(exact)
         cfg = RunConfig(
             name=name,
             data=DataConfig(name=dataset, path=path.strip() or None, augment=augment),

@@ -162,3 +162,122 @@ def test_confusion_page_reports_a_damaged_matrix(finished_run):
     at = page("confusion").run()
     assert not at.exception
     assert any("epoch_0003.npy" in e.value for e in at.error)
+
+
+# --- damaged files ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def runs_with_non_object_json(runs_dir, tiny_config) -> dict[str, str]:
+    """Four runs whose status.json or config.json is valid JSON but not an object."""
+    damaged = {}
+    for which, content in (("status", "[]"), ("status", '"x"'), ("config", "3"), ("config", "[]")):
+        run_dir = runs.create_run(tiny_config(), runs_dir)
+        getattr(RunLayout(run_dir), which).write_text(content)
+        damaged[run_dir.name] = which
+    return damaged
+
+
+def test_home_lists_runs_whose_json_files_are_not_objects(runs_with_non_object_json):
+    at = page("home").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["run"]) == sorted(runs_with_non_object_json)
+    for row in table.itertuples():
+        if runs_with_non_object_json[row.run] == "status":
+            assert "broken" in row.status and "status.json" in row.note
+        else:
+            assert "config.json" in row.note and row.model == "?"
+
+
+def test_train_page_shows_each_run_whose_json_files_are_not_objects(runs_with_non_object_json):
+    at = page("train").run()
+    assert not at.exception
+    for run_id, which in runs_with_non_object_json.items():
+        at.selectbox(key="run_picker").set_value(run_id).run()
+        assert not at.exception
+        if which == "status":
+            assert any("broken" in e.value and "status.json" in e.value for e in at.error)
+
+
+def test_confusion_page_reports_an_empty_matrix_file(finished_run):
+    path = RunLayout(finished_run).confusion_file(3)
+    path.write_bytes(b"")
+    at = page("confusion").run()
+    assert not at.exception
+    assert any(str(path) in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("content", ["{ damaged", "[]", '{"epochs": 0}'])
+def test_embeddings_page_reports_a_run_whose_config_is_invalid(finished_run, content):
+    RunLayout(finished_run).config.write_text(content)
+    at = page("embeddings").run()
+    assert not at.exception
+    assert any(str(RunLayout(finished_run).config) in e.value for e in at.error)
+
+
+def test_embeddings_page_without_the_runs_config_has_no_run_to_show(finished_run):
+    RunLayout(finished_run).config.unlink()  # a folder without config.json is not a run
+    at = page("embeddings").run()
+    assert not at.exception
+    assert any("No embedding snapshots yet" in i.value for i in at.info)
+
+
+def test_confusion_page_labels_the_axes_with_the_runs_class_names(finished_run):
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    runs.write_status(finished_run, classes=names)  # as the run writes them when its data loads
+    at = page("confusion").run()
+    assert not at.exception
+    heat, bars = _plotly_specs(at)
+    assert list(_values(heat["data"][0]["x"])) == names
+    assert list(_values(heat["data"][0]["y"])) == names
+    assert list(_values(bars["data"][0]["y"])) == names
+
+
+# --- resume and snapshot epochs from the Train page --------------------------------------------
+
+
+def test_resume_button_continues_a_stopped_run_to_its_end(finished_run):
+    layout = RunLayout(finished_run)
+    config = json.loads(layout.config.read_text())
+    config["epochs"] = 4  # one more epoch than it trained: work for the resumed run
+    layout.config.write_text(json.dumps(config))
+    runs.write_status(finished_run, state="stopped")
+    at = page("train").run()
+    (resume,) = [b for b in at.button if "Resume" in b.label]
+    resume.click().run()
+    try:
+        assert not at.exception
+        deadline = time.monotonic() + 120
+        while runs.read_status(finished_run)["state"] in runs.ACTIVE:
+            assert time.monotonic() < deadline, "the resumed run did not end within 120 s"
+            time.sleep(0.05)
+    finally:
+        runs.stop(finished_run)
+    status = runs.read_status(finished_run)
+    assert status["state"] == "finished", layout.log.read_text()
+    assert status["summary"]["epochs_done"] == 4
+    events = runs.read_metrics(finished_run)
+    assert [e["epoch"] for e in events if (e["name"], e["split"]) == ("acc", "val")] == [1, 2, 3, 4]
+    assert [e["split"] for e in events if e["name"] == "acc"].count("test") == 1
+    assert layout.embedding_epochs() == [1, 2, 3, 4]
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Epoch"] == "4"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1, x", "snapshot epochs must be whole numbers like 1, 5, 10; got '1, x'"),
+        ("0, 5", "snapshot_epochs must lie in [1, 12], got [0]"),
+    ],
+)
+def test_train_form_explains_invalid_snapshot_epochs(runs_dir, text, message):
+    at = page("train").run()
+    (exact,) = [t for t in at.text_input if t.label.startswith("Snapshot exactly at epochs")]
+    exact.input(text)
+    at.button[0].click()  # the form's submit button
+    at.run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error)
+    assert not any(runs_dir.iterdir()), "no run folder is created for bad input"

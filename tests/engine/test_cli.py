@@ -143,3 +143,42 @@ def test_project_of_a_missing_snapshot_epoch_exits_2(trained, capsys):
     _, runs_dir, run_dir = trained
     assert main(["--runs-dir", str(runs_dir), "project", run_dir.name, "--epoch", "5"]) == 2
     assert "no snapshot at epoch 5; snapshots exist at epochs [1, 2]" in capsys.readouterr().err
+
+
+def test_project_to_a_folder_that_does_not_exist_exits_2_with_one_line(trained, capsys):
+    _, runs_dir, run_dir = trained
+    out = "/nonexistent/dir/x.csv"
+    assert main(["--runs-dir", str(runs_dir), "project", run_dir.name, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert out in line
+    assert not Path(out).parent.exists()
+
+
+def test_train_snapshots_exactly_at_the_epochs_asked_for(runs_dir, capsys):
+    args = ["train", "--epochs", "2", "--batch-size", "64", "--device", "cpu"]
+    assert main([*args, "--snapshot-epochs", "2, 1"]) == 0
+    out = capsys.readouterr().out
+    run_dir = Path(re.search(r"^run folder: (.+)$", out, re.MULTILINE).group(1))
+    assert run_dir.parent == runs_dir
+    assert runs.load_config(run_dir).snapshot_epochs == [1, 2]
+    layout = RunLayout(run_dir)
+    assert layout.embedding_epochs() == layout.confusion_epochs() == [1, 2]
+    assert runs.read_status(run_dir)["state"] == "finished"
+
+
+@pytest.mark.parametrize("value", ["1,x", "x"])
+def test_snapshot_epochs_that_are_not_numbers_are_a_usage_error(runs_dir, capsys, value):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--epochs", "2", "--snapshot-epochs", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--snapshot-epochs" in err and repr(value) in err and "Traceback" not in err
+    assert not runs_dir.exists()
+
+
+def test_snapshot_epochs_beyond_the_last_epoch_exit_2(runs_dir, capsys):
+    assert main(["train", "--epochs", "2", "--snapshot-epochs", "1,3"]) == 2
+    assert "snapshot_epochs must lie in [1, 2], got [3]" in capsys.readouterr().err
+    assert not runs_dir.exists()

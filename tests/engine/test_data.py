@@ -348,3 +348,11 @@ def test_check_source_errors_name_the_problem(tmp_path):
     with pytest.raises(DataError) as e:
         check_source("cifar10", str(tmp_path / "c10"))
     assert "data_batch_3, test_batch" in str(e.value) and str(tmp_path / "c10") in str(e.value)
+
+
+def test_check_source_of_an_unknown_users_home_is_a_data_error():
+    # Path.expanduser raises RuntimeError for "~nobody/...": a user's typo, not a crash.
+    with pytest.raises(DataError, match="~nosuchuser12345/x"):
+        check_source("folder", "~nosuchuser12345/x")
+    with pytest.raises(DataError, match="~nosuchuser12345/x"):
+        load_dataset(DataConfig(name="prefixed", path="~nosuchuser12345/x"))

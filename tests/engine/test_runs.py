@@ -1,5 +1,7 @@
+import fcntl
 import json
 import math
+import signal
 import subprocess
 import sys
 import threading
@@ -357,3 +359,129 @@ def test_a_launched_run_that_dies_before_starting_is_reported_failed(runs_dir, t
     status = runs.read_status(run_dir)
     assert status["state"] == "failed"
     assert "config.json" in status["error"]
+
+
+# --- JSON files that parse but are not objects --------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["[]", '"x"', "3", "null"])
+def test_a_status_json_that_is_not_an_object_reads_as_broken(runs_dir, tiny_config, content):
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    RunLayout(run_dir).status.write_text(content)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "broken" and "status.json" in status["error"]
+    assert runs.is_active(run_dir) is False and runs.stop(run_dir) is False
+    (listed,) = runs.list_runs(runs_dir)
+    assert listed.path == run_dir and listed.state == "broken"
+    assert listed.config is not None and listed.error is None  # config.json is fine
+    # The next write replaces the damaged file instead of failing on it.
+    assert runs.write_status(run_dir, state="queued")["state"] == "queued"
+    assert runs.read_status(run_dir)["state"] == "queued"
+
+
+@pytest.mark.parametrize("content", ["[]", '"x"', "3", "null"])
+def test_a_config_json_that_is_not_an_object_is_listed_with_its_problem(
+    runs_dir, tiny_config, content
+):
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    RunLayout(run_dir).config.write_text(content)
+    (listed,) = runs.list_runs(runs_dir)
+    assert listed.path == run_dir and listed.state == "queued"
+    assert listed.config is None and "config.json" in listed.error
+    assert listed.model == listed.dataset == "?"
+    with pytest.raises(ConfigError, match="config.json"):
+        runs.load_config(run_dir)
+
+
+def test_config_sections_that_are_not_objects_show_as_unknown(runs_dir, tiny_config):
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    RunLayout(run_dir).config.write_text('{"model": ["small_cnn"], "data": "digits"}')
+    (listed,) = runs.list_runs(runs_dir)
+    assert listed.model == listed.dataset == "?"
+
+
+# --- relative dataset paths ----------------------------------------------------------------------
+
+
+def test_create_run_stores_the_data_path_absolute(runs_dir, tiny_config, tmp_path, monkeypatch):
+    pets = tmp_path / "data" / "pets"
+    pets.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "data")
+    cfg = tiny_config()
+    cfg.data = DataConfig(name="folder", path="./pets/../pets", image_size=16)
+    run_dir = runs.create_run(cfg.validate())
+    # The run's process starts in the repository root, not here: the path must not depend on it.
+    stored = json.loads(RunLayout(run_dir).config.read_text())["data"]["path"]
+    assert stored == str(pets.resolve())
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg.data.path = "~/data/pets"
+    assert runs.load_config(runs.create_run(cfg)).data.path == str(pets.resolve())
+
+
+# --- one trainer per run; stop ------------------------------------------------------------------
+
+
+@pytest.fixture
+def engine_process():
+    """A live process whose command line names the engine, as a training run's does."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "engine"], stdin=subprocess.PIPE
+    )
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _running_as(run_dir, proc, state="running"):
+    runs.write_status(
+        run_dir, state=state, pid=proc.pid, pid_start=runs.process_start(proc.pid), error=None
+    )
+
+
+@pytest.mark.parametrize("state", ["running", "queued"])
+def test_launch_refuses_a_run_that_a_live_process_is_training(
+    runs_dir, tiny_config, engine_process, state
+):
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    _running_as(run_dir, engine_process, state)
+    before = RunLayout(run_dir).status.read_bytes()
+    for resume in (False, True):
+        with pytest.raises(runs.RunError, match=rf"already running \(pid {engine_process.pid}\)"):
+            runs.launch(run_dir, resume=resume)
+    assert RunLayout(run_dir).status.read_bytes() == before
+    assert not RunLayout(run_dir).log.exists()  # no second training process was started
+
+
+def test_execute_refuses_a_run_whose_train_lock_is_held(runs_dir, tiny_config):
+    run_dir = runs.create_run(tiny_config(epochs=1, image_size=8), runs_dir)
+    layout = RunLayout(run_dir)
+    before = layout.status.read_bytes()
+    with open(run_dir / ".train.lock", "a") as held:  # as the run's own process holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for resume in (False, True):
+            with pytest.raises(runs.RunError, match="already being trained by another process"):
+                runs.execute(run_dir, resume=resume)
+        assert layout.status.read_bytes() == before
+        assert not layout.metrics.exists() and not layout.checkpoints.exists()
+    # Released: the refused attempts did not leave the lock taken.
+    assert runs.execute(run_dir)["epochs_done"] == 1
+
+
+def test_a_stopped_process_reads_as_stopped_and_a_dead_one_as_failed(
+    runs_dir, tiny_config, engine_process
+):
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    _running_as(run_dir, engine_process)
+    assert runs.stop(run_dir) is True
+    assert json.loads(RunLayout(run_dir).status.read_text())["stop_requested"] is True
+    # This stand-in dies of the SIGTERM without saving: as a run stopped while starting up.
+    assert engine_process.wait(timeout=30) == -signal.SIGTERM
+    status = runs.read_status(run_dir)
+    assert status["state"] == "stopped" and not status.get("error")
+    assert runs.stop(run_dir) is False
+    runs.write_status(run_dir, state="queued")  # launched, not yet started, then stopped
+    assert runs.read_status(run_dir)["state"] == "stopped"
+    # The same death without a stop request is a failure.
+    runs.write_status(run_dir, state="running", stop_requested=False)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed" and "ended without saying why" in status["error"]
