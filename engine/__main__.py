@@ -156,6 +156,8 @@ def cmd_project(a: argparse.Namespace) -> int:
         raise ConfigError(f"no snapshot at epoch {epoch}; snapshots exist at epochs {epochs}")
     params = {k: v for k, v in (("perplexity", a.perplexity), ("n_neighbors", a.n_neighbors)) if v}
     params = params if a.method != "pca" else {}
+    if a.out and not Path(a.out).parent.is_dir():  # say so before minutes of t-SNE, not after
+        raise ConfigError(f"--out {a.out}: the folder {Path(a.out).parent} does not exist")
     with tqdm(total=sum(e <= epoch for e in epochs), desc=f"{a.method} projections") as bar:
         result = project_run(
             run_dir, a.method, params, seed=a.seed, epochs=[epoch],

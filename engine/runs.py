@@ -195,6 +195,10 @@ class RunSummary:
         return self.status.get("state", "broken")
 
     @property
+    def active(self) -> bool:
+        return status_is_active(self.status)
+
+    @property
     def model(self) -> str:
         return self._section_name("model")
 
@@ -218,7 +222,7 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunSummary]:
         if not layout.config.exists():
             continue
         config = _read_json(layout.config)
-        error = None if config else f"{layout.config} is not valid JSON"
+        error = None if config else f"{layout.config} is unreadable or not a JSON object"
         runs.append(RunSummary(d.name, d, read_status(d), config, error))
     # Ids share a one-second stamp and end in random hex: order by creation time, not by name.
     runs.sort(key=_created, reverse=True)
@@ -240,13 +244,17 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 # --- the launcher ------------------------------------------------------------------------
-def is_active(run_dir: str | Path) -> bool:
-    """True while a process is training (or was started to train) this run; a run that was
-    created but never launched is queued with no pid, and not active."""
-    status = read_status(run_dir)
+def status_is_active(status: dict) -> bool:
+    """True while a process is training (or was started to train) the run of `status` (as
+    read by `read_status`); a run that was created but never launched is queued with no pid,
+    and not active."""
     return status.get("state") == "running" or (
         status.get("state") == "queued" and bool(status.get("pid"))
     )
+
+
+def is_active(run_dir: str | Path) -> bool:
+    return status_is_active(read_status(run_dir))
 
 
 def launch(run_dir: str | Path, resume: bool = False, warm: bool = True) -> int:

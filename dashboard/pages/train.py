@@ -85,6 +85,7 @@ def render_run(run_dir) -> None:
     status = runs.read_status(run_dir)
     events = widgets.load_metrics(run_dir)
     state = status.get("state")
+    active = runs.status_is_active(status)
     st.markdown(widgets.status_line(status))
     if status.get("error"):
         st.error(f"{state}: {status['error']}")
@@ -109,7 +110,7 @@ def render_run(run_dir) -> None:
     st.plotly_chart(widgets.training_curves(events), key="curves")
 
     b1, b2, _ = st.columns([1, 1, 4])
-    if state in runs.ACTIVE:
+    if active:
         if b1.button("⏹ Stop", help="Saves last.pt, then stops; resume continues from there."):
             runs.stop(run_dir)
             st.toast("Asked the run to stop; it saves its checkpoint first.")
@@ -121,10 +122,10 @@ def render_run(run_dir) -> None:
                 widgets.show_error(e)
             else:
                 st.rerun()
-    if st.session_state.get(f"active:{run_dir}") and state not in runs.ACTIVE:
+    if st.session_state.get(f"active:{run_dir}") and not active:
         st.session_state[f"active:{run_dir}"] = False
         st.rerun()  # the run just ended: redraw the whole page once, static from now on
-    st.session_state[f"active:{run_dir}"] = state in runs.ACTIVE
+    st.session_state[f"active:{run_dir}"] = active
 
 
 with st.expander("New run", expanded=not runs.list_runs(widgets.runs_dir())):
@@ -134,7 +135,7 @@ run = widgets.run_picker()
 if run is None:
     widgets.no_runs_message()
 else:
-    if run.state in runs.ACTIVE:
+    if run.active:
         st.fragment(run_every=0.5)(render_run)(run.path)  # live: redraws twice a second
     else:
         render_run(run.path)

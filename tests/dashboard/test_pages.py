@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from engine import runs
 from engine.layout import RunLayout
 from tests.dashboard.conftest import app, page
+from tests.helpers import wait_for, wait_until_ended
 
 
 def _plotly_specs(at) -> list[dict]:
@@ -52,16 +52,12 @@ def test_start_the_demo_launches_a_run_and_opens_the_train_page(runs_dir):
     assert at.title[0].value.endswith("Train")
     [run_dir] = [p for p in runs_dir.iterdir() if p.is_dir()]
     try:
-        deadline = time.monotonic() + 60
-        while runs.read_status(run_dir).get("state") == "queued" and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: runs.read_status(run_dir)["state"] != "queued", 60, "the demo to start")
         assert runs.read_status(run_dir)["state"] in ("running", "finished")
         assert runs.load_config(run_dir).name == "demo"
     finally:
         runs.stop(run_dir)
-        deadline = time.monotonic() + 60
-        while runs.read_status(run_dir).get("state") in runs.ACTIVE and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until_ended(run_dir, 60)
 
 
 def _submit_new_run(at, dataset: str, path: str = "", lr: float | None = None):
@@ -246,15 +242,8 @@ def test_resume_button_continues_a_stopped_run_to_its_end(finished_run):
     at = page("train").run()
     (resume,) = [b for b in at.button if "Resume" in b.label]
     resume.click().run()
-    try:
-        assert not at.exception
-        deadline = time.monotonic() + 120
-        while runs.read_status(finished_run)["state"] in runs.ACTIVE:
-            assert time.monotonic() < deadline, "the resumed run did not end within 120 s"
-            time.sleep(0.05)
-    finally:
-        runs.stop(finished_run)
-    status = runs.read_status(finished_run)
+    assert not at.exception
+    status = wait_until_ended(finished_run)
     assert status["state"] == "finished", layout.log.read_text()
     assert status["summary"]["epochs_done"] == 4
     events = runs.read_metrics(finished_run)
@@ -281,3 +270,12 @@ def test_train_form_explains_invalid_snapshot_epochs(runs_dir, text, message):
     assert not at.exception
     assert any(message in e.value for e in at.error)
     assert not any(runs_dir.iterdir()), "no run folder is created for bad input"
+
+
+def test_train_page_shows_a_never_launched_run_as_waiting_not_live(runs_dir, tiny_config):
+    run_dir = runs.create_run(tiny_config(), runs_dir)  # queued, no process: nothing to stop
+    at = page("train").run()
+    assert not at.exception
+    assert at.selectbox(key="run_picker").value == run_dir.name
+    assert not any("Stop" in b.label for b in at.button)
+    assert not runs.is_active(run_dir)

@@ -148,12 +148,16 @@ def test_project_of_a_missing_snapshot_epoch_exits_2(trained, capsys):
 def test_project_to_a_folder_that_does_not_exist_exits_2_with_one_line(trained, capsys):
     _, runs_dir, run_dir = trained
     out = "/nonexistent/dir/x.csv"
-    assert main(["--runs-dir", str(runs_dir), "project", run_dir.name, "--out", out]) == 2
+    args = ["project", run_dir.name, "--method", "umap", "--out", out]
+    assert main(["--runs-dir", str(runs_dir), *args]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
-    assert out in line
+    assert out in line and "does not exist" in line
     assert not Path(out).parent.exists()
+    # Checked before the projection is computed, not after minutes of t-SNE or UMAP.
+    projections = RunLayout(run_dir).projections
+    assert not any(projections.glob("umap*")), list(projections.iterdir())
 
 
 def test_train_snapshots_exactly_at_the_epochs_asked_for(runs_dir, capsys):

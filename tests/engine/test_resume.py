@@ -1,15 +1,13 @@
 """Resuming after a stop or a hard kill: training continues from last.pt and every event of
 the run is in metrics.jsonl exactly once, as if it had never been interrupted."""
 
-import time
 from collections import Counter
-
-import pytest
 
 from engine import runs
 from engine.experiments import classify
 from engine.layout import RunLayout
 from engine.train import EventLog, load_checkpoint, read_events
+from tests.helpers import wait_until_ended
 
 FAKE = 9.0  # the value of events a killed process logged after its last checkpoint
 
@@ -118,12 +116,7 @@ def test_launch_resume_of_a_stopped_run_continues_from_last_pt(runs_dir, tiny_co
 
     logged_before = _events(run_dir)
     runs.launch(run_dir, resume=True)
-    deadline = time.monotonic() + 120
-    while runs.read_status(run_dir)["state"] in runs.ACTIVE:
-        if time.monotonic() > deadline:
-            runs.stop(run_dir)
-            pytest.fail("the resumed run did not end within 120 s")
-        time.sleep(0.05)
+    wait_until_ended(run_dir)
 
     status = runs.read_status(run_dir)
     assert status["state"] == "finished", layout.log.read_text()

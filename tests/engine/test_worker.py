@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from engine import runs, worker
-
-
-def _wait_until_done(run_dir, timeout=120):
-    deadline = time.monotonic() + timeout
-    while runs.read_status(run_dir).get("state") in runs.ACTIVE and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return runs.read_status(run_dir)
+from tests.helpers import wait_for, wait_until_ended
 
 
 def test_a_prewarmed_worker_takes_the_next_run(runs_dir, tiny_config, monkeypatch):
@@ -21,14 +13,14 @@ def test_a_prewarmed_worker_takes_the_next_run(runs_dir, tiny_config, monkeypatc
     assert worker.prewarm() == pid  # one idle worker, not one per call
     run_dir = runs.create_run(tiny_config(epochs=2), runs_dir)
     assert runs.launch(run_dir) == pid
-    status = _wait_until_done(run_dir)
+    status = wait_until_ended(run_dir)
     assert status["state"] == "finished", status
     assert status["pid"] == pid
     assert "test acc" in runs.RunLayout(run_dir).log.read_text()  # its output went to the run's log
     # The next launch has no warm worker left: it starts a fresh process, and still finishes.
     other = runs.create_run(tiny_config(epochs=1), runs_dir)
     assert runs.launch(other) != pid
-    assert _wait_until_done(other)["state"] == "finished"
+    assert wait_until_ended(other)["state"] == "finished"
 
 
 def test_no_prewarm_while_a_run_from_here_is_training(runs_dir, tiny_config, monkeypatch):
@@ -39,12 +31,9 @@ def test_no_prewarm_while_a_run_from_here_is_training(runs_dir, tiny_config, mon
         assert worker.prewarm() is None  # the worker's imports would slow the run down
     finally:
         runs.stop(run_dir)
-        _wait_until_done(run_dir)
+        wait_until_ended(run_dir)
     # Once its process has exited (a moment after it marks itself stopped), a worker starts.
-    deadline = time.monotonic() + 30
-    while (pid := worker.prewarm()) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pid is not None
+    wait_for(lambda: worker.prewarm() is not None, 30, "a warm worker to start")
     # Close the idle worker's stdin: it exits without doing anything.
     idle = worker.take_warm("nothing", runs_dir)  # an unknown command is ignored
     assert idle is not None
