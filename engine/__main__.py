@@ -75,6 +75,9 @@ def _execute(run_dir: Path, resume: bool, background: bool) -> int:
 
 
 def _print_summary(summary: dict) -> None:
+    if summary.get("stopped_before_start"):
+        print("stopped while waiting for its turn; nothing was trained")
+        return
     parts = [f"epochs {summary.get('epochs_done')}", f"best val acc {summary['best_val_acc']:.4f}"]
     if "test_acc" in summary:
         parts.append(f"test acc {summary['test_acc']:.4f}")

@@ -71,6 +71,9 @@ class ModelConfig:
         _one_of("model.name", self.name, tuple(list_models()))
 
 
+TRANSFER_MODES = ("scratch", "finetune", "frozen")
+
+
 @dataclass
 class OptimConfig:
     name: str = "adam"
@@ -121,9 +124,10 @@ class RunConfig:
     group: str | None = None
 
     def validate(self) -> RunConfig:
-        _require(self.kind == "classify", f"kind must be 'classify', got {self.kind!r}")
+        expected = type(self).__dataclass_fields__["kind"].default
+        _require(self.kind == expected, f"kind must be {expected!r}, got {self.kind!r}")
         self.data.validate()
-        self.model.validate()
+        self.validate_model()
         self.optim.validate()
         _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -138,6 +142,9 @@ class RunConfig:
             bad = [e for e in self.snapshot_epochs if not 1 <= e <= self.epochs]
             _require(not bad, f"snapshot_epochs must lie in [1, {self.epochs}], got {bad}")
         return self
+
+    def validate_model(self) -> None:
+        self.model.validate()
 
     def resolved_cpu_threads(self) -> int:
         return self.cpu_threads or max(1, (os.cpu_count() or 2) - 1)
@@ -157,7 +164,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        return _from_dict(cls, d, "config").validate()
+        return _from_dict(_kind_class(cls, d, "config"), d, "config").validate()
 
     @classmethod
     def from_json(cls, text: str, source: str = "config") -> RunConfig:
@@ -166,7 +173,7 @@ class RunConfig:
         except json.JSONDecodeError as e:
             raise ConfigError(f"{source} is not valid JSON: {e}") from None
         _require(isinstance(d, dict), f"{source} must hold a JSON object, got {type(d).__name__}")
-        return _from_dict(cls, d, source).validate()
+        return _from_dict(_kind_class(cls, d, source), d, source).validate()
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
@@ -180,6 +187,59 @@ class RunConfig:
         except ConfigError as e:
             msg = str(e)
             raise ConfigError(msg if str(path) in msg else f"{path}: {msg}") from None
+
+
+@dataclass
+class TransferConfig(RunConfig):
+    """Transfer learning: an ImageNet (or a user's) backbone with a new head for the dataset.
+
+    Modes: `scratch` (random init, everything trains), `finetune` (pretrained, everything
+    trains, optionally the backbone at a lower learning rate), `frozen` (pretrained backbone
+    as a fixed feature extractor; only the new head trains).
+    """
+
+    kind: str = "transfer"
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="efficientnet_lite0"))
+    # ImageNet backbones at 224 px are slow on a CPU; the digits are 8x8 at heart.
+    data: DataConfig = field(default_factory=lambda: DataConfig(image_size=64))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.0))
+    epochs: int = 5
+    mode: str = "finetune"
+    weights: str = "imagenet"  # "imagenet", or a weight file (a run's best.pt, a state dict)
+    backbone_lr_scale: float = 1.0  # fine-tune: the backbone's lr is optim.lr times this
+    precompute_features: bool = True  # frozen, no augmentation: backbone features once
+    label: str = ""  # the row's name in a comparison, e.g. "B: supervised, fine-tuned"
+
+    def validate_model(self) -> None:
+        from engine.models.backbones import list_backbones
+
+        _one_of("model.name", self.model.name, tuple(list_backbones()))
+        _one_of("mode", self.mode, TRANSFER_MODES)
+        _require(bool(self.weights), "weights must be 'imagenet' or a weight file's path")
+        _require(
+            0 < self.backbone_lr_scale <= 1,
+            f"backbone_lr_scale must be in (0, 1], got {self.backbone_lr_scale:g}",
+        )
+
+    @property
+    def backbone_weights(self) -> str:
+        """What the backbone starts from: "none" in scratch mode, else `weights`."""
+        return "none" if self.mode == "scratch" else self.weights
+
+
+CONFIG_KINDS: dict[str, type[RunConfig]] = {"classify": RunConfig, "transfer": TransferConfig}
+
+
+def _kind_class(cls: type[RunConfig], d: dict[str, Any], where: str) -> type[RunConfig]:
+    """RunConfig.load reads any kind: the class is chosen by the file's "kind" field."""
+    if cls is not RunConfig:
+        return cls
+    kind = d.get("kind", "classify")
+    _require(
+        kind in CONFIG_KINDS,
+        f"{where}: kind must be one of {', '.join(CONFIG_KINDS)}, got {kind!r}",
+    )
+    return CONFIG_KINDS[kind]
 
 
 def parse_epoch_list(text: str) -> list[int] | None:

@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import secrets
+import shutil
 import signal
 import threading
 import time
@@ -257,10 +258,14 @@ def is_active(run_dir: str | Path) -> bool:
     return status_is_active(read_status(run_dir))
 
 
-def launch(run_dir: str | Path, resume: bool = False, warm: bool = True) -> int:
+def launch(
+    run_dir: str | Path, resume: bool = False, warm: bool = True, after: list[str] = ()
+) -> int:
     """Start training `run_dir` in its own process; returns its pid. Closing the caller
     (a browser tab, the dashboard) does not end the run. With `warm`, an idle worker started
-    by `engine.worker.prewarm()` takes the run if there is one (it starts ~2 s sooner)."""
+    by `engine.worker.prewarm()` takes the run if there is one (it starts ~2 s sooner).
+    With `after` (ids of runs in the same folder), the process waits, queued, until none of
+    those runs is active: a group's runs train one after another."""
     from engine import worker
 
     run_dir = Path(run_dir).resolve()
@@ -268,8 +273,9 @@ def launch(run_dir: str | Path, resume: bool = False, warm: bool = True) -> int:
         raise RunError(f"{run_dir.name} is already running (pid {read_status(run_dir).get('pid')})")
     command = "resume" if resume else "train"
     write_status(
-        run_dir, state="queued", pid=None, pid_start=None, error=None, stop_requested=False
-    )
+        run_dir, state="queued", pid=None, pid_start=None, error=None, stop_requested=False,
+        after=list(after),
+    )  # fmt: skip
     try:
         pid = worker.take_warm(command, run_dir) if warm else None
         if pid is None:
@@ -293,9 +299,35 @@ def stop(run_dir: str | Path) -> bool:
     return True
 
 
+def wait_for_turn(run_dir: Path, poll: float = 0.5) -> bool:
+    """Block while a run named in this run's `after` list is active; False when this run was
+    asked to stop meanwhile. Cheap: no torch is imported before a queued run's turn."""
+    after = [run_dir.parent / a for a in read_status(run_dir).get("after") or []]
+    while after:
+        if read_status(run_dir).get("stop_requested"):
+            return False
+        if not any(is_active(d) for d in after if d.is_dir()):
+            return True
+        time.sleep(poll)
+    return True
+
+
+def delete_run(run_dir: str | Path) -> None:
+    """Remove a run folder; refused while the run is active (stop it first)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise RunError(f"{run_dir} is not a run folder")
+    if is_active(run_dir):
+        raise RunError(f"{run_dir.name} is still active; stop it before removing it")
+    shutil.rmtree(run_dir)
+
+
 def execute(run_dir: str | Path, resume: bool = False, progress: bool = False) -> dict:
     """Run the experiment of `run_dir` in this process, keeping status.json truthful."""
     run_dir = Path(run_dir)
+    if not wait_for_turn(run_dir):
+        write_status(run_dir, state="stopped", ended=time.time())
+        return {"stopped_before_start": True}
     # One process trains a run at a time; a second one leaves status.json to the first.
     lock = open(RunLayout(run_dir).root / ".train.lock", "a")  # noqa: SIM115  held until exit
     try:
@@ -351,6 +383,7 @@ def _execute_locked(run_dir: Path, resume: bool, progress: bool) -> dict:
         summary = get_experiment(cfg.kind)(
             cfg, run_dir, resume=resume, should_stop=stop_requested.is_set,
             on_step=on_step, on_data=on_data,
+            on_model=lambda info: write_status(run_dir, model_info=info),
         )  # fmt: skip
     except BaseException as e:
         state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"

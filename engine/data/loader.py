@@ -86,3 +86,14 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         return self.batches()
+
+
+class FeatureLoader(BatchLoader):
+    """Batches of precomputed features `(N, D)` float instead of images: no normalisation and
+    no augmentation, and the same batch order as a BatchLoader with the same seed."""
+
+    def __init__(self, data: ImageSet, batch_size: int, device="cpu", shuffle=False, seed=0):
+        super().__init__(data, batch_size, [0.0], [1.0], device, shuffle, False, seed)
+
+    def normalise(self, features: torch.Tensor) -> torch.Tensor:
+        return features

@@ -81,10 +81,35 @@ def _existing_dir(path: str | Path) -> Path:
     return folder
 
 
-def read_image_folder(path: str | Path, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """`path/<class name>/<image>`: one sub-folder per class."""
+PRESPLIT = ("train", "val", "test")
+
+
+def presplit_folders(path: str | Path) -> dict[str, Path] | None:
+    """`path/train/<class>/`, `path/val/<class>/` (and optionally `path/test/<class>/`), as in
+    torchvision's ImageFolder tutorials; None when `path` is a plain folder per class."""
+    root = _existing_dir(path)
+    if not (root / "train").is_dir():
+        return None
+    if not (root / "val").is_dir():
+        raise DataError(f"{root} has a train/ folder but no val/ folder beside it")
+    return {name: root / name for name in PRESPLIT if (root / name).is_dir()}
+
+
+def read_image_folder(
+    path: str | Path, size: int, classes: list[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """`path/<class name>/<image>`: one sub-folder per class. With `classes`, the folder must
+    hold exactly those classes (the val/ and test/ folders of a pre-split dataset)."""
     root = _existing_dir(path)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if classes is not None and [d.name for d in class_dirs] != classes:
+        found = {d.name for d in class_dirs}
+        missing, extra = sorted(set(classes) - found), sorted(found - set(classes))
+        raise DataError(
+            f"{root} must hold the same class folders as the train/ folder beside it"
+            + (f"; missing: {', '.join(missing)}" if missing else "")
+            + (f"; not in train/: {', '.join(extra)}" if extra else "")
+        )
     if len(class_dirs) < 2:
         raise DataError(
             f"{root} must hold one sub-folder per class (at least 2); found {len(class_dirs)}"
@@ -195,6 +220,7 @@ def check_source(name: str, path: str | None) -> None:
         raise DataError(f"the {name!r} dataset needs a folder path")
     root = _existing_dir(path)
     if name == "folder":
+        root = presplit_folders(root).get("train", root) if presplit_folders(root) else root
         subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
         if len(subdirs) < 2:
             raise DataError(

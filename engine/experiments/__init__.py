@@ -10,4 +10,8 @@ def get_experiment(kind: str) -> Callable[..., dict]:
         from engine.experiments.classify import run
 
         return run
+    if kind == "transfer":
+        from engine.experiments.transfer import run
+
+        return run
     raise ValueError(f"unknown experiment kind {kind!r}")

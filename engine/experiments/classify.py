@@ -6,8 +6,10 @@ penultimate embeddings and the confusion matrix at the snapshot epochs.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -71,50 +73,94 @@ class SnapshotWriter:
         save_npy(self.layout.confusion_file(epoch), cm)
 
 
-def run(
+@dataclass
+class Prepared:
+    """What an experiment kind hands to `fit_classifier`: its model, optimiser, and how to make
+    a loader of a split (images, or features computed once)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    loader: Callable[[ImageSet, bool, bool], BatchLoader]  # (data, shuffle, augment)
+    extra_state: dict = field(default_factory=dict)  # saved in every checkpoint
+    info: dict = field(default_factory=dict)  # shown beside the run: parameters, mode...
+
+
+Prepare = Callable[[RunConfig, Splits, torch.device], Prepared]
+
+
+def image_loaders(cfg: RunConfig, mean, std, device) -> Callable[..., BatchLoader]:
+    def loader(data: ImageSet, shuffle: bool = False, augment: bool = False) -> BatchLoader:
+        return BatchLoader(data, cfg.batch_size, mean, std, device, shuffle, augment, cfg.seed)
+
+    return loader
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    return {
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _prepare(cfg: RunConfig, splits: Splits, device: torch.device) -> Prepared:
+    mean, std = splits.channel_stats()  # normalised with the training set's own statistics
+    model = build_model(cfg.model.name, splits.num_classes, cfg.model.pretrained).to(device)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.epochs)
+    return Prepared(
+        model, optimizer, scheduler, image_loaders(cfg, mean, std, device),
+        extra_state={"mean": mean, "std": std},
+        info={"model": cfg.model.name, **parameter_counts(model)},
+    )  # fmt: skip
+
+
+def run(cfg: RunConfig, run_dir: str | Path, **kw) -> dict:
+    """Train (or resume) the run in `run_dir`; returns its summary (best val acc, test acc...)."""
+    return fit_classifier(cfg, run_dir, _prepare, **kw)
+
+
+def fit_classifier(
     cfg: RunConfig,
     run_dir: str | Path,
+    prepare: Prepare,
     resume: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
     on_step: Callable[[TrainState], None] | None = None,
     on_data: Callable[[Splits, int], None] | None = None,
+    on_model: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Train (or resume) the run in `run_dir`; returns its summary (best val acc, test acc...)."""
+    """The common path of every classifier-shaped experiment: data, `prepare` (model and
+    loaders), the Trainer with snapshots, resume, and the test accuracy of best.pt."""
     layout = RunLayout(Path(run_dir))
     device = resolve_device(cfg.device)
     if device.type == "cpu" and (cfg.cpu_threads or "OMP_NUM_THREADS" not in os.environ):
         torch.set_num_threads(cfg.resolved_cpu_threads())
     torch.manual_seed(cfg.seed)
     splits = load_dataset(cfg.data)
-    mean, std = splits.channel_stats()
-
-    def loader(data: ImageSet, shuffle=False, augment=False) -> BatchLoader:
-        return BatchLoader(data, cfg.batch_size, mean, std, device, shuffle, augment, cfg.seed)
-
-    train_loader = loader(splits.train, shuffle=True, augment=cfg.data.augment)
-    val_loader = loader(splits.val)
     if on_data is not None:
-        on_data(splits, len(train_loader) * cfg.epochs)
+        on_data(splits, math.ceil(len(splits.train) / cfg.batch_size) * cfg.epochs)
 
-    model = build_model(cfg.model.name, splits.num_classes, cfg.model.pretrained).to(device)
-    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.epochs)
+    p = prepare(cfg, splits, device)
+    if on_model is not None:
+        on_model(p.info)
     embed = snapshot_subset(splits.val, cfg.snapshot_size, cfg.seed)
     snapshots = SnapshotWriter(
-        layout, loader(embed), embed.ids, cfg.snapshot_schedule(), splits.num_classes
-    )
+        layout, p.loader(embed, False, False), embed.ids, cfg.snapshot_schedule(),
+        splits.num_classes,
+    )  # fmt: skip
     trainer = Trainer(
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        train_loader=train_loader,
-        val_loader=val_loader,
+        model=p.model,
+        optimizer=p.optimizer,
+        scheduler=p.scheduler,
+        train_loader=p.loader(splits.train, True, cfg.data.augment),
+        val_loader=p.loader(splits.val, False, False),
         epochs=cfg.epochs,
         checkpoint_dir=layout.checkpoints,
         epoch_hooks=[snapshots],
         log_every=cfg.log_every,
         should_stop=should_stop,
         on_step=on_step,
-        extra_state={"classes": splits.classes, "mean": mean, "std": std},
+        extra_state={"classes": splits.classes, **p.extra_state},
     )
     if resume:
         if layout.last_checkpoint.exists():
@@ -131,13 +177,14 @@ def run(
             "data": splits.describe(),
             "device": str(device),
             "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None,
+            **p.info,
         }
         if state.stopped:
             return summary
         # Test accuracy of the best-validation checkpoint: the number a paper would report.
         best = load_checkpoint(layout.best_checkpoint, map_location=device)
-        model.load_state_dict(best["model"])
-        test = trainer.evaluate(loader(splits.test))
+        p.model.load_state_dict(best["model"])
+        test = trainer.evaluate(p.loader(splits.test, False, False))
         events.emit("acc", test.acc, split="test", epoch=state.epoch, step=state.global_step)
         events.emit("loss", test.loss, split="test", epoch=state.epoch, step=state.global_step)
         summary.update(test_acc=test.acc, test_loss=test.loss)

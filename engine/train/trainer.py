@@ -223,9 +223,10 @@ class Trainer:
         set_rng_state(ckpt["rng"])
 
 
-def build_optimizer(model: nn.Module, cfg, epochs: int):
-    """SGD or Adam, with an optional MultiStepLR or cosine schedule stepped once per epoch."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def build_optimizer(model: nn.Module, cfg, epochs: int, params: list | None = None):
+    """SGD or Adam, with an optional MultiStepLR or cosine schedule stepped once per epoch.
+    `params`: parameter groups (e.g. a lower lr for a backbone); default all trainable ones."""
+    params = params or [p for p in model.parameters() if p.requires_grad]
     if cfg.name == "sgd":
         opt = torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay

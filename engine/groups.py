@@ -1,0 +1,221 @@
+"""Comparison groups: several runs on the same data split and seed, shown side by side.
+
+A group is a manifest `<runs>/.groups/<group-id>.json` listing its rows in order; each row is
+a run, or a placeholder that says why it has none yet (the self-supervised rows of the A-E
+grid until a BYOL backbone exists). Presets build the common comparisons in one call. The
+runs of a group train one after another (each waits for the ones before it), or all at once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from engine import runs
+from engine.atomic import write_json
+from engine.config import ConfigError, TransferConfig
+from engine.layout import RunLayout
+
+PRESETS = {
+    "finetune-vs-frozen": "one backbone fine-tuned, frozen as a feature extractor, and "
+    "(optionally) trained from scratch",
+    "seed003": "seed 003: ResNet-34 vs MobileNetV3-Large, each fine-tuned and frozen",
+    "a-e": "settings A-E: no pretraining / supervised / self-supervised backbone, "
+    "trained in full or frozen",
+}
+SSL_WAITING = (
+    "waiting for a self-supervised (BYOL) backbone: pretrain one, then give its checkpoint "
+    "(ssl weights) to fill this row"
+)
+
+
+@dataclass
+class Row:
+    label: str
+    run_id: str | None = None
+    note: str = ""  # why there is no run (yet)
+
+
+@dataclass
+class Group:
+    group_id: str
+    name: str
+    preset: str
+    created: float
+    rows: list[Row] = field(default_factory=list)
+    sequential: bool = True
+
+    def run_dirs(self, runs_dir: Path) -> list[Path]:
+        return [runs_dir / r.run_id for r in self.rows if r.run_id]
+
+
+def groups_dir(runs_dir: str | Path | None = None) -> Path:
+    return (Path(runs_dir) if runs_dir else runs.default_runs_dir()) / ".groups"
+
+
+def preset_configs(
+    preset: str,
+    base: TransferConfig,
+    include_scratch: bool = True,
+    ssl_weights: str | None = None,
+) -> list[tuple[str, TransferConfig | None, str]]:
+    """(label, config or None, note) per row. Every config shares `base`'s data, seed, epochs
+    and optimiser: only what the comparison is about differs."""
+
+    def row(label: str, **changes) -> tuple[str, TransferConfig, str]:
+        return label, replace(base, label=label, **changes), ""
+
+    backbone = base.model.name
+    if preset == "finetune-vs-frozen":
+        rows = [
+            row(f"{backbone}: fine-tuned", mode="finetune", weights="imagenet"),
+            row(f"{backbone}: frozen", mode="frozen", weights="imagenet"),
+        ]
+        if include_scratch:
+            rows.append(row(f"{backbone}: from scratch", mode="scratch"))
+        return rows
+    if preset == "seed003":
+        rows = []
+        for name in ("resnet34", "mobilenet_v3_large"):
+            model = replace(base.model, name=name)
+            rows.append(
+                row(f"{name}: fine-tuned", model=model, mode="finetune", weights="imagenet")
+            )
+            rows.append(row(f"{name}: frozen", model=model, mode="frozen", weights="imagenet"))
+        return rows
+    if preset == "a-e":
+        rows = [
+            row("A: no pretraining", mode="scratch"),
+            row("B: supervised, fine-tuned", mode="finetune", weights="imagenet"),
+            None,
+            row("D: supervised, frozen", mode="frozen", weights="imagenet"),
+            None,
+        ]
+        for i, (label, mode) in ((2, ("C: self-supervised, fine-tuned", "finetune")),
+                                 (4, ("E: self-supervised, frozen", "frozen"))):  # fmt: skip
+            rows[i] = (
+                row(label, mode=mode, weights=ssl_weights)
+                if ssl_weights
+                else (label, None, SSL_WAITING)
+            )
+        return rows
+    raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+
+
+def check_weights(cfg: TransferConfig) -> None:
+    """Fail now, with what to do, if a run's starting weights are not here (never at run time,
+    and never by trying a download)."""
+    from engine.models.backbones import get_backbone
+    from engine.models.weights import WeightsError, missing_message
+
+    weights = cfg.backbone_weights
+    if weights == "imagenet":
+        spec = get_backbone(cfg.model.name)
+        if not spec.weights_available():
+            wf = spec.weight_file()
+            raise WeightsError(missing_message(wf) if wf else f"no weights for {spec.name}")
+    elif weights != "none" and not Path(weights).expanduser().is_file():
+        raise WeightsError(f"backbone weight file {weights} does not exist")
+
+
+def create_group(
+    preset: str,
+    base: TransferConfig,
+    runs_dir: str | Path | None = None,
+    name: str = "",
+    include_scratch: bool = True,
+    ssl_weights: str | None = None,
+    sequential: bool = True,
+) -> Group:
+    """Validate every row (configs and weights) first, then create the runs and the manifest:
+    a group is made whole or not at all."""
+    rows = preset_configs(preset, base, include_scratch, ssl_weights)
+    for _, cfg, _ in rows:
+        if cfg is not None:
+            cfg.validate()
+            check_weights(cfg)
+    group_id = f"{datetime.now():%Y%m%d-%H%M%S}-{preset}-{secrets.token_hex(2)}"
+    group = Group(group_id, name or PRESETS[preset], preset, time.time(), sequential=sequential)
+    for label, cfg, note in rows:
+        run_id = None
+        if cfg is not None:
+            cfg.group, cfg.name = group_id, cfg.name or label
+            run_id = runs.create_run(cfg, runs_dir).name
+        group.rows.append(Row(label, run_id, note))
+    save_group(group, runs_dir)
+    return group
+
+
+def save_group(group: Group, runs_dir: str | Path | None = None) -> None:
+    write_json(groups_dir(runs_dir) / f"{group.group_id}.json", asdict(group))
+
+
+def load_group(group_id: str, runs_dir: str | Path | None = None) -> Group:
+    path = groups_dir(runs_dir) / f"{group_id}.json"
+    try:
+        d = json.loads(path.read_text())
+        rows = [Row(**r) for r in d.pop("rows")]
+        return Group(**d, rows=rows)
+    except FileNotFoundError:
+        raise runs.RunError(f"no comparison group {group_id!r} (looked for {path})") from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise runs.RunError(f"comparison group file {path} is damaged: {e}") from None
+
+
+def list_groups(runs_dir: str | Path | None = None) -> list[Group | runs.RunError]:
+    """Every group, newest first; a damaged manifest is listed as its error, not hidden."""
+    folder = groups_dir(runs_dir)
+    if not folder.is_dir():
+        return []
+    found: list[Group | runs.RunError] = []
+    for path in sorted(folder.glob("*.json"), reverse=True):
+        try:
+            found.append(load_group(path.stem, runs_dir))
+        except runs.RunError as e:
+            found.append(e)
+    return found
+
+
+def launch_group(group: Group, runs_dir: str | Path | None = None) -> list[int]:
+    """Start every run of the group that is not finished or active; sequential groups queue
+    each run behind the ones before it. Returns the pids started."""
+    root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
+    pids, before = [], []
+    for run_dir in group.run_dirs(root):
+        if not run_dir.is_dir():
+            continue  # removed
+        state = runs.read_status(run_dir).get("state")
+        if state == "finished" or runs.is_active(run_dir):
+            before.append(run_dir.name)
+            continue
+        resume = RunLayout(run_dir).last_checkpoint.exists()
+        after = list(before) if group.sequential else []
+        # Only the first can use the warm worker: the others wait, and should not hold torch.
+        pids.append(runs.launch(run_dir, resume=resume, warm=not after, after=after))
+        before.append(run_dir.name)
+    return pids
+
+
+def stop_group(group: Group, runs_dir: str | Path | None = None) -> int:
+    """Stop every active run of the group, the waiting ones first (so none starts meanwhile)."""
+    root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
+    stopped = 0
+    for run_dir in reversed(group.run_dirs(root)):
+        if run_dir.is_dir() and runs.stop(run_dir):
+            stopped += 1
+    return stopped
+
+
+def remove_row_run(group: Group, run_id: str, runs_dir: str | Path | None = None) -> None:
+    """Delete one run of the group; its row stays, saying it was removed."""
+    root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
+    if (root / run_id).exists():
+        runs.delete_run(root / run_id)
+    for row in group.rows:
+        if row.run_id == run_id:
+            row.run_id, row.note = None, "removed"
+    save_group(group, runs_dir)

