@@ -18,6 +18,7 @@ nav = st.navigation(
         st.Page(PAGES / "train.py", title="Train", icon="📈"),
         st.Page(PAGES / "embeddings.py", title="Embeddings", icon="🌌"),
         st.Page(PAGES / "confusion.py", title="Confusion matrix", icon="🧮"),
+        st.Page(PAGES / "transfer.py", title="Transfer", icon="🔁"),
     ]
 )
 from engine.worker import prewarm  # noqa: E402

