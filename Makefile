@@ -17,7 +17,7 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt
 
 run: $(STAMP)
 	@echo "Dashboard: http://localhost:$(PORT)  (Ctrl+C stops it; runs keep going)"
-	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
+	PYTHONPATH=$(CURDIR) $(PY) -m streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
 
 test: $(STAMP)
 	@$(PY) -m pytest -q; rc=$$?; \

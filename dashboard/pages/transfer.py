@@ -163,6 +163,11 @@ def render_group(group: groups.Group) -> None:
             for r in table
         ]
     )
+    numeric = ["trainable params", "total params", "s / epoch", "feature pass s", "epochs",
+               "best val acc", "test acc"]  # fmt: skip
+    frame[numeric] = frame[numeric].apply(pd.to_numeric)  # None -> NaN: shown blank, not "None"
+    if frame["backbone"].nunique() <= 1:
+        frame = frame.drop(columns="backbone")  # the row names say it
     st.dataframe(
         frame, hide_index=True, width="stretch",
         column_config={
