@@ -117,7 +117,9 @@ def check_weights(cfg: TransferConfig) -> None:
         spec = get_backbone(cfg.model.name)
         if not spec.weights_available():
             wf = spec.weight_file()
-            raise WeightsError(missing_message(wf) if wf else f"no weights for {spec.name}")
+            if wf is None:
+                spec.imagenet_state_dict()  # raises with what to install
+            raise WeightsError(missing_message(wf))
     elif weights != "none" and not Path(weights).expanduser().is_file():
         raise WeightsError(f"backbone weight file {weights} does not exist")
 
@@ -177,7 +179,8 @@ def list_groups(runs_dir: str | Path | None = None) -> list[Group | runs.RunErro
             found.append(load_group(path.stem, runs_dir))
         except runs.RunError as e:
             found.append(e)
-    return found
+    # Ids share a one-second stamp and end in random hex: order by creation time, not by name.
+    return sorted(found, key=lambda g: g.created if isinstance(g, Group) else 0.0, reverse=True)
 
 
 def launch_group(group: Group, runs_dir: str | Path | None = None) -> list[int]:

@@ -45,6 +45,9 @@ def create_run(cfg: RunConfig, runs_dir: str | Path | None = None) -> Path:
     cfg.validate()
     if cfg.data.path:  # the run's process may start elsewhere: store where the data really is
         cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
+    weights = getattr(cfg, "weights", None)
+    if weights not in (None, "imagenet", "none"):  # a weight file: the same, for the same reason
+        cfg.weights = str(Path(weights).expanduser().resolve())
     root = Path(runs_dir) if runs_dir else default_runs_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -91,8 +91,15 @@ def presplit_folders(path: str | Path) -> dict[str, Path] | None:
     if not (root / "train").is_dir():
         return None
     if not (root / "val").is_dir():
+        others = [p for p in root.iterdir() if p.is_dir() and p.name not in PRESPLIT]
+        if others:  # a plain folder per class that happens to have a class called "train"
+            return None
         raise DataError(f"{root} has a train/ folder but no val/ folder beside it")
     return {name: root / name for name in PRESPLIT if (root / name).is_dir()}
+
+
+def _class_dirs(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def read_image_folder(
@@ -220,7 +227,14 @@ def check_source(name: str, path: str | None) -> None:
         raise DataError(f"the {name!r} dataset needs a folder path")
     root = _existing_dir(path)
     if name == "folder":
-        root = presplit_folders(root).get("train", root) if presplit_folders(root) else root
+        if folders := presplit_folders(root):  # every split holds the same class folders
+            root = folders.pop("train")
+            for other in folders.values():
+                if _class_dirs(other) != _class_dirs(root):
+                    raise DataError(
+                        f"{other} must hold the same class folders as {root}: "
+                        f"{', '.join(_class_dirs(other))} vs {', '.join(_class_dirs(root))}"
+                    )
         subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
         if len(subdirs) < 2:
             raise DataError(

@@ -66,7 +66,7 @@ def missing_message(wf: WeightFile) -> str:
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a weight file (or the `model` entry of a workbench checkpoint),
     loaded as data only (`weights_only=True`); a damaged file is named in the error."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"weight file {path} does not exist")
     try:

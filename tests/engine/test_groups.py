@@ -1,0 +1,331 @@
+"""Comparison groups: presets, creation all-or-nothing, runs one after another, stop, remove."""
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from engine import groups, runs
+from engine.config import ConfigError, DataConfig, ModelConfig, TransferConfig
+from engine.layout import REPO_ROOT, RunLayout
+from engine.models.backbones import build_transfer_net, get_backbone
+from engine.models.weights import WeightsError
+from tests.helpers import wait_until_ended
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    """An empty weight cache (inherited by launched runs); tests put in it what they need."""
+    path = tmp_path / "weights"
+    path.mkdir()
+    monkeypatch.setenv("WORKBENCH_WEIGHTS_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def resnet18_cached(cache):
+    torch.manual_seed(1)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(state, cache / get_backbone("resnet18").weight_file().filename)
+
+
+@pytest.fixture(scope="module")
+def pets(tmp_path_factory):
+    """2 classes x 12 noisy solid-colour 16x16 images."""
+    root = tmp_path_factory.mktemp("pets")
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["cat", "dog"]):
+        (root / name).mkdir()
+        for i in range(12):
+            pixels = rng.normal(80 + 100 * c, 30, (16, 16, 3)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def base(pets):
+    return TransferConfig(
+        model=ModelConfig(name="resnet18"),
+        data=DataConfig(name="folder", path=str(pets), image_size=16),
+        epochs=1,
+        batch_size=8,
+        device="cpu",
+        snapshot_size=10,
+        seed=3,
+    ).validate()
+
+
+@pytest.fixture
+def engine_process():
+    """A live process whose command line names the engine, standing in for a training run."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "engine"], stdin=subprocess.PIPE
+    )
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _running_as(run_dir, proc):
+    runs.write_status(
+        run_dir, state="running", pid=proc.pid, pid_start=runs.process_start(proc.pid)
+    )
+
+
+def _rows(preset, base, **kw):
+    return [
+        (label, cfg and (cfg.mode, cfg.weights, cfg.model.name), note)
+        for label, cfg, note in groups.preset_configs(preset, base, **kw)
+    ]
+
+
+def _run_folders(runs_dir):
+    return (
+        sorted(p.name for p in runs_dir.iterdir() if p.name != ".groups")
+        if runs_dir.exists()
+        else []
+    )
+
+
+# --- presets ---------------------------------------------------------------------------------------
+
+
+def test_finetune_vs_frozen_rows_differ_only_in_mode_and_weights(base):
+    assert _rows("finetune-vs-frozen", base) == [
+        ("resnet18: fine-tuned", ("finetune", "imagenet", "resnet18"), ""),
+        ("resnet18: frozen", ("frozen", "imagenet", "resnet18"), ""),
+        ("resnet18: from scratch", ("scratch", "imagenet", "resnet18"), ""),
+    ]
+    rows = groups.preset_configs("finetune-vs-frozen", base, include_scratch=False)
+    assert [label for label, _, _ in rows] == ["resnet18: fine-tuned", "resnet18: frozen"]
+    for label, cfg, _ in rows:
+        assert cfg.label == label
+        assert (cfg.data, cfg.optim, cfg.seed, cfg.epochs) == (base.data, base.optim, 3, 1)
+    assert base.mode == "finetune" and base.label == ""  # the base is not changed
+
+
+def test_seed003_compares_two_backbones_fine_tuned_and_frozen(base):
+    assert _rows("seed003", base) == [
+        ("resnet34: fine-tuned", ("finetune", "imagenet", "resnet34"), ""),
+        ("resnet34: frozen", ("frozen", "imagenet", "resnet34"), ""),
+        ("mobilenet_v3_large: fine-tuned", ("finetune", "imagenet", "mobilenet_v3_large"), ""),
+        ("mobilenet_v3_large: frozen", ("frozen", "imagenet", "mobilenet_v3_large"), ""),
+    ]
+    assert base.model.name == "resnet18"
+
+
+def test_a_to_e_waits_for_a_self_supervised_backbone_in_rows_c_and_e(base, tmp_path):
+    rows = _rows("a-e", base)
+    assert [r[0][0] for r in rows] == list("ABCDE")
+    assert rows[0][1] == ("scratch", "imagenet", "resnet18")
+    assert rows[1][1] == ("finetune", "imagenet", "resnet18")
+    assert rows[3][1] == ("frozen", "imagenet", "resnet18")
+    for i in (2, 4):
+        assert rows[i][1] is None and rows[i][2] == groups.SSL_WAITING
+    ssl = str(tmp_path / "byol.pt")
+    rows = _rows("a-e", base, ssl_weights=ssl)
+    assert rows[2] == ("C: self-supervised, fine-tuned", ("finetune", ssl, "resnet18"), "")
+    assert rows[4] == ("E: self-supervised, frozen", ("frozen", ssl, "resnet18"), "")
+
+
+def test_unknown_preset_is_named(base):
+    with pytest.raises(ConfigError, match="unknown preset 'a-z'; choose one of finetune-vs-frozen"):
+        groups.preset_configs("a-z", base)
+
+
+# --- creating a group: whole or not at all ---------------------------------------------------------
+
+
+def test_a_to_e_group_makes_runs_for_rows_that_can_run(runs_dir, base, resnet18_cached):
+    group = groups.create_group("a-e", base, runs_dir, name="my grid")
+    assert [(r.label[0], bool(r.run_id), r.note) for r in group.rows] == [
+        ("A", True, ""), ("B", True, ""), ("C", False, groups.SSL_WAITING),
+        ("D", True, ""), ("E", False, groups.SSL_WAITING),
+    ]  # fmt: skip
+    assert _run_folders(runs_dir) == sorted(r.run_id for r in group.rows if r.run_id)
+    for row in group.rows:
+        if row.run_id:
+            cfg = runs.load_config(runs_dir / row.run_id)
+            assert (cfg.group, cfg.label, cfg.name) == (group.group_id, row.label, row.label)
+            assert runs.read_status(runs_dir / row.run_id)["state"] == "queued"
+    again = groups.load_group(group.group_id, runs_dir)
+    assert again == group and again.name == "my grid" and again.preset == "a-e"
+
+
+def test_a_to_e_group_with_ssl_weights_fills_every_row(runs_dir, base, resnet18_cached, tmp_path):
+    ssl = tmp_path / "byol.pt"
+    torch.save({"model": {}}, ssl)  # only its existence is checked before the run
+    group = groups.create_group("a-e", base, runs_dir, ssl_weights=str(ssl))
+    assert all(r.run_id and not r.note for r in group.rows)
+    c, e = (runs.load_config(runs_dir / group.rows[i].run_id) for i in (2, 4))
+    assert (c.mode, c.weights, e.mode, e.weights) == ("finetune", str(ssl), "frozen", str(ssl))
+
+
+@pytest.mark.parametrize("preset, kw", [("seed003", {}), ("a-e", {"ssl_weights": "/no/byol.pt"})])
+def test_missing_weights_fail_before_anything_is_created(
+    runs_dir, base, resnet18_cached, preset, kw
+):
+    with pytest.raises(WeightsError) as raised:
+        groups.create_group(preset, base, runs_dir, **kw)
+    message = str(raised.value)
+    if preset == "seed003":  # resnet34's file is not in the (empty) cache
+        assert "python -m engine weights fetch resnet34" in message
+    else:
+        assert "/no/byol.pt does not exist" in message
+    assert _run_folders(runs_dir) == []
+    assert groups.list_groups(runs_dir) == []
+
+
+def test_a_damaged_manifest_is_named_and_listed_as_its_error(runs_dir, base, resnet18_cached):
+    damaged = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    good = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    path = groups.groups_dir(runs_dir) / f"{damaged.group_id}.json"
+    path.write_text('{"group_id": "x", "rows": [')
+    with pytest.raises(runs.RunError, match="is damaged") as raised:
+        groups.load_group(damaged.group_id, runs_dir)
+    assert str(path) in str(raised.value)
+    found = groups.list_groups(runs_dir)
+    assert len(found) == 2 and good in found
+    errors = [g for g in found if isinstance(g, runs.RunError)]
+    assert len(errors) == 1 and str(path) in str(errors[0])
+    with pytest.raises(runs.RunError, match="no comparison group 'nope'"):
+        groups.load_group("nope", runs_dir)
+
+
+def test_list_groups_is_newest_first_even_within_one_second(runs_dir):
+    # Ids share a one-second stamp and end in random hex, as run ids do: the order must come
+    # from the creation time, not from the name.
+    older = groups.Group("20260101-120000-a-e-ffff", "older", "a-e", created=1000.0)
+    newer = groups.Group("20260101-120000-a-e-0000", "newer", "a-e", created=1000.5)
+    for group in (older, newer):
+        groups.save_group(group, runs_dir)
+    assert [g.name for g in groups.list_groups(runs_dir)] == ["newer", "older"]
+
+
+@pytest.mark.parametrize("given", ["home", "relative"])
+def test_ssl_weights_accepted_at_creation_are_found_by_the_launched_run(
+    runs_dir, base, resnet18_cached, tmp_path, monkeypatch, given
+):
+    """The check runs where the user is; a launched run starts in the repository root."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir(parents=True)
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    torch.manual_seed(2)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(state, (home if given == "home" else work) / "byol.pt")
+    weights = "~/byol.pt" if given == "home" else "byol.pt"
+    group = groups.create_group("a-e", base, runs_dir, ssl_weights=weights)  # accepted
+    monkeypatch.chdir(REPO_ROOT)  # where runs.launch starts the run's process
+    cfg = runs.load_config(runs_dir / group.rows[2].run_id)
+    model, report = build_transfer_net("resnet18", 2, 16, cfg.backbone_weights)
+    assert report.loaded == report.total
+    assert torch.equal(model.body.conv1.weight, state["conv1.weight"])
+
+
+# --- running a group one run after another --------------------------------------------------------
+
+
+def test_a_sequential_group_trains_its_runs_one_after_another(runs_dir, base, resnet18_cached):
+    group = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    first, second = group.run_dirs(runs_dir)
+    pids = groups.launch_group(group, runs_dir)
+    assert len(pids) == 2
+    assert runs.read_status(second)["after"] == [first.name]
+    done = [wait_until_ended(first), wait_until_ended(second)]
+    for status, run_dir in zip(done, (first, second), strict=True):
+        assert status["state"] == "finished", RunLayout(run_dir).log.read_text()
+    assert done[1]["started"] >= done[0]["ended"]  # the second waited for the first
+    assert [s["summary"]["mode"] for s in done] == ["finetune", "frozen"]
+    assert groups.launch_group(group, runs_dir) == []  # nothing left to train
+
+
+def test_stopping_a_group_stops_a_waiting_run_before_it_trains(
+    runs_dir, base, resnet18_cached, engine_process
+):
+    group = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    first, second = group.run_dirs(runs_dir)
+    _running_as(first, engine_process)  # the first run is training
+    pids = groups.launch_group(group, runs_dir)
+    assert len(pids) == 1  # the active one is left alone; the second queues behind it
+    status = runs.read_status(second)
+    assert status["state"] == "queued" and status["after"] == [first.name]
+    assert runs.is_active(second)
+
+    assert groups.stop_group(group, runs_dir) == 2
+    status = wait_until_ended(second, timeout=60)
+    assert status["state"] == "stopped" and "started" not in status
+    layout = RunLayout(second)
+    assert not layout.metrics.exists() and not layout.checkpoints.exists()
+    assert engine_process.wait(timeout=30) != 0  # the stand-in got its SIGTERM too
+
+
+def test_wait_for_turn_waits_while_an_earlier_run_is_active(runs_dir, base, engine_process):
+    before = runs.create_run(base, runs_dir)
+    run_dir = runs.create_run(base, runs_dir)
+    runs.write_status(run_dir, after=[before.name])
+    _running_as(before, engine_process)
+    result = []
+    waiter = threading.Thread(target=lambda: result.append(runs.wait_for_turn(run_dir, poll=0.01)))
+    waiter.start()
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive() and result == []  # still waiting
+    engine_process.kill()
+    engine_process.wait()
+    waiter.join(timeout=30)
+    assert result == [True]  # the earlier run ended (here: it died, and reads as failed)
+
+
+def test_a_waiting_run_asked_to_stop_ends_stopped_without_training(runs_dir, base, engine_process):
+    before = runs.create_run(base, runs_dir)
+    run_dir = runs.create_run(base, runs_dir)
+    _running_as(before, engine_process)
+    runs.write_status(run_dir, after=[before.name], stop_requested=True)
+    assert runs.wait_for_turn(run_dir) is False
+    assert runs.execute(run_dir) == {"stopped_before_start": True}
+    status = runs.read_status(run_dir)
+    assert status["state"] == "stopped" and "started" not in status
+    assert not RunLayout(run_dir).metrics.exists()
+
+
+# --- removing runs ---------------------------------------------------------------------------------
+
+
+def test_remove_row_run_deletes_the_folder_and_keeps_the_row(runs_dir, base, resnet18_cached):
+    group = groups.create_group("finetune-vs-frozen", base, runs_dir)
+    gone = group.rows[1].run_id
+    kept = [r.run_id for r in group.rows if r.run_id != gone]
+    groups.remove_row_run(group, gone, runs_dir)
+    assert not (runs_dir / gone).exists()
+    assert _run_folders(runs_dir) == sorted(kept)
+    for g in (group, groups.load_group(group.group_id, runs_dir)):
+        assert [(r.run_id, r.note) for r in g.rows] == [
+            (kept[0], ""),
+            (None, "removed"),
+            (kept[1], ""),
+        ]
+        assert g.rows[1].label == "resnet18: frozen"
+
+
+def test_an_active_run_is_not_deleted(runs_dir, base, resnet18_cached, engine_process):
+    group = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    run_dir = group.run_dirs(runs_dir)[0]
+    _running_as(run_dir, engine_process)
+    with pytest.raises(runs.RunError, match="still active; stop it before removing it"):
+        runs.delete_run(run_dir)
+    with pytest.raises(runs.RunError, match="still active"):
+        groups.remove_row_run(group, run_dir.name, runs_dir)
+    assert (run_dir / "config.json").exists()
+    assert groups.load_group(group.group_id, runs_dir).rows[0].run_id == run_dir.name
+    engine_process.kill()
+    engine_process.wait()
+    runs.delete_run(run_dir)  # ended (it reads as failed): now it can go
+    assert not run_dir.exists()
+    with pytest.raises(runs.RunError, match="is not a run folder"):
+        runs.delete_run(runs_dir / "nothing-here")
