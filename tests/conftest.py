@@ -1,6 +1,10 @@
-"""Shared fixtures: an isolated runs folder, and tiny run configs that train in seconds."""
+"""Shared fixtures: an isolated runs folder and weight cache, tiny run configs that train in
+seconds, and a stand-in for a training process."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -50,3 +54,23 @@ def _tiny_config(image_size: int = 16, **overrides) -> RunConfig:
 def tiny_config():
     """Factory: `tiny_config(epochs=3, image_size=32, ...)` -> a validated RunConfig."""
     return _tiny_config
+
+
+@pytest.fixture(autouse=True)
+def weight_cache(tmp_path, monkeypatch):
+    """A private, empty (not yet created) weight cache for every test, inherited by launched
+    runs: what a developer has in checkpoints/ never changes a result."""
+    path = tmp_path / "weights"
+    monkeypatch.setenv("WORKBENCH_WEIGHTS_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def engine_process():
+    """A live process whose command line names the engine, as a training run's does."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "engine"], stdin=subprocess.PIPE
+    )
+    yield proc
+    proc.kill()
+    proc.wait()

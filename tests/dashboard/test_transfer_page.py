@@ -56,16 +56,15 @@ def test_without_comparisons_the_form_is_open_and_says_how_to_start(runs_dir):
 
 
 def test_a_backbone_whose_weights_are_missing_names_the_file_and_makes_nothing(
-    runs_dir, tmp_path, monkeypatch
+    runs_dir, weight_cache
 ):
-    monkeypatch.setenv("WORKBENCH_WEIGHTS_DIR", str(tmp_path / "empty-cache"))
     at = page("transfer").run()
     at.selectbox[1].select("resnet34")
     at.button[0].click().run()  # the form's submit button
     assert not at.exception
     (message,) = [e.value for e in at.error]
     assert "resnet34-b627a593.pth" in message and "weights fetch resnet34" in message
-    assert str(tmp_path / "empty-cache") in message
+    assert str(weight_cache) in message
     assert groups.list_groups(runs_dir) == []
     assert runs.list_runs(runs_dir) == []
 

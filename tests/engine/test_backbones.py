@@ -22,12 +22,9 @@ SIZE = 32  # small inputs keep a torchvision backbone's forward pass in millisec
 
 
 @pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    """An empty weight cache: what a developer has in checkpoints/ never changes a result."""
-    path = tmp_path / "weights"
-    path.mkdir()
-    monkeypatch.setenv("WORKBENCH_WEIGHTS_DIR", str(path))
-    return path
+def cache(weight_cache):
+    weight_cache.mkdir()
+    return weight_cache
 
 
 def fake_imagenet_resnet18(seed: int = 1) -> dict[str, torch.Tensor]:

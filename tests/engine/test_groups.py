@@ -1,7 +1,5 @@
 """Comparison groups: presets, creation all-or-nothing, runs one after another, stop, remove."""
 
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -19,12 +17,9 @@ from tests.helpers import wait_until_ended
 
 
 @pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    """An empty weight cache (inherited by launched runs); tests put in it what they need."""
-    path = tmp_path / "weights"
-    path.mkdir()
-    monkeypatch.setenv("WORKBENCH_WEIGHTS_DIR", str(path))
-    return path
+def cache(weight_cache):
+    weight_cache.mkdir()
+    return weight_cache
 
 
 @pytest.fixture
@@ -58,17 +53,6 @@ def base(pets):
         snapshot_size=10,
         seed=3,
     ).validate()
-
-
-@pytest.fixture
-def engine_process():
-    """A live process whose command line names the engine, standing in for a training run."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()", "engine"], stdin=subprocess.PIPE
-    )
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 def _running_as(run_dir, proc):

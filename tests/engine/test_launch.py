@@ -3,8 +3,6 @@
 import fcntl
 import json
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -68,17 +66,6 @@ def test_a_launched_run_that_dies_before_starting_is_reported_failed(runs_dir, t
 
 
 # --- one trainer per run; stop ------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine_process():
-    """A live process whose command line names the engine, as a training run's does."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()", "engine"], stdin=subprocess.PIPE
-    )
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 def _running_as(run_dir, proc, state="running"):

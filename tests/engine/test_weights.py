@@ -21,10 +21,8 @@ URL = "https://download.example.org/models/tinynet-0123abcd.pth"
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    path = tmp_path / "weights"
-    monkeypatch.setenv("WORKBENCH_WEIGHTS_DIR", str(path))
-    return path
+def cache(weight_cache):
+    return weight_cache
 
 
 @pytest.fixture
