@@ -220,6 +220,9 @@ def group_controls(group: groups.Group) -> None:
         labels = {r.run_id: r.label for r in group.rows if r.run_id}
         run_id = st.selectbox("Run", ids, format_func=lambda i: f"{labels[i]} ({i})")
         run_dir = root / run_id
+        info = runs.read_status(run_dir).get("model_info") or {}
+        if info.get("weights_report"):
+            st.caption(f"Starting weights: {info['weights_report']}")
         active = runs.is_active(run_dir)
         a, b, c = st.columns(3)
         if active and a.button("⏹ Stop this run"):

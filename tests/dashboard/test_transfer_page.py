@@ -129,3 +129,14 @@ def test_removing_a_run_needs_confirmation_and_keeps_its_row(comparison):
     assert not (runs_dir / victim).exists()
     assert groups.load_group(group.group_id, runs_dir).rows[0].note == "removed"
     assert "removed" in at.dataframe[0].value["state"].iloc[0]
+
+
+def test_one_run_shows_what_its_starting_weights_loaded(comparison):
+    _, group = comparison
+    at = page("transfer").run()
+    report = [c.value for c in at.caption if c.value.startswith("Starting weights")]
+    assert report == ["Starting weights: random initialisation"]  # row A: no pretraining
+    run_box = next(s for s in at.selectbox if s.label == "Run")
+    run_box.set_value(group.rows[1].run_id).run()  # B: ImageNet weights
+    report = [c.value for c in at.caption if c.value.startswith("Starting weights")]
+    assert report and "ImageNet weights of efficientnet_lite0: loaded" in report[0]
