@@ -11,7 +11,7 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="CNN workbench", page_icon="🔬", layout="wide")
 
-PAGES = Path(__file__).parent / "pages"
+PAGES = Path("pages")  # st.Page resolves it against this script's folder
 nav = st.navigation(
     [
         st.Page(PAGES / "home.py", title="Home", icon="🏠", default=True),

@@ -39,6 +39,26 @@ PALETTE = [
 ]  # fmt: skip
 
 
+def through_app() -> None:
+    """Call first on every page. On a fresh server, Streamlit runs the first request's page the
+    old way (its `pages/` folder discovery stays on until `st.navigation` has run once), so a
+    deep link such as /transfer would run without app.py: no navigation, no wide layout.
+    Rerun once, through app.py. Once per process: only a server's first request needs it
+    (streamlit's AppTest resets the flag on every run, and there a rerun would drop a click)."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    global _through_app_checked
+    if _through_app_checked:
+        return
+    _through_app_checked = True
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_through_app_checked = False
+
+
 def runs_dir() -> Path:
     return runs.default_runs_dir()
 

@@ -224,6 +224,13 @@ def remove_row_run(group: Group, run_id: str, runs_dir: str | Path | None = None
     save_group(group, runs_dir)
 
 
+def _configured_epochs(run_dir: Path) -> int:
+    try:
+        return max(int(json.loads(RunLayout(run_dir).config.read_text()).get("epochs", 1)), 1)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 1
+
+
 def comparison_table(group: Group, runs_dir: str | Path | None = None) -> list[dict]:
     """One row per group row: what the Transfer page and `compare` print."""
     root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
@@ -237,8 +244,16 @@ def comparison_table(group: Group, runs_dir: str | Path | None = None) -> list[d
             events = runs.read_metrics(run_dir)
             seconds = [e["value"] for e in events if e["name"] == "epoch_seconds"]
             val_acc = [e["value"] for e in events if (e["name"], e["split"]) == ("acc", "val")]
+            total = status.get("total_steps") or 0
+            step = max([status.get("step") or 0, *(e.get("step") or 0 for e in events)])
             entry.update(
                 state=status.get("state", "broken"),
+                progress=1.0
+                if status.get("state") == "finished"
+                else min(step / total, 1.0)
+                if total
+                else 0.0,
+                steps_per_epoch=total / _configured_epochs(run_dir) if total else None,
                 backbone=info.get("backbone"),
                 mode=info.get("mode"),
                 trainable_params=info.get("trainable_params"),

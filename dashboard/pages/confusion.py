@@ -8,6 +8,7 @@ from dashboard import widgets
 from engine.analysis import normalise_rows, per_class_accuracy
 from engine.layout import RunLayout
 
+widgets.through_app()
 st.title("🧮 Confusion matrix")
 
 

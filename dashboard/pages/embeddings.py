@@ -16,6 +16,7 @@ from engine.layout import RunLayout
 
 METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
+widgets.through_app()
 st.title("🌌 Embeddings")
 
 

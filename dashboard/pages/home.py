@@ -7,6 +7,7 @@ from dashboard import widgets
 from engine import runs
 from engine.config import RunConfig
 
+widgets.through_app()
 st.title("🔬 CNN workbench")
 st.markdown(
     "Watch convolutional networks learn: live loss and accuracy curves, penultimate-layer "

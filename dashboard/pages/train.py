@@ -24,6 +24,7 @@ DATASET_LABELS = {
     "cifar10": "CIFAR-10 python batches",
 }
 
+widgets.through_app()
 st.title("📈 Train")
 
 

@@ -17,6 +17,7 @@ from engine.data import check_source
 from engine.layout import RunLayout
 from engine.models.backbones import BACKBONES
 
+widgets.through_app()
 st.title("🔁 Transfer learning")
 st.caption(
     "Does a pretrained backbone help, and how should it be trained? Each comparison trains "
@@ -96,6 +97,17 @@ def curves(table: list[dict], metrics: dict[str, list[dict]], colours: dict) -> 
                         horizontal_spacing=0.08)  # fmt: skip
     for r in (r for r in table if r["run"] in metrics):  # rows waiting for a run: no curves
         events = metrics[r["run"]]
+        if r.get("steps_per_epoch"):  # every logged step, at its fractional epoch: moves live
+            x, y = widgets.series(events, "loss", "train")
+            fig.add_trace(
+                go.Scatter(
+                    x=[s / r["steps_per_epoch"] for s in x], y=y, mode="lines",
+                    name=f"{r['label']} · steps", legendgroup=r["label"], showlegend=False,
+                    line=dict(color=colours[r["label"]], width=1), opacity=0.35,
+                    hovertemplate="step loss %{y:.3f}<extra></extra>",
+                ),
+                row=1, col=1,
+            )  # fmt: skip
         for col, name in ((1, "loss"), (2, "acc")):
             for split, dash in ((("train_epoch" if name == "loss" else "train"), "dot"),
                                 ("val", "solid")):  # fmt: skip
@@ -149,6 +161,7 @@ def render_group(group: groups.Group) -> None:
             {
                 "row": r["label"],
                 "state": f"{widgets.STATE_ICONS.get(r['state'], '')} {r['state']}",
+                "progress": r.get("progress"),
                 "backbone": r.get("backbone"),
                 "mode": r.get("mode"),
                 "trainable params": r.get("trainable_params"),
@@ -163,7 +176,7 @@ def render_group(group: groups.Group) -> None:
             for r in table
         ]
     )
-    numeric = ["trainable params", "total params", "s / epoch", "feature pass s", "epochs",
+    numeric = ["progress", "trainable params", "total params", "s / epoch", "feature pass s", "epochs",
                "best val acc", "test acc"]  # fmt: skip
     frame[numeric] = frame[numeric].apply(pd.to_numeric)  # None -> NaN: shown blank, not "None"
     if frame["backbone"].nunique() <= 1:
@@ -171,6 +184,7 @@ def render_group(group: groups.Group) -> None:
     st.dataframe(
         frame, hide_index=True, width="stretch",
         column_config={
+            "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, width="small"),
             "trainable params": st.column_config.NumberColumn(format="localized"),
             "total params": st.column_config.NumberColumn(format="localized"),
             "s / epoch": st.column_config.NumberColumn(format="%.2f"),

@@ -36,9 +36,23 @@ def test_demo_trains_live_and_every_page_renders(browser, tmp_path):
         for path, text in [
             ("embeddings", "Inspect a point"),
             ("confusion", "validation images right"),
+            ("transfer", "No comparisons yet"),
             ("", "Start the demo"),
         ]:
             page.goto(f"{url}/{path}")
             page.get_by_text(text).first.wait_for(timeout=120_000)
             assert page.locator('[data-testid="stException"]').count() == 0, path
+        page.close()
+
+
+def test_a_deep_link_opened_first_on_a_fresh_server_gets_the_app_navigation(browser, tmp_path):
+    # Streamlit runs a fresh server's first request the old pages/ way, without app.py;
+    # widgets.through_app() reruns it through app.py (titles and icons from st.navigation).
+    with dashboard(tmp_path / "runs") as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{url}/transfer")
+        page.get_by_text("No comparisons yet").first.wait_for(timeout=120_000)
+        nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+        assert "Confusion matrix" in nav and "Transfer" in nav and "app" not in nav.split()
+        assert page.locator('[data-testid="stException"]').count() == 0
         page.close()
