@@ -29,6 +29,13 @@ from engine.groups import PRESETS  # noqa: E402  (light: no torch)
 def _train_config(a: argparse.Namespace) -> RunConfig:
     if a.config:
         return RunConfig.load(a.config)
+    if a.kind == "classify":
+        if (a.mode, a.weights, a.backbone_lr_scale) != ("finetune", "imagenet", 1.0):
+            raise ConfigError("--mode, --weights and --backbone-lr-scale need --kind transfer")
+        from engine.models.backbones import BACKBONES
+
+        if a.model in BACKBONES and a.model not in ("resnet18", "resnet34", "resnet50"):
+            raise ConfigError(f"{a.model} is a pretrained backbone: add --kind transfer")
     cls = CONFIG_KINDS[a.kind]
     d = cls()  # the kind's defaults fill what the flags leave out
 
@@ -76,7 +83,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             check_weights(cfg)
         run_dir = runs.create_run(cfg, a.runs_dir)
         print(f"run folder: {run_dir}")
-    return _execute(run_dir, resume=False, background=a.background)
+    return _execute(run_dir, resume=False, background=a.background, launched=bool(a.run_dir))
 
 
 def cmd_resume(a: argparse.Namespace) -> int:
@@ -85,10 +92,11 @@ def cmd_resume(a: argparse.Namespace) -> int:
     run_dir = Path(a.run_dir) if a.run_dir else runs.resolve_run(a.run, a.runs_dir)
     if not a.run_dir:
         print(f"resuming {run_dir}")
-    return _execute(run_dir, resume=True, background=a.background)
+    return _execute(run_dir, resume=True, background=a.background, launched=bool(a.run_dir))
 
 
-def _execute(run_dir: Path, resume: bool, background: bool) -> int:
+def _execute(run_dir: Path, resume: bool, background: bool, launched: bool) -> int:
+    """`launched`: started by the launcher (hidden --run-dir), so it may wait in a queue."""
     from engine import runs
 
     if background:
@@ -96,9 +104,11 @@ def _execute(run_dir: Path, resume: bool, background: bool) -> int:
         print(f"started in the background (pid {pid}); watch with: python -m engine show {run_dir}")
         return 0
     # A bar for a person at a terminal; a launched run's log gets no stream of \r updates.
-    summary = runs.execute(run_dir, resume=resume, progress=sys.stderr.isatty())
+    summary = runs.execute(
+        run_dir, resume=resume, progress=sys.stderr.isatty() and not launched, launched=launched
+    )
     _print_summary(summary)
-    return 0
+    return 1 if summary.get("stopped_before_start") else 0
 
 
 def _print_summary(summary: dict) -> None:
@@ -115,9 +125,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from engine import groups, runs
     from engine.data import check_source
 
-    a.kind, a.mode, a.weights, a.backbone_lr_scale, a.config, a.name = (
-        "transfer", "finetune", "imagenet", 1.0, None, None,
-    )  # fmt: skip
+    a.kind, a.mode, a.weights, a.config, a.name = "transfer", "finetune", "imagenet", None, None
     a.snapshot_every, a.snapshot_epochs = RunConfig().snapshot_every, None
     base = _train_config(a)
     check_source(base.data.name, base.data.path)
@@ -131,17 +139,30 @@ def cmd_compare(a: argparse.Namespace) -> int:
         print(f"started; watch with: python -m engine groups {group.group_id}")
         return 0
     root = Path(a.runs_dir) if a.runs_dir else runs.default_runs_dir()
+    failed = 0
     for row in group.rows:
         if row.run_id:
-            print(f"--- {row.label}")
-            _print_summary(runs.execute(root / row.run_id, progress=sys.stderr.isatty()))
+            print(f"--- {row.label}", flush=True)
+            try:  # the rows are independent: one failing does not cancel the others
+                _print_summary(runs.execute(root / row.run_id, progress=sys.stderr.isatty()))
+            except (ValueError, OSError, RuntimeError) as e:
+                print(f"error: {row.label}: {e}", file=sys.stderr)
+                failed += 1
     _print_group(group, a.runs_dir)
-    return 0
+    return 2 if failed else 0
 
 
 def cmd_groups(a: argparse.Namespace) -> int:
     from engine import groups
 
+    if (a.stop or a.resume) and not a.group:
+        raise ConfigError("--stop and --resume need a group id")
+    if a.stop:
+        print(f"asked {groups.stop_group(groups.load_group(a.group, a.runs_dir), a.runs_dir)} "
+              "run(s) to stop; each saves last.pt")  # fmt: skip
+    if a.resume:
+        pids = groups.launch_group(groups.load_group(a.group, a.runs_dir), a.runs_dir)
+        print(f"queued {len(pids)} unfinished run(s)")
     found = [groups.load_group(a.group, a.runs_dir)] if a.group else groups.list_groups(a.runs_dir)
     if not found:
         print("no comparison groups yet; make one with: python -m engine compare")
@@ -171,6 +192,8 @@ def _print_group(group, runs_dir) -> None:
               f"{pct(r.get('best_val_acc')):>9} {pct(r.get('test_acc')):>8}")  # fmt: skip
         if r["state"] not in ("queued", "running", "finished", "stopped", "failed"):
             print(f"    {r['state']}")
+        if r.get("error"):
+            print(f"    {r['state']}: {r['error']}")
 
 
 def cmd_weights(a: argparse.Namespace) -> int:
@@ -348,7 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--backbone-lr-scale", type=float, default=1.0,
         help="transfer, finetune: the backbone's lr is --lr times this (e.g. 0.1)",
     )  # fmt: skip
-    t.add_argument("--snapshot-every", type=int, default=d.snapshot_every)
+    t.add_argument(
+        "--snapshot-every", type=int, default=d.snapshot_every,
+        help="embeddings + confusion matrix at epoch 1, every k-th and the last",
+    )  # fmt: skip
     t.add_argument(
         "--snapshot-epochs", type=_epoch_list, default=None, metavar="1,5,10",
         help="snapshot exactly at these epochs (instead of first, every k-th, last)",
@@ -357,18 +383,39 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--background", action="store_true", help="start and return at once")
     t.set_defaults(func=cmd_train)
 
-    c = sub.add_parser("compare", help="a comparison group of transfer runs from a preset")
+    presets = "; ".join(f"{k}: {v}" for k, v in PRESETS.items())
+    c = sub.add_parser(
+        "compare", help="a comparison group of transfer runs from a preset",
+        description="Make a comparison group of transfer runs (same split, seed, epochs and "
+        "optimiser) from a preset and train its runs here, one after another, printing the "
+        f"table at the end; --background queues them instead. Presets: {presets}.",
+    )  # fmt: skip
     c.add_argument("--preset", default="finetune-vs-frozen", choices=list(PRESETS))
-    c.add_argument("--model", default=None, help="backbone (default efficientnet_lite0)")
+    c.add_argument(
+        "--model", default=None,
+        help="backbone (default efficientnet_lite0; seed003 always uses resnet34 and "
+        "mobilenet_v3_large)",
+    )  # fmt: skip
     _data_and_optim_flags(c)
+    c.add_argument(
+        "--backbone-lr-scale", type=float, default=1.0,
+        help="fine-tuned rows: the backbone's lr is --lr times this (e.g. 0.1)",
+    )  # fmt: skip
     c.add_argument("--no-scratch", action="store_true", help="finetune-vs-frozen: no scratch row")
     c.add_argument("--ssl-weights", default=None, help="a-e: the self-supervised backbone file")
-    c.add_argument("--at-once", action="store_true", help="train all runs at the same time")
-    c.add_argument("--background", action="store_true", help="start and return at once")
+    c.add_argument("--background", action="store_true", help="queue the runs and return at once")
+    c.add_argument(
+        "--at-once", action="store_true",
+        help="with --background: start all runs at the same time (a GPU with room)",
+    )  # fmt: skip
     c.set_defaults(func=cmd_compare)
 
-    g = sub.add_parser("groups", help="list comparison groups with their results")
+    g = sub.add_parser("groups", help="list comparison groups with their results; stop, resume")
     g.add_argument("group", nargs="?", help="one group id (default: all)")
+    g.add_argument("--stop", action="store_true", help="stop the group's active runs")
+    g.add_argument(
+        "--resume", action="store_true", help="queue the group's unfinished runs (background)"
+    )
     g.set_defaults(func=cmd_groups)
 
     wt = sub.add_parser("weights", help="pretrained weights: list what is cached, fetch more")

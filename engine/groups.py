@@ -107,8 +107,8 @@ def preset_configs(
 
 
 def check_weights(cfg: TransferConfig) -> None:
-    """Fail now, with what to do, if a run's starting weights are not here (never at run time,
-    and never by trying a download)."""
+    """Fail now, with what to do, if a run's starting weights are not here or do not fit
+    (never at run time, and never by trying a download)."""
     from engine.models.backbones import get_backbone
     from engine.models.weights import WeightsError, missing_message
 
@@ -120,8 +120,12 @@ def check_weights(cfg: TransferConfig) -> None:
             if wf is None:
                 spec.imagenet_state_dict()  # raises with what to install
             raise WeightsError(missing_message(wf))
-    elif weights != "none" and not Path(weights).expanduser().is_file():
-        raise WeightsError(f"backbone weight file {weights} does not exist")
+    elif weights != "none":
+        # Read it and fit it into the backbone now (no training): a file that is not a state
+        # dict, or of another architecture, is refused before any run folder is made.
+        from engine.models.backbones import build_transfer_net
+
+        build_transfer_net(cfg.model.name, 2, cfg.data.image_size, weights)
 
 
 def create_group(
@@ -160,12 +164,41 @@ def load_group(group_id: str, runs_dir: str | Path | None = None) -> Group:
     path = groups_dir(runs_dir) / f"{group_id}.json"
     try:
         d = json.loads(path.read_text())
-        rows = [Row(**r) for r in d.pop("rows")]
-        return Group(**d, rows=rows)
     except FileNotFoundError:
         raise runs.RunError(f"no comparison group {group_id!r} (looked for {path})") from None
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+    except (OSError, ValueError) as e:
         raise runs.RunError(f"comparison group file {path} is damaged: {e}") from None
+    problem = _manifest_problem(d)
+    if problem:
+        raise runs.RunError(f"comparison group file {path} is damaged: {problem}")
+    rows = [Row(r["label"], r.get("run_id"), r.get("note", "")) for r in d["rows"]]
+    return Group(
+        d["group_id"], d["name"], d["preset"], float(d["created"]), rows, bool(d["sequential"])
+    )
+
+
+def _manifest_problem(d) -> str | None:
+    """What is wrong with a manifest's JSON, in words; None when it is well formed."""
+    if not isinstance(d, dict):
+        return f"it holds a JSON {type(d).__name__}, not an object"
+    for key, kind in (("group_id", str), ("name", str), ("preset", str), ("created", (int, float)),
+                      ("sequential", bool), ("rows", list)):  # fmt: skip
+        if not isinstance(d.get(key), kind) or isinstance(d.get(key), bool) != (kind is bool):
+            return f"{key!r} is missing or of the wrong type"
+    for i, r in enumerate(d["rows"]):
+        if not isinstance(r, dict) or not isinstance(r.get("label"), str):
+            return f"row {i} is not an object with a label"
+        if not isinstance(r.get("run_id"), (str, type(None))) or not isinstance(
+            r.get("note", ""), str
+        ):
+            return f"row {i} ({r['label']}) has a run_id or note of the wrong type"
+        if r.get("run_id") and not _safe_run_id(r["run_id"]):
+            return f"row {i} ({r['label']}) names a run outside the runs folder"
+    return None
+
+
+def _safe_run_id(run_id: str) -> bool:
+    return run_id not in (".", "..") and "/" not in run_id and "\\" not in run_id
 
 
 def list_groups(runs_dir: str | Path | None = None) -> list[Group | runs.RunError]:
@@ -240,7 +273,9 @@ def comparison_table(group: Group, runs_dir: str | Path | None = None) -> list[d
         run_dir = root / row.run_id if row.run_id else None
         if run_dir is not None and run_dir.is_dir():
             status = runs.read_status(run_dir)
-            info, summary = status.get("model_info") or {}, status.get("summary") or {}
+            info, summary = status.get("model_info"), status.get("summary")
+            info = info if isinstance(info, dict) else {}  # a damaged status.json shows blanks
+            summary = summary if isinstance(summary, dict) else {}
             events = runs.read_metrics(run_dir)
             seconds = [e["value"] for e in events if e["name"] == "epoch_seconds"]
             val_acc = [e["value"] for e in events if (e["name"], e["split"]) == ("acc", "val")]
@@ -263,6 +298,7 @@ def comparison_table(group: Group, runs_dir: str | Path | None = None) -> list[d
                 epochs=len(val_acc),
                 best_val_acc=max(val_acc) if val_acc else None,
                 test_acc=summary.get("test_acc"),
+                error=status.get("error"),
             )
         elif run_dir is not None:
             entry["state"] = "removed"

@@ -325,12 +325,24 @@ def delete_run(run_dir: str | Path) -> None:
     shutil.rmtree(run_dir)
 
 
-def execute(run_dir: str | Path, resume: bool = False, progress: bool = False) -> dict:
-    """Run the experiment of `run_dir` in this process, keeping status.json truthful."""
+def execute(
+    run_dir: str | Path, resume: bool = False, progress: bool = False, launched: bool = False
+) -> dict:
+    """Run the experiment of `run_dir` in this process, keeping status.json truthful.
+
+    `launched`: this is the process `launch` started, which waits for its turn in a group's
+    queue. Otherwise a person (or a test) runs it here and now: what a previous launch or stop
+    left in status.json (the queue, a stop request) no longer applies."""
     run_dir = Path(run_dir)
-    if not wait_for_turn(run_dir):
-        write_status(run_dir, state="stopped", ended=time.time())
-        return {"stopped_before_start": True}
+    if launched:
+        if not wait_for_turn(run_dir):
+            write_status(run_dir, state="stopped", ended=time.time())
+            return {"stopped_before_start": True}
+    elif is_active(run_dir):
+        raise RunError(
+            f"{run_dir.name} is {read_status(run_dir).get('state')} in another process "
+            f"(pid {read_status(run_dir).get('pid')}); stop it first"
+        )
     # One process trains a run at a time; a second one leaves status.json to the first.
     lock = open(RunLayout(run_dir).root / ".train.lock", "a")  # noqa: SIM115  held until exit
     try:
@@ -339,6 +351,8 @@ def execute(run_dir: str | Path, resume: bool = False, progress: bool = False) -
         lock.close()
         raise RunError(f"{run_dir.name} is already being trained by another process") from None
     try:
+        if not launched:
+            write_status(run_dir, after=[], stop_requested=False)
         return _execute_locked(run_dir, resume, progress)
     finally:
         lock.close()

@@ -4,6 +4,8 @@ A comparison is a group of runs on the same split and seed (engine.groups); this
 one from a preset, trains its runs one after another, and overlays what they did.
 """
 
+import statistics
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -197,15 +199,23 @@ def render_group(group: groups.Group) -> None:
     for r in table:
         if r["state"] not in widgets.STATE_ICONS and r["state"] != "removed":
             st.caption(f"**{r['label']}**: {r['state']}")
+        if r.get("error"):
+            st.error(f"**{r['label']}** {r['state']}: {r['error']}")
     st.plotly_chart(curves(table, metrics, colours), key="transfer_curves")
     timed = [r for r in table if r.get("seconds_per_epoch")]
     if timed:
         st.plotly_chart(time_bars(table, colours), key="transfer_times")
-        by_mode = {r.get("mode"): r["seconds_per_epoch"] for r in timed}
-        if "finetune" in by_mode and "frozen" in by_mode and by_mode["frozen"] > 0:
+        by_mode: dict[str, list[float]] = {}
+        for r in timed:
+            by_mode.setdefault(r.get("mode"), []).append(r["seconds_per_epoch"])
+        if by_mode.get("finetune") and by_mode.get("frozen"):
+            ratio = statistics.median(by_mode["finetune"]) / statistics.median(by_mode["frozen"])
+            once = all(r.get("feature_seconds") for r in timed if r.get("mode") == "frozen")
+            why = ("the head trains on features computed once" if once
+                   else "the frozen backbone runs without gradients")  # fmt: skip
             st.caption(
-                f"A frozen-backbone epoch here is **{by_mode['finetune'] / by_mode['frozen']:.0f}×"
-                "** faster than a fine-tuning epoch (the head trains on features computed once)."
+                f"A frozen-backbone epoch here is **{ratio:.0f}×** faster than a fine-tuning "
+                f"epoch ({why})."
             )
 
 
@@ -239,13 +249,20 @@ def group_controls(group: groups.Group) -> None:
             st.caption(f"Starting weights: {info['weights_report']}")
         active = runs.is_active(run_dir)
         a, b, c = st.columns(3)
-        if active and a.button("⏹ Stop this run"):
+        if active and a.button(
+            "⏹ Stop this run",
+            help="It saves last.pt; the group's next run then starts. Stop all pauses the group.",
+        ):
             runs.stop(run_dir)
             st.toast("Stopping; it saves last.pt first")
         if not active and runs.read_status(run_dir).get("state") != "finished":
-            if b.button("⏵ Resume this run"):
+            if b.button("⏵ Resume this run", help="Queued behind the group's active runs"):
+                busy = [d.name for d in group.run_dirs(root) if d.is_dir() and runs.is_active(d)]
                 try:
-                    runs.launch(run_dir, resume=RunLayout(run_dir).last_checkpoint.exists())
+                    runs.launch(
+                        run_dir, resume=RunLayout(run_dir).last_checkpoint.exists(),
+                        warm=not busy, after=busy if group.sequential else [],
+                    )  # fmt: skip
                 except runs.RunError as e:
                     widgets.show_error(e)
                 else:
@@ -275,6 +292,9 @@ def embeddings_side_by_side(group: groups.Group) -> None:
     a, b, c = st.columns(3)
     left = a.selectbox("Left", labels, index=0)
     right = b.selectbox("Right", labels, index=1)
+    if left == right:
+        st.caption("Pick two different runs to compare.")
+        return
     common = sorted(
         set(RunLayout(by_label[left]).embedding_epochs())
         & set(RunLayout(by_label[right]).embedding_epochs())
@@ -306,7 +326,7 @@ def embeddings_side_by_side(group: groups.Group) -> None:
             margin=dict(l=10, r=10, t=40, b=10), showlegend=(col is cols[1]),
             xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False),
         )  # fmt: skip
-        col.plotly_chart(fig, key=f"emb:{label}")
+        col.plotly_chart(fig, key=f"emb:{'left' if col is cols[0] else 'right'}")
     st.caption("PCA of each run's penultimate features of the same validation images, "
                "coloured by true class.")  # fmt: skip
 

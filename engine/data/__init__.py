@@ -51,24 +51,23 @@ def load_dataset(cfg: DataConfig) -> Splits:
 
 
 def _presplit(folders: dict, size: int, fractions: tuple[float, float, int]) -> Splits:
-    """train/ and val/ as given; test/ when present, else a stratified part of train/."""
+    """The splits given as folders; a missing val/ or test/ is a stratified part of train/."""
+    val_fraction, test_fraction, seed = fractions
     x, y, classes = read_image_folder(folders["train"], size)
-    vx, vy, _ = read_image_folder(folders["val"], size, classes)
-    n, nv = len(y), len(vy)
-    val = ImageSet(vx, vy, torch.arange(n, n + nv))
-    source = f"image folders {folders['train'].parent} (train/, val/"
-    if "test" in folders:
-        tx, ty, _ = read_image_folder(folders["test"], size, classes)
-        test = ImageSet(tx, ty, torch.arange(n + nv, n + nv + len(ty)))
-        train = ImageSet(x, y, torch.arange(n))
-        return Splits(train, val, test, classes, source + ", test/)")
-    # No test/: a stratified part of train/ becomes the test set.
-    full = ImageSet(x, y, torch.arange(n))
-    rest, test_ids = _split(np.arange(n), y.numpy(), fractions[1], fractions[2])
-    return Splits(
-        full.subset(rest),
-        val,
-        full.subset(test_ids),
-        classes,
-        source + "; test carved from train/)",
-    )
+    n = len(y)
+    train = ImageSet(x, y, torch.arange(n))
+    given = {}
+    for name in ("val", "test"):
+        if name in folders:
+            gx, gy, _ = read_image_folder(folders[name], size, classes)
+            given[name] = ImageSet(gx, gy, torch.arange(n, n + len(gy)))
+            n += len(gy)
+    root = folders["train"].parent
+    source = f"image folders {root} ({', '.join(f'{k}/' for k in folders)})"
+    for name, fraction, salt in (("test", test_fraction, 0), ("val", val_fraction, 1)):
+        if name not in given:  # carved out of train/, stratified and seeded
+            rest, taken = _split(np.arange(len(train)), train.labels.numpy(), fraction, seed + salt)
+            given[name] = train.subset(taken)
+            train = train.subset(rest)
+            source += f"; {name} carved from train/"
+    return Splits(train, given["val"], given["test"], classes, source)

@@ -85,16 +85,15 @@ PRESPLIT = ("train", "val", "test")
 
 
 def presplit_folders(path: str | Path) -> dict[str, Path] | None:
-    """`path/train/<class>/`, `path/val/<class>/` (and optionally `path/test/<class>/`), as in
-    torchvision's ImageFolder tutorials; None when `path` is a plain folder per class."""
+    """`path/train/<class>/` with `path/val/<class>/` and/or `path/test/<class>/`, as in
+    torchvision's ImageFolder tutorials (a missing split is carved out of train/); None when
+    `path` is a plain folder per class."""
     root = _existing_dir(path)
     if not (root / "train").is_dir():
         return None
-    if not (root / "val").is_dir():
-        others = [p for p in root.iterdir() if p.is_dir() and p.name not in PRESPLIT]
-        if others:  # a plain folder per class that happens to have a class called "train"
-            return None
-        raise DataError(f"{root} has a train/ folder but no val/ folder beside it")
+    others = [p for p in root.iterdir() if p.is_dir() and p.name not in PRESPLIT]
+    if others and not (root / "val").is_dir():
+        return None  # a plain folder per class that happens to have a class called "train"
     return {name: root / name for name in PRESPLIT if (root / name).is_dir()}
 
 

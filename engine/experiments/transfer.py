@@ -45,8 +45,8 @@ class FeatureBank:
 
 
 def _parameter_groups(model: TransferNet, cfg: TransferConfig) -> list[dict] | None:
-    if cfg.mode == "frozen" or cfg.backbone_lr_scale == 1.0:
-        return None
+    if cfg.mode != "finetune" or cfg.backbone_lr_scale == 1.0:
+        return None  # scratch trains everything at one rate; frozen trains the head only
     # The head first: the logged learning rate is the head's.
     return [
         {"params": list(model.head.parameters())},

@@ -140,3 +140,20 @@ def test_one_run_shows_what_its_starting_weights_loaded(comparison):
     run_box.set_value(group.rows[1].run_id).run()  # B: ImageNet weights
     report = [c.value for c in at.caption if c.value.startswith("Starting weights")]
     assert report and "ImageNet weights of efficientnet_lite0: loaded" in report[0]
+
+
+def test_the_same_run_on_both_sides_asks_for_two_runs(comparison):
+    at = page("transfer").run()
+    next(s for s in at.selectbox if s.label == "Right").set_value(
+        next(s for s in at.selectbox if s.label == "Left").value
+    ).run()
+    assert not at.exception
+    assert any("Pick two different runs" in c.value for c in at.caption)
+
+
+def test_a_failed_run_shows_its_error(comparison):
+    runs_dir, group = comparison
+    runs.write_status(runs_dir / group.rows[0].run_id, state="failed", error="disk full")
+    at = page("transfer").run()
+    assert not at.exception
+    assert any("A: no pretraining" in e.value and "disk full" in e.value for e in at.error)

@@ -110,3 +110,17 @@ def test_compare_a_e_without_ssl_weights_says_which_rows_wait(runs_dir, tiny_fol
         groups.stop_group(group, runs_dir)
         for run_dir in group.run_dirs(runs_dir):
             wait_until_ended(run_dir, 60)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--mode", "frozen"], "--mode, --weights and --backbone-lr-scale need --kind transfer"),
+        (["--model", "efficientnet_lite0"], "efficientnet_lite0 is a pretrained backbone: add "
+                                            "--kind transfer"),
+    ],
+)  # fmt: skip
+def test_transfer_flags_without_kind_transfer_are_refused(runs_dir, flags, message, capsys):
+    assert main(["--runs-dir", str(runs_dir), "train", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert runs.list_runs(runs_dir) == []

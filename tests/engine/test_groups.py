@@ -143,7 +143,7 @@ def test_a_to_e_group_makes_runs_for_rows_that_can_run(runs_dir, base, resnet18_
 
 def test_a_to_e_group_with_ssl_weights_fills_every_row(runs_dir, base, resnet18_cached, tmp_path):
     ssl = tmp_path / "byol.pt"
-    torch.save({"model": {}}, ssl)  # only its existence is checked before the run
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), ssl)
     group = groups.create_group("a-e", base, runs_dir, ssl_weights=str(ssl))
     assert all(r.run_id and not r.note for r in group.rows)
     c, e = (runs.load_config(runs_dir / group.rows[i].run_id) for i in (2, 4))
@@ -272,7 +272,7 @@ def test_a_waiting_run_asked_to_stop_ends_stopped_without_training(runs_dir, bas
     _running_as(before, engine_process)
     runs.write_status(run_dir, after=[before.name], stop_requested=True)
     assert runs.wait_for_turn(run_dir) is False
-    assert runs.execute(run_dir) == {"stopped_before_start": True}
+    assert runs.execute(run_dir, launched=True) == {"stopped_before_start": True}
     status = runs.read_status(run_dir)
     assert status["state"] == "stopped" and "started" not in status
     assert not RunLayout(run_dir).metrics.exists()
@@ -313,3 +313,80 @@ def test_an_active_run_is_not_deleted(runs_dir, base, resnet18_cached, engine_pr
     assert not run_dir.exists()
     with pytest.raises(runs.RunError, match="is not a run folder"):
         runs.delete_run(runs_dir / "nothing-here")
+
+
+# --- found in review ------------------------------------------------------------------------------
+
+
+def test_a_group_run_stopped_while_waiting_resumes_from_the_command_line(
+    runs_dir, base, resnet18_cached, engine_process, capsys
+):
+    from engine.__main__ import main
+
+    before = runs.create_run(base, runs_dir)
+    run_dir = runs.create_run(base, runs_dir)
+    _running_as(before, engine_process)
+    runs.write_status(run_dir, after=[before.name], stop_requested=True)  # as launch + stop leave
+    assert main(["--runs-dir", str(runs_dir), "resume", run_dir.name]) == 0  # a person, now
+    status = runs.read_status(run_dir)
+    assert status["state"] == "finished" and status["summary"]["epochs_done"] == 1
+    assert status["after"] == [] and status["stop_requested"] is False
+    assert "test acc" in capsys.readouterr().out
+
+
+def test_running_a_run_that_another_process_has_queued_is_refused(runs_dir, base, engine_process):
+    run_dir = runs.create_run(base, runs_dir)
+    runs.write_status(
+        run_dir, state="queued", pid=engine_process.pid,
+        pid_start=runs.process_start(engine_process.pid),
+    )  # fmt: skip
+    with pytest.raises(runs.RunError, match="queued in another process"):
+        runs.execute(run_dir)
+
+
+def test_a_weight_file_that_is_not_a_state_dict_is_refused_before_anything_is_made(
+    runs_dir, base, resnet18_cached, tmp_path
+):
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"epoch": 3}, bogus)
+    with pytest.raises(WeightsError, match="not a state dict"):
+        groups.create_group("a-e", base, runs_dir, ssl_weights=str(bogus))
+    other = tmp_path / "other.pt"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), other)
+    with pytest.raises(WeightsError, match="fit the resnet18 backbone"):
+        groups.create_group("a-e", base, runs_dir, ssl_weights=str(other))
+    assert _run_folders(runs_dir) == [] and groups.list_groups(runs_dir) == []
+
+
+def test_the_table_carries_a_failed_runs_error(runs_dir, base, resnet18_cached):
+    group = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    runs.write_status(runs_dir / group.rows[0].run_id, state="failed", error="out of memory")
+    table = groups.comparison_table(group, runs_dir)
+    assert (table[0]["state"], table[0]["error"]) == ("failed", "out of memory")
+    assert table[1]["error"] is None
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda d: d.update(created="yesterday"), "'created'"),
+        (lambda d: d["rows"][0].update(run_id=7), "row 0"),
+        (lambda d: d["rows"][0].update(run_id="../../etc"), "outside the runs folder"),
+        (lambda d: d.update(rows="none"), "'rows'"),
+    ],
+)
+def test_a_manifest_with_wrong_types_is_named_not_a_crash(
+    runs_dir, base, resnet18_cached, change, problem
+):
+    import json
+
+    group = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    path = groups.groups_dir(runs_dir) / f"{group.group_id}.json"
+    d = json.loads(path.read_text())
+    change(d)
+    path.write_text(json.dumps(d))
+    good = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    listed = groups.list_groups(runs_dir)
+    assert [g.group_id for g in listed if isinstance(g, groups.Group)] == [good.group_id]
+    (error,) = [g for g in listed if not isinstance(g, groups.Group)]
+    assert str(path) in str(error) and problem in str(error)

@@ -107,13 +107,15 @@ def test_a_split_with_an_extra_class_folder_is_named(tmp_path):
     assert str(root / "val") in message and "not in train/: cow" in message
 
 
-def test_train_without_val_is_an_error_naming_the_folder(tmp_path):
-    root = _presplit(tmp_path / "pets", counts={"train": 4, "test": 2})
-    with pytest.raises(DataError, match=r"train/ folder but no val/") as raised:
-        _load(root)
-    assert str(root) in str(raised.value)
-    with pytest.raises(DataError, match=r"no val/"):
-        check_source("folder", str(root))
+def test_train_and_test_without_val_carve_val_out_of_train(tmp_path):
+    root = _presplit(tmp_path / "pets", counts={"train": 7, "test": 2})
+    check_source("folder", str(root))
+    splits = _load(root)
+    assert {_origin(im)[1] for im in splits.val.images} == {"train"}  # carved, stratified
+    assert sorted(splits.val.labels.tolist()) == [0, 1, 2]
+    assert {_origin(im)[1] for im in splits.test.images} == {"test"}  # as given
+    assert len(splits.train) + len(splits.val) == 7 * len(CLASSES)
+    assert "val carved from train/" in splits.source
 
 
 def test_presplit_folders_tells_a_presplit_dataset_from_a_folder_per_class(tmp_path):

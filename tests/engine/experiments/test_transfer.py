@@ -149,6 +149,9 @@ def test_backbone_lr_scale_gives_the_body_its_own_parameter_group(pets, weights_
 
     p = prepare(_cfg(pets, weights_file, mode="finetune"), splits, CPU)  # scale 1: one group
     assert len(p.optimizer.param_groups) == 1
+    # From scratch there is no pretrained backbone to protect: the scale does not apply.
+    p = prepare(_cfg(pets, weights_file, mode="scratch", backbone_lr_scale=0.1), splits, CPU)
+    assert [g["lr"] for g in p.optimizer.param_groups] == [cfg.optim.lr]
     assert len(p.optimizer.param_groups[0]["params"]) == len(list(p.model.parameters()))
 
 
