@@ -34,8 +34,10 @@ MODE_DASH = {"finetune": "solid", "frozen": "dot", "scratch": "dash"}
 
 def backbone_label(name: str) -> str:
     spec = BACKBONES[name]
-    cached = "✓ weights here" if spec.weights_available() else "weights not cached"
-    return f"{name} · {cached}"
+    wf = spec.weight_file()
+    size = f"{wf.megabytes:.0f} MB" if wf else "17 MB"
+    cached = "✓ weights here" if spec.weights_available() else f"weights not cached ({size})"
+    return f"{name} · {cached}" + (" · large" if spec.large else "")
 
 
 def new_comparison_form() -> None:
