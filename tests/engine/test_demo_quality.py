@@ -22,9 +22,11 @@ def test_the_default_demo_reaches_97_percent_test_accuracy(runs_dir):
 
 
 def test_resnet18_for_32x32_trains_and_snapshots_512_d_features(runs_dir):
-    cfg = RunConfig(model=ModelConfig(name="resnet18"), epochs=1, batch_size=64)
+    # Three epochs: after the first, at the full learning rate, BatchNorm's running statistics
+    # still lag the weights (validation ~20% while training accuracy is ~75%).
+    cfg = RunConfig(model=ModelConfig(name="resnet18"), epochs=3, batch_size=64)
     run_dir = runs.create_run(cfg, runs_dir)
     summary = runs.execute(run_dir)
-    emb = np.load(RunLayout(run_dir).embedding_file(1))
+    emb = np.load(RunLayout(run_dir).embedding_file(3))
     assert emb["features"].shape[1] == 512
-    assert summary["test_acc"] > 0.5  # one epoch is far above chance (0.1) on the digits
+    assert summary["test_acc"] > 0.9, summary
