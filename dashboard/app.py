@@ -19,6 +19,7 @@ nav = st.navigation(
         st.Page(PAGES / "embeddings.py", title="Embeddings", icon="🌌"),
         st.Page(PAGES / "confusion.py", title="Confusion matrix", icon="🧮"),
         st.Page(PAGES / "transfer.py", title="Transfer", icon="🔁"),
+        st.Page(PAGES / "inside.py", title="Inside the network", icon="🔭"),
     ]
 )
 from engine.worker import prewarm  # noqa: E402

@@ -1,0 +1,81 @@
+"""A trained model ready to look inside: a run's checkpoint, or an ImageNet backbone whole.
+
+Each comes with what it takes to feed it: its input size, normalisation and class names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    name: str  # for captions: "run 2026…-small_cnn-… (best.pt)", "efficientnet_lite0 (ImageNet)"
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    classes: list[str]
+
+
+def load_run_model(run_dir: str | Path, which: str = "best.pt", device="cpu") -> LoadedModel:
+    """The model of a run, from `checkpoints/<which>`, in eval mode."""
+    from engine import runs
+    from engine.config import TransferConfig
+    from engine.layout import RunLayout
+    from engine.models import build_model
+    from engine.models.backbones import build_transfer_net
+    from engine.train import CheckpointError, load_checkpoint
+
+    run_dir = Path(run_dir)
+    cfg = runs.load_config(run_dir)
+    path = RunLayout(run_dir).checkpoints / which
+    ckpt = load_checkpoint(path, map_location="cpu")
+    extra = ckpt.get("extra") or {}
+    classes = [str(c) for c in extra.get("classes") or []]
+    if not classes or "mean" not in extra:
+        raise CheckpointError(f"{path} lacks the class names or normalisation it was trained with")
+    if isinstance(cfg, TransferConfig):
+        model, _ = build_transfer_net(cfg.model.name, len(classes), cfg.data.image_size, "none")
+    else:
+        model = build_model(cfg.model.name, len(classes))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} does not fit the run's model: {e}") from None
+    return LoadedModel(
+        model.to(device).eval(), f"run {run_dir.name} ({which})", cfg.data.image_size,
+        list(extra["mean"]), list(extra["std"]), classes,
+    )  # fmt: skip
+
+
+def load_imagenet_model(name: str = "efficientnet_lite0", device="cpu") -> LoadedModel:
+    """A pretrained backbone with its own 1000-class ImageNet head, at its native size."""
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    from engine.models.backbones import get_backbone
+
+    spec = get_backbone(name)
+    model = spec.build(spec.native_size)
+    model.load_state_dict(spec.imagenet_state_dict())
+    return LoadedModel(
+        model.to(device).eval(), f"{name} (ImageNet)", spec.native_size, list(spec.mean),
+        list(spec.std), list(_IMAGENET_CATEGORIES),
+    )  # fmt: skip
+
+
+def preprocess(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(C, H, W) uint8 (any size) -> (C, size, size) float in [0, 1]: centre-cropped to a
+    square, then resized, as the ImageNet models were evaluated."""
+    c, h, w = image.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = image[:, top : top + side, left : left + side].float().unsqueeze(0) / 255.0
+    out = torch.nn.functional.interpolate(
+        square, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+    )
+    return out[0].clamp(0, 1)
