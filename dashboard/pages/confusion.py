@@ -1,11 +1,15 @@
 """Confusion matrix of the validation set at each snapshot epoch, and per-class accuracy."""
 
+import json
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import widgets
+from engine import runs
 from engine.analysis import normalise_rows, per_class_accuracy
+from engine.config import DataConfig
 from engine.layout import RunLayout
 
 widgets.through_app()
@@ -51,6 +55,14 @@ heat = go.Figure(
         zmin=0, zmax=1 if normalised else None,
     )
 )  # fmt: skip
+# Heatmap cells do not report clicks; an invisible marker on each cell does.
+heat.add_trace(
+    go.Scatter(
+        x=[c for _ in classes for c in classes], y=[r for r in classes for _ in classes],
+        mode="markers", marker=dict(size=max(8, 400 // max(n, 1)), color="rgba(0,0,0,0.01)"),
+        hoverinfo="none", showlegend=False,  # "none", not "skip": skipped points get no clicks
+    )
+)  # fmt: skip
 heat.update_layout(
     height=560, margin=dict(l=10, r=10, t=30, b=10),
     xaxis=dict(title="predicted class", side="bottom", type="category"),
@@ -71,10 +83,85 @@ bars.update_layout(
 )  # fmt: skip
 
 left, right = st.columns([3, 2])
-left.plotly_chart(heat, key="confusion")
+event = left.plotly_chart(heat, key="confusion", on_select="rerun", selection_mode=("points",))
 right.plotly_chart(bars, key="per_class")
 total = int(cm.sum())
 st.caption(
     f"Epoch {epoch}: {int(np.trace(cm))} of {total} validation images right "
     f"({np.trace(cm) / max(total, 1):.2%}). Rows: true class; columns: predicted class."
 )
+
+
+# --- the images of one cell, with Grad-CAM ------------------------------------------------------
+def worst_cell(cm: np.ndarray) -> tuple[int, int]:
+    off = cm.astype(float).copy()
+    np.fill_diagonal(off, -1)
+    return tuple(int(v) for v in np.unravel_index(off.argmax(), off.shape))
+
+
+@st.cache_data(show_spinner="Grad-CAM of the cell's images…", max_entries=32)
+def cell_grad_cams(run_dir: str, stamp: int, ids: tuple, targets: tuple):
+    """Grad-CAM maps of the images `ids` for classes `targets`, from the run's best.pt."""
+    from engine.analysis.attribution import attribute
+    from engine.models.loading import load_run_model, preprocess
+
+    lm = load_run_model(run_dir)
+    data = _dataset(json.dumps(runs.load_config(run_dir).data.__dict__, sort_keys=True))
+    images = data.images_by_id(np.array(ids))
+    out = []
+    for im, t in zip(images, targets, strict=True):
+        x = preprocess(im, lm.image_size)
+        cam = attribute(lm.model, x, lm.mean, lm.std, target=int(t), methods=("grad_cam",))
+        out.append(((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
+                    cam.maps["grad_cam"]))  # fmt: skip
+    return out
+
+
+@st.cache_resource(show_spinner="Loading the run's dataset…", max_entries=2)
+def _dataset(data_json: str):
+    from engine.data import load_dataset
+
+    return load_dataset(DataConfig(**json.loads(data_json)))
+
+
+st.subheader("Images of a cell")
+points = (event.selection or {}).get("points", []) if event else []
+if points and points[0].get("x") in classes and points[0].get("y") in classes:
+    st.session_state["cell_true"] = classes.index(points[0]["y"])
+    st.session_state["cell_pred"] = classes.index(points[0]["x"])
+for name, default in zip(("cell_true", "cell_pred"), worst_cell(cm), strict=True):
+    if st.session_state.get(name) not in range(n):  # first visit, or another run's classes
+        st.session_state[name] = default
+c1, c2, c3 = st.columns([1, 1, 2])
+true_c = c1.selectbox("True class", range(n), format_func=classes.__getitem__, key="cell_true")
+pred_c = c2.selectbox("Predicted class", range(n), format_func=classes.__getitem__,
+                      key="cell_pred")  # fmt: skip
+c3.caption("Click a cell of the matrix, or pick one here (it starts on the most frequent "
+           "mistake). Grad-CAM shows where the run's best model looks for the predicted class.")  # fmt: skip
+emb_path = layout.embedding_file(epoch)
+if not emb_path.exists() or not layout.best_checkpoint.exists():
+    st.info("The images of a cell need this epoch's embedding snapshot and the run's best.pt.")
+    st.stop()
+try:
+    emb = np.load(emb_path)
+    rows = np.flatnonzero((emb["labels"] == true_c) & (emb["predictions"] == pred_c))[:12]
+    ids = tuple(int(i) for i in emb["sample_ids"][rows])
+    if not ids:
+        st.caption(f"No validation image of class {classes[true_c]} was predicted as "
+                   f"{classes[pred_c]} at epoch {epoch}.")  # fmt: skip
+        st.stop()
+    cams = cell_grad_cams(str(run.path), layout.best_checkpoint.stat().st_mtime_ns, ids,
+                          (pred_c,) * len(ids))  # fmt: skip
+except Exception as e:  # a damaged snapshot or checkpoint: say so, keep the page
+    widgets.show_error(e)
+    st.stop()
+from engine.analysis.attribution import overlay  # noqa: E402
+
+cols = st.columns(6)
+scale = max(1, 96 // cams[0][0].shape[0])
+for k, ((img, heat), sid) in enumerate(zip(cams, ids, strict=True)):
+    cols[k % 6].image(widgets.png_bytes(overlay(img, heat), scale=scale),
+                      caption=f"sample {sid}")  # fmt: skip
+st.caption(f"{len(ids)} of the validation images of class **{classes[true_c]}** predicted as "
+           f"**{classes[pred_c]}** at epoch {epoch} (at most 12), with Grad-CAM of the best "
+           "model for the predicted class.")  # fmt: skip
