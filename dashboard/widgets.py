@@ -218,3 +218,24 @@ def show_error(e: Exception) -> None:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
+MAX_UPLOAD_MB = 10
+
+
+def read_image_upload(upload, max_mb: int = MAX_UPLOAD_MB):
+    """An uploaded file (anything with .name, .size, .getvalue()) as a (3, H, W) uint8 tensor;
+    ValueError naming the file when it is too large or not an image."""
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    if upload.size > max_mb * 2**20:
+        raise ValueError(f"{upload.name} is {upload.size / 2**20:.1f} MB; the limit is {max_mb} MB")
+    try:
+        with Image.open(io.BytesIO(upload.getvalue())) as im:
+            if im.width * im.height > 40_000_000:
+                raise ValueError(f"{im.width}x{im.height} pixels is too large")
+            arr = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{upload.name} is not an image this page can read ({e})") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)

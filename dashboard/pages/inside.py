@@ -3,7 +3,6 @@ and why the network predicted what it did (Captum attributions), for a run's che
 a pretrained backbone."""
 
 import hashlib
-import io
 import json
 
 import numpy as np
@@ -22,7 +21,7 @@ from engine.layout import RunLayout
 from engine.models.backbones import BACKBONES
 from engine.models.loading import load_imagenet_model, load_run_model, preprocess
 
-MAX_UPLOAD_MB = 10
+MAX_UPLOAD_MB = widgets.MAX_UPLOAD_MB
 SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")  # shipped inside scikit-learn: offline
 
 widgets.through_app()
@@ -54,24 +53,6 @@ def layers_of(source: str, key: str, stamp: int):
 
 def image_to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-
-
-def read_upload(upload) -> torch.Tensor | None:
-    """An uploaded file as (3, H, W) uint8, or None with the reason shown."""
-    from PIL import Image, UnidentifiedImageError
-
-    if upload.size > MAX_UPLOAD_MB * 2**20:
-        st.error(f"{upload.name} is {upload.size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_MB} MB.")
-        return None
-    try:
-        with Image.open(io.BytesIO(upload.getvalue())) as im:
-            if im.width * im.height > 40_000_000:
-                raise ValueError(f"{im.width}x{im.height} pixels is too large")
-            arr = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        st.error(f"{upload.name} is not an image this page can read ({e}).")
-        return None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
 def sample_photo(name: str) -> torch.Tensor:
@@ -130,8 +111,10 @@ if origin == "upload":
     if upload is None:
         st.info("Upload an image to look at it through the network.")
         st.stop()
-    raw = read_upload(upload)
-    if raw is None:
+    try:
+        raw = widgets.read_image_upload(upload, MAX_UPLOAD_MB)
+    except ValueError as e:
+        widgets.show_error(e)
         st.stop()
 elif origin == "photo":
     raw = sample_photo(c2.selectbox("Photo", SAMPLE_PHOTOS))

@@ -68,7 +68,8 @@ def test_default_cam_layer_is_the_last_block_with_a_spatial_map():
 
 
 def test_default_cam_layer_without_a_spatial_map_raises():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    # A kernel as large as the image: every map is 1 x 1.
+    model = nn.Sequential(nn.Conv2d(3, 4, 16), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(ValueError, match="no layer with a spatial feature map"):
         default_cam_layer(list_layers(model, 16))
 
