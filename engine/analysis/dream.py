@@ -56,7 +56,7 @@ class _Frozen:
         self.model = model
 
     def __enter__(self) -> nn.Module:
-        self.was_training = self.model.training
+        self.modes = [m.training for m in self.model.modules()]  # each module's own mode
         self.grads = [p.requires_grad for p in self.model.parameters()]
         self.model.eval().requires_grad_(False)
         return self.model
@@ -64,7 +64,8 @@ class _Frozen:
     def __exit__(self, *exc) -> None:
         for p, g in zip(self.model.parameters(), self.grads, strict=True):
             p.requires_grad_(g)
-        self.model.train(self.was_training)
+        for m, training in zip(self.model.modules(), self.modes, strict=True):
+            m.training = training
 
 
 def _stats(mean: Sequence[float], std: Sequence[float], device) -> tuple[torch.Tensor, ...]:

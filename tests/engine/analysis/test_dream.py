@@ -90,6 +90,13 @@ def test_deep_dream_leaves_the_model_as_it_was(model):
     assert_model_unchanged(model, before)
 
 
+def test_deep_dream_restores_each_modules_own_mode(model):
+    model.features[0].eval()  # e.g. BatchNorm statistics frozen in the first block
+    before = model_state(model)
+    deep_dream(model, torch.rand(3, 32, 32), "features.1", MEAN, STD, octaves=1, iterations=1)
+    assert_model_unchanged(model, before)
+
+
 def test_deep_dream_is_deterministic_for_a_seed(model):
     image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
     kw = dict(octaves=2, iterations=4)
@@ -147,6 +154,7 @@ def test_neuron_optimises_only_the_centre_position(model):
     kw = dict(size=32, steps=12, snapshots=12, parameterisation="pixel", robust=False)
     neuron = activation_maximisation(model, "features.0.0", 3, MEAN, STD, neuron=True, **kw)
     assert neuron.objective[-1] > neuron.objective[0]
+    assert len(neuron.steps) == 12, "a snapshot per step, the first before any update"
     start = neuron.steps[0]  # the snapshot of step 1: the image before any update
     rows, cols = torch.nonzero((neuron.image - start).abs().amax(0) > 0, as_tuple=True)
     assert len(rows) > 0
