@@ -37,11 +37,21 @@ def test_demo_trains_live_and_every_page_renders(browser, tmp_path):
             ("embeddings", "Inspect a point"),
             ("confusion", "validation images right"),
             ("transfer", "No comparisons yet"),
+            ("inside", "Top-5 predictions"),
             ("", "Start the demo"),
         ]:
             page.goto(f"{url}/{path}")
             page.get_by_text(text).first.wait_for(timeout=120_000)
             assert page.locator('[data-testid="stException"]').count() == 0, path
+        # A click on a confusion-matrix cell (row 0, column 0) shows that cell's images.
+        page.goto(f"{url}/confusion")
+        page.get_by_text("with Grad-CAM of the best").first.wait_for(timeout=120_000)
+        box = page.locator(".js-plotly-plot").first.locator(".nsewdrag").first.bounding_box()
+        x, y = box["x"] + box["width"] * 0.05, box["y"] + box["height"] * 0.05
+        page.mouse.move(x, y)
+        page.mouse.click(x, y)
+        page.get_by_text("of class 0 predicted as 0").first.wait_for(timeout=60_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
         page.close()
 
 
