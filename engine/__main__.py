@@ -17,6 +17,7 @@ from engine.config import (
     TRANSFER_MODES,
     ConfigError,
     DataConfig,
+    DynamicFilterConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
@@ -64,6 +65,10 @@ def _train_config(a: argparse.Namespace) -> RunConfig:
     if isinstance(cfg, TransferConfig):
         cfg.mode, cfg.weights = a.mode, a.weights
         cfg.backbone_lr_scale = a.backbone_lr_scale
+    if isinstance(cfg, DynamicFilterConfig):
+        cfg.dynamic, cfg.freeze_backbone = not a.static, a.freeze_backbone
+    elif a.static or a.freeze_backbone:
+        raise ConfigError("--static and --freeze-backbone need --kind dynamic_filter")
     return cfg.validate()
 
 
@@ -92,10 +97,17 @@ def cmd_resume(a: argparse.Namespace) -> int:
     run_dir = Path(a.run_dir) if a.run_dir else runs.resolve_run(a.run, a.runs_dir)
     if not a.run_dir:
         print(f"resuming {run_dir}")
-    return _execute(run_dir, resume=True, background=a.background, launched=bool(a.run_dir))
+    if a.resume_from == "best.pt" and a.background:
+        raise ConfigError("--from best runs in the foreground (leave out --background)")
+    return _execute(
+        run_dir, resume=True, background=a.background, launched=bool(a.run_dir),
+        resume_from=a.resume_from,
+    )  # fmt: skip
 
 
-def _execute(run_dir: Path, resume: bool, background: bool, launched: bool) -> int:
+def _execute(
+    run_dir: Path, resume: bool, background: bool, launched: bool, resume_from: str = "last.pt"
+) -> int:
     """`launched`: started by the launcher (hidden --run-dir), so it may wait in a queue."""
     from engine import runs
 
@@ -105,8 +117,9 @@ def _execute(run_dir: Path, resume: bool, background: bool, launched: bool) -> i
         return 0
     # A bar for a person at a terminal; a launched run's log gets no stream of \r updates.
     summary = runs.execute(
-        run_dir, resume=resume, progress=sys.stderr.isatty() and not launched, launched=launched
-    )
+        run_dir, resume=resume, progress=sys.stderr.isatty() and not launched, launched=launched,
+        resume_from=resume_from,
+    )  # fmt: skip
     _print_summary(summary)
     return 1 if summary.get("stopped_before_start") else 0
 
@@ -124,8 +137,11 @@ def _print_summary(summary: dict) -> None:
 def cmd_compare(a: argparse.Namespace) -> int:
     from engine import groups, runs
     from engine.data import check_source
+    from engine.groups import PRESET_KINDS
 
-    a.kind, a.mode, a.weights, a.config, a.name = "transfer", "finetune", "imagenet", None, None
+    a.kind = PRESET_KINDS.get(a.preset, "transfer")
+    a.mode, a.weights, a.config, a.name = "finetune", "imagenet", None, None
+    a.static = a.freeze_backbone = False
     a.snapshot_every, a.snapshot_epochs = RunConfig().snapshot_every, None
     base = _train_config(a)
     check_source(base.data.name, base.data.path)
@@ -354,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = RunConfig()
     t.add_argument(
         "--kind", default="classify", choices=list(CONFIG_KINDS),
-        help="classify: a model from the registry; transfer: a pretrained backbone + new head",
+        help="classify: a model from the registry; transfer: a pretrained backbone + new head; "
+        "dynamic_filter: seed 002's per-class generated filters",
     )  # fmt: skip
     _data_and_optim_flags(t)
     t.add_argument(
@@ -371,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--backbone-lr-scale", type=float, default=1.0,
         help="transfer, finetune: the backbone's lr is --lr times this (e.g. 0.1)",
     )  # fmt: skip
+    t.add_argument("--static", action="store_true",
+                   help="dynamic_filter: trainable per-class filters instead of generated ones")  # fmt: skip
+    t.add_argument("--freeze-backbone", action="store_true",
+                   help="dynamic_filter: keep the ResNet-18 backbone's weights fixed")  # fmt: skip
     t.add_argument(
         "--snapshot-every", type=int, default=d.snapshot_every,
         help="embeddings + confusion matrix at epoch 1, every k-th and the last",
@@ -429,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run", nargs="?", help="run id (or unique prefix) or folder")
     r.add_argument("--run-dir", help=argparse.SUPPRESS)
     r.add_argument("--background", action="store_true")
+    r.add_argument(
+        "--from", dest="resume_from", default="last.pt", choices=["last.pt", "best.pt"],
+        type=lambda v: {"last": "last.pt", "best": "best.pt"}.get(v, v),
+        help="last (where it stopped; default) or best (the best validation accuracy so far)",
+    )  # fmt: skip
     r.set_defaults(func=cmd_resume)
 
     w = sub.add_parser("worker", help=argparse.SUPPRESS)  # a warm process for the dashboard

@@ -146,6 +146,9 @@ class RunConfig:
     def validate_model(self) -> None:
         self.model.validate()
 
+    def resolve_for_run(self) -> None:
+        """Settle, when a run is created, what depends on this machine (none for classify)."""
+
     def resolved_cpu_threads(self) -> int:
         return self.cpu_threads or max(1, (os.cpu_count() or 2) - 1)
 
@@ -227,7 +230,49 @@ class TransferConfig(RunConfig):
         return "none" if self.mode == "scratch" else self.weights
 
 
-CONFIG_KINDS: dict[str, type[RunConfig]] = {"classify": RunConfig, "transfer": TransferConfig}
+@dataclass
+class DynamicFilterConfig(RunConfig):
+    """Dynamic convolutional filters (seed 002): ResNet-18 up to layer1, a 1x1 filter per
+    class generated from a class embedding (or, `dynamic: false`, a trainable one)."""
+
+    kind: str = "dynamic_filter"
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="dynamic_filter"))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.0))
+    epochs: int = 8
+    dynamic: bool = True
+    freeze_backbone: bool = False  # the seed's question: what if the backbone is frozen?
+    # "imagenet" (ResNet-18's, when cached) or "none"; a run made where the weights are not
+    # cached says so here: "none (…not cached…)".
+    backbone_weights: str = "imagenet"
+    label: str = ""
+
+    def validate_model(self) -> None:
+        _require(self.model.name == "dynamic_filter",
+                 f"model.name must be 'dynamic_filter', got {self.model.name!r}")  # fmt: skip
+        _require(
+            self.backbone_weights == "imagenet" or self.backbone_weights.startswith("none"),
+            f"backbone_weights must be 'imagenet' or 'none', got {self.backbone_weights!r}",
+        )
+
+    def resolve_for_run(self) -> None:
+        """Record in the config what the backbone will really start from."""
+        if self.backbone_weights != "imagenet":
+            return
+        from engine.models.backbones import get_backbone
+
+        wf = get_backbone("resnet18").weight_file()
+        if not wf.cached():
+            self.backbone_weights = (
+                f"none (ImageNet weights for resnet18 were not cached at {wf.path()}; "
+                "the backbone starts from random weights)"
+            )
+
+
+CONFIG_KINDS: dict[str, type[RunConfig]] = {
+    "classify": RunConfig,
+    "transfer": TransferConfig,
+    "dynamic_filter": DynamicFilterConfig,
+}
 
 
 def _kind_class(cls: type[RunConfig], d: dict[str, Any], where: str) -> type[RunConfig]:

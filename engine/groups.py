@@ -17,7 +17,7 @@ from pathlib import Path
 
 from engine import runs
 from engine.atomic import write_json
-from engine.config import ConfigError, TransferConfig
+from engine.config import ConfigError, RunConfig, TransferConfig
 from engine.layout import RunLayout
 
 PRESETS = {
@@ -26,7 +26,10 @@ PRESETS = {
     "seed003": "seed 003: ResNet-34 vs MobileNetV3-Large, each fine-tuned and frozen",
     "a-e": "settings A-E: no pretraining / supervised / self-supervised backbone, "
     "trained in full or frozen",
+    "dynamic-vs-static": "seed 002: dynamic (generated) vs static 1x1 filters per class, "
+    "and (optionally) dynamic with the backbone frozen",
 }
+PRESET_KINDS = {"dynamic-vs-static": "dynamic_filter"}  # every other preset: transfer
 SSL_WAITING = (
     "waiting for a self-supervised (BYOL) backbone: pretrain one, then give its checkpoint "
     "(ssl weights) to fill this row"
@@ -59,16 +62,25 @@ def groups_dir(runs_dir: str | Path | None = None) -> Path:
 
 def preset_configs(
     preset: str,
-    base: TransferConfig,
+    base: RunConfig,
     include_scratch: bool = True,
     ssl_weights: str | None = None,
-) -> list[tuple[str, TransferConfig | None, str]]:
+    include_frozen: bool = True,
+) -> list[tuple[str, RunConfig | None, str]]:
     """(label, config or None, note) per row. Every config shares `base`'s data, seed, epochs
     and optimiser: only what the comparison is about differs."""
 
     def row(label: str, **changes) -> tuple[str, TransferConfig, str]:
         return label, replace(base, label=label, **changes), ""
 
+    expected = PRESET_KINDS.get(preset, "transfer")
+    if preset in PRESETS and base.kind != expected:
+        raise ConfigError(f"preset {preset!r} compares {expected} runs, got a {base.kind} config")
+    if preset == "dynamic-vs-static":
+        rows = [row("dynamic filters", dynamic=True), row("static filters", dynamic=False)]
+        if include_frozen:
+            rows.append(row("dynamic filters, frozen backbone", dynamic=True, freeze_backbone=True))
+        return rows
     backbone = base.model.name
     if preset == "finetune-vs-frozen":
         rows = [
@@ -130,20 +142,22 @@ def check_weights(cfg: TransferConfig) -> None:
 
 def create_group(
     preset: str,
-    base: TransferConfig,
+    base: RunConfig,
     runs_dir: str | Path | None = None,
     name: str = "",
     include_scratch: bool = True,
     ssl_weights: str | None = None,
     sequential: bool = True,
+    include_frozen: bool = True,
 ) -> Group:
     """Validate every row (configs and weights) first, then create the runs and the manifest:
     a group is made whole or not at all."""
-    rows = preset_configs(preset, base, include_scratch, ssl_weights)
+    rows = preset_configs(preset, base, include_scratch, ssl_weights, include_frozen)
     for _, cfg, _ in rows:
         if cfg is not None:
             cfg.validate()
-            check_weights(cfg)
+            if isinstance(cfg, TransferConfig):
+                check_weights(cfg)
     group_id = f"{datetime.now():%Y%m%d-%H%M%S}-{preset}-{secrets.token_hex(2)}"
     group = Group(group_id, name or PRESETS[preset], preset, time.time(), sequential=sequential)
     for label, cfg, note in rows:

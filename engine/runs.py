@@ -43,6 +43,7 @@ def default_runs_dir() -> Path:
 def create_run(cfg: RunConfig, runs_dir: str | Path | None = None) -> Path:
     """A new run folder with its config; the id is unique even for simultaneous calls."""
     cfg.validate()
+    cfg.resolve_for_run()
     if cfg.data.path:  # the run's process may start elsewhere: store where the data really is
         cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
     weights = getattr(cfg, "weights", None)
@@ -326,7 +327,11 @@ def delete_run(run_dir: str | Path) -> None:
 
 
 def execute(
-    run_dir: str | Path, resume: bool = False, progress: bool = False, launched: bool = False
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = False,
+    launched: bool = False,
+    resume_from: str = "last.pt",
 ) -> dict:
     """Run the experiment of `run_dir` in this process, keeping status.json truthful.
 
@@ -353,12 +358,12 @@ def execute(
     try:
         if not launched:
             write_status(run_dir, after=[], stop_requested=False)
-        return _execute_locked(run_dir, resume, progress)
+        return _execute_locked(run_dir, resume, progress, resume_from)
     finally:
         lock.close()
 
 
-def _execute_locked(run_dir: Path, resume: bool, progress: bool) -> dict:
+def _execute_locked(run_dir: Path, resume: bool, progress: bool, resume_from: str) -> dict:
     from engine.experiments import get_experiment
 
     try:
@@ -401,6 +406,7 @@ def _execute_locked(run_dir: Path, resume: bool, progress: bool) -> dict:
             cfg, run_dir, resume=resume, should_stop=stop_requested.is_set,
             on_step=on_step, on_data=on_data,
             on_model=lambda info: write_status(run_dir, model_info=info),
+            resume_from=resume_from,
         )  # fmt: skip
     except BaseException as e:
         state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"

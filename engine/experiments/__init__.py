@@ -14,4 +14,8 @@ def get_experiment(kind: str) -> Callable[..., dict]:
         from engine.experiments.transfer import run
 
         return run
+    if kind == "dynamic_filter":
+        from engine.experiments.dynamic_filter import run
+
+        return run
     raise ValueError(f"unknown experiment kind {kind!r}")

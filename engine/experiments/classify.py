@@ -128,6 +128,7 @@ def fit_classifier(
     on_step: Callable[[TrainState], None] | None = None,
     on_data: Callable[[Splits, int], None] | None = None,
     on_model: Callable[[dict], None] | None = None,
+    resume_from: str = "last.pt",
 ) -> dict:
     """The common path of every classifier-shaped experiment: data, `prepare` (model and
     loaders), the Trainer with snapshots, resume, and the test accuracy of best.pt."""
@@ -163,8 +164,9 @@ def fit_classifier(
         extra_state={"classes": splits.classes, **p.extra_state},
     )
     if resume:
-        if layout.last_checkpoint.exists():
-            trainer.resume(layout.last_checkpoint)
+        # last.pt: where it stopped; best.pt: the best validation accuracy so far (seed 002).
+        if (layout.checkpoints / resume_from).exists():
+            trainer.resume(layout.checkpoints / resume_from)
         # What was logged after that checkpoint is replayed now: keep it once, not twice.
         drop_events_after(layout.metrics, trainer.state.global_step, trainer.state.epoch)
     with EventLog(layout.metrics) as events:  # opened after the rewrite above: appends to it

@@ -25,10 +25,11 @@ class LoadedModel:
 def load_run_model(run_dir: str | Path, which: str = "best.pt", device="cpu") -> LoadedModel:
     """The model of a run, from `checkpoints/<which>`, in eval mode."""
     from engine import runs
-    from engine.config import TransferConfig
+    from engine.config import DynamicFilterConfig, TransferConfig
     from engine.layout import RunLayout
     from engine.models import build_model
     from engine.models.backbones import build_transfer_net
+    from engine.models.dynamic_filter import DynamicFilterNet
     from engine.train import CheckpointError, load_checkpoint
 
     run_dir = Path(run_dir)
@@ -41,6 +42,8 @@ def load_run_model(run_dir: str | Path, which: str = "best.pt", device="cpu") ->
         raise CheckpointError(f"{path} lacks the class names or normalisation it was trained with")
     if isinstance(cfg, TransferConfig):
         model, _ = build_transfer_net(cfg.model.name, len(classes), cfg.data.image_size, "none")
+    elif isinstance(cfg, DynamicFilterConfig):
+        model = DynamicFilterNet(len(classes), dynamic=cfg.dynamic)
     else:
         model = build_model(cfg.model.name, len(classes))
     try:
