@@ -20,6 +20,7 @@ nav = st.navigation(
         st.Page(PAGES / "confusion.py", title="Confusion matrix", icon="🧮"),
         st.Page(PAGES / "transfer.py", title="Transfer", icon="🔁"),
         st.Page(PAGES / "inside.py", title="Inside the network", icon="🔭"),
+        st.Page(PAGES / "dynamic.py", title="Dynamic filters", icon="🎛️"),
     ]
 )
 from engine.worker import prewarm  # noqa: E402

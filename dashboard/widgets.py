@@ -189,6 +189,45 @@ def training_curves(events: list[dict], height: int = 360) -> go.Figure:
     return fig
 
 
+def group_curves(table: list[dict], metrics: dict[str, list[dict]], colours: dict) -> go.Figure:
+    """A comparison group's train/val loss and accuracy per epoch (and each logged step at its
+    fractional epoch, so a running row moves), one colour per row on every chart. `table`:
+    engine.groups.comparison_table rows; `metrics`: run id -> events."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"),
+                        horizontal_spacing=0.08)  # fmt: skip
+    for r in (r for r in table if r["run"] in metrics):  # rows waiting for a run: no curves
+        events = metrics[r["run"]]
+        if r.get("steps_per_epoch"):  # every logged step, at its fractional epoch: moves live
+            x, y = series(events, "loss", "train")
+            fig.add_trace(
+                go.Scatter(
+                    x=[s / r["steps_per_epoch"] for s in x], y=y, mode="lines",
+                    name=f"{r['label']} · steps", legendgroup=r["label"], showlegend=False,
+                    line=dict(color=colours[r["label"]], width=1), opacity=0.35,
+                    hovertemplate="step loss %{y:.3f}<extra></extra>",
+                ),
+                row=1, col=1,
+            )  # fmt: skip
+        for col, name in ((1, "loss"), (2, "acc")):
+            for split, dash in ((("train_epoch" if name == "loss" else "train"), "dot"),
+                                ("val", "solid")):  # fmt: skip
+                x, y = epoch_series(events, name, split)
+                fig.add_trace(
+                    go.Scatter(
+                        x=x, y=y, mode="lines+markers", name=f"{r['label']} · {split[:5]}",
+                        legendgroup=r["label"], showlegend=(col == 1),
+                        line=dict(color=colours[r["label"]], dash=dash),
+                    ),
+                    row=1, col=col,
+                )  # fmt: skip
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="cross-entropy", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), uirevision="group",
+                      legend=dict(orientation="h", y=-0.22))  # fmt: skip
+    return fig
+
+
 def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
     """(H, W, 3) or (3, H, W) uint8 -> PNG bytes, optionally upscaled with nearest neighbour."""
     from PIL import Image

@@ -9,7 +9,6 @@ import statistics
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from dashboard import widgets
 from engine import groups, runs
@@ -95,43 +94,6 @@ def new_comparison_form() -> None:
     st.toast(f"Started {group.group_id}")
 
 
-def curves(table: list[dict], metrics: dict[str, list[dict]], colours: dict) -> go.Figure:
-    """Train/val loss and accuracy per epoch, one colour per run, the same on every chart."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"),
-                        horizontal_spacing=0.08)  # fmt: skip
-    for r in (r for r in table if r["run"] in metrics):  # rows waiting for a run: no curves
-        events = metrics[r["run"]]
-        if r.get("steps_per_epoch"):  # every logged step, at its fractional epoch: moves live
-            x, y = widgets.series(events, "loss", "train")
-            fig.add_trace(
-                go.Scatter(
-                    x=[s / r["steps_per_epoch"] for s in x], y=y, mode="lines",
-                    name=f"{r['label']} · steps", legendgroup=r["label"], showlegend=False,
-                    line=dict(color=colours[r["label"]], width=1), opacity=0.35,
-                    hovertemplate="step loss %{y:.3f}<extra></extra>",
-                ),
-                row=1, col=1,
-            )  # fmt: skip
-        for col, name in ((1, "loss"), (2, "acc")):
-            for split, dash in ((("train_epoch" if name == "loss" else "train"), "dot"),
-                                ("val", "solid")):  # fmt: skip
-                x, y = widgets.epoch_series(events, name, split)
-                fig.add_trace(
-                    go.Scatter(
-                        x=x, y=y, mode="lines+markers", name=f"{r['label']} · {split[:5]}",
-                        legendgroup=r["label"], showlegend=(col == 1),
-                        line=dict(color=colours[r["label"]], dash=dash),
-                    ),
-                    row=1, col=col,
-                )  # fmt: skip
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text="cross-entropy", row=1, col=1)
-    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), uirevision="transfer",
-                      legend=dict(orientation="h", y=-0.22))  # fmt: skip
-    return fig
-
-
 def time_bars(table: list[dict], colours: dict) -> go.Figure:
     rows = [r for r in table if r.get("seconds_per_epoch")]
     fig = go.Figure(
@@ -203,7 +165,7 @@ def render_group(group: groups.Group) -> None:
             st.caption(f"**{r['label']}**: {r['state']}")
         if r.get("error"):
             st.error(f"**{r['label']}** {r['state']}: {r['error']}")
-    st.plotly_chart(curves(table, metrics, colours), key="transfer_curves")
+    st.plotly_chart(widgets.group_curves(table, metrics, colours), key="transfer_curves")
     timed = [r for r in table if r.get("seconds_per_epoch")]
     if timed:
         st.plotly_chart(time_bars(table, colours), key="transfer_times")

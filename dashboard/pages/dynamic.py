@@ -1,0 +1,248 @@
+"""Dynamic filters (seed 002): each class's generated 1x1 filter, its response map on an
+image, the ten scores, and the same image through the static baseline."""
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+import torch.nn.functional as F
+from plotly.subplots import make_subplots
+
+from dashboard import widgets
+from engine import groups, runs
+from engine.config import DataConfig, DynamicFilterConfig, OptimConfig
+from engine.data import check_source, load_dataset
+from engine.layout import RunLayout
+from engine.models.loading import load_run_model
+
+widgets.through_app()
+st.title("🎛️ Dynamic filters")
+st.caption(
+    "Seed 002 (Jia et al., Dynamic Filter Networks): a ResNet-18 up to layer1 encodes the "
+    "image (64 x 8 x 8 for 32 x 32 input); each class's learned embedding is turned by an MLP "
+    "into a 1x1 filter, whose response map a shared MLP reads into that class's score. The "
+    "static baseline learns each class's filter directly."
+)
+
+
+def new_comparison_form() -> None:
+    d = DynamicFilterConfig()
+    with st.form("new_dynamic"):
+        c1, c2, c3, c4 = st.columns(4)
+        dataset = c1.selectbox("Dataset", ["digits", "cifar10"])
+        path = c2.text_input("CIFAR-10 folder (for cifar10)", "")
+        epochs = c3.number_input("Epochs", 1, 200, d.epochs)
+        lr = c4.number_input("Learning rate", 1e-6, 1.0, d.optim.lr, format="%.5f")
+        frozen = st.checkbox("Also dynamic with the backbone frozen", True,
+                             help="The seed asks what happens then, and why")  # fmt: skip
+        if not st.form_submit_button("▶ Train dynamic vs static", type="primary"):
+            return
+    try:
+        base = DynamicFilterConfig(
+            data=DataConfig(name=dataset, path=path.strip() or None),
+            optim=OptimConfig(lr=float(lr), weight_decay=0.0), epochs=int(epochs),
+        )  # fmt: skip
+        check_source(base.data.name, base.data.path)
+        group = groups.create_group("dynamic-vs-static", base, widgets.runs_dir(),
+                                    include_frozen=frozen)  # fmt: skip
+        groups.launch_group(group, widgets.runs_dir())
+    except Exception as e:  # ConfigError, DataError, RunError: each says what to do
+        widgets.show_error(e)
+        return
+    st.session_state["dynamic_group"] = group.group_id
+    st.toast(f"Started {group.group_id}")
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=6)
+def model_of(run_dir: str, stamp: int):
+    return load_run_model(run_dir)
+
+
+@st.cache_resource(show_spinner="Loading the run's dataset…", max_entries=2)
+def dataset_of(data_json: str):
+    return load_dataset(DataConfig(**json.loads(data_json)))
+
+
+def dynamic_runs() -> list[runs.RunSummary]:
+    return [
+        r for r in runs.list_runs(widgets.runs_dir())
+        if (r.config or {}).get("kind") == "dynamic_filter"
+        and RunLayout(r.path).best_checkpoint.exists()
+    ]  # fmt: skip
+
+
+def run_label(r: runs.RunSummary) -> str:
+    cfg = r.config or {}
+    kind = "dynamic" if cfg.get("dynamic", True) else "static"
+    frozen = ", frozen backbone" if cfg.get("freeze_backbone") else ""
+    return f"{kind}{frozen} · {r.run_id}"
+
+
+def look(run: runs.RunSummary, image: torch.Tensor):
+    """(response maps (C, H, W) upsampled, scores (C,), filters (C, 64), classes) of one run."""
+    lm = model_of(str(run.path), RunLayout(run.path).best_checkpoint.stat().st_mtime_ns)
+    x = (image.float() / 255 - torch.tensor(lm.mean).view(3, 1, 1)) / torch.tensor(lm.std).view(
+        3, 1, 1
+    )
+    with torch.no_grad():
+        maps = lm.model.response_maps(x[None])  # (1, C, 8, 8)
+        scores = lm.model.forward_head(maps.flatten(1))[0]
+        up = F.interpolate(maps, size=image.shape[-2:], mode="bilinear", align_corners=False)[0]
+    return up.numpy(), scores.numpy(), lm
+
+
+def response_grid(image: torch.Tensor, maps: np.ndarray, scores: np.ndarray, classes, true: int):
+    """Ten response maps over the image, one shared colour scale."""
+    n = len(classes)
+    cols = 5
+    rows = (n + cols - 1) // cols
+    pred = int(scores.argmax())
+    titles = [
+        f"{c}{' ✓' if k == pred and k == true else ' (pred.)' if k == pred else ''}"
+        f"{' (true)' if k == true and k != pred else ''}"
+        for k, c in enumerate(classes)
+    ]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
+                        horizontal_spacing=0.02, vertical_spacing=0.08)  # fmt: skip
+    rgb = image.permute(1, 2, 0).numpy()
+    lo, hi = float(maps.min()), float(maps.max())
+    for k in range(n):
+        r, c = k // cols + 1, k % cols + 1
+        fig.add_trace(go.Image(z=rgb, hoverinfo="skip"), row=r, col=c)
+        fig.add_trace(
+            go.Heatmap(
+                z=maps[k], zmin=lo, zmax=hi, colorscale="Inferno", opacity=0.6,
+                showscale=(k == 0), colorbar=dict(title="response", len=0.9),
+                hovertemplate=f"{classes[k]}: %{{z:.2f}}<extra></extra>",
+            ),
+            row=r, col=c,
+        )  # fmt: skip
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.update_layout(height=170 * rows + 60, margin=dict(l=5, r=5, t=40, b=5))
+    return fig
+
+
+def score_bars(scores: np.ndarray, classes, true: int) -> go.Figure:
+    pred = int(scores.argmax())
+    colours = [
+        "#2ca02c" if k == pred == true else "#d62728" if k == pred else
+        "#1f77b4" if k == true else "#c7c7c7"
+        for k in range(len(classes))
+    ]  # fmt: skip
+    fig = go.Figure(go.Bar(x=list(classes), y=scores, marker_color=colours,
+                           text=[f"{s:.2f}" for s in scores], textposition="outside"))  # fmt: skip
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10),
+                      title="Scores (green: predicted = true; red: predicted; blue: true)",
+                      xaxis=dict(type="category"))  # fmt: skip
+    return fig
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def embedding_views(lm) -> None:
+    model = lm.model
+    if not getattr(model, "dynamic", False):
+        return
+    with torch.no_grad():
+        emb = model.class_embeddings.weight.numpy()
+        filt = model.filters().numpy()
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        "Class embeddings (128-d), PCA", "Generated filters (64-d, L2-normalised), PCA"))  # fmt: skip
+    for col, data in ((1, emb), (2, filt)):
+        xy = pca_2d(data)
+        fig.add_trace(go.Scatter(
+            x=xy[:, 0], y=xy[:, 1], mode="markers+text", text=lm.classes,
+            textposition="top center", showlegend=False,
+            marker=dict(size=11, color=[widgets.PALETTE[k % 10] for k in range(len(xy))]),
+        ), row=1, col=col)  # fmt: skip
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, key="dyn_pca")
+
+
+with st.expander("New comparison", expanded=not dynamic_runs()):
+    new_comparison_form()
+
+found = dynamic_runs()
+if not found:
+    st.info("No dynamic-filter run has a checkpoint yet: start the comparison above "
+            "(`python -m engine compare --preset dynamic-vs-static` does the same).")  # fmt: skip
+    st.stop()
+
+dyn = [r for r in found if (r.config or {}).get("dynamic", True)]
+static = [r for r in found if not (r.config or {}).get("dynamic", True)]
+c1, c2, c3 = st.columns([2, 2, 1])
+if not dyn:
+    st.info("Only static runs so far; the dynamic one appears once it has a checkpoint.")
+    st.stop()
+by_id = {r.run_id: r for r in found}
+run = by_id[c1.selectbox("Dynamic run", [r.run_id for r in dyn],
+                         format_func=lambda i: run_label(by_id[i]))]  # fmt: skip
+# The static run of the same comparison first, when there is one.
+group = (run.config or {}).get("group")
+static.sort(key=lambda r: (r.config or {}).get("group") != group)
+other = c2.selectbox("Static run to compare", [None] + [r.run_id for r in static],
+                     index=1 if static else 0,
+                     format_func=lambda i: "none" if i is None else run_label(by_id[i]))  # fmt: skip
+try:
+    data = dataset_of(json.dumps((run.config or {}).get("data"), sort_keys=True))
+except Exception as e:
+    widgets.show_error(e)
+    st.stop()
+i = int(c3.number_input(f"Test image (0 … {len(data.test) - 1})", 0, len(data.test) - 1, 0))
+image, true = data.test.images[i], int(data.test.labels[i])
+
+try:
+    maps, scores, lm = look(run, image)
+except Exception as e:  # a damaged checkpoint: say so, keep the page
+    widgets.show_error(e)
+    st.stop()
+left, right = st.columns([1, 4])
+left.image(widgets.png_bytes(image.permute(1, 2, 0).numpy(), scale=max(1, 128 // image.shape[-1])),
+           caption=f"true: {lm.classes[true]}")  # fmt: skip
+right.plotly_chart(score_bars(scores, lm.classes, true), key="dyn_scores")
+st.subheader("Response maps, dynamic filters")
+st.plotly_chart(response_grid(image, maps, scores, lm.classes, true), key="dyn_maps")
+st.caption("Each class's 8x8 response map (scaled by √64), upsampled to the image "
+           "(bilinear); one colour scale for all ten.")  # fmt: skip
+
+if other is not None:
+    try:
+        s_maps, s_scores, s_lm = look(by_id[other], image)
+    except Exception as e:
+        widgets.show_error(e)
+    else:
+        st.subheader("The same image, static filters")
+        st.plotly_chart(score_bars(s_scores, s_lm.classes, true), key="static_scores")
+        st.plotly_chart(response_grid(image, s_maps, s_scores, s_lm.classes, true),
+                        key="static_maps")  # fmt: skip
+
+st.subheader("What the dynamic run learned per class")
+embedding_views(lm)
+
+if group:
+    try:
+        g = groups.load_group(group, widgets.runs_dir())
+    except runs.RunError as e:
+        widgets.show_error(e)
+    else:
+        st.subheader("Training curves of the comparison")
+        table = groups.comparison_table(g, widgets.runs_dir())
+        colours = {r["label"]: widgets.PALETTE[k % 10] for k, r in enumerate(table)}
+        metrics = {r["run"]: widgets.load_metrics(widgets.runs_dir() / r["run"])
+                   for r in table if r["run"] and r["state"] != "removed"}  # fmt: skip
+        st.plotly_chart(widgets.group_curves(table, metrics, colours), key="dyn_curves")
+        st.dataframe(
+            [{"row": r["label"], "state": r["state"], "params": r.get("total_params"),
+              "s / epoch": r.get("seconds_per_epoch"), "best val acc": r.get("best_val_acc"),
+              "test acc": r.get("test_acc")} for r in table],
+            hide_index=True,
+        )  # fmt: skip
