@@ -40,3 +40,16 @@ def val_events(run_dir) -> list[tuple]:
         for e in read_events(RunLayout(run_dir).metrics)[0]
         if e["split"] in ("val", "test")
     ]
+
+
+def plotly_values(v):
+    """A plotly array as numpy: plain, or in plotly's typed-array form {"dtype", "bdata"}."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        shape = v.get("shape")
+        return a.reshape([int(d) for d in str(shape).split(",")]) if shape else a
+    return np.asarray(v)

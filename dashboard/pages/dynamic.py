@@ -178,6 +178,7 @@ if not found:
     st.stop()
 
 dyn = [r for r in found if (r.config or {}).get("dynamic", True)]
+dyn.sort(key=lambda r: bool((r.config or {}).get("freeze_backbone")))  # the seed's model first
 static = [r for r in found if not (r.config or {}).get("dynamic", True)]
 c1, c2, c3 = st.columns([2, 2, 1])
 if not dyn:

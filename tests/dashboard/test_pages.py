@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import numpy as np
@@ -11,20 +10,14 @@ import pytest
 from engine import runs
 from engine.layout import RunLayout
 from tests.dashboard.conftest import app, page
-from tests.helpers import wait_for, wait_until_ended
+from tests.helpers import plotly_values, wait_for, wait_until_ended
 
 
 def _plotly_specs(at) -> list[dict]:
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
 
 
-def _values(v) -> np.ndarray:
-    """A plotly array, plain or in plotly's typed-array form {"dtype", "bdata"}."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
-        shape = v.get("shape")
-        return a.reshape([int(d) for d in str(shape).split(",")]) if shape else a
-    return np.asarray(v)
+_values = plotly_values
 
 
 @pytest.mark.parametrize("name", ["train", "embeddings", "confusion"])

@@ -326,5 +326,7 @@ def test_transfer_config_round_trips_through_json_by_its_kind(tmp_path):
     assert type(RunConfig.from_json(json.dumps(classify))) is RunConfig
     with pytest.raises(ConfigError, match=r"unknown field\(s\) \['mode'\]"):
         RunConfig.from_json(json.dumps({**classify, "mode": "frozen"}))
-    with pytest.raises(ConfigError, match="kind must be one of classify, transfer, dynamic_filter, got 'gan'"):
+    with pytest.raises(
+        ConfigError, match="kind must be one of classify, transfer, dynamic_filter, got 'gan'"
+    ):
         RunConfig.from_json(json.dumps({**classify, "kind": "gan"}))

@@ -1,0 +1,71 @@
+"""AppTest tests of the Dynamic filters page on a finished dynamic-vs-static comparison."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from engine import groups, runs
+from engine.config import DynamicFilterConfig
+from tests.dashboard.conftest import page
+from tests.helpers import plotly_values
+
+
+@pytest.fixture(scope="session")
+def dynamic_template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dynamic-template") / "runs"
+    base = DynamicFilterConfig(epochs=1, batch_size=128, snapshot_size=50)
+    group = groups.create_group("dynamic-vs-static", base, root, include_frozen=False)
+    for run_dir in group.run_dirs(root):
+        runs.execute(run_dir)
+    return root, group
+
+
+@pytest.fixture
+def comparison(runs_dir, dynamic_template):
+    src, group = dynamic_template
+    shutil.rmtree(runs_dir)
+    shutil.copytree(src, runs_dir)
+    return runs_dir, group
+
+
+def test_without_runs_the_page_says_how_to_start(runs_dir):
+    at = page("dynamic").run()
+    assert not at.exception
+    assert any("dynamic-vs-static" in i.value for i in at.info)
+
+
+def test_response_maps_scores_and_the_static_comparison(comparison):
+    runs_dir, group = comparison
+    at = page("dynamic").run()
+    assert not at.exception and not at.error
+    dynamic_id, static_id = (r.run_id for r in group.rows)
+    assert next(s for s in at.selectbox if s.label == "Dynamic run").value == dynamic_id
+    assert next(s for s in at.selectbox if s.label == "Static run to compare").value == static_id
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    scores, maps = charts[0], charts[1]
+    assert len(plotly_values(scores["data"][0]["y"])) == 10
+    heatmaps = [t for t in maps["data"] if t["type"] == "heatmap"]
+    assert len(heatmaps) == 10
+    assert len({(t["zmin"], t["zmax"]) for t in heatmaps}) == 1  # one shared colour scale
+    assert sum(bool(t.get("showscale")) for t in heatmaps) == 1
+    titles = [a["text"] for a in maps["layout"]["annotations"]]
+    assert sum("(true)" in t or "✓" in t for t in titles) == 1  # the true class is marked
+    # the static run's scores and maps, then the PCA of embeddings and filters, then curves
+    assert len(charts) == 6
+    pca = charts[4]
+    assert [t["text"][0] for t in pca["data"]] == ["0", "0"]  # embeddings and filters, labelled
+    assert all(len(plotly_values(t["x"])) == 10 for t in pca["data"])
+    curves = charts[5]
+    assert {t["legendgroup"] for t in curves["data"]} == {"dynamic filters", "static filters"}
+
+
+def test_another_test_image_changes_the_maps(comparison):
+    at = page("dynamic").run()
+    before = plotly_values(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["y"])
+    next(n for n in at.number_input if n.label.startswith("Test image")).set_value(7).run()
+    assert not at.exception
+    after = plotly_values(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["y"])
+    assert before.shape == after.shape == (10,) and (before != after).any()
