@@ -147,7 +147,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     check_source(base.data.name, base.data.path)
     group = groups.create_group(
         a.preset, base, a.runs_dir, include_scratch=not a.no_scratch,
-        ssl_weights=a.ssl_weights, sequential=not a.at_once,
+        ssl_weights=a.ssl_weights, sequential=not a.at_once, include_frozen=not a.no_frozen,
     )  # fmt: skip
     print(f"group {group.group_id}: {len(group.run_dirs(Path('.')))} runs")
     if a.background:
@@ -423,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tuned rows: the backbone's lr is --lr times this (e.g. 0.1)",
     )  # fmt: skip
     c.add_argument("--no-scratch", action="store_true", help="finetune-vs-frozen: no scratch row")
+    c.add_argument(
+        "--no-frozen", action="store_true", help="dynamic-vs-static: no frozen-backbone row"
+    )
     c.add_argument("--ssl-weights", default=None, help="a-e: the self-supervised backbone file")
     c.add_argument("--background", action="store_true", help="queue the runs and return at once")
     c.add_argument(

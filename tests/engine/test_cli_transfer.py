@@ -124,3 +124,14 @@ def test_transfer_flags_without_kind_transfer_are_refused(runs_dir, flags, messa
     assert main(["--runs-dir", str(runs_dir), "train", *flags]) == 2
     assert message in capsys.readouterr().err
     assert runs.list_runs(runs_dir) == []
+
+
+def test_compare_dynamic_vs_static_without_the_frozen_row(runs_dir, capsys):
+    code = main(["--runs-dir", str(runs_dir), "compare", "--preset", "dynamic-vs-static",
+                 "--no-frozen", "--epochs", "1", "--batch-size", "128", "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    (group,) = groups.list_groups(runs_dir)
+    assert [r.label for r in group.rows] == ["dynamic filters", "static filters"]
+    for row in groups.comparison_table(group, runs_dir):
+        assert row["state"] == "finished" and 0 <= row["test_acc"] <= 1
+    assert "dynamic filters" in capsys.readouterr().out
