@@ -38,6 +38,7 @@ def test_demo_trains_live_and_every_page_renders(browser, tmp_path):
             ("confusion", "validation images right"),
             ("transfer", "No comparisons yet"),
             ("inside", "Top-5 predictions"),
+            ("dynamic", "dynamic-vs-static"),
             ("", "Start the demo"),
         ]:
             page.goto(f"{url}/{path}")
