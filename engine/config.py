@@ -250,6 +250,11 @@ class DynamicFilterConfig(RunConfig):
         _require(self.model.name == "dynamic_filter",
                  f"model.name must be 'dynamic_filter', got {self.model.name!r}")  # fmt: skip
         _require(
+            self.data.image_size == 32,
+            "data.image_size must be 32 for dynamic filters (the score predictor reads 8x8 "
+            f"response maps: 64 values), got {self.data.image_size}",
+        )
+        _require(
             self.backbone_weights == "imagenet" or self.backbone_weights.startswith("none"),
             f"backbone_weights must be 'imagenet' or 'none', got {self.backbone_weights!r}",
         )

@@ -147,8 +147,8 @@ try:
     rows = np.flatnonzero((emb["labels"] == true_c) & (emb["predictions"] == pred_c))[:12]
     ids = tuple(int(i) for i in emb["sample_ids"][rows])
     if not ids:
-        st.caption(f"No validation image of class {classes[true_c]} was predicted as "
-                   f"{classes[pred_c]} at epoch {epoch}.")  # fmt: skip
+        st.caption(f"None of the {len(emb['labels'])} validation images in this epoch's "
+                   f"snapshot of class {classes[true_c]} was predicted as {classes[pred_c]}.")  # fmt: skip
         st.stop()
     cams = cell_grad_cams(str(run.path), layout.best_checkpoint.stat().st_mtime_ns, ids,
                           (pred_c,) * len(ids))  # fmt: skip
@@ -162,6 +162,8 @@ scale = max(1, 96 // cams[0][0].shape[0])
 for k, ((img, heat), sid) in enumerate(zip(cams, ids, strict=True)):
     cols[k % 6].image(widgets.png_bytes(overlay(img, heat), scale=scale),
                       caption=f"sample {sid}")  # fmt: skip
+in_cell = int(((emb["labels"] == true_c) & (emb["predictions"] == pred_c)).sum())
 st.caption(f"{len(ids)} of the validation images of class **{classes[true_c]}** predicted as "
-           f"**{classes[pred_c]}** at epoch {epoch} (at most 12), with Grad-CAM of the best "
-           "model for the predicted class.")  # fmt: skip
+           f"**{classes[pred_c]}** at epoch {epoch} (at most 12; {in_cell} of the "
+           f"{len(emb['labels'])} images in this epoch's snapshot are in the cell), with "
+           "Grad-CAM of the best model for the predicted class.")  # fmt: skip

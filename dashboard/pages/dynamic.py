@@ -187,11 +187,13 @@ if not dyn:
 by_id = {r.run_id: r for r in found}
 run = by_id[c1.selectbox("Dynamic run", [r.run_id for r in dyn],
                          format_func=lambda i: run_label(by_id[i]))]  # fmt: skip
-# The static run of the same comparison first, when there is one.
+# Only static runs on the same data can be compared image by image; the same comparison's first.
 group = (run.config or {}).get("group")
+static = [r for r in static if (r.config or {}).get("data") == (run.config or {}).get("data")]
 static.sort(key=lambda r: (r.config or {}).get("group") != group)
+same_group = bool(static) and (static[0].config or {}).get("group") == group and group
 other = c2.selectbox("Static run to compare", [None] + [r.run_id for r in static],
-                     index=1 if static else 0,
+                     index=1 if same_group else 0,
                      format_func=lambda i: "none" if i is None else run_label(by_id[i]))  # fmt: skip
 try:
     data = dataset_of(json.dumps((run.config or {}).get("data"), sort_keys=True))

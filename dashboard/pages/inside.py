@@ -248,10 +248,10 @@ with tab_dream:
     param = c5.selectbox("Parameterisation", ["fourier", "pixel"],
                          help="Fourier + decorrelated colour: much cleaner images")  # fmt: skip
     whole = st.toggle("DeepDream the whole layer (not just the channel)", value=False)
-    if st.button("Visualise", type="primary", key="visualise") or st.session_state.get(
-        "visualised"
-    ):
-        st.session_state["visualised"] = True
+    # Shown again on a rerun only for exactly what was asked for (no surprise minutes of work).
+    asked = f"visualised:{key}:{image_key}:{layer}:{channel}:{octaves}:{iterations}:{step}:{steps}:{param}:{whole}"
+    if st.button("Visualise", type="primary", key="visualise") or st.session_state.get(asked):
+        st.session_state[asked] = True
         left, right = st.columns(2)
         try:
             with left:
@@ -286,8 +286,9 @@ with tab_grid:
         "First N channels", 1, min(32, shapes[layer][0]), min(8, shapes[layer][0])
     )
     grid_steps = c2.number_input("Steps per channel", 16, 512, 128, step=16)
-    if st.button("Draw the grid", type="primary", key="grid") or st.session_state.get("gridded"):
-        st.session_state["gridded"] = True
+    asked = f"gridded:{key}:{layer}:{count}:{grid_steps}"
+    if st.button("Draw the grid", type="primary", key="grid") or st.session_state.get(asked):
+        st.session_state[asked] = True
         cols = st.columns(4)
         for c in range(int(count)):
             try:

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from engine.analysis.metrics import confusion_matrix
-from engine.atomic import save_npy, save_npz
+from engine.atomic import save_npy, save_npz, write_atomic
 from engine.config import RunConfig
 from engine.data import BatchLoader, ImageSet, Splits, load_dataset
 from engine.layout import RunLayout
 from engine.models import build_model
 from engine.train import (
+    CheckpointError,
     EvalResult,
     EventLog,
     Trainer,
@@ -165,10 +166,22 @@ def fit_classifier(
     )
     if resume:
         # last.pt: where it stopped; best.pt: the best validation accuracy so far (seed 002).
-        if (layout.checkpoints / resume_from).exists():
-            trainer.resume(layout.checkpoints / resume_from)
-        # What was logged after that checkpoint is replayed now: keep it once, not twice.
+        start = layout.checkpoints / resume_from
+        if resume_from != "last.pt":
+            if not start.exists():
+                raise CheckpointError(f"cannot resume from {start}: it does not exist")
+            # From here on the run continues from best.pt: make it last.pt too, before the
+            # history after it is dropped, so an interrupted resume resumes from the same place.
+            write_atomic(layout.last_checkpoint, lambda f: f.write(start.read_bytes()))
+        if start.exists():
+            trainer.resume(start)
+        # What was logged after that checkpoint is replayed now: keep it once, not twice;
+        # snapshots of later epochs are rewritten when those epochs are trained again.
         drop_events_after(layout.metrics, trainer.state.global_step, trainer.state.epoch)
+        for epoch in layout.embedding_epochs() + layout.confusion_epochs():
+            if epoch > trainer.state.epoch:
+                layout.embedding_file(epoch).unlink(missing_ok=True)
+                layout.confusion_file(epoch).unlink(missing_ok=True)
     with EventLog(layout.metrics) as events:  # opened after the rewrite above: appends to it
         trainer.events = events
         state = trainer.fit()

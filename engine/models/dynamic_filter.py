@@ -7,10 +7,10 @@ map (B, 1, 8, 8), scaled by sqrt(64). A shared MLP reads the flattened map and g
 class's score; ten classes, ten scores, argmax. The per-class loop of the seed is done for
 all classes at once (one einsum); `forward_loop` keeps the loop, as a reference.
 
-The static baseline has no generator: each class's 1x1 filter is an ordinary trainable
-parameter (normalised and scaled the same way), so the two differ only in where the
-filters come from. (A single shared 1x1 convolution, read literally, would give every
-class the same score.)
+The static baseline is the same network without the generator: an ordinary trainable
+1x1 convolution 64 -> C (one output channel per class, with bias; not normalised, not
+rescaled), whose class-k channel is class k's response map. (A single shared 64 -> 1
+convolution, read literally, would give every class the same score.)
 """
 
 from __future__ import annotations
@@ -46,9 +46,8 @@ class DynamicFilterNet(Classifier):
                 nn.Linear(EMBED_DIM, HIDDEN_DIM), nn.ReLU(), nn.Linear(HIDDEN_DIM, FILTER_DIM),
                 nn.Tanh(),
             )  # fmt: skip
-        else:  # one trainable 1x1 filter per class, initialised as a conv layer would be
-            conv = nn.Conv2d(FILTER_DIM, num_classes, kernel_size=1, bias=False)
-            self.static_filters = nn.Parameter(conv.weight.detach().view(num_classes, FILTER_DIM))
+        else:  # an ordinary trainable 1x1 convolution, one output channel per class
+            self.static_conv = nn.Conv2d(FILTER_DIM, num_classes, kernel_size=1)
         self.score_predictor = nn.Sequential(
             nn.Linear(FILTER_DIM, FILTER_DIM), nn.ReLU(), nn.Linear(FILTER_DIM, 1)
         )
@@ -56,19 +55,18 @@ class DynamicFilterNet(Classifier):
         self.num_features = num_classes * FILTER_DIM
 
     # --- the pieces ------------------------------------------------------------------------
-    def raw_filters(self) -> torch.Tensor:
-        """(C, 64) filters before normalisation: generated from the class embeddings, or the
-        static parameters."""
-        if self.dynamic:
-            return self.generator(self.class_embeddings.weight)
-        return self.static_filters
-
     def filters(self) -> torch.Tensor:
-        return F.normalize(self.raw_filters(), dim=1)  # each row has L2 norm 1
+        """(C, 64) per-class 1x1 filters: generated and L2-normalised (each row has norm 1),
+        or the static convolution's weights as they are."""
+        if self.dynamic:
+            return F.normalize(self.generator(self.class_embeddings.weight), dim=1)
+        return self.static_conv.weight.view(self.num_classes, FILTER_DIM)
 
     def response_maps(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, 8, 8): every class's response map, scaled by sqrt(64)."""
+        """(B, C, 8, 8): every class's response map (dynamic: scaled by sqrt(64))."""
         feats = self.backbone(x)  # (B, 64, 8, 8)
+        if not self.dynamic:
+            return self.static_conv(feats)
         # A 1x1 convolution with each class's filter, all classes at once.
         return torch.einsum("bchw,kc->bkhw", feats, self.filters()) * SCALE
 
@@ -84,9 +82,14 @@ class DynamicFilterNet(Classifier):
         """The seed's loop, one class at a time: a reference for the vectorised forward."""
         feats = self.backbone(x)
         scores = []
-        for w in self.filters():
-            response = F.conv2d(feats, w.view(1, FILTER_DIM, 1, 1), stride=1, padding=0)
-            scores.append(self.score_predictor(response.flatten(1) * SCALE))  # (B, 1)
+        for k, w in enumerate(self.filters()):
+            if self.dynamic:
+                response = F.conv2d(feats, w.view(1, FILTER_DIM, 1, 1), stride=1, padding=0)
+                response = response * SCALE
+            else:
+                bias = self.static_conv.bias[k : k + 1]
+                response = F.conv2d(feats, w.view(1, FILTER_DIM, 1, 1), bias, stride=1)
+            scores.append(self.score_predictor(response.flatten(1)))  # (B, 1)
         return torch.cat(scores, dim=1)
 
     # --- freezing ------------------------------------------------------------------------------

@@ -69,3 +69,13 @@ def test_another_test_image_changes_the_maps(comparison):
     assert not at.exception
     after = plotly_values(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["y"])
     assert before.shape == after.shape == (10,) and (before != after).any()
+
+
+def test_a_static_run_on_other_data_is_not_offered(comparison):
+    runs_dir, group = comparison
+    other = DynamicFilterConfig(dynamic=False, epochs=1, snapshot_size=20)
+    other.data.val_fraction = 0.2  # another split: its test images are not the same images
+    runs.execute(runs.create_run(other, runs_dir))
+    at = page("dynamic").run()
+    box = next(s for s in at.selectbox if s.label == "Static run to compare")
+    assert box.options == ["none", f"static · {group.rows[1].run_id}"]

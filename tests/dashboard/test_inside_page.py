@@ -99,3 +99,30 @@ def test_confusion_page_shows_the_images_of_the_most_frequent_mistake(finished_r
     right = int(((emb["labels"] == 0) & (emb["predictions"] == 0)).sum())
     assert _captions(at)[-1].startswith(f"{min(right, 12)} of the validation images of class **0**")
     assert runs.read_status(finished_run)["state"] == "finished"
+
+
+def test_uploads_with_transparency_or_16_bits_keep_their_content():
+    buf = io.BytesIO()
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 255  # red, fully transparent: shown as the white it sits on
+    rgba[0, 0, 3] = 255  # one opaque red pixel
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    image = widgets.read_image_upload(_Upload("alpha.png", buf.getvalue()))
+    assert image[:, 0, 0].tolist() == [255, 0, 0] and image[:, 1, 1].tolist() == [255, 255, 255]
+    buf = io.BytesIO()
+    ramp = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)
+    Image.fromarray(ramp).save(buf, format="PNG")  # 16-bit grey
+    image = widgets.read_image_upload(_Upload("ramp16.png", buf.getvalue()))
+    assert int(image.min()) == 0 and int(image.max()) == 255
+    assert len(np.unique(image[0].numpy())) == 64  # the ramp survives, not clipped at 255
+
+
+def test_visualisations_rerun_only_for_what_was_asked(finished_run):
+    at = page("inside").run()
+    at.button(key="visualise").click().run()
+    assert "DeepDream, octave by octave:" in _captions(at)
+    at.number_input(key="dream_channel").set_value(1).run()  # another channel: not computed
+    assert not at.exception
+    assert "DeepDream, octave by octave:" not in _captions(at)
+    at.number_input(key="dream_channel").set_value(0).run()  # back: shown again (cached)
+    assert "DeepDream, octave by octave:" in _captions(at)

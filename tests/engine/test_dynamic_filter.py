@@ -66,15 +66,20 @@ def test_the_vectorised_forward_equals_the_per_class_loop(dynamic):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_the_static_baseline_has_no_generator_and_one_trainable_filter_per_class():
-    model = DynamicFilterNet(10, dynamic=False)
+def test_the_static_baseline_is_an_ordinary_1x1_convolution_without_the_generator():
+    torch.manual_seed(6)
+    model = DynamicFilterNet(10, dynamic=False).eval()
     names = dict(model.named_parameters())
     assert not any(n.startswith(("generator", "class_embeddings")) for n in names)
-    assert names["static_filters"].shape == (10, 64) and names["static_filters"].requires_grad
+    conv = model.static_conv
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size) == (64, 10, (1, 1))
+    assert conv.weight.requires_grad and conv.bias is not None
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(model.response_maps(x), conv(model.backbone(x)))  # as it is
     dynamic = DynamicFilterNet(10)
     n_static = sum(p.numel() for p in model.parameters())
     n_dynamic = sum(p.numel() for p in dynamic.parameters())
-    assert n_dynamic - n_static == 10 * 128 + 33024 + 16448 - 10 * 64
+    assert n_dynamic - n_static == 10 * 128 + 33024 + 16448 - (10 * 64 + 10)
 
 
 def test_freezing_keeps_the_backbone_fixed_and_in_eval_mode():
@@ -128,6 +133,8 @@ def test_with_cached_weights_the_run_starts_from_them(runs_dir, weight_cache):
 def test_bad_configs_are_named():
     with pytest.raises(ConfigError, match="backbone_weights must be 'imagenet' or 'none'"):
         DynamicFilterConfig(backbone_weights="/some/file.pt").validate()
+    with pytest.raises(ConfigError, match="data.image_size must be 32 for dynamic filters"):
+        DynamicFilterConfig(data=DynamicFilterConfig().data.__class__(image_size=64)).validate()
     with pytest.raises(ConfigError, match="model.name must be 'dynamic_filter'"):
         DynamicFilterConfig(
             model=DynamicFilterConfig().model.__class__(name="small_cnn")
@@ -140,6 +147,7 @@ def test_resume_from_best_restores_model_and_optimiser(runs_dir):
     runs.execute(run_dir)
     layout = RunLayout(run_dir)
     best = load_checkpoint(layout.best_checkpoint)
+    best_bytes = layout.best_checkpoint.read_bytes()
     assert best["optimizer"]["state"], "the best checkpoint holds the optimiser's state"
     best_epoch = best["progress"]["epoch"]
     # Train on from best.pt to 3 epochs: the resumed run starts from best's exact state.
@@ -154,6 +162,7 @@ def test_resume_from_best_restores_model_and_optimiser(runs_dir):
     def spy(self, path):
         original(self, path)
         seen["path"] = str(path)
+        seen["last_is_best"] = layout.last_checkpoint.read_bytes() == best_bytes
         seen["model"] = {k: v.clone() for k, v in self.model.state_dict().items()}
         seen["optimizer"] = copy.deepcopy(self.optimizer.state_dict())  # training mutates it
 
@@ -163,6 +172,7 @@ def test_resume_from_best_restores_model_and_optimiser(runs_dir):
     finally:
         trainer_module.Trainer.resume = original
     assert seen["path"].endswith("best.pt")
+    assert seen["last_is_best"]  # an interrupted resume would restart from best, not from later
     for k, v in best["model"].items():
         torch.testing.assert_close(seen["model"][k], v)
     saved, restored = best["optimizer"]["state"], seen["optimizer"]["state"]
@@ -170,6 +180,10 @@ def test_resume_from_best_restores_model_and_optimiser(runs_dir):
     for k in saved:
         torch.testing.assert_close(restored[k]["exp_avg"], saved[k]["exp_avg"])
     assert summary["epochs_done"] == 3
+    # --from best made best.pt the run's last.pt first: an interrupted resume restarts there.
+    with pytest.raises(Exception, match="cannot resume from .*best.pt: it does not exist"):
+        layout.best_checkpoint.unlink()
+        runs.execute(run_dir, resume=True, resume_from="best.pt")
     epochs = [
         e["epoch"] for e in runs.read_metrics(run_dir) if (e["name"], e["split"]) == ("acc", "val")
     ]
