@@ -49,3 +49,19 @@ def app():
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(APP / "app.py"), default_timeout=60)
+
+
+def train_group(root: Path, preset: str, base, **options):
+    """A comparison group made from `preset` in `root` and trained to the end, in this process."""
+    from engine import groups
+
+    group = groups.create_group(preset, base, root, **options)
+    for run_dir in group.run_dirs(root):
+        runs.execute(run_dir)
+    return root, group
+
+
+def private_copy(runs_dir: Path, template: Path) -> None:
+    """Replace `runs_dir` by a copy of `template`, so a test may change or damage it."""
+    shutil.rmtree(runs_dir)
+    shutil.copytree(template, runs_dir)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from engine import groups, runs
+from engine import runs
 from engine.config import DynamicFilterConfig
-from tests.dashboard.conftest import page
+from tests.dashboard.conftest import page, private_copy, train_group
 from tests.helpers import plotly_values
 
 
@@ -17,18 +16,13 @@ from tests.helpers import plotly_values
 def dynamic_template(tmp_path_factory):
     root = tmp_path_factory.mktemp("dynamic-template") / "runs"
     base = DynamicFilterConfig(epochs=1, batch_size=128, snapshot_size=50)
-    group = groups.create_group("dynamic-vs-static", base, root, include_frozen=False)
-    for run_dir in group.run_dirs(root):
-        runs.execute(run_dir)
-    return root, group
+    return train_group(root, "dynamic-vs-static", base, include_frozen=False)
 
 
 @pytest.fixture
 def comparison(runs_dir, dynamic_template):
-    src, group = dynamic_template
-    shutil.rmtree(runs_dir)
-    shutil.copytree(src, runs_dir)
-    return runs_dir, group
+    private_copy(runs_dir, dynamic_template[0])
+    return runs_dir, dynamic_template[1]
 
 
 def test_without_runs_the_page_says_how_to_start(runs_dir):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from PIL import Image
 
 from engine import groups, runs
 from engine.config import DataConfig, ModelConfig, TransferConfig
-from tests.dashboard.conftest import page
+from tests.dashboard.conftest import page, private_copy, train_group
 
 
 @pytest.fixture(scope="session")
@@ -33,19 +32,13 @@ def comparison_template(tmp_path_factory):
                         val_fraction=0.2, test_fraction=0.2),
         epochs=2, batch_size=8, snapshot_every=1,
     )  # fmt: skip
-    runs_root = root / "runs"
-    group = groups.create_group("a-e", base, runs_root)
-    for run_dir in group.run_dirs(runs_root):
-        runs.execute(run_dir)
-    return runs_root, group
+    return train_group(root / "runs", "a-e", base)
 
 
 @pytest.fixture
 def comparison(runs_dir, comparison_template):
-    src, group = comparison_template
-    shutil.rmtree(runs_dir)
-    shutil.copytree(src, runs_dir)
-    return runs_dir, group
+    private_copy(runs_dir, comparison_template[0])
+    return runs_dir, comparison_template[1]
 
 
 def test_without_comparisons_the_form_is_open_and_says_how_to_start(runs_dir):
