@@ -35,6 +35,18 @@ with left:
             st.session_state["run"] = run_dir.name
             st.switch_page("pages/train.py")
 
+
+def model_caption(r: runs.RunSummary) -> str:
+    """The model, with what makes it a transfer or dynamic-filter run when it is one."""
+    cfg = r.config or {}
+    if cfg.get("kind") == "transfer":
+        return f"{r.model} · {cfg.get('mode', '?')}"
+    if cfg.get("kind") == "dynamic_filter":
+        kind = "dynamic" if cfg.get("dynamic", True) else "static"
+        return f"{kind} filters" + (" · frozen backbone" if cfg.get("freeze_backbone") else "")
+    return r.model
+
+
 st.subheader("Runs")
 all_runs = runs.list_runs(widgets.runs_dir())
 if not all_runs:
@@ -47,7 +59,7 @@ else:
             {
                 "run": r.run_id,
                 "status": f"{widgets.STATE_ICONS.get(r.state, '')} {r.state}",
-                "model": r.model,
+                "model": model_caption(r),
                 "data": r.dataset,
                 "epochs": (r.config or {}).get("epochs"),
                 "best val acc": summary.get("best_val_acc"),

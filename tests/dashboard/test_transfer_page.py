@@ -150,3 +150,14 @@ def test_a_failed_run_shows_its_error(comparison):
     at = page("transfer").run()
     assert not at.exception
     assert any("A: no pretraining" in e.value and "disk full" in e.value for e in at.error)
+
+
+def test_home_names_each_transfer_runs_mode(comparison):
+    runs_dir, group = comparison
+    at = page("home").run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("run")
+    for row in group.rows:
+        if row.run_id:
+            mode = runs.load_config(runs_dir / row.run_id).mode
+            assert table.loc[row.run_id, "model"] == f"efficientnet_lite0 · {mode}"
