@@ -146,7 +146,6 @@ class TransferNet(Classifier):
         self.body = body
         self.num_features = num_features
         self.head = nn.Linear(num_features, num_classes)
-        self.frozen = False
         # Set when a frozen backbone's features were computed once: inputs are then (B, D).
         self.inputs_are_features = False
 
@@ -158,15 +157,7 @@ class TransferNet(Classifier):
 
     def freeze_backbone(self) -> None:
         """Only the head trains; the body stays in eval mode (BatchNorm statistics frozen too)."""
-        self.frozen = True
-        self.body.requires_grad_(False)
-        self.body.eval()
-
-    def train(self, mode: bool = True) -> TransferNet:
-        super().train(mode)
-        if self.frozen:
-            self.body.eval()
-        return self
+        self.freeze(self.body)
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

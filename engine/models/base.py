@@ -23,3 +23,16 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def freeze(self, part: nn.Module) -> None:
+        """Keep `part` (a backbone) fixed: no gradients, and eval mode, so its BatchNorm
+        statistics stay too, through every later `.train()`."""
+        part.requires_grad_(False)
+        part.eval()
+        self._frozen_parts = [*getattr(self, "_frozen_parts", []), part]  # not registered
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        for part in getattr(self, "_frozen_parts", ()):
+            part.eval()
+        return self

@@ -51,7 +51,6 @@ class DynamicFilterNet(Classifier):
         self.score_predictor = nn.Sequential(
             nn.Linear(FILTER_DIM, FILTER_DIM), nn.ReLU(), nn.Linear(FILTER_DIM, 1)
         )
-        self.frozen = False
         self.num_features = num_classes * FILTER_DIM
 
     # --- the pieces ------------------------------------------------------------------------
@@ -95,15 +94,7 @@ class DynamicFilterNet(Classifier):
     # --- freezing ------------------------------------------------------------------------------
     def freeze_backbone(self) -> None:
         """The seed's question: the backbone's weights (and BatchNorm statistics) stay fixed."""
-        self.frozen = True
-        self.backbone.requires_grad_(False)
-        self.backbone.eval()
-
-    def train(self, mode: bool = True) -> DynamicFilterNet:
-        super().train(mode)
-        if self.frozen:
-            self.backbone.eval()
-        return self
+        self.freeze(self.backbone)
 
 
 def load_resnet18_layer1(model: DynamicFilterNet, state: dict[str, torch.Tensor]) -> int:
