@@ -187,7 +187,7 @@ def fit_classifier(
         state = trainer.fit()
         summary = {
             "epochs_done": state.epoch,
-            "best_val_acc": state.best_val_acc,
+            "best_val_acc": state.best_score,
             "classes": splits.classes,
             "data": splits.describe(),
             "device": str(device),

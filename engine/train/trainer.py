@@ -17,6 +17,7 @@ from torch import nn
 from engine.data.loader import BatchLoader
 from engine.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from engine.train.events import EventLog
+from engine.train.tasks import Classification, EvalResult
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -30,20 +31,12 @@ class TrainState:
     epoch: int = 0  # completed epochs
     step_in_epoch: int = 0  # batches already done in the epoch in progress (mid-epoch stop)
     global_step: int = 0
-    best_val_acc: float = -1.0
+    best_score: float = -1.0  # best validation score: accuracy, or mIoU for segmentation
     # Running sums of the epoch in progress, so a mid-epoch resume reports the same numbers.
     loss_sum: float = 0.0
     correct: int = 0
     seen: int = 0
     stopped: bool = False
-
-
-@dataclass
-class EvalResult:
-    loss: float
-    acc: float
-    predictions: torch.Tensor  # (N,) on the CPU
-    labels: torch.Tensor  # (N,) on the CPU
 
 
 EpochHook = Callable[["Trainer", int, EvalResult], None]
@@ -58,6 +51,7 @@ class Trainer:
     epochs: int
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     loss_fn: LossFn = F.cross_entropy
+    task: Classification = field(default_factory=Classification)  # or tasks.Segmentation
     events: EventLog | None = None
     checkpoint_dir: Path | None = None
     epoch_hooks: list[EpochHook] = field(default_factory=list)
@@ -93,8 +87,8 @@ class Trainer:
             self._emit_epoch(epoch, train_loss, train_acc, val, seconds)
             for hook in self.epoch_hooks:
                 hook(self, epoch, val)
-            if val.acc > s.best_val_acc:
-                s.best_val_acc = val.acc
+            if val.score > s.best_score:
+                s.best_score = val.score
                 # best.pt first: a crash between the two writes must not leave it stale.
                 self.save("best.pt")
             self.save("last.pt")
@@ -107,6 +101,7 @@ class Trainer:
         # Start from the sums of a mid-epoch stop: a resumed epoch adds in the same order.
         loss_sum = torch.tensor(s.loss_sum, device=self.device)
         correct = torch.tensor(s.correct, device=self.device, dtype=torch.long)
+        seen = torch.tensor(s.seen, device=self.device, dtype=torch.long)
         for x, y, _ in self.train_loader.batches(epoch, start=s.step_in_epoch):
             logits = self.model(x)
             loss = self.loss_fn(logits, y)
@@ -114,9 +109,10 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             # Sums stay on the device: no host sync per step (it would stall a GPU).
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            s.seen += len(y)
+            right, counted = self.task.counts(logits.detach(), y)  # images, or labelled pixels
+            loss_sum += loss.detach() * counted
+            correct += right
+            seen += counted
             s.step_in_epoch += 1
             s.global_step += 1
             if (
@@ -133,14 +129,15 @@ class Trainer:
             if self.on_step is not None:
                 self.on_step(s)
             if self.should_stop():
-                self._fold_sums(epoch, loss_sum, correct)
+                self._fold_sums(epoch, loss_sum, correct, seen)
                 return False
-        self._fold_sums(epoch, loss_sum, correct)
+        self._fold_sums(epoch, loss_sum, correct, seen)
         return True
 
-    def _fold_sums(self, epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
+    def _fold_sums(self, epoch: int, loss_sum, correct, seen) -> None:
         self.state.loss_sum = loss_sum.item()
         self.state.correct = int(correct.item())
+        self.state.seen = int(seen.item())
         if not math.isfinite(self.state.loss_sum):
             # A non-finite loss between two logged steps: raise before last.pt is overwritten.
             raise NonFiniteLoss(
@@ -152,17 +149,12 @@ class Trainer:
     def evaluate(self, loader: BatchLoader) -> EvalResult:
         was_training = self.model.training
         self.model.eval()
-        loss_sum = torch.zeros((), device=self.device)
-        preds, labels = [], []
+        tally = self.task.tally(self.device)
         for x, y, _ in loader.batches():
             logits = self.model(x)
-            loss_sum += self.loss_fn(logits, y) * len(y)
-            preds.append(logits.argmax(1))
-            labels.append(y)
+            tally.add(logits, y, self.loss_fn(logits, y))
         self.model.train(was_training)
-        p, t = torch.cat(preds).cpu(), torch.cat(labels).cpu()
-        n = max(len(t), 1)
-        return EvalResult(loss_sum.item() / n, (p == t).float().sum().item() / n, p, t)
+        return tally.result()
 
     def _emit_epoch(self, epoch, train_loss, train_acc, val: EvalResult, seconds) -> None:
         if not self.events:
@@ -173,6 +165,8 @@ class Trainer:
         emit("acc", train_acc, split="train", epoch=epoch, step=step)
         emit("loss", val.loss, split="val", epoch=epoch, step=step)
         emit("acc", val.acc, split="val", epoch=epoch, step=step)
+        for name, value in val.metrics.items():
+            emit(name, value, split="val", epoch=epoch, step=step)
         emit("lr", self.optimizer.param_groups[0]["lr"], split="train", epoch=epoch, step=step)
         emit("epoch_seconds", seconds, split="train", epoch=epoch, step=step)
 
@@ -187,7 +181,7 @@ class Trainer:
                 "epoch": s.epoch,
                 "step_in_epoch": s.step_in_epoch,
                 "global_step": s.global_step,
-                "best_val_acc": s.best_val_acc,
+                "best_score": s.best_score,
                 "loss_sum": s.loss_sum,
                 "correct": s.correct,
                 "seen": s.seen,
@@ -215,7 +209,7 @@ class Trainer:
             epoch=p["epoch"],
             step_in_epoch=p["step_in_epoch"],
             global_step=p["global_step"],
-            best_val_acc=p["best_val_acc"],
+            best_score=p.get("best_score", p.get("best_val_acc", -1.0)),  # older checkpoints
             loss_sum=p["loss_sum"],
             correct=p["correct"],
             seen=p["seen"],

@@ -185,7 +185,7 @@ def test_execute_writes_status_config_metrics_and_checkpoints(executed):
 
     assert load_checkpoint(layout.last_checkpoint)["progress"]["epoch"] == 2
     best = load_checkpoint(layout.best_checkpoint)
-    assert best["progress"]["best_val_acc"] == summary["best_val_acc"]
+    assert best["progress"]["best_score"] == summary["best_val_acc"]
     assert best["extra"]["classes"] == [str(i) for i in range(10)]
 
 

@@ -87,14 +87,14 @@ def test_learns_a_separable_task_and_writes_checkpoints(tmp_path):
     assert train_loss[-1] < train_loss[0]
     assert val_loss[-1] < before.loss
     assert val_acc[-1] >= 0.9 and val_acc[-1] > before.acc
-    assert state.best_val_acc == max(val_acc)
+    assert state.best_score == max(val_acc)
     step_losses = [e for e in events if e[1] == "train"]
     assert len([e for e in step_losses if e[0] == "loss"]) == 12  # log_every=1
 
     last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert last["progress"]["epoch"] == 3 and last["progress"]["step_in_epoch"] == 0
-    assert best["progress"]["best_val_acc"] == max(val_acc)
+    assert best["progress"]["best_score"] == max(val_acc)
     for name, tensor in trainer.model.state_dict().items():
         assert torch.equal(last["model"][name], tensor)
 
