@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.cli_common import (
     add_data_and_optim_flags,
+    best_metric,
     config_from_flags,
     epoch_list,
     print_summary,
@@ -19,7 +20,6 @@ from engine.config import (
     CONFIG_KINDS,
     TRANSFER_MODES,
     ConfigError,
-    RunConfig,
     TransferConfig,
 )
 from engine.groups import PRESETS  # light: no torch
@@ -93,8 +93,11 @@ def cmd_list(a: argparse.Namespace) -> int:
     print(f"{'run':<40} {'state':<9} {'model':<10} {'data':<9} {'best val':>8} {'test':>6}")
     for r in rows:
         s = r.status.get("summary") or {}
-        best = f"{s['best_val_acc']:.4f}" if "best_val_acc" in s else "-"
-        test = f"{s['test_acc']:.4f}" if "test_acc" in s else "-"
+        metric = best_metric(s) or "acc"  # segmentation runs: mean IoU
+        best = f"{s[f'best_val_{metric}']:.4f}" if f"best_val_{metric}" in s else "-"
+        test = f"{s[f'test_{metric}']:.4f}" if f"test_{metric}" in s else "-"
+        if metric != "acc":
+            best, test = f"{best} {metric}", f"{test} {metric}"
         print(f"{r.run_id:<40} {r.state:<9} {r.model:<10} {r.dataset:<9} {best:>8} {test:>6}")
     return 0
 
@@ -120,7 +123,8 @@ def cmd_show(a: argparse.Namespace) -> int:
     for (split, name), e in sorted(latest.items(), key=lambda kv: str(kv[0])):
         if e["value"] is not None:
             print(f"  {split}/{name:<14} {e['value']:.4f}  (epoch {e.get('epoch')})")
-    print(f"snapshots (epochs): {layout.embedding_epochs() or 'none yet'}")
+    snapshots = layout.embedding_epochs() or layout.mask_epochs()
+    print(f"snapshots (epochs): {snapshots or 'none yet'}")
     return 0
 
 
@@ -182,17 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model (a new run, or --run-dir an existing one)")
     t.add_argument("--config", help="a JSON config file (see README); flags are ignored then")
     t.add_argument("--run-dir", help=argparse.SUPPRESS)
-    d = RunConfig()
     t.add_argument(
         "--kind", default="classify", choices=list(CONFIG_KINDS),
         help="classify: a model from the registry; transfer: a pretrained backbone + new head; "
-        "dynamic_filter: seed 002's per-class generated filters",
+        "dynamic_filter: seed 002's per-class generated filters; segment: land-cover "
+        "segmentation (seed 001)",
     )  # fmt: skip
     add_data_and_optim_flags(t)
     t.add_argument(
         "--model", default=None,
-        help="model (classify; default small_cnn) or backbone (transfer; default "
-        "efficientnet_lite0, see `weights list`)",
+        help="model (classify; default small_cnn), backbone (transfer; default "
+        "efficientnet_lite0, see `weights list`) or segmentation model (segment; default "
+        "fcn8s_lite0; also fcn32s, unet_small, fcn_resnet50, deeplabv3_resnet50)",
     )  # fmt: skip
     t.add_argument("--mode", default="finetune", choices=TRANSFER_MODES, help="transfer mode")
     t.add_argument(
@@ -208,8 +213,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--freeze-backbone", action="store_true",
                    help="dynamic_filter: keep the ResNet-18 backbone's weights fixed")  # fmt: skip
     t.add_argument(
-        "--snapshot-every", type=int, default=d.snapshot_every,
-        help="embeddings + confusion matrix at epoch 1, every k-th and the last",
+        "--backbone-weights", default=None, choices=["imagenet", "none"],
+        help="segment: start the backbone from ImageNet (when cached) or random weights",
+    )  # fmt: skip
+    t.add_argument("--fc-channels", type=int, default=None,
+                   help="segment, fcn32s: width of fc6/fc7 (4096 as VGG-16)")  # fmt: skip
+    t.add_argument("--fixed-upsampling", action="store_true",
+                   help="segment, fcn32s: keep the 32x bilinear upsampling fixed")  # fmt: skip
+    t.add_argument(
+        "--mask-images", type=lambda v: [s.strip() for s in v.split(",") if s.strip()],
+        default=None, metavar="0013,0062,0104",
+        help="segment: validation images whose predicted masks are kept every snapshot epoch "
+        "(default: three spread over the validation set)",
+    )  # fmt: skip
+    t.add_argument(
+        "--snapshot-every", type=int, default=None,
+        help="snapshots (embeddings + confusion matrix; masks for segment) at epoch 1, every "
+        "k-th and the last (2; segment 1)",
     )  # fmt: skip
     t.add_argument(
         "--snapshot-epochs", type=epoch_list, default=None, metavar="1,5,10",

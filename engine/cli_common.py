@@ -16,6 +16,7 @@ from engine.config import (
     ModelConfig,
     OptimConfig,
     RunConfig,
+    SegmentConfig,
     TransferConfig,
     parse_epoch_list,
 )
@@ -40,7 +41,7 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
     cfg = cls(
         name=a.name or "",
         data=DataConfig(
-            name=a.dataset, path=a.data_path, augment=a.augment,
+            name=given(a.dataset, d.data.name), path=a.data_path, augment=a.augment,
             image_size=given(a.image_size, d.data.image_size),
         ),
         model=ModelConfig(name=given(a.model, d.model.name)),
@@ -50,10 +51,10 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
             weight_decay=given(a.weight_decay, d.optim.weight_decay),
         ),
         epochs=given(a.epochs, d.epochs),
-        batch_size=a.batch_size,
+        batch_size=given(a.batch_size, d.batch_size),
         seed=a.seed,
         device=a.device,
-        snapshot_every=a.snapshot_every,
+        snapshot_every=given(a.snapshot_every, d.snapshot_every),
         snapshot_epochs=a.snapshot_epochs,
     )  # fmt: skip
     if isinstance(cfg, TransferConfig):
@@ -63,6 +64,17 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
         cfg.dynamic, cfg.freeze_backbone = not a.static, a.freeze_backbone
     elif a.static or a.freeze_backbone:
         raise ConfigError("--static and --freeze-backbone need --kind dynamic_filter")
+    segment_flags = (a.backbone_weights, a.fc_channels, a.fixed_upsampling, a.mask_images)
+    if isinstance(cfg, SegmentConfig):
+        cfg.backbone_weights = given(a.backbone_weights, cfg.backbone_weights)
+        cfg.fc_channels = given(a.fc_channels, cfg.fc_channels)
+        cfg.learn_upsampling = not a.fixed_upsampling
+        cfg.mask_images = a.mask_images or []
+    elif segment_flags != (None, None, False, None):
+        raise ConfigError(
+            "--backbone-weights, --fc-channels, --fixed-upsampling and --mask-images need "
+            "--kind segment"
+        )
     return cfg.validate()
 
 
@@ -70,10 +82,22 @@ def print_summary(summary: dict) -> None:
     if summary.get("stopped_before_start"):
         print("stopped while waiting for its turn; nothing was trained")
         return
-    parts = [f"epochs {summary.get('epochs_done')}", f"best val acc {summary['best_val_acc']:.4f}"]
-    if "test_acc" in summary:
-        parts.append(f"test acc {summary['test_acc']:.4f}")
+    metric = best_metric(summary)
+    parts = [f"epochs {summary.get('epochs_done')}"]
+    if metric:
+        parts.append(f"best val {metric} {summary[f'best_val_{metric}']:.4f}")
+    for name in ("miou", "acc"):
+        if f"test_{name}" in summary:
+            parts.append(f"test {name} {summary[f'test_{name}']:.4f}")
     print(", ".join(parts))
+
+
+def best_metric(summary: dict) -> str | None:
+    """The metric a run was scored by ("acc", or "miou" for segmentation), from its summary."""
+    for key in summary:
+        if key.startswith("best_val_"):
+            return key.removeprefix("best_val_")
+    return None
 
 
 def epoch_list(text: str) -> list[int] | None:
@@ -86,15 +110,23 @@ def epoch_list(text: str) -> list[int] | None:
 def add_data_and_optim_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by `train` and `compare`; None = the experiment kind's default."""
     d = RunConfig()
-    p.add_argument("--dataset", default=d.data.name, choices=list(DATASETS))
-    p.add_argument("--data-path", default=None, help="folder of the dataset (not for digits)")
-    p.add_argument("--image-size", type=int, default=None, help="input size (32; transfer 64)")
+    p.add_argument(
+        "--dataset", default=None, choices=list(DATASETS),
+        help="digits (classification default), landcover (segmentation default: synthetic "
+        "scenes), deepglobe (xxxx_sat.jpg / xxxx_mask.png folders), folder, prefixed, cifar10",
+    )  # fmt: skip
+    p.add_argument(
+        "--data-path", default=None, help="folder of the dataset (not for digits or landcover)"
+    )
+    p.add_argument(
+        "--image-size", type=int, default=None, help="input size (32; transfer 64; segment 128)"
+    )
     p.add_argument("--augment", action="store_true", help="random crop + flip per batch")
     p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
     p.add_argument("--lr", type=float, default=None, help="learning rate (5e-3; transfer 1e-3)")
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--schedule", default=None, choices=list(SCHEDULES))
     p.add_argument("--epochs", type=int, default=None, help="epochs (12; transfer 5)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (32; segment 8)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, choices=list(DEVICES))

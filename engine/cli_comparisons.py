@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from engine.cli_common import config_from_flags, print_summary
-from engine.config import ConfigError, RunConfig
+from engine.config import ConfigError
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
@@ -17,8 +17,9 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
     a.kind = PRESET_KINDS.get(a.preset, "transfer")
     a.mode, a.weights, a.config, a.name = "finetune", "imagenet", None, None
-    a.static = a.freeze_backbone = False
-    a.snapshot_every, a.snapshot_epochs = RunConfig().snapshot_every, None
+    a.static = a.freeze_backbone = a.fixed_upsampling = False
+    a.backbone_weights = a.fc_channels = a.mask_images = None
+    a.snapshot_every = a.snapshot_epochs = None  # the kind's defaults
     base = config_from_flags(a)
     check_source(base.data.name, base.data.path)
     group = groups.create_group(
@@ -80,8 +81,10 @@ def _print_group(group, runs_dir) -> None:
             f"{r['trainable_params']:,}/{r['total_params']:,}" if r.get("total_params") else "–"
         )
         spe = f"{r['seconds_per_epoch']:.2f}" if r.get("seconds_per_epoch") else "–"
+        metric = "miou" if r.get("best_val_miou") is not None else "acc"
         print(f"{r['label'][:34]:34} {r['state'][:9]:9} {params:>24} {spe:>8} "
-              f"{pct(r.get('best_val_acc')):>9} {pct(r.get('test_acc')):>8}")  # fmt: skip
+              f"{pct(r.get(f'best_val_{metric}')):>9} {pct(r.get(f'test_{metric}')):>8}"
+              + (f"  ({metric})" if metric != "acc" else ""))  # fmt: skip
         if r["state"] not in ("queued", "running", "finished", "stopped", "failed"):
             print(f"    {r['state']}")
         if r.get("error"):

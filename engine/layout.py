@@ -62,6 +62,37 @@ class RunLayout:
     def projections(self) -> Path:
         return self.artifacts / "projections"
 
+    @property
+    def masks(self) -> Path:
+        return self.artifacts / "masks"
+
+    def mask_dir(self, epoch: int) -> Path:
+        """Predicted masks of the chosen validation images: `<stem>.png` in class colours."""
+        return self.masks / epoch_name(epoch, "")
+
+    @property
+    def mask_inputs(self) -> Path:
+        """The chosen images themselves and their ground truth: `<stem>_sat.png`, `_mask.png`."""
+        return self.masks / "inputs"
+
+    def mask_epochs(self) -> list[int]:
+        if not self.masks.is_dir():
+            return []
+        found = (re.fullmatch(r"epoch_(\d{4,})", p.name) for p in self.masks.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def drop_snapshots_after(self, epoch: int) -> None:
+        """Remove snapshots of epochs after `epoch` (a resume trains them again)."""
+        import shutil
+
+        for e in self.embedding_epochs() + self.confusion_epochs():
+            if e > epoch:
+                self.embedding_file(e).unlink(missing_ok=True)
+                self.confusion_file(e).unlink(missing_ok=True)
+        for e in self.mask_epochs():
+            if e > epoch:
+                shutil.rmtree(self.mask_dir(e), ignore_errors=True)
+
     def embedding_file(self, epoch: int) -> Path:
         return self.embeddings / epoch_name(epoch, ".npz")
 

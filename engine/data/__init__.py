@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from engine.config import DataConfig
 from engine.data.datasets import DataError, ImageSet, Splits, _split, stratified_splits
-from engine.data.loader import BatchLoader, FeatureLoader, random_crop_flip
+from engine.data.loader import BatchLoader, FeatureLoader, SegmentationLoader, random_crop_flip
 from engine.data.sources import (
     check_source,
     presplit_folders,
@@ -26,6 +28,7 @@ __all__ = [
     "Splits",
     "load_dataset",
     "random_crop_flip",
+    "SegmentationLoader",
 ]
 
 
@@ -47,6 +50,14 @@ def load_dataset(cfg: DataConfig) -> Splits:
         x, y, tx, ty, classes = read_cifar10(cfg.path, size)
         test = ImageSet(tx, ty, torch.arange(len(y), len(y) + len(ty)))
         return stratified_splits(x, y, classes, f"CIFAR-10 {cfg.path}", *fractions, test=test)
+    if cfg.name in ("landcover", "deepglobe"):
+        from engine.data.landcover import load_landcover, synthetic_landcover_dir
+
+        if cfg.name == "landcover" and not cfg.path:
+            root, source = synthetic_landcover_dir(), "synthetic land-cover scenes"
+        else:
+            root, source = Path(cfg.path), f"land-cover pairs in {cfg.path}"
+        return load_landcover(root, size, *fractions, source=source)
     raise DataError(f"unknown dataset {cfg.name!r}")
 
 

@@ -15,7 +15,7 @@ class DataError(ValueError):
 @dataclass
 class ImageSet:
     images: torch.Tensor  # (N, 3, H, W) uint8
-    labels: torch.Tensor  # (N,) int64
+    labels: torch.Tensor  # (N,) int64; for segmentation (N, H, W) uint8 masks
     ids: torch.Tensor  # (N,) int64, index of each image in its source, stable across runs
 
     def __len__(self) -> int:
@@ -33,6 +33,7 @@ class Splits:
     test: ImageSet
     classes: list[str]
     source: str  # what was loaded, for the run's log and the dashboard
+    names: list[str] | None = None  # per sample id, where files have names (segmentation)
 
     @property
     def num_classes(self) -> int:

@@ -97,3 +97,31 @@ class FeatureLoader(BatchLoader):
 
     def normalise(self, features: torch.Tensor) -> torch.Tensor:
         return features
+
+
+class SegmentationLoader(BatchLoader):
+    """Batches of (images, masks (B, H, W) int64, positions). Augmentation: the same random
+    flips and 90-degree rotation of image and mask (aerial images have no "up")."""
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+        order = self.order(epoch).to(self.device)
+        for b in range(start, len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            x, y = self.normalise(self.images[idx]), self.labels[idx].long()
+            if self.augment:
+                x, y = dihedral(x, y, _generator(self.seed, epoch, b, 1))
+            yield x, y, idx
+
+
+def dihedral(x: torch.Tensor, y: torch.Tensor, g: torch.Generator):
+    """Per sample: horizontal flip, vertical flip, transpose (square inputs), each with p=0.5;
+    together the eight symmetries of a square, applied alike to images and masks."""
+    flags = (torch.rand(3, len(x), generator=g) < 0.5).to(x.device)
+    for i, dims in enumerate(((-1,), (-2,), None)):
+        if dims is None and x.shape[-1] != x.shape[-2]:
+            break
+        fx = x.transpose(-1, -2) if dims is None else x.flip(dims)
+        fy = y.transpose(-1, -2) if dims is None else y.flip(dims)
+        x = torch.where(flags[i][:, None, None, None], fx, x)
+        y = torch.where(flags[i][:, None, None], fy, y)
+    return x, y

@@ -220,7 +220,7 @@ def read_cifar10(path: str | Path, size: int):
 def check_source(name: str, path: str | None) -> None:
     """Cheap checks before a run starts (the full read happens in the run's own process):
     the folder exists and holds what the format needs. Raises DataError naming the problem."""
-    if name == "digits":
+    if name == "digits" or (name == "landcover" and not path):
         return
     if not path:
         raise DataError(f"the {name!r} dataset needs a folder path")
@@ -242,6 +242,11 @@ def check_source(name: str, path: str | None) -> None:
     elif name == "prefixed":
         if not _images_in(root):
             raise DataError(f"{root} holds no image files named <label>_<n>.png")
+    elif name in ("landcover", "deepglobe"):
+        from engine.data.landcover import find_pairs, split_folders
+
+        for folder in split_folders(root).values() or [root]:
+            find_pairs(folder)  # pairs complete; the pixels are read by the run
     elif name == "cifar10":
         base = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
         missing = [

@@ -18,4 +18,8 @@ def get_experiment(kind: str) -> Callable[..., dict]:
         from engine.experiments.dynamic_filter import run
 
         return run
+    if kind == "segment":
+        from engine.experiments.segment import run
+
+        return run
     raise ValueError(f"unknown experiment kind {kind!r}")

