@@ -21,6 +21,7 @@ nav = st.navigation(
         st.Page(PAGES / "transfer.py", title="Transfer", icon="🔁"),
         st.Page(PAGES / "inside.py", title="Inside the network", icon="🔭"),
         st.Page(PAGES / "dynamic.py", title="Dynamic filters", icon="🎛️"),
+        st.Page(PAGES / "segmentation.py", title="Segmentation", icon="🗺️"),
     ]
 )
 from engine.worker import prewarm  # noqa: E402

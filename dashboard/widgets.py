@@ -228,6 +228,30 @@ def group_curves(table: list[dict], metrics: dict[str, list[dict]], colours: dic
     return fig
 
 
+def animation_controls(frames: list[str], active: int, y: float = -0.02) -> dict:
+    """Layout entries for a ▶ Play / ⏸ button and a slider over plotly frames named `frames`
+    (epochs): `fig.update_layout(**animation_controls(...))`. Playing runs in the browser."""
+    return dict(
+        updatemenus=[dict(
+            type="buttons", direction="left", x=0, y=y, xanchor="left", yanchor="top",
+            buttons=[
+                dict(label="▶ Play", method="animate",
+                     args=[None, dict(frame=dict(duration=700, redraw=True),
+                                      transition=dict(duration=300), fromcurrent=True)]),
+                dict(label="⏸", method="animate",
+                     args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))]),
+            ],
+        )],
+        sliders=[dict(
+            active=active, x=0.12, len=0.88, y=y, yanchor="top",
+            currentvalue=dict(prefix="epoch "),
+            steps=[dict(label=f, method="animate",
+                        args=[[f], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
+                   for f in frames],
+        )],
+    )  # fmt: skip
+
+
 def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
     """(H, W, 3) or (3, H, W) uint8 -> PNG bytes, optionally upscaled with nearest neighbour."""
     from PIL import Image

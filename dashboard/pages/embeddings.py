@@ -98,23 +98,7 @@ def figure(layouts, embs, epoch, classes, colour_by, selected):
         xaxis=dict(range=[lo[0], hi[0]], showticklabels=False, title=None),
         yaxis=dict(range=[lo[1], hi[1]], showticklabels=False, title=None),
         legend=dict(title=colour_by, itemsizing="constant"),
-        updatemenus=[dict(
-            type="buttons", direction="left", x=0, y=-0.02, xanchor="left", yanchor="top",
-            buttons=[
-                dict(label="▶ Play", method="animate",
-                     args=[None, dict(frame=dict(duration=700, redraw=True),
-                                      transition=dict(duration=300), fromcurrent=True)]),
-                dict(label="⏸", method="animate",
-                     args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))]),
-            ],
-        )],
-        sliders=[dict(
-            active=frames_epochs.index(epoch), x=0.12, len=0.88, y=-0.02, yanchor="top",
-            currentvalue=dict(prefix="epoch "),
-            steps=[dict(label=str(e), method="animate",
-                        args=[[str(e)], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
-                   for e in frames_epochs],
-        )],
+        **widgets.animation_controls([str(e) for e in frames_epochs], frames_epochs.index(epoch)),
     )  # fmt: skip
     return fig
 

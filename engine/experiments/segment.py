@@ -31,7 +31,7 @@ def chosen_images(cfg: SegmentConfig, splits: Splits) -> list[int]:
     stems = [splits.names[int(i)] for i in splits.val.ids]
     if not cfg.mask_images:  # spread over the validation set, the same ones every run
         n = min(DEFAULT_MASK_IMAGES, len(stems))
-        return sorted({int(round(i)) for i in np.linspace(0, len(stems) - 1, n + 2)[1:-1]})
+        return [(2 * i + 1) * len(stems) // (2 * n) for i in range(n)]  # centres of n equal parts
     missing = [s for s in cfg.mask_images if s not in stems]
     if missing:
         raise DataError(
