@@ -87,9 +87,16 @@ def run_label(r: runs.RunSummary) -> str:
     return f"{icon} {r.run_id}" + (f" · {name}" if name else "")
 
 
-def run_picker(label: str = "Run", key: str = "run_picker", require_snapshots: bool = False):
+def run_picker(
+    label: str = "Run",
+    key: str = "run_picker",
+    require_snapshots: bool = False,
+    exclude_kinds: tuple[str, ...] = (),
+):
     """Select a run; remembers the choice across pages in session_state['run']."""
-    all_runs = runs.list_runs(runs_dir())
+    all_runs = [
+        r for r in runs.list_runs(runs_dir()) if (r.config or {}).get("kind") not in exclude_kinds
+    ]
     if require_snapshots:
         all_runs = [r for r in all_runs if RunLayout(r.path).embedding_epochs()]
     if not all_runs:

@@ -44,6 +44,8 @@ def model_caption(r: runs.RunSummary) -> str:
     if cfg.get("kind") == "dynamic_filter":
         kind = "dynamic" if cfg.get("dynamic", True) else "static"
         return f"{kind} filters" + (" · frozen backbone" if cfg.get("freeze_backbone") else "")
+    if cfg.get("kind") == "segment":
+        return f"{r.model} · segmentation"
     return r.model
 
 
@@ -64,16 +66,21 @@ else:
                 "epochs": (r.config or {}).get("epochs"),
                 "best val acc": summary.get("best_val_acc"),
                 "test acc": summary.get("test_acc"),
+                "best val mIoU": summary.get("best_val_miou"),  # segmentation runs
                 "note": r.status.get("error") or r.error or "",
             }
         )
+    table = pd.DataFrame(rows)
+    if table["best val mIoU"].isna().all():
+        table = table.drop(columns="best val mIoU")  # no segmentation runs
     st.dataframe(
-        pd.DataFrame(rows),
+        table,
         hide_index=True,
         width="stretch",
         column_config={
             "best val acc": st.column_config.NumberColumn(format="%.4f"),
             "test acc": st.column_config.NumberColumn(format="%.4f"),
+            "best val mIoU": st.column_config.NumberColumn(format="%.4f"),
         },
     )
     st.caption(f"Runs folder: `{widgets.runs_dir()}`")

@@ -6,6 +6,7 @@ from dashboard import widgets
 from engine import runs
 from engine.config import (
     DATASETS,
+    SEGMENTATION_DATASETS,
     ConfigError,
     DataConfig,
     ModelConfig,
@@ -32,7 +33,10 @@ def start_form() -> None:
     d = RunConfig()
     with st.form("new_run"):
         c1, c2, c3 = st.columns(3)
-        dataset = c1.selectbox("Dataset", DATASETS, format_func=DATASET_LABELS.get)
+        dataset = c1.selectbox(
+            "Dataset", [d for d in DATASETS if d not in SEGMENTATION_DATASETS],
+            format_func=DATASET_LABELS.get, help="Land-cover segmentation: the Segmentation page",
+        )  # fmt: skip
         path = c1.text_input(
             "Dataset folder", placeholder="/path/to/data (not needed for the digits)"
         )

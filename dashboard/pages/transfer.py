@@ -301,7 +301,11 @@ with st.expander("New comparison", expanded=not found):
 found = groups.list_groups(widgets.runs_dir())  # the form may have made one
 for bad in (g for g in found if isinstance(g, Exception)):
     st.warning(str(bad))
-valid = [g for g in found if not isinstance(g, Exception)]
+# Segmentation comparisons have their own page.
+valid = [
+    g for g in found
+    if not isinstance(g, Exception) and groups.PRESET_KINDS.get(g.preset) != "segment"
+]  # fmt: skip
 if not valid:
     st.info("No comparisons yet: pick a preset above and start one.")
     st.stop()
