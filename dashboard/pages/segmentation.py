@@ -3,6 +3,7 @@ improving epoch by epoch, mean IoU and per-class IoU curves, the pixel confusion
 FCN-32s against an improved model side by side."""
 
 import base64
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -83,10 +84,22 @@ def new_runs_form() -> None:
     st.toast("Started: the masks appear after the first epoch")
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
-def _png(path: str, stamp: tuple[int, int]) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+SHOWN_SIZE = 256  # larger images are shown at this size: the timeline holds every epoch
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _png(path: str, stamp: tuple[int, int]) -> bytes | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if max(im.size) <= SHOWN_SIZE:
+                return Path(path).read_bytes()
+            # Nearest neighbour: a mask keeps its exact class colours.
+            small = im.convert("RGB").resize((SHOWN_SIZE, SHOWN_SIZE), Image.Resampling.NEAREST)
+            return widgets.png_bytes(np.asarray(small))
+    except (OSError, UnidentifiedImageError):
+        return None  # being written, or damaged: shown as missing
 
 
 def png(path) -> bytes | None:
@@ -94,7 +107,10 @@ def png(path) -> bytes | None:
     return None if stamp[0] < 0 else _png(str(path), stamp)
 
 
-def data_uri(data: bytes) -> str:
+def data_uri(data: bytes | None) -> str:
+    """A PNG as a data URI; a missing one as a grey pixel."""
+    if data is None:
+        data = widgets.png_bytes(np.full((1, 1, 3), 200, np.uint8))
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
@@ -115,14 +131,14 @@ def timeline_figure(columns: list[tuple[str, RunLayout]], stems, epochs, epoch, 
     fig = make_subplots(rows=len(stems), cols=cols, subplot_titles=titles,
                         horizontal_spacing=0.01, vertical_spacing=0.04)  # fmt: skip
     moving = []  # indices of the prediction traces that frames replace
-    blank = data_uri(png(first.mask_inputs / f"{stems[0]}_sat.png"))
+    sats = {stem: data_uri(png(first.mask_inputs / f"{stem}_sat.png")) for stem in stems}
 
     def prediction(layout: RunLayout, stem: str, e: int) -> str:
         data = png(layout.mask_dir(e) / f"{stem}.png")
-        return data_uri(data) if data else blank  # a row without that epoch (yet): the image
+        return data_uri(data) if data else sats[stem]  # not at that epoch (yet): the image
 
     for r, stem in enumerate(stems, start=1):
-        sat = data_uri(png(first.mask_inputs / f"{stem}_sat.png"))
+        sat = sats[stem]
         truth = data_uri(png(first.mask_inputs / f"{stem}_mask.png"))
         for c in range(1, cols + 1):
             fig.add_trace(go.Image(source=sat, hoverinfo="skip"), row=r, col=c)
@@ -316,9 +332,15 @@ view = st.selectbox("Show", keys, index=keys.index(current) if current in keys e
                     format_func=options.get)  # fmt: skip
 st.session_state["seg_view"] = view
 kind, _, ident = view.partition(":")
-live = any(runs.is_active(p) for p in (
-    groups.load_group(ident, widgets.runs_dir()).run_dirs(widgets.runs_dir())
-    if kind == "group" else [widgets.runs_dir() / ident]) if p.is_dir())  # fmt: skip
+try:
+    watched = (
+        groups.load_group(ident, widgets.runs_dir()).run_dirs(widgets.runs_dir())
+        if kind == "group" else [widgets.runs_dir() / ident]
+    )  # fmt: skip
+except runs.RunError as e:  # a damaged group file
+    widgets.show_error(e)
+    st.stop()
+live = any(p.is_dir() and runs.is_active(p) for p in watched)
 
 
 @st.fragment(run_every=3.0 if live else None)

@@ -5,7 +5,6 @@ matrix."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,13 @@ def chosen_images(cfg: SegmentConfig, splits: Splits) -> list[int]:
             f"(it has {len(stems)} images, e.g. {', '.join(stems[:5])})"
         )
     return [stems.index(s) for s in cfg.mask_images]
+
+
+def pixel_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the labelled (not Unknown) pixels; 0, not NaN, for a batch that
+    has none (a tile that is all no-data must not stop the run as a diverged loss)."""
+    total = F.cross_entropy(logits, y, ignore_index=UNKNOWN, reduction="sum")
+    return total / (y != UNKNOWN).sum().clamp_min(1)
 
 
 def save_png(path: Path, rgb: np.ndarray) -> None:
@@ -117,7 +123,7 @@ def prepare(cfg: SegmentConfig, splits: Splits, device: torch.device) -> Prepare
         extra_state={"mean": mean, "std": std, "image_size": cfg.data.image_size},
         info=info,
         task=Segmentation(len(SCORED_CLASSES), UNKNOWN, tuple(SCORED_CLASSES)),
-        loss_fn=functools.partial(F.cross_entropy, ignore_index=UNKNOWN),
+        loss_fn=pixel_cross_entropy,
         snapshots=snapshots,
     )  # fmt: skip
 
