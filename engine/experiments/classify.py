@@ -35,7 +35,7 @@ from engine.train import (
     resolve_device,
 )
 from engine.train.events import drop_events_after
-from engine.train.trainer import EpochHook
+from engine.train.trainer import EpochHook, eval_mode
 
 
 def snapshot_subset(val: ImageSet, size: int, seed: int) -> ImageSet:
@@ -57,16 +57,13 @@ class SnapshotWriter:
     def __call__(self, trainer: Trainer, epoch: int, val: EvalResult) -> None:
         if epoch not in self.epochs:
             return
-        model = trainer.model
-        was_training = model.training
-        model.eval()
         feats, preds, labels = [], [], []
-        for x, y, _ in self.loader.batches():
-            f = model.forward_features(x)
-            feats.append(f.float().cpu())
-            preds.append(model.forward_head(f).argmax(1).cpu())
-            labels.append(y.cpu())
-        model.train(was_training)
+        with eval_mode(trainer.model) as model:
+            for x, y, _ in self.loader.batches():
+                f = model.forward_features(x)
+                feats.append(f.float().cpu())
+                preds.append(model.forward_head(f).argmax(1).cpu())
+                labels.append(y.cpu())
         save_npz(
             self.layout.embedding_file(epoch),
             features=torch.cat(feats).numpy().astype(np.float32),

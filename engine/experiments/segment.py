@@ -21,6 +21,7 @@ from engine.models.backbones import get_backbone
 from engine.models.segmentation import SEGMENTATION_MODELS, build_segmentation_model
 from engine.train import Segmentation, Trainer, build_optimizer
 from engine.train.tasks import EvalResult
+from engine.train.trainer import eval_mode
 
 DEFAULT_MASK_IMAGES = 3
 
@@ -70,11 +71,8 @@ class MaskSnapshots:
     def __call__(self, trainer: Trainer, epoch: int, val: EvalResult) -> None:
         if epoch not in self.epochs:
             return
-        model = trainer.model
-        was_training = model.training
-        model.eval()
-        preds = [model(x).argmax(1).cpu().numpy() for x, _, _ in self.loader.batches()]
-        model.train(was_training)
+        with eval_mode(trainer.model) as model:
+            preds = [model(x).argmax(1).cpu().numpy() for x, _, _ in self.loader.batches()]
         folder = self.layout.mask_dir(epoch)
         for stem, labels in zip(self.stems, np.concatenate(preds), strict=True):
             save_png(folder / f"{stem}.png", labels_to_rgb(labels))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,17 @@ class TrainState:
 
 
 EpochHook = Callable[["Trainer", int, EvalResult], None]
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode inside the block, back in the mode it was in after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @dataclass
@@ -147,13 +159,11 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader: BatchLoader) -> EvalResult:
-        was_training = self.model.training
-        self.model.eval()
         tally = self.task.tally(self.device)
-        for x, y, _ in loader.batches():
-            logits = self.model(x)
-            tally.add(logits, y, self.loss_fn(logits, y))
-        self.model.train(was_training)
+        with eval_mode(self.model):
+            for x, y, _ in loader.batches():
+                logits = self.model(x)
+                tally.add(logits, y, self.loss_fn(logits, y))
         return tally.result()
 
     def _emit_epoch(self, epoch, train_loss, train_acc, val: EvalResult, seconds) -> None:

@@ -39,6 +39,7 @@ def test_demo_trains_live_and_every_page_renders(browser, tmp_path):
             ("transfer", "No comparisons yet"),
             ("inside", "Top-5 predictions"),
             ("dynamic", "dynamic-vs-static"),
+            ("segmentation", "No segmentation runs yet"),
             ("", "Start the demo"),
         ]:
             page.goto(f"{url}/{path}")
