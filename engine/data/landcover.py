@@ -177,7 +177,7 @@ def load_landcover(
 
 
 # --- the synthetic default -------------------------------------------------------------------
-SYNTHETIC_VERSION = 1
+SYNTHETIC_VERSION = 2  # part of the folder name: a changed generator writes a new folder
 SYNTHETIC_COUNTS = {"train": 240, "validation": 60, "test": 60}
 SYNTHETIC_SIZE = 128
 # How often each class seeds a region (Urban, Agriculture, Rangeland, Forest, Water, Barren).
@@ -218,10 +218,9 @@ def synthetic_scene(index: int, size: int = SYNTHETIC_SIZE, seed: int = 0):
         phase, freq = rng.random() * 6.3, 1.5 + rng.random() * 2.5
         centre = size * (0.2 + 0.6 * rng.random())
         width = size * (0.03 + 0.04 * rng.random())
-        line = centre + 0.12 * size * np.sin(freq * 2 * np.pi * xx / size + phase)
-        across = yy if rng.random() < 0.5 else None
-        d = np.abs((across if across is not None else xx.T) - line)
-        labels[d < width] = 4
+        along, across = (xx, yy) if rng.random() < 0.5 else (yy, xx)  # west-east or north-south
+        line = centre + 0.12 * size * np.sin(freq * 2 * np.pi * along / size + phase)
+        labels[np.abs(across - line) < width] = 4
     unknown = np.zeros((size, size), dtype=bool)
     if rng.random() < 0.15:  # a no-data wedge at a corner, as at the edge of a satellite tile
         flip_y, flip_x = rng.random() < 0.5, rng.random() < 0.5

@@ -46,9 +46,15 @@ def bilinear_kernel(channels: int, size: int) -> torch.Tensor:
 class FCN32s(nn.Module):
     def __init__(self, num_classes: int, fc_channels: int = 4096, learn_upsampling: bool = True):
         super().__init__()
-        from torchvision.models import vgg16
+        from torchvision.models.vgg import cfgs, make_layers
 
-        self.features = vgg16(weights=None).features  # conv1_1 .. pool5: stride 32, 512 channels
+        # VGG-16's convolutions alone (conv1_1 .. pool5: stride 32, 512 channels), with
+        # torchvision's module names, so its ImageNet state dict loads; not its classifier.
+        self.features = make_layers(cfgs["D"])
+        for m in self.features.modules():  # torchvision's VGG initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
         self.fc6 = nn.Conv2d(512, fc_channels, 7, padding=3)
         self.fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
         self.drop = nn.Dropout2d(0.5)
@@ -92,7 +98,9 @@ class FCN8sLite0(nn.Module):
         from engine.models.backbones import _lite0
 
         self.body = _lite0(image_size)
-        self.body._fc = nn.Identity()
+        # Only the blocks are used: the 1x1 head conv (320 -> 1280), its BN and the classifier
+        # would be parameters the optimiser carries for nothing.
+        self.body._conv_head = self.body._bn1 = self.body._fc = nn.Identity()
         self.drop_connect = self.body._global_params.drop_connect_rate or 0.0
         channels = [self.body._blocks[i]._project_conv.out_channels for i in self.TAPS]
         self.score8, self.score16, self.score32 = (nn.Conv2d(c, num_classes, 1) for c in channels)
@@ -111,8 +119,9 @@ class FCN8sLite0(nn.Module):
         return F.interpolate(s8, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
     def load_imagenet(self, state: dict[str, torch.Tensor]) -> str:
-        body = {k: v for k, v in state.items() if not k.startswith("_fc.")}
-        self.body.load_state_dict(body, strict=False)
+        own = self.body.state_dict()
+        body = {k: v for k, v in state.items() if k in own}
+        self.body.load_state_dict(body, strict=True)  # every tensor of the blocks and stem
         return f"ImageNet EfficientNet-Lite0: {len(body)} tensors"
 
 
@@ -178,7 +187,7 @@ SEGMENTATION_MODELS: dict[str, SegmentationSpec] = {
             "vgg16", lambda c, size, fc_channels, learn_upsampling: FCN32s(c, fc_channels, learn_upsampling),
         ),
         SegmentationSpec(
-            "fcn8s_lite0", "FCN-8s skips on EfficientNet-Lite0 (3.4 M parameters; ImageNet weights offline)",
+            "fcn8s_lite0", "FCN-8s skips on EfficientNet-Lite0 (2.9 M parameters; ImageNet weights offline)",
             "efficientnet_lite0", lambda c, size, **_: FCN8sLite0(c, size),
         ),
         SegmentationSpec(

@@ -9,8 +9,14 @@ import torch
 from PIL import Image
 
 from engine.config import DataConfig
-from engine.data import DataError, ImageSet, SegmentationLoader, check_source, load_dataset
-from engine.data import landcover
+from engine.data import (
+    DataError,
+    ImageSet,
+    SegmentationLoader,
+    check_source,
+    landcover,
+    load_dataset,
+)
 from engine.data.landcover import (
     CLASS_COLOURS,
     CLASS_NAMES,
@@ -49,7 +55,7 @@ def _stems(splits, part) -> list[str]:
 
 def test_the_seven_deepglobe_colours_map_to_their_classes_and_back():
     assert CLASS_NAMES[UNKNOWN] == "Unknown" and len(CLASS_COLOURS) == 7
-    assert SCORED_CLASSES == list(CLASS_NAMES[:6])
+    assert list(CLASS_NAMES[:6]) == SCORED_CLASSES
     expected = {
         (0, 255, 255): "Urban",
         (255, 255, 0): "Agriculture",
@@ -471,3 +477,12 @@ def test_segmentation_batches_are_reproducible_for_a_seed_and_epoch():
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     other = batches(0, 3)
     assert not torch.equal(first[0][2], other[0][2])
+
+
+def test_synthetic_rivers_run_both_ways():
+    across = down = 0  # scenes with water in (almost) every column / every row
+    for i in range(100):
+        water = synthetic_scene(i, 64)[1] == CLASS_NAMES.index("Water")
+        across += water.any(0).mean() >= 0.95
+        down += water.any(1).mean() >= 0.95
+    assert across >= 12 and down >= 12, (across, down)

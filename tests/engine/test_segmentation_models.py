@@ -33,15 +33,22 @@ def test_every_model_maps_images_to_per_pixel_logits_of_the_same_size(name):
         assert model(torch.randn(1, 3, 64, 96)).shape == (1, 6, 64, 96)
 
 
-@pytest.mark.parametrize("name", ["unet_small", "fcn8s_lite0"])
-def test_gradients_reach_every_parameter(name):
+def _parameters_without_gradient(name: str) -> list[str]:
     torch.manual_seed(0)
-    model, _ = build_segmentation_model(name, 6, 64)
+    model, _ = build_segmentation_model(name, 6, 64, fc_channels=8)
     model.train()
     logits = model(torch.randn(2, 3, 64, 64))
     nn.functional.cross_entropy(logits, torch.randint(0, 6, (2, 64, 64))).backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    assert missing == []
+    return [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+
+
+@pytest.mark.parametrize("name", ["unet_small", "fcn32s"])
+def test_gradients_reach_every_trainable_parameter(name):
+    assert _parameters_without_gradient(name) == []
+
+
+def test_fcn8s_lite0_has_no_unused_trainable_parameters():
+    assert _parameters_without_gradient("fcn8s_lite0") == []
 
 
 def test_the_registry_names_each_model_s_backbone():
@@ -94,8 +101,18 @@ def test_bilinear_transposed_convolution_upsamples_a_constant_to_a_constant():
     torch.testing.assert_close(steps, torch.full_like(steps, 1 / 32))
 
 
-def test_fcn32s_starts_from_zero_scores_and_a_bilinear_upsampling():
-    model = FCN32s(6, fc_channels=16)
+@pytest.fixture(scope="module")
+def fcn32s_pair():
+    """FCN-32s with narrow fc6/fc7 (building one takes about a second): learned and fixed
+    upsampling."""
+    torch.manual_seed(0)
+    learned, _ = build_segmentation_model("fcn32s", 6, 64, fc_channels=16)
+    fixed, _ = build_segmentation_model("fcn32s", 6, 64, fc_channels=16, learn_upsampling=False)
+    return learned, fixed
+
+
+def test_fcn32s_starts_from_zero_scores_and_a_bilinear_upsampling(fcn32s_pair):
+    model = fcn32s_pair[0]
     torch.testing.assert_close(model.upscore.weight, bilinear_kernel(6, 64))
     assert model.upscore.weight.requires_grad
     assert model.upscore.bias is None
@@ -107,17 +124,17 @@ def test_fcn32s_starts_from_zero_scores_and_a_bilinear_upsampling():
         assert (model(torch.randn(1, 3, 64, 64)) == 0).all()
 
 
-def test_fixed_upsampling_is_left_out_of_training():
+def test_fixed_upsampling_is_left_out_of_training(fcn32s_pair):
     from engine.config import OptimConfig
     from engine.train import build_optimizer
 
-    fixed, _ = build_segmentation_model("fcn32s", 6, 64, fc_channels=8, learn_upsampling=False)
+    learned, fixed = fcn32s_pair
     assert fixed.upscore.weight.requires_grad is False
+    torch.testing.assert_close(fixed.upscore.weight, bilinear_kernel(6, 64))
     optimizer, _ = build_optimizer(fixed, OptimConfig(), epochs=1)
     in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
     assert id(fixed.upscore.weight) not in in_optimizer
     assert id(fixed.score.weight) in in_optimizer
-    learned, _ = build_segmentation_model("fcn32s", 6, 64, fc_channels=8)
     assert learned.upscore.weight.requires_grad is True
 
 
@@ -144,7 +161,9 @@ def test_fcn32s_load_imagenet_reshapes_the_classifier_into_fc6_and_fc7(fake_vgg1
     # fc6 as a 7x7 convolution over pool5's (512, 7, 7): Linear's input is flattened C, H, W.
     assert own["fc6.weight"].shape == (4096, 512, 7, 7)
     assert torch.equal(own["fc6.weight"].flatten(1), fake_vgg16["classifier.0.weight"])
-    assert torch.equal(own["fc6.weight"][5, 300, 2, 4], fake_vgg16["classifier.0.weight"][5, 300 * 49 + 2 * 7 + 4])
+    assert torch.equal(
+        own["fc6.weight"][5, 300, 2, 4], fake_vgg16["classifier.0.weight"][5, 300 * 49 + 2 * 7 + 4]
+    )
     assert torch.equal(own["fc6.bias"], fake_vgg16["classifier.0.bias"])
     assert torch.equal(own["fc7.weight"][:, :, 0, 0], fake_vgg16["classifier.3.weight"])
     assert torch.equal(own["fc7.bias"], fake_vgg16["classifier.3.bias"])
@@ -170,10 +189,12 @@ def test_fcn8s_lite0_starts_from_every_imagenet_body_tensor():
     model, report = build_segmentation_model("fcn8s_lite0", 6, 64, "imagenet")
     body = model.body.state_dict()
     expected = {k: v for k, v in imagenet.items() if not k.startswith("_fc.")}
-    assert set(body) == set(expected)  # nothing left at its random initialisation
-    for key, value in expected.items():
-        assert torch.equal(body[key], value), key
-    assert report == f"ImageNet EfficientNet-Lite0: {len(expected)} tensors"
+    assert set(body) <= set(expected)  # nothing left at its random initialisation
+    unused_head = ("_conv_head.", "_bn1.")  # after stride 32: not part of the FCN-8s body
+    assert all(k.startswith(unused_head) for k in set(expected) - set(body))
+    for key, value in body.items():
+        assert torch.equal(value, expected[key]), key
+    assert report.startswith("ImageNet EfficientNet-Lite0: ")
     random, _ = build_segmentation_model("fcn8s_lite0", 6, 64, "none")
     stem = "_conv_stem.weight"
     assert not torch.equal(random.body.state_dict()[stem], imagenet[stem])
@@ -229,3 +250,29 @@ def test_unet_small_ignores_imagenet():
     model, report = build_segmentation_model("unet_small", 6, 64, "imagenet")
     assert report == "random initialisation"
     assert sum(p.numel() for p in model.parameters()) < 600_000
+
+
+def test_fcn32s_starts_from_cached_vgg16_weights(weight_cache):
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from engine.config import DataConfig, ModelConfig, SegmentConfig
+    from engine.experiments.segment import preprocessing
+
+    torch.manual_seed(5)
+    features = make_layers(cfgs["D"]).state_dict()  # VGG-16's convolutions only: 59 MB
+    state = {f"features.{k}": v.uniform_(-1, 1) for k, v in features.items()}
+    wf = get_backbone("vgg16").weight_file()
+    weight_cache.mkdir(parents=True)
+    torch.save(state, wf.path())
+
+    model, report = build_segmentation_model("fcn32s", 6, 64, "imagenet", fc_channels=8)
+    assert report == "ImageNet VGG-16: 26 tensors (convolutions)"
+    own = model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in state.items())
+
+    cfg = SegmentConfig(data=DataConfig(name="landcover", image_size=64),
+                        model=ModelConfig(name="fcn32s"), fc_channels=8)  # fmt: skip
+    cfg.validate().resolve_for_run()
+    assert cfg.backbone_weights == "imagenet"  # cached: nothing to record
+    mean, std = preprocessing(cfg, splits=None)  # the weights' own normalisation
+    assert (tuple(mean), tuple(std)) == (get_backbone("vgg16").mean, get_backbone("vgg16").std)

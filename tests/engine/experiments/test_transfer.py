@@ -327,6 +327,7 @@ def test_transfer_config_round_trips_through_json_by_its_kind(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown field\(s\) \['mode'\]"):
         RunConfig.from_json(json.dumps({**classify, "mode": "frozen"}))
     with pytest.raises(
-        ConfigError, match="kind must be one of classify, transfer, dynamic_filter, segment, got 'gan'"
+        ConfigError,
+        match="kind must be one of classify, transfer, dynamic_filter, segment, got 'gan'",
     ):
         RunConfig.from_json(json.dumps({**classify, "kind": "gan"}))
