@@ -186,20 +186,36 @@ def strip(layout: RunLayout, stems, epochs) -> None:
                 col.image(data)
 
 
+def class_colour(c: int) -> str:
+    return f"rgb{tuple(int(v * 0.8) for v in CLASS_COLOURS[c])}"  # darker: white stays visible
+
+
 def iou_curves(named_events: list[tuple[str, list[dict]]]) -> go.Figure:
-    """Left: validation mIoU per epoch of each run; right: per-class IoU of the first run."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=(
-        "Validation mean IoU", f"Per-class IoU · {named_events[0][0]}"))  # fmt: skip
+    """Left: validation mIoU per epoch of each run. Right: one run's per-class IoU per epoch;
+    several runs: each run's per-class IoU at its latest epoch, side by side."""
+    several = len(named_events) > 1
+    right = "Per-class IoU, latest epoch" if several else f"Per-class IoU · {named_events[0][0]}"
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
+                        subplot_titles=("Validation mean IoU", right))  # fmt: skip
     for k, (name, events) in enumerate(named_events):
         x, y = widgets.epoch_series(events, "miou", "val")
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name,
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, legendgroup=name,
                                  line=dict(color=widgets.PALETTE[k % 10])), row=1, col=1)  # fmt: skip
-    for c, cls in enumerate(SCORED_CLASSES):
-        x, y = widgets.epoch_series(named_events[0][1], f"iou/{cls}", "val")
-        colour = f"rgb{tuple(int(v * 0.8) for v in CLASS_COLOURS[c])}"  # white: visible
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=cls,
-                                 line=dict(color=colour)), row=1, col=2)  # fmt: skip
-    fig.update_xaxes(title_text="epoch")
+        if several:
+            latest = [
+                widgets.epoch_series(events, f"iou/{cls}", "val")[1] for cls in SCORED_CLASSES
+            ]
+            fig.add_trace(go.Bar(
+                x=list(SCORED_CLASSES), y=[v[-1] if v else None for v in latest], name=name,
+                legendgroup=name, showlegend=False, marker_color=widgets.PALETTE[k % 10],
+            ), row=1, col=2)  # fmt: skip
+    if not several:
+        for c, cls in enumerate(SCORED_CLASSES):
+            x, y = widgets.epoch_series(named_events[0][1], f"iou/{cls}", "val")
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=cls,
+                                     line=dict(color=class_colour(c))), row=1, col=2)  # fmt: skip
+        fig.update_xaxes(title_text="epoch", row=1, col=2)
+    fig.update_xaxes(title_text="epoch", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02])
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", y=-0.25), uirevision="iou")  # fmt: skip
@@ -249,7 +265,7 @@ def views() -> dict[str, str]:
     return out
 
 
-def show_run(run_dir, key: str) -> None:
+def show_run(run_dir, key: str, timeline: bool = True) -> None:
     layout = RunLayout(run_dir)
     status = runs.read_status(run_dir)
     events = widgets.load_metrics(run_dir)
@@ -267,10 +283,11 @@ def show_run(run_dir, key: str) -> None:
     if not epochs or not stems:
         st.info("The first masks appear when the first epoch ends.")
         return
-    opacity = st.slider("Mask opacity", 0.0, 1.0, 0.75, 0.05, key=f"{key}_opacity")
     name = info.get("model") or run_dir.name
-    st.plotly_chart(timeline_figure([(f"{name}", layout)], stems, epochs, epochs[-1], opacity),
-                    key=f"{key}_timeline")  # fmt: skip
+    if timeline:
+        opacity = st.slider("Mask opacity", 0.0, 1.0, 0.75, 0.05, key=f"{key}_opacity")
+        st.plotly_chart(timeline_figure([(name, layout)], stems, epochs, epochs[-1], opacity),
+                        key=f"{key}_timeline")  # fmt: skip
     st.subheader("Early, middle, final")
     strip(layout, stems, epochs)
     st.subheader("IoU per epoch")
@@ -293,7 +310,13 @@ def show_group(group_id: str) -> None:
           "best val mIoU": r.get("best_val_miou"), "test mIoU": r.get("test_miou"),
           "test pixel acc.": r.get("test_acc")} for r in table],
         hide_index=True,
-        column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=1)},
+        column_config={
+            "progress": st.column_config.ProgressColumn(min_value=0, max_value=1),
+            "parameters": st.column_config.NumberColumn(format="localized"),
+            "s / epoch": st.column_config.NumberColumn(format="%.1f"),
+            **{c: st.column_config.NumberColumn(format="%.4f")
+               for c in ("best val mIoU", "test mIoU", "test pixel acc.")},
+        },
     )  # fmt: skip
     for r in table:
         if r.get("error"):
@@ -313,7 +336,7 @@ def show_group(group_id: str) -> None:
     named = [(n, widgets.load_metrics(lay.root)) for n, lay in present]
     st.plotly_chart(iou_curves(named), key="group_iou")
     pick = st.selectbox("Details of one row", [n for n, _ in present], key="group_detail")
-    show_run(dict(present)[pick].root, key="detail")
+    show_run(dict(present)[pick].root, key="detail", timeline=False)
 
 
 legend()

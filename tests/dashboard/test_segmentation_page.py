@@ -103,6 +103,16 @@ def test_a_comparison_shows_both_models_side_by_side_with_a_timeline(comparison)
     miou = [t for t in iou["data"] if t["xaxis"] == "x"]
     assert [t["name"] for t in miou] == ["A: FCN-32s (VGG-16)", "B: fcn8s_lite0"]
     assert all(len(plotly_values(t["y"])) == 2 for t in miou)
+    bars = [t for t in iou["data"] if t["type"] == "bar"]  # per-class IoU, model beside model
+    assert [t["name"] for t in bars] == ["A: FCN-32s (VGG-16)", "B: fcn8s_lite0"]
+    summary = runs.read_status(runs_dir / group.rows[1].run_id)["summary"]
+    assert list(bars[1]["x"]) == ["Urban", "Agriculture", "Rangeland", "Forest", "Water", "Barren"]
+    last = {e["name"]: e["value"] for e in runs.read_metrics(runs_dir / group.rows[1].run_id)
+            if e["split"] == "val" and e["epoch"] == 2}  # fmt: skip
+    assert plotly_values(bars[1]["y"]).tolist() == pytest.approx(
+        [last.get(f"iou/{c}") for c in bars[1]["x"]]
+    )
+    assert summary["best_val_miou"] == pytest.approx(table["best val mIoU"][1])
 
 
 def test_one_run_shows_strip_per_class_iou_and_pixel_confusion(comparison):
