@@ -347,11 +347,67 @@ class SegmentConfig(RunConfig):
             )
 
 
+@dataclass
+class FewShotConfig(RunConfig):
+    """Prototypical networks (seed 000, problem 1): episodic training on meta-train classes,
+    evaluation on 600 fixed episodes of unseen meta-test classes, mean accuracy ± 95% CI.
+
+    Data: the digits (classes 0-4 meta-train, 5-9 meta-test, at 84x84), or a folder with
+    `train/<class>/` and `test/<class>/` (or `val/<class>/`) of disjoint classes, as
+    mini-ImageNet. Validation episodes (for best.pt) use held-out images of the meta-train
+    classes, so the meta-test classes stay unseen until the test.
+    """
+
+    kind: str = "fewshot"
+    data: DataConfig = field(default_factory=lambda: DataConfig(image_size=84))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="protonet"))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=1e-4, weight_decay=0.0, schedule="none")
+    )
+    epochs: int = 10
+    episodes_per_epoch: int = 100
+    train_way: int = 10  # the seed's 10-way; capped at the number of meta-train classes
+    train_shot: int = 1
+    train_query: int = 15
+    distance: str = "euclidean"
+    mlp_head: bool = True
+    test_way: int = 5
+    test_shots: list[int] = field(default_factory=lambda: [1, 5, 10])
+    test_query: int = 15
+    test_episodes: int = 600
+    val_episodes: int = 100
+    meta_test_classes: list[str] = field(default_factory=list)  # digits: [] = 5..9
+    label: str = ""
+
+    def validate_model(self) -> None:
+        from engine.models.protonet import DISTANCES
+
+        _require(self.model.name == "protonet",
+                 f"model.name must be 'protonet', got {self.model.name!r}")  # fmt: skip
+        _one_of("distance", self.distance, DISTANCES)
+        _require(self.data.name in ("digits", "folder"),
+                 f"few-shot data must be digits or folder, got {self.data.name!r}")  # fmt: skip
+        for name in ("episodes_per_epoch", "train_shot", "train_query", "test_query",
+                     "test_episodes", "val_episodes"):  # fmt: skip
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_way", "test_way"):
+            _require(getattr(self, name) >= 2, f"{name} must be >= 2, got {getattr(self, name)}")
+        _require(
+            bool(self.test_shots) and all(k >= 1 for k in self.test_shots),
+            f"test_shots must be a non-empty list of shots >= 1, got {self.test_shots}",
+        )
+        _require(
+            self.data.image_size >= 16,
+            f"data.image_size must be >= 16 for Conv-4, got {self.data.image_size}",
+        )
+
+
 CONFIG_KINDS: dict[str, type[RunConfig]] = {
     "classify": RunConfig,
     "transfer": TransferConfig,
     "dynamic_filter": DynamicFilterConfig,
     "segment": SegmentConfig,
+    "fewshot": FewShotConfig,
 }
 
 

@@ -22,4 +22,8 @@ def get_experiment(kind: str) -> Callable[..., dict]:
         from engine.experiments.segment import run
 
         return run
+    if kind == "fewshot":
+        from engine.experiments.fewshot import run
+
+        return run
     raise ValueError(f"unknown experiment kind {kind!r}")

@@ -91,6 +91,9 @@ class Prepared:
     # The epoch hook that writes snapshots: (layout, splits, snapshot epochs) -> hook;
     # None: embeddings of a validation subset and the confusion matrix.
     snapshots: Callable[[RunLayout, Splits, list[int]], EpochHook] | None = None
+    # The final evaluation of best.pt: (trainer, splits, events) -> summary entries;
+    # None: accuracy (and the task's metrics) on the test split.
+    test: Callable[[Trainer, Splits, EventLog], dict] | None = None
 
 
 Prepare = Callable[[RunConfig, Splits, torch.device], Prepared]
@@ -136,6 +139,7 @@ def fit_classifier(
     on_data: Callable[[Splits, int], None] | None = None,
     on_model: Callable[[dict], None] | None = None,
     resume_from: str = "last.pt",
+    load: Callable[[RunConfig], Splits] = lambda cfg: load_dataset(cfg.data),
 ) -> dict:
     """The common path of every classifier-shaped experiment: data, `prepare` (model and
     loaders), the Trainer with snapshots, resume, and the test accuracy of best.pt."""
@@ -144,7 +148,7 @@ def fit_classifier(
     if device.type == "cpu" and (cfg.cpu_threads or "OMP_NUM_THREADS" not in os.environ):
         torch.set_num_threads(cfg.resolved_cpu_threads())
     torch.manual_seed(cfg.seed)
-    splits = load_dataset(cfg.data)
+    splits = load(cfg)
     if on_data is not None:
         on_data(splits, math.ceil(len(splits.train) / cfg.batch_size) * cfg.epochs)
 
@@ -207,6 +211,9 @@ def fit_classifier(
         # Test accuracy of the best-validation checkpoint: the number a paper would report.
         best = load_checkpoint(layout.best_checkpoint, map_location=device)
         p.model.load_state_dict(best["model"])
+        if p.test is not None:
+            summary.update(p.test(trainer, splits, events))
+            return summary
         test = trainer.evaluate(p.loader(splits.test, False, False))
         events.emit("acc", test.acc, split="test", epoch=state.epoch, step=state.global_step)
         events.emit("loss", test.loss, split="test", epoch=state.epoch, step=state.global_step)

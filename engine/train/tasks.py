@@ -57,6 +57,31 @@ class _ClassificationTally:
         return EvalResult(self.loss_sum.item() / n, (p == t).float().sum().item() / n, p, t)
 
 
+class Episodic(Classification):
+    """Few-shot episodes, one per batch: accuracy over all queries (= the mean episode
+    accuracy: every episode has as many queries) and its 95% confidence interval over
+    episodes, 1.96 x std / sqrt(episodes), logged as `acc_ci95`."""
+
+    def tally(self, device: torch.device) -> _EpisodicTally:
+        return _EpisodicTally(device)
+
+
+class _EpisodicTally(_ClassificationTally):
+    def __init__(self, device: torch.device) -> None:
+        super().__init__(device)
+        self.per_episode: list[torch.Tensor] = []
+
+    def add(self, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
+        super().add(logits, y, loss)
+        self.per_episode.append((logits.argmax(1) == y).float().mean())
+
+    def result(self) -> EvalResult:
+        r = super().result()
+        acc = torch.stack(self.per_episode).cpu().double()
+        r.metrics = {"acc_ci95": float(1.96 * acc.std(unbiased=False) / len(acc) ** 0.5)}
+        return r
+
+
 @dataclass(frozen=True)
 class Segmentation:
     """One label per pixel; scored by mean IoU over the classes 0..num_classes-1.

@@ -1,0 +1,127 @@
+"""Few-shot learning with prototypical networks (seed 000, problem 1) on the common path.
+
+Training: one episode per Trainer step (default 10-way 1-shot, 15 queries per class, as the
+seed; capped at the number of meta-train classes). best.pt: the accuracy on fixed
+validation episodes. Test: 600 fixed episodes of the unseen meta-test classes, 5-way, for
+each K in `test_shots`: mean accuracy ± 95% confidence interval, and the seconds they took.
+Snapshots: embeddings of meta-test images, for the Embeddings page.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.atomic import save_npz
+from engine.config import FewShotConfig
+from engine.data import ImageSet, Splits
+from engine.data.episodes import EpisodeLoader, EpisodeSampler, load_fewshot
+from engine.experiments.classify import Prepared, fit_classifier, parameter_counts
+from engine.layout import RunLayout
+from engine.models.protonet import PrototypicalNetwork
+from engine.train import Trainer, build_optimizer
+from engine.train.events import EventLog
+from engine.train.tasks import Episodic, EvalResult
+from engine.train.trainer import eval_mode
+
+EVAL_SEED = 1_000  # evaluation episodes: their own seeds, fixed for every run of a dataset
+
+
+def test_loader(cfg: FewShotConfig, splits: Splits, shots: int, mean, std, device,
+                embed=None) -> EpisodeLoader:  # fmt: skip
+    """The fixed test episodes for K = `shots`: the same for every run on this data."""
+    sampler = EpisodeSampler(
+        splits.test.labels, cfg.test_way, shots, cfg.test_query, seed=EVAL_SEED + shots,
+        class_names=splits.classes, source="the meta-test classes",
+    )  # fmt: skip
+    return EpisodeLoader(splits.test, sampler, cfg.test_episodes, mean, std, device, fixed=True,
+                         embed=embed)  # fmt: skip
+
+
+class EmbeddingSnapshots:
+    """Epoch hook: embeddings of up to `size` meta-test images (predictions: the nearest class
+    mean among them), in the Embeddings page's format."""
+
+    def __init__(
+        self, layout: RunLayout, test: ImageSet, loader: EpisodeLoader, size, seed, epochs
+    ):
+        pick = np.sort(np.random.default_rng(seed).permutation(len(test))[:size])
+        self.data = test.subset(pick)
+        self.layout, self.loader, self.epochs = layout, loader, set(epochs)
+
+    @torch.no_grad()
+    def __call__(self, trainer: Trainer, epoch: int, val: EvalResult) -> None:
+        if epoch not in self.epochs:
+            return
+        images = self.loader.normalise(self.data.images.to(self.loader.device))
+        with eval_mode(trainer.model) as model:
+            z = torch.cat([model.embed(chunk) for chunk in images.split(256)]).float().cpu()
+        labels = self.data.labels
+        classes, inverse = labels.unique(return_inverse=True)
+        means = torch.stack([z[inverse == i].mean(0) for i in range(len(classes))])
+        nearest = classes[torch.cdist(z, means).argmin(1)]
+        save_npz(
+            self.layout.embedding_file(epoch), features=z.numpy().astype(np.float32),
+            labels=labels.numpy().astype(np.int64), predictions=nearest.numpy().astype(np.int64),
+            sample_ids=self.data.ids.numpy().astype(np.int64),
+        )  # fmt: skip
+
+
+def prepare(cfg: FewShotConfig, splits: Splits, device: torch.device) -> Prepared:
+    model = PrototypicalNetwork(cfg.distance, cfg.mlp_head, cfg.data.image_size).to(device)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.epochs)
+    mean, std = splits.channel_stats()
+    train_classes = len(splits.train.labels.unique())
+    way = min(cfg.train_way, train_classes)
+    if way < cfg.train_way:
+        print(f"{cfg.train_way}-way training asked; the meta-train classes are {train_classes}: "
+              f"training {way}-way", flush=True)  # fmt: skip
+
+    def loader(data: ImageSet, shuffle: bool = False, augment: bool = False) -> EpisodeLoader:
+        if shuffle:  # the training episodes: new ones every epoch
+            sampler = EpisodeSampler(data.labels, way, cfg.train_shot, cfg.train_query,
+                                     seed=cfg.seed, class_names=splits.classes,
+                                     source="the meta-train classes")  # fmt: skip
+            return EpisodeLoader(data, sampler, cfg.episodes_per_epoch, mean, std, device)
+        val_way = min(cfg.test_way, len(data.labels.unique()))
+        sampler = EpisodeSampler(data.labels, val_way, cfg.train_shot, cfg.test_query,
+                                 seed=EVAL_SEED, class_names=splits.classes,
+                                 source="the validation images")  # fmt: skip
+        return EpisodeLoader(data, sampler, cfg.val_episodes, mean, std, device, fixed=True,
+                             embed=model.embed)  # fmt: skip
+
+    def snapshots(layout: RunLayout, splits: Splits, epochs: list[int]) -> EmbeddingSnapshots:
+        return EmbeddingSnapshots(layout, splits.test, loader(splits.val), cfg.snapshot_size,
+                                  cfg.seed, epochs)  # fmt: skip
+
+    def test(trainer: Trainer, splits: Splits, events: EventLog) -> dict:
+        out, step, epoch = {}, trainer.state.global_step, trainer.state.epoch
+        for shots in cfg.test_shots:
+            started = time.perf_counter()
+            r = trainer.evaluate(test_loader(cfg, splits, shots, mean, std, device, model.embed))
+            seconds = time.perf_counter() - started
+            ci = r.metrics["acc_ci95"]
+            for name, value in ((f"acc_{shots}shot", r.acc), (f"ci95_{shots}shot", ci),
+                                (f"eval_seconds_{shots}shot", seconds)):  # fmt: skip
+                events.emit(name, value, split="test", epoch=epoch, step=step)
+            out[f"test_{shots}shot"] = {"acc": r.acc, "ci95": ci, "seconds": seconds}
+        first = cfg.train_shot if cfg.train_shot in cfg.test_shots else cfg.test_shots[0]
+        out["test_acc"] = out[f"test_{first}shot"]["acc"]
+        out["test_ci95"] = out[f"test_{first}shot"]["ci95"]
+        return out
+
+    info = {
+        "model": "protonet", "distance": cfg.distance, "mlp_head": cfg.mlp_head,
+        "train_way": way, "label": cfg.label, **parameter_counts(model),
+    }  # fmt: skip
+    return Prepared(
+        model, optimizer, scheduler, loader, extra_state={"mean": mean, "std": std},
+        info=info, task=Episodic(), snapshots=snapshots, test=test,
+    )  # fmt: skip
+
+
+def run(cfg: FewShotConfig, run_dir: str | Path, **kw) -> dict:
+    return fit_classifier(cfg, run_dir, prepare, load=load_fewshot, **kw)
