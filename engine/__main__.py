@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind", default="classify", choices=list(CONFIG_KINDS),
         help="classify: a model from the registry; transfer: a pretrained backbone + new head; "
         "dynamic_filter: seed 002's per-class generated filters; segment: land-cover "
-        "segmentation (seed 001)",
+        "segmentation (seed 001); fewshot: prototypical networks (seed 000)",
     )  # fmt: skip
     add_data_and_optim_flags(t)
     t.add_argument(
@@ -226,6 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="segment: validation images whose predicted masks are kept every snapshot epoch "
         "(default: three spread over the validation set)",
     )  # fmt: skip
+    t.add_argument("--distance", default=None, choices=["euclidean", "cosine", "parametric"],
+                   help="fewshot: distance to the prototypes (euclidean)")  # fmt: skip
+    t.add_argument("--no-mlp-head", action="store_true",
+                   help="fewshot: embed with Conv-4 alone (1600-d), no 1600-800-800-400 MLP")  # fmt: skip
+    t.add_argument(
+        "--train-way", type=int, default=None, help="fewshot: N of training episodes (10)"
+    )
+    t.add_argument(
+        "--train-shot", type=int, default=None, help="fewshot: K of training episodes (1)"
+    )
+    t.add_argument("--test-shots", type=epoch_list, default=None, metavar="1,5,10",
+                   help="fewshot: the K of the 5-way test episodes (1,5,10)")  # fmt: skip
+    t.add_argument(
+        "--test-episodes", type=int, default=None, help="fewshot: test episodes per K (600)"
+    )
+    t.add_argument("--episodes-per-epoch", type=int, default=None,
+                   help="fewshot: training episodes per epoch (100)")  # fmt: skip
     t.add_argument(
         "--snapshot-every", type=int, default=None,
         help="snapshots (embeddings + confusion matrix; masks for segment) at epoch 1, every "

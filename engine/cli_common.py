@@ -13,6 +13,7 @@ from engine.config import (
     ConfigError,
     DataConfig,
     DynamicFilterConfig,
+    FewShotConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
@@ -75,6 +76,21 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
             "--backbone-weights, --fc-channels, --fixed-upsampling and --mask-images need "
             "--kind segment"
         )
+    fewshot_flags = (a.distance, a.no_mlp_head, a.train_way, a.train_shot, a.test_shots,
+                     a.test_episodes, a.episodes_per_epoch)  # fmt: skip
+    if isinstance(cfg, FewShotConfig):
+        cfg.distance = given(a.distance, cfg.distance)
+        cfg.mlp_head = not a.no_mlp_head
+        cfg.train_way = given(a.train_way, cfg.train_way)
+        cfg.train_shot = given(a.train_shot, cfg.train_shot)
+        cfg.test_shots = given(a.test_shots, cfg.test_shots)
+        cfg.test_episodes = given(a.test_episodes, cfg.test_episodes)
+        cfg.episodes_per_epoch = given(a.episodes_per_epoch, cfg.episodes_per_epoch)
+    elif fewshot_flags != (None, False, None, None, None, None, None):
+        raise ConfigError(
+            "--distance, --no-mlp-head, --train-way, --train-shot, --test-shots, "
+            "--test-episodes and --episodes-per-epoch need --kind fewshot"
+        )
     return cfg.validate()
 
 
@@ -86,6 +102,12 @@ def print_summary(summary: dict) -> None:
     parts = [f"epochs {summary.get('epochs_done')}"]
     if metric:
         parts.append(f"best val {metric} {summary[f'best_val_{metric}']:.4f}")
+    for key, r in summary.items():  # few-shot: each K's accuracy over its test episodes
+        if key.startswith("test_") and key.endswith("shot") and isinstance(r, dict):
+            parts.append(f"{key[5:]} {r['acc']:.2%} ± {r['ci95']:.2%}")
+    if any(k.endswith("shot") and k.startswith("test_") for k in summary):
+        print(", ".join(parts))
+        return
     for name in ("miou", "acc"):
         if f"test_{name}" in summary:
             parts.append(f"test {name} {summary[f'test_{name}']:.4f}")

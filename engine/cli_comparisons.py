@@ -19,6 +19,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     a.mode, a.weights, a.config, a.name = "finetune", "imagenet", None, None
     a.static = a.freeze_backbone = a.fixed_upsampling = False
     a.backbone_weights = a.fc_channels = a.mask_images = None
+    a.distance = a.train_way = a.train_shot = a.test_shots = a.test_episodes = None
+    a.episodes_per_epoch, a.no_mlp_head = None, False
     a.snapshot_every = a.snapshot_epochs = None  # the kind's defaults
     base = config_from_flags(a)
     check_source(base.data.name, base.data.path)

@@ -30,9 +30,16 @@ PRESETS = {
     "and (optionally) dynamic with the backbone frozen",
     "fcn32s-vs-improved": "seed 001: land-cover segmentation, FCN-32s on VGG-16 vs an "
     "improved model (default FCN-8s skips on EfficientNet-Lite0)",
+    "fewshot-grid": "seed 000: prototypical networks, K = 1, 5, 10 shots x Euclidean, cosine "
+    "and parametric distance, each trained and tested 5-way K-shot",
 }
 # Every other preset: transfer.
-PRESET_KINDS = {"dynamic-vs-static": "dynamic_filter", "fcn32s-vs-improved": "segment"}
+PRESET_KINDS = {
+    "dynamic-vs-static": "dynamic_filter",
+    "fcn32s-vs-improved": "segment",
+    "fewshot-grid": "fewshot",
+}
+FEWSHOT_SHOTS, FEWSHOT_DISTANCES = (1, 5, 10), ("euclidean", "cosine", "parametric")
 IMPROVED_DEFAULT = "fcn8s_lite0"
 SSL_WAITING = (
     "waiting for a self-supervised (BYOL) backbone: pretrain one, then give its checkpoint "
@@ -85,6 +92,14 @@ def preset_configs(
         if include_frozen:
             rows.append(row("dynamic filters, frozen backbone", dynamic=True, freeze_backbone=True))
         return rows
+    if preset == "fewshot-grid":  # the seed's tables: train and test under the same K
+        return [
+            row(
+                f"{k}-shot · {d}", distance=d, train_way=base.test_way, train_shot=k, test_shots=[k]
+            )  # fmt: skip
+            for k in FEWSHOT_SHOTS
+            for d in FEWSHOT_DISTANCES
+        ]
     if preset == "fcn32s-vs-improved":
         improved = base.model.name if base.model.name != "fcn32s" else IMPROVED_DEFAULT
         return [
@@ -323,6 +338,7 @@ def comparison_table(group: Group, runs_dir: str | Path | None = None) -> list[d
                 epochs=len(val_acc),
                 best_val_acc=max(val_acc) if val_acc else None,
                 test_acc=summary.get("test_acc"),
+                test_ci95=summary.get("test_ci95"),  # few-shot: over the test episodes
                 best_val_miou=max(val_miou) if val_miou else None,  # segmentation
                 test_miou=summary.get("test_miou"),
                 error=status.get("error"),
