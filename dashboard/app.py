@@ -22,6 +22,7 @@ nav = st.navigation(
         st.Page(PAGES / "inside.py", title="Inside the network", icon="🔭"),
         st.Page(PAGES / "dynamic.py", title="Dynamic filters", icon="🎛️"),
         st.Page(PAGES / "segmentation.py", title="Segmentation", icon="🗺️"),
+        st.Page(PAGES / "fewshot.py", title="Few-shot", icon="🧩"),
     ]
 )
 from engine.worker import prewarm  # noqa: E402

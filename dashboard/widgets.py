@@ -259,6 +259,30 @@ def animation_controls(frames: list[str], active: int, y: float = -0.02) -> dict
     )  # fmt: skip
 
 
+def tile_grid(images: np.ndarray, rows: int, labels: list[str], ok: list[bool],
+              scale: int = 1) -> np.ndarray:  # fmt: skip
+    """(n, 3, H, W) uint8 images -> one (R, C) mosaic: each tile framed green (ok) or red,
+    with its label written in its corner. One picture instead of dozens of elements."""
+    from PIL import Image, ImageDraw
+
+    n, _, h, w = images.shape
+    cols = -(-n // rows)
+    pad, th, tw = 3, h * scale, w * scale
+    canvas = Image.new("RGB", (cols * (tw + 2 * pad + 2), rows * (th + 2 * pad + 2)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x0, y0 = c * (tw + 2 * pad + 2), r * (th + 2 * pad + 2)
+        tile = Image.fromarray(np.ascontiguousarray(images[i].transpose(1, 2, 0)))
+        draw.rectangle([x0, y0, x0 + tw + 2 * pad - 1, y0 + th + 2 * pad - 1],
+                       fill="#2ca02c" if ok[i] else "#d62728")  # fmt: skip
+        canvas.paste(tile.resize((tw, th), Image.Resampling.NEAREST), (x0 + pad, y0 + pad))
+        draw.rectangle([x0 + pad, y0 + pad, x0 + pad + 7 * len(labels[i]) + 4, y0 + pad + 12],
+                       fill="white")  # fmt: skip
+        draw.text((x0 + pad + 2, y0 + pad), labels[i], fill="black")
+    return np.asarray(canvas)
+
+
 def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
     """(H, W, 3) or (3, H, W) uint8 -> PNG bytes, optionally upscaled with nearest neighbour."""
     from PIL import Image

@@ -21,7 +21,8 @@ def load_confusion(path: str, stamp: int) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
 
-run = widgets.run_picker(exclude_kinds=("segment",))  # pixels: on the Segmentation page
+# Segmentation (pixels) and few-shot runs (episodes) have their own pages.
+run = widgets.run_picker(exclude_kinds=("segment", "fewshot"))
 if run is None:
     widgets.no_runs_message()
     st.stop()

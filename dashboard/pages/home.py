@@ -46,6 +46,8 @@ def model_caption(r: runs.RunSummary) -> str:
         return f"{kind} filters" + (" · frozen backbone" if cfg.get("freeze_backbone") else "")
     if cfg.get("kind") == "segment":
         return f"{r.model} · segmentation"
+    if cfg.get("kind") == "fewshot":
+        return f"{r.model} · {cfg.get('distance', '?')} distance"
     return r.model
 
 

@@ -301,10 +301,11 @@ with st.expander("New comparison", expanded=not found):
 found = groups.list_groups(widgets.runs_dir())  # the form may have made one
 for bad in (g for g in found if isinstance(g, Exception)):
     st.warning(str(bad))
-# Segmentation comparisons have their own page.
+# Segmentation and few-shot comparisons have their own pages.
 valid = [
     g for g in found
-    if not isinstance(g, Exception) and groups.PRESET_KINDS.get(g.preset) != "segment"
+    if not isinstance(g, Exception)
+    and groups.PRESET_KINDS.get(g.preset) not in ("segment", "fewshot")
 ]  # fmt: skip
 if not valid:
     st.info("No comparisons yet: pick a preset above and start one.")

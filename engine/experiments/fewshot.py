@@ -10,6 +10,7 @@ Snapshots: embeddings of meta-test images, for the Embeddings page.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from engine.data import ImageSet, Splits
 from engine.data.episodes import EpisodeLoader, EpisodeSampler, load_fewshot
 from engine.experiments.classify import Prepared, fit_classifier, parameter_counts
 from engine.layout import RunLayout
-from engine.models.protonet import PrototypicalNetwork
+from engine.models.protonet import Episode, PrototypicalNetwork
 from engine.train import Trainer, build_optimizer
 from engine.train.events import EventLog
 from engine.train.tasks import Episodic, EvalResult
@@ -125,3 +126,44 @@ def prepare(cfg: FewShotConfig, splits: Splits, device: torch.device) -> Prepare
 
 def run(cfg: FewShotConfig, run_dir: str | Path, **kw) -> dict:
     return fit_classifier(cfg, run_dir, prepare, load=load_fewshot, **kw)
+
+
+@dataclass
+class EpisodeLook:
+    """Everything the episode viewer draws, computed once (numpy, on the CPU)."""
+
+    logits: np.ndarray  # (N*Q, N)
+    predictions: np.ndarray  # (N*Q,) episode labels
+    support: np.ndarray  # (N*K, D) embeddings
+    prototypes: np.ndarray  # (N, D)
+    query: np.ndarray  # (N*Q, D)
+    support_labels: np.ndarray  # (N*K,)
+
+
+@torch.no_grad()
+def look_at_episode(model: PrototypicalNetwork, episode: Episode) -> EpisodeLook:
+    """Embed an episode with a trained network (eval mode) and classify its queries."""
+    with eval_mode(model):
+        z = torch.cat([episode.support, episode.query])
+        z = z if episode.embedded else model.embed(z)
+        zs, zq = z[: len(episode.support)], z[len(episode.support) :]
+        model.set_prototypes(zs, episode.support_labels)
+        logits = model.scores(zq, model.prototypes)
+    return EpisodeLook(
+        logits.cpu().numpy(), logits.argmax(1).cpu().numpy(), zs.cpu().numpy(),
+        model.prototypes.cpu().numpy(), zq.cpu().numpy(), episode.support_labels.cpu().numpy(),
+    )  # fmt: skip
+
+
+def episode_from_images(support: list[list[torch.Tensor]], query: list[torch.Tensor],
+                        size: int, mean, std) -> Episode:  # fmt: skip
+    """An episode from a person's images: `support[c]` the (C, H, W) uint8 images of class c,
+    `query` any images; each centre-cropped and resized to `size`, then normalised."""
+    from engine.models.loading import preprocess
+
+    def prepared(images):
+        x = torch.stack([preprocess(im, size) for im in images])
+        return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+    labels = torch.cat([torch.full((len(ims),), c) for c, ims in enumerate(support)])
+    return Episode(prepared([im for ims in support for im in ims]), labels, prepared(query))

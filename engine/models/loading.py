@@ -25,7 +25,7 @@ class LoadedModel:
 def load_run_model(run_dir: str | Path, which: str = "best.pt", device="cpu") -> LoadedModel:
     """The model of a run, from `checkpoints/<which>`, in eval mode."""
     from engine import runs
-    from engine.config import DynamicFilterConfig, TransferConfig
+    from engine.config import DynamicFilterConfig, FewShotConfig, TransferConfig
     from engine.layout import RunLayout
     from engine.models import build_model
     from engine.models.backbones import build_transfer_net
@@ -44,6 +44,10 @@ def load_run_model(run_dir: str | Path, which: str = "best.pt", device="cpu") ->
         model, _ = build_transfer_net(cfg.model.name, len(classes), cfg.data.image_size, "none")
     elif isinstance(cfg, DynamicFilterConfig):
         model = DynamicFilterNet(len(classes), dynamic=cfg.dynamic)
+    elif isinstance(cfg, FewShotConfig):
+        from engine.models.protonet import PrototypicalNetwork
+
+        model = PrototypicalNetwork(cfg.distance, cfg.mlp_head, cfg.data.image_size)
     else:
         model = build_model(cfg.model.name, len(classes))
     try:

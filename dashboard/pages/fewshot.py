@@ -1,0 +1,301 @@
+"""Few-shot (seed 000, problem 1): prototypical networks. An episode viewer (support set by
+class, queries with their predictions, embeddings with prototypes), training curves, the
+K x distance table with 95% confidence intervals, and episodes of the user's own images."""
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import widgets
+from engine import groups, runs
+from engine.config import ConfigError, DataConfig, FewShotConfig, OptimConfig
+from engine.data import check_source
+from engine.data.episodes import load_fewshot
+from engine.experiments.fewshot import episode_from_images, look_at_episode, test_loader
+from engine.layout import RunLayout
+from engine.models.loading import load_run_model
+from engine.models.protonet import DISTANCES
+
+widgets.through_app()
+st.title("🧩 Few-shot")
+st.caption(
+    "Seed 000, problem 1: a prototypical network (Conv-4 → 1600, MLP → 400) learns from "
+    "episodes. Each class's prototype is the mean embedding of its K support images; a query "
+    "goes to the nearest prototype (squared Euclidean, cosine, or a learned parametric "
+    "distance). Tested on 600 fixed 5-way episodes of classes never trained on: mean "
+    "accuracy ± 95% confidence interval (1.96 × std / √600)."
+)
+GRID = "fewshot-grid"
+
+
+def new_runs_form() -> None:
+    d = FewShotConfig()
+    with st.form("new_fewshot"):
+        c1, c2, c3 = st.columns([1, 2, 1])
+        dataset = c1.selectbox("Dataset", ["digits", "folder"], help=(
+            "digits: classes 0-4 meta-train, 5-9 meta-test; folder: train/<class>/ and "
+            "test/<class>/ with disjoint classes, as mini-ImageNet"))  # fmt: skip
+        path = c2.text_input("Folder (for folder)", "")
+        distance = c3.selectbox("Distance", DISTANCES)
+        c4, c5, c6, c7 = st.columns(4)
+        way = c4.number_input("Training N-way", 2, 64, d.train_way,
+                              help="capped at the number of meta-train classes")  # fmt: skip
+        shot = c5.number_input("Training K-shot", 1, 50, d.train_shot)
+        epochs = c6.number_input("Epochs", 1, 500, d.epochs)
+        episodes = c7.number_input("Episodes per epoch", 1, 10_000, d.episodes_per_epoch)
+        lr = st.number_input("Learning rate", 1e-6, 1.0, d.optim.lr, format="%.5f")
+        c8, c9 = st.columns(2)
+        one = c8.form_submit_button("▶ Train this network", type="primary")
+        grid = c9.form_submit_button("▶ Train the K × distance grid (9 runs)")
+    if not (one or grid):
+        return
+    try:
+        base = FewShotConfig(
+            data=DataConfig(name=dataset, path=path.strip() or None, image_size=84),
+            optim=OptimConfig(lr=float(lr), weight_decay=0.0, schedule="none"),
+            epochs=int(epochs), episodes_per_epoch=int(episodes), distance=distance,
+            train_way=int(way), train_shot=int(shot),
+        ).validate()  # fmt: skip
+        check_source(base.data.name, base.data.path)
+        if grid:
+            group = groups.create_group(GRID, base, widgets.runs_dir())
+            groups.launch_group(group, widgets.runs_dir())
+        else:
+            run_dir = runs.create_run(base, widgets.runs_dir())
+            runs.launch(run_dir)
+            st.session_state["fewshot_run"] = run_dir.name
+    except (ConfigError, ValueError, RuntimeError, OSError) as e:
+        widgets.show_error(e)
+        return
+    st.toast("Started: the viewer opens when the first epoch ends")
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def model_of(run_dir: str, stamp: int):
+    return load_run_model(run_dir)
+
+
+@st.cache_resource(show_spinner="Loading the meta-test images…", max_entries=2)
+def data_of(config_json: str):
+    return load_fewshot(FewShotConfig.from_json(config_json))
+
+
+def fewshot_runs() -> list[runs.RunSummary]:
+    return [r for r in runs.list_runs(widgets.runs_dir())
+            if (r.config or {}).get("kind") == "fewshot"]  # fmt: skip
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    centred = x - x.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def projection(look, names: list[str], true: np.ndarray) -> go.Figure:
+    """Support embeddings (dots), prototypes (stars) and queries (×, red outline when wrong),
+    each query joined to the prototype it was given to; PCA of them all."""
+    n_s, n_p = len(look.support), len(look.prototypes)
+    xy = pca_2d(np.concatenate([look.support, look.prototypes, look.query]))
+    s, p, q = xy[:n_s], xy[n_s : n_s + n_p], xy[n_s + n_p :]
+    fig = go.Figure()
+    lines_x, lines_y = [], []
+    for i, c in enumerate(look.predictions):
+        lines_x += [q[i, 0], p[c, 0], None]
+        lines_y += [q[i, 1], p[c, 1], None]
+    fig.add_trace(go.Scatter(x=lines_x, y=lines_y, mode="lines", name="query → prototype",
+                             line=dict(color="rgba(120,120,120,0.35)", width=1),
+                             hoverinfo="skip"))  # fmt: skip
+    for c, name in enumerate(names):
+        colour = widgets.PALETTE[c % 10]
+        mine = look.support_labels == c
+        fig.add_trace(go.Scatter(x=s[mine, 0], y=s[mine, 1], mode="markers", name=f"{name} · support",
+                                 legendgroup=name, marker=dict(color=colour, size=9)))  # fmt: skip
+        wrong = look.predictions[true == c] != c
+        fig.add_trace(go.Scatter(
+            x=q[true == c, 0], y=q[true == c, 1], mode="markers", name=f"{name} · queries",
+            legendgroup=name, showlegend=False,
+            marker=dict(color=colour, size=8, symbol="x",
+                        line=dict(width=np.where(wrong, 2, 0), color="#d62728")),
+        ))  # fmt: skip
+        fig.add_trace(go.Scatter(x=[p[c, 0]], y=[p[c, 1]], mode="markers", name=f"{name} · prototype",
+                                 legendgroup=name, showlegend=False,
+                                 marker=dict(color=colour, size=22, symbol="star",
+                                             line=dict(width=1.5, color="black"))))  # fmt: skip
+    fig.update_layout(height=480, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False),
+                      title="Embeddings (PCA): support ●, prototypes ★, queries ×")  # fmt: skip
+    return fig
+
+
+def episode_viewer(run: runs.RunSummary, lm) -> None:
+    cfg = FewShotConfig.from_dict(run.config)
+    try:
+        splits = data_of(cfg.to_json())
+    except Exception as e:  # the data moved or changed: say so, keep the page
+        widgets.show_error(e)
+        return
+    c1, c2 = st.columns(2)
+    shots = c1.selectbox("K (shots)", cfg.test_shots, key="fs_shots")
+    number = int(c2.number_input(f"Test episode (0 … {cfg.test_episodes - 1})", 0,
+                                 cfg.test_episodes - 1, 0, key="fs_episode"))  # fmt: skip
+    try:
+        loader = test_loader(cfg, splits, shots, lm.mean, lm.std, "cpu")
+    except ValueError as e:
+        widgets.show_error(e)
+        return
+    episode, labels, ix = loader.get(number)
+    look = look_at_episode(lm.model, episode)
+    true = labels.numpy()
+    names = [splits.classes[int(c)] for c in ix.classes]
+    acc = float((look.predictions == true).mean())
+    st.markdown(f"**{cfg.test_way}-way {shots}-shot episode {number}**: {acc:.0%} of "
+                f"{len(true)} queries right")  # fmt: skip
+    left, right = st.columns([2, 3])
+    with left:
+        st.markdown("**Support set**")
+        for c, name in enumerate(names):
+            images = splits.test.images[ix.support[c * shots : (c + 1) * shots]]
+            st.image([widgets.png_bytes(im.numpy()) for im in images[:10]], width=56,
+                     caption=[name] + [""] * (min(len(images), 10) - 1))  # fmt: skip
+    right.plotly_chart(projection(look, names, true), key="fs_projection")
+    st.markdown("**Queries**, one row per true class; each labelled with its prediction, "
+                "framed green when right and red when wrong")  # fmt: skip
+    grid = widgets.tile_grid(
+        splits.test.images[ix.query].numpy(), rows=len(names),
+        labels=[names[p] for p in look.predictions],
+        ok=list(look.predictions == true),
+    )  # fmt: skip
+    st.image(widgets.png_bytes(grid), caption=f"rows: {', '.join(names)}", width="stretch")
+
+
+def per_k_chart(rows: list[dict]) -> go.Figure:
+    """Accuracy vs K, one line per distance, 95% CI as error bars."""
+    fig = go.Figure()
+    for k, distance in enumerate(sorted({r["distance"] for r in rows})):
+        mine = sorted((r for r in rows if r["distance"] == distance), key=lambda r: r["K"])
+        fig.add_trace(go.Scatter(
+            x=[r["K"] for r in mine], y=[r["acc"] for r in mine], name=distance,
+            mode="lines+markers", line=dict(color=widgets.PALETTE[k % 10]),
+            error_y=dict(type="data", array=[r["ci95"] for r in mine], visible=True),
+        ))  # fmt: skip
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="K (shots)",
+                      yaxis=dict(title="accuracy", tickformat=".0%"),
+                      title="5-way accuracy vs K, 95% confidence intervals")  # fmt: skip
+    return fig
+
+
+def results_of(run_dirs) -> list[dict]:
+    """(distance, K, acc, ci95, seconds) of every finished test of these runs."""
+    out = []
+    for run_dir in run_dirs:
+        status = runs.read_status(run_dir)
+        summary, cfg = (
+            status.get("summary") or {},
+            json.loads(RunLayout(run_dir).config.read_text()),
+        )
+        for key, r in summary.items():
+            if key.startswith("test_") and key.endswith("shot") and isinstance(r, dict):
+                out.append({"distance": cfg.get("distance"), "K": int(key[5:-4]), "acc": r["acc"],
+                            "ci95": r["ci95"], "seconds": r.get("seconds"), "run": run_dir.name})  # fmt: skip
+    return out
+
+
+def grid_view() -> None:
+    found = [g for g in groups.list_groups(widgets.runs_dir())
+             if isinstance(g, groups.Group) and g.preset == GRID]  # fmt: skip
+    if not found:
+        st.info("No K × distance grid yet: **Train the K × distance grid** above, or "
+                "`python -m engine compare --preset fewshot-grid`.")  # fmt: skip
+        return
+    ids = [g.group_id for g in found]
+    group = found[ids.index(st.selectbox("Grid", ids, key="fs_grid"))]
+    root = widgets.runs_dir()
+    table = groups.comparison_table(group, root)
+    st.dataframe([{"row": r["label"], "state": r["state"], "progress": r.get("progress")}
+                  for r in table], hide_index=True,
+                 column_config={"progress": st.column_config.ProgressColumn(
+                     min_value=0, max_value=1)})  # fmt: skip
+    rows = results_of([d for d in group.run_dirs(root) if d.is_dir()])
+    if not rows:
+        st.info("The table fills in as the grid's runs finish.")
+        return
+    cells = {}
+    for r in rows:
+        cells.setdefault(r["distance"], {})[f"K = {r['K']}"] = f"{r['acc']:.2%} ± {r['ci95']:.2%}"
+    st.dataframe([{"distance": d, **cells[d]} for d in DISTANCES if d in cells], hide_index=True)
+    st.plotly_chart(per_k_chart(rows), key="fs_grid_chart")
+
+
+def try_your_own(lm) -> None:
+    st.caption("Upload K images for each of N classes (the support set) and some queries; "
+               "the trained network builds the prototypes and classifies the queries.")  # fmt: skip
+    n = int(st.number_input("N (classes)", 2, 10, 3, key="fs_own_n"))
+    support, names = [], []
+    cols = st.columns(n)
+    for c, col in enumerate(cols):
+        names.append(col.text_input("Class name", f"class {c + 1}", key=f"fs_own_name_{c}"))
+        support.append(col.file_uploader("Support images", type=["png", "jpg", "jpeg"],
+                                         accept_multiple_files=True, key=f"fs_own_{c}"))  # fmt: skip
+    queries = st.file_uploader("Query images", type=["png", "jpg", "jpeg"],
+                               accept_multiple_files=True, key="fs_own_queries")  # fmt: skip
+    if not queries or not all(support):
+        st.info("Every class needs at least one support image, and there must be a query.")
+        return
+    try:
+        s_images = [[widgets.read_image_upload(f) for f in files] for files in support]
+        q_images = [widgets.read_image_upload(f) for f in queries]
+    except ValueError as e:
+        widgets.show_error(e)
+        return
+    episode = episode_from_images(s_images, q_images, lm.image_size, lm.mean, lm.std)
+    look = look_at_episode(lm.model, episode)
+    probs = np.exp(look.logits - look.logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    st.image([widgets.png_bytes(im.numpy()) for im in q_images], width=96, caption=[
+        f"{names[p]} ({probs[i, p]:.0%})" for i, p in enumerate(look.predictions)])  # fmt: skip
+
+
+with st.expander("New few-shot runs", expanded=not fewshot_runs()):
+    new_runs_form()
+    st.caption("The same from a terminal: `python -m engine train --kind fewshot` or "
+               "`python -m engine compare --preset fewshot-grid`.")  # fmt: skip
+
+found = [r for r in fewshot_runs() if RunLayout(r.path).best_checkpoint.exists()]
+if not found:
+    st.info("No few-shot run has a checkpoint yet: start one above.")
+    st.stop()
+by_id = {r.run_id: r for r in found}
+ids = list(by_id)
+current = st.session_state.get("fewshot_run")
+run = by_id[st.selectbox(
+    "Run", ids, index=ids.index(current) if current in ids else 0,
+    format_func=lambda i: widgets.run_label(by_id[i]) + " · " + str(by_id[i].config.get("distance")),
+)]  # fmt: skip
+st.session_state["fewshot_run"] = run.run_id
+try:
+    lm = model_of(str(run.path), RunLayout(run.path).best_checkpoint.stat().st_mtime_ns)
+except Exception as e:  # a damaged checkpoint: say so, keep the page
+    widgets.show_error(e)
+    st.stop()
+
+viewer, training, grid, own = st.tabs(
+    ["Episode viewer", "Training", "K × distance", "Try your own"]
+)
+with viewer:
+    episode_viewer(run, lm)
+with training:
+    events = widgets.load_metrics(run.path)
+    st.markdown(widgets.status_line(run.status))
+    st.plotly_chart(widgets.training_curves(events), key="fs_curves")
+    st.caption("One training step is one episode: loss and accuracy of its queries.")
+    mine = results_of([run.path])
+    if mine:
+        st.dataframe([{"K": r["K"], "accuracy": f"{r['acc']:.2%} ± {r['ci95']:.2%}",
+                       "seconds for the test episodes": r["seconds"]} for r in mine],
+                     hide_index=True)  # fmt: skip
+with grid:
+    grid_view()
+with own:
+    try_your_own(lm)
