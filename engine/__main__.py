@@ -14,6 +14,7 @@ from engine.cli_common import (
     config_from_flags,
     epoch_list,
     print_summary,
+    shot_list,
 )
 from engine.cli_comparisons import cmd_compare, cmd_groups, cmd_weights
 from engine.config import (
@@ -34,7 +35,12 @@ def cmd_train(a: argparse.Namespace) -> int:
         from engine.data import check_source
 
         cfg = config_from_flags(a)
-        check_source(cfg.data.name, cfg.data.path)  # before a run folder exists for it
+        if cfg.kind == "fewshot":
+            from engine.data.episodes import check_fewshot_source
+
+            check_fewshot_source(cfg.data.name, cfg.data.path)
+        else:
+            check_source(cfg.data.name, cfg.data.path)  # before a run folder exists for it
         if isinstance(cfg, TransferConfig):
             from engine.groups import check_weights
 
@@ -236,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--train-shot", type=int, default=None, help="fewshot: K of training episodes (1)"
     )
-    t.add_argument("--test-shots", type=epoch_list, default=None, metavar="1,5,10",
+    t.add_argument("--test-shots", type=shot_list, default=None, metavar="1,5,10",
                    help="fewshot: the K of the 5-way test episodes (1,5,10)")  # fmt: skip
     t.add_argument(
         "--test-episodes", type=int, default=None, help="fewshot: test episodes per K (600)"

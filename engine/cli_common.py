@@ -122,6 +122,16 @@ def best_metric(summary: dict) -> str | None:
     return None
 
 
+def shot_list(text: str) -> list[int]:
+    """ "1,5,10" -> [1, 5, 10], for --test-shots."""
+    try:
+        return sorted({int(t) for t in text.replace(" ", "").split(",") if t})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"shots must be whole numbers like 1,5,10; got {text!r}"
+        ) from None
+
+
 def epoch_list(text: str) -> list[int] | None:
     try:
         return parse_epoch_list(text)

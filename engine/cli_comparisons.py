@@ -23,7 +23,12 @@ def cmd_compare(a: argparse.Namespace) -> int:
     a.episodes_per_epoch, a.no_mlp_head = None, False
     a.snapshot_every = a.snapshot_epochs = None  # the kind's defaults
     base = config_from_flags(a)
-    check_source(base.data.name, base.data.path)
+    if base.kind == "fewshot":
+        from engine.data.episodes import check_fewshot_source
+
+        check_fewshot_source(base.data.name, base.data.path)
+    else:
+        check_source(base.data.name, base.data.path)
     group = groups.create_group(
         a.preset, base, a.runs_dir, include_scratch=not a.no_scratch,
         ssl_weights=a.ssl_weights, sequential=not a.at_once, include_frozen=not a.no_frozen,

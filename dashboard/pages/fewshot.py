@@ -11,9 +11,8 @@ import streamlit as st
 from dashboard import widgets
 from engine import groups, runs
 from engine.config import ConfigError, DataConfig, FewShotConfig, OptimConfig
-from engine.data import check_source
-from engine.data.episodes import load_fewshot
-from engine.experiments.fewshot import episode_from_images, look_at_episode, test_loader
+from engine.data.episodes import check_fewshot_source, load_fewshot
+from engine.experiments.fewshot import episode_from_images, evaluation_loader, look_at_episode
 from engine.layout import RunLayout
 from engine.models.loading import load_run_model
 from engine.models.protonet import DISTANCES
@@ -58,7 +57,7 @@ def new_runs_form() -> None:
             epochs=int(epochs), episodes_per_epoch=int(episodes), distance=distance,
             train_way=int(way), train_shot=int(shot),
         ).validate()  # fmt: skip
-        check_source(base.data.name, base.data.path)
+        check_fewshot_source(base.data.name, base.data.path)
         if grid:
             group = groups.create_group(GRID, base, widgets.runs_dir())
             groups.launch_group(group, widgets.runs_dir())
@@ -141,7 +140,7 @@ def episode_viewer(run: runs.RunSummary, lm) -> None:
     number = int(c2.number_input(f"Test episode (0 … {cfg.test_episodes - 1})", 0,
                                  cfg.test_episodes - 1, 0, key="fs_episode"))  # fmt: skip
     try:
-        loader = test_loader(cfg, splits, shots, lm.mean, lm.std, "cpu")
+        loader = evaluation_loader(cfg, splits, shots, lm.mean, lm.std, "cpu")
     except ValueError as e:
         widgets.show_error(e)
         return

@@ -169,6 +169,31 @@ def read_episode_csv(path: str | Path, names: list[str]) -> list[dict]:
 DIGITS_META_TEST = [str(c) for c in range(5, 10)]
 
 
+def check_fewshot_source(name: str, path: str | None) -> None:
+    """Cheap checks before a few-shot run starts: the folders exist, and the meta-train and
+    meta-test classes are disjoint (the image folders of classification want the opposite)."""
+    from engine.data.sources import _class_dirs, _existing_dir
+
+    if name == "digits":
+        return
+    if not path:
+        raise DataError(f"the {name!r} dataset needs a folder path")
+    root = _existing_dir(path)
+    splits = [root / s for s in ("train", "val", "test") if (root / s).is_dir()]
+    if root / "train" not in splits or len(splits) < 2:
+        raise DataError(
+            f"{root} must hold train/<class>/ (meta-train classes) and test/<class>/ or "
+            "val/<class>/ (meta-test classes), as mini-ImageNet"
+        )
+    seen: dict[str, str] = {}
+    for folder in splits:
+        for c in _class_dirs(folder):
+            if c in seen:
+                raise DataError(f"class {c!r} is in both {seen[c]}/ and {folder.name}/ of "
+                                f"{root}; few-shot splits must have disjoint classes")  # fmt: skip
+            seen[c] = folder.name
+
+
 def load_fewshot(cfg) -> Splits:
     """Splits for few-shot learning (labels index `classes`): train = meta-train classes,
     val = validation episodes' images, test = the meta-test classes, never trained on.

@@ -6,7 +6,6 @@ penultimate embeddings and the confusion matrix at the snapshot epochs.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -149,10 +148,10 @@ def fit_classifier(
         torch.set_num_threads(cfg.resolved_cpu_threads())
     torch.manual_seed(cfg.seed)
     splits = load(cfg)
-    if on_data is not None:
-        on_data(splits, math.ceil(len(splits.train) / cfg.batch_size) * cfg.epochs)
-
     p = prepare(cfg, splits, device)
+    train_loader = p.loader(splits.train, True, cfg.data.augment)
+    if on_data is not None:  # steps: batches, or episodes for few-shot
+        on_data(splits, len(train_loader) * cfg.epochs)
     if on_model is not None:
         on_model(p.info)
     if p.snapshots is not None:
@@ -167,7 +166,7 @@ def fit_classifier(
         model=p.model,
         optimizer=p.optimizer,
         scheduler=p.scheduler,
-        train_loader=p.loader(splits.train, True, cfg.data.augment),
+        train_loader=train_loader,
         val_loader=p.loader(splits.val, False, False),
         epochs=cfg.epochs,
         checkpoint_dir=layout.checkpoints,

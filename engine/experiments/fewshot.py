@@ -31,7 +31,7 @@ from engine.train.trainer import eval_mode
 EVAL_SEED = 1_000  # evaluation episodes: their own seeds, fixed for every run of a dataset
 
 
-def test_loader(cfg: FewShotConfig, splits: Splits, shots: int, mean, std, device,
+def evaluation_loader(cfg: FewShotConfig, splits: Splits, shots: int, mean, std, device,
                 embed=None) -> EpisodeLoader:  # fmt: skip
     """The fixed test episodes for K = `shots`: the same for every run on this data."""
     sampler = EpisodeSampler(
@@ -81,6 +81,9 @@ def prepare(cfg: FewShotConfig, splits: Splits, device: torch.device) -> Prepare
         print(f"{cfg.train_way}-way training asked; the meta-train classes are {train_classes}: "
               f"training {way}-way", flush=True)  # fmt: skip
 
+    for shots in cfg.test_shots:  # a test that cannot be drawn fails now, not after training
+        evaluation_loader(cfg, splits, shots, mean, std, device)
+
     def loader(data: ImageSet, shuffle: bool = False, augment: bool = False) -> EpisodeLoader:
         if shuffle:  # the training episodes: new ones every epoch
             sampler = EpisodeSampler(data.labels, way, cfg.train_shot, cfg.train_query,
@@ -102,7 +105,9 @@ def prepare(cfg: FewShotConfig, splits: Splits, device: torch.device) -> Prepare
         out, step, epoch = {}, trainer.state.global_step, trainer.state.epoch
         for shots in cfg.test_shots:
             started = time.perf_counter()
-            r = trainer.evaluate(test_loader(cfg, splits, shots, mean, std, device, model.embed))
+            r = trainer.evaluate(
+                evaluation_loader(cfg, splits, shots, mean, std, device, model.embed)
+            )
             seconds = time.perf_counter() - started
             ci = r.metrics["acc_ci95"]
             for name, value in ((f"acc_{shots}shot", r.acc), (f"ci95_{shots}shot", ci),
