@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--test-episodes", type=int, default=None, help="fewshot: test episodes per K (600)"
     )
+    t.add_argument("--test-way", type=int, default=None, help="fewshot: N of the test episodes (5)")
+    t.add_argument("--episodes-csv", default=None, metavar="FILE",
+                   help="fewshot: also test on this fixed episode file (with train.csv / "
+                   "val.csv image lists)")  # fmt: skip
     t.add_argument("--episodes-per-epoch", type=int, default=None,
                    help="fewshot: training episodes per epoch (100)")  # fmt: skip
     t.add_argument(

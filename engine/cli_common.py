@@ -77,7 +77,7 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
             "--kind segment"
         )
     fewshot_flags = (a.distance, a.no_mlp_head, a.train_way, a.train_shot, a.test_shots,
-                     a.test_episodes, a.episodes_per_epoch)  # fmt: skip
+                     a.test_episodes, a.episodes_per_epoch, a.episodes_csv, a.test_way)  # fmt: skip
     if isinstance(cfg, FewShotConfig):
         cfg.distance = given(a.distance, cfg.distance)
         cfg.mlp_head = not a.no_mlp_head
@@ -86,10 +86,13 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
         cfg.test_shots = given(a.test_shots, cfg.test_shots)
         cfg.test_episodes = given(a.test_episodes, cfg.test_episodes)
         cfg.episodes_per_epoch = given(a.episodes_per_epoch, cfg.episodes_per_epoch)
-    elif fewshot_flags != (None, False, None, None, None, None, None):
+        cfg.episodes_csv = a.episodes_csv
+        cfg.test_way = given(a.test_way, cfg.test_way)
+    elif fewshot_flags != (None, False, None, None, None, None, None, None, None):
         raise ConfigError(
             "--distance, --no-mlp-head, --train-way, --train-shot, --test-shots, "
-            "--test-episodes and --episodes-per-epoch need --kind fewshot"
+            "--test-way, --test-episodes, --episodes-per-epoch and --episodes-csv need "
+            "--kind fewshot"
         )
     return cfg.validate()
 
@@ -105,6 +108,9 @@ def print_summary(summary: dict) -> None:
     for key, r in summary.items():  # few-shot: each K's accuracy over its test episodes
         if key.startswith("test_") and key.endswith("shot") and isinstance(r, dict):
             parts.append(f"{key[5:]} {r['acc']:.2%} ± {r['ci95']:.2%}")
+    if isinstance(summary.get("test_csv"), dict):
+        r = summary["test_csv"]
+        parts.append(f"episode file ({r['episodes']} episodes) {r['acc']:.2%} ± {r['ci95']:.2%}")
     if any(k.endswith("shot") and k.startswith("test_") for k in summary):
         print(", ".join(parts))
         return

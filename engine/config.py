@@ -377,7 +377,14 @@ class FewShotConfig(RunConfig):
     test_episodes: int = 600
     val_episodes: int = 100
     meta_test_classes: list[str] = field(default_factory=list)  # digits: [] = 5..9
+    # A fixed list of test episodes (the course's CSV: episode_id, class<i>_support<j>...,
+    # query<k>...), evaluated as well, on image-list data (train.csv / val.csv).
+    episodes_csv: str | None = None
     label: str = ""
+
+    def resolve_for_run(self) -> None:
+        if self.episodes_csv:  # the run's process may start elsewhere
+            self.episodes_csv = str(Path(self.episodes_csv).expanduser().resolve())
 
     def validate_model(self) -> None:
         from engine.models.protonet import DISTANCES

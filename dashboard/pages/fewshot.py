@@ -290,6 +290,10 @@ with training:
     st.plotly_chart(widgets.training_curves(events), key="fs_curves")
     st.caption("One training step is one episode: loss and accuracy of its queries.")
     mine = results_of([run.path])
+    given = (run.status.get("summary") or {}).get("test_csv")
+    if isinstance(given, dict):
+        st.markdown(f"Episode file `{given.get('file')}`: {given['episodes']} episodes, "
+                    f"**{given['acc']:.2%} ± {given['ci95']:.2%}**")  # fmt: skip
     if mine:
         st.dataframe([{"K": r["K"], "accuracy": f"{r['acc']:.2%} ± {r['ci95']:.2%}",
                        "seconds for the test episodes": r["seconds"]} for r in mine],

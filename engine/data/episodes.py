@@ -28,6 +28,20 @@ class EpisodeIndex:
     classes: np.ndarray
     support: np.ndarray
     query: np.ndarray
+    query_labels: np.ndarray | None = None  # None: class-major, Q per class (sampled)
+
+
+class FixedEpisodes:
+    """A sampler-like list of given episodes (an episode file's), N-way K-shot each."""
+
+    def __init__(self, episodes: list[EpisodeIndex]) -> None:
+        self.episodes = episodes
+        self.n_way = len(episodes[0].classes)
+        self.k_shot = len(episodes[0].support) // self.n_way
+        self.q_query = len(episodes[0].query) // self.n_way
+
+    def episode(self, i: int) -> EpisodeIndex:
+        return self.episodes[i]
 
 
 class EpisodeSampler:
@@ -106,7 +120,10 @@ class EpisodeLoader:
             take(query),
             embedded=table is not None,
         )
-        labels = torch.arange(s.n_way, device=self.device).repeat_interleave(s.q_query)
+        if ix.query_labels is not None:
+            labels = torch.as_tensor(ix.query_labels, device=self.device)
+        else:
+            labels = torch.arange(s.n_way, device=self.device).repeat_interleave(s.q_query)
         return episode, labels, ix
 
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple]:
@@ -169,6 +186,89 @@ def read_episode_csv(path: str | Path, names: list[str]) -> list[dict]:
 DIGITS_META_TEST = [str(c) for c in range(5, 10)]
 
 
+def read_image_list(path: Path, size: int):
+    """A `filename,label` CSV (an `id` column may come first), as the seed's course gives
+    mini-ImageNet: images under `<csv stem>/` beside it, or beside it. Returns (images,
+    label names per image, file names)."""
+    from engine.data.sources import read_image
+
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise DataError(f"cannot read image list {path}: {e.strerror}") from None
+    if not rows or not {"filename", "label"} <= set(rows[0]):
+        raise DataError(f"{path}: expected a header with filename and label columns")
+    folder = path.parent / path.stem if (path.parent / path.stem).is_dir() else path.parent
+    images = []
+    for line, row in enumerate(rows, start=2):
+        file = folder / row["filename"]
+        if not file.is_file():
+            raise DataError(f"{path}, line {line}: {row['filename']} is not in {folder}")
+        images.append(read_image(file, size))
+    return torch.stack(images), [r["label"] for r in rows], [r["filename"] for r in rows]
+
+
+def _load_lists(root: Path, size: int, val_fraction: float, seed: int) -> Splits:
+    """train.csv (meta-train), test.csv or else val.csv (meta-test), and val.csv as the
+    validation classes when test.csv is there too."""
+    from engine.data.datasets import _split
+
+    files = {"train": root / "train.csv"}
+    if (root / "test.csv").is_file():
+        files["test"] = root / "test.csv"
+        if (root / "val.csv").is_file():
+            files["val"] = root / "val.csv"
+    elif (root / "val.csv").is_file():
+        files["test"] = root / "val.csv"
+    else:
+        raise DataError(
+            f"{root} has train.csv but no val.csv or test.csv for the meta-test classes"
+        )
+    parts, classes, names = {}, [], []
+    for split, path in files.items():
+        x, labels, filenames = read_image_list(path, size)
+        mine = sorted(set(labels))
+        clash = sorted(set(mine) & set(classes))
+        if clash:
+            raise DataError(f"{path} repeats classes of another list: {', '.join(clash[:5])}; "
+                            "few-shot splits must have disjoint classes")  # fmt: skip
+        index = {c: len(classes) + i for i, c in enumerate(mine)}
+        classes += mine
+        y = torch.tensor([index[c] for c in labels])
+        parts[split] = ImageSet(x, y, torch.arange(len(names), len(names) + len(y)))
+        names += filenames
+    if "val" not in parts:
+        train = parts["train"]
+        rest, held = _split(np.arange(len(train)), train.labels.numpy(), val_fraction, seed)
+        parts["train"], parts["val"] = train.subset(rest), train.subset(held)
+    source = f"few-shot image lists in {root} ({', '.join(p.name for p in files.values())})"
+    return Splits(parts["train"], parts["val"], parts["test"], classes, source, names=names)
+
+
+def episodes_from_csv(path: str | Path, splits: Splits) -> list[EpisodeIndex]:
+    """The fixed test episodes of an episode file, as positions in `splits.test`; each
+    query's episode label is its class's place among the episode's support classes."""
+    if splits.names is None:
+        raise DataError(f"{path}: episode files name images, so the data must be image lists "
+                        "(train.csv / val.csv)")  # fmt: skip
+    ids = splits.test.ids.tolist()
+    position = {splits.names[i]: p for p, i in enumerate(ids)}
+    out = []
+    for ep in read_episode_csv(path, [splits.names[i] for i in ids]):
+        support = [[position[f] for f in files] for files in ep["support"]]
+        labels = splits.test.labels.numpy()
+        classes = np.array([labels[s[0]] for s in support])
+        query = np.array([position[f] for f in ep["query"]])
+        if not np.isin(labels[query], classes).all():
+            raise DataError(
+                f"{path}, episode {ep['id']}: a query is of none of its support classes"
+            )
+        query_labels = np.array([int(np.flatnonzero(classes == c)[0]) for c in labels[query]])
+        out.append(EpisodeIndex(classes, np.concatenate(support), query, query_labels))
+    return out
+
+
 def check_fewshot_source(name: str, path: str | None) -> None:
     """Cheap checks before a few-shot run starts: the folders exist, and the meta-train and
     meta-test classes are disjoint (the image folders of classification want the opposite)."""
@@ -179,6 +279,10 @@ def check_fewshot_source(name: str, path: str | None) -> None:
     if not path:
         raise DataError(f"the {name!r} dataset needs a folder path")
     root = _existing_dir(path)
+    if (root / "train.csv").is_file():
+        if not ((root / "val.csv").is_file() or (root / "test.csv").is_file()):
+            raise DataError(f"{root} has train.csv but no val.csv or test.csv")
+        return
     splits = [root / s for s in ("train", "val", "test") if (root / s).is_dir()]
     if root / "train" not in splits or len(splits) < 2:
         raise DataError(
@@ -226,6 +330,8 @@ def load_fewshot(cfg) -> Splits:
                   f"{', '.join(c for c in classes if c not in test_names)}, meta-test {', '.join(test_names)}")  # fmt: skip
         return Splits(train.subset(rest), train.subset(held), test, classes, source)
     root = _existing_dir(d.path)
+    if (root / "train.csv").is_file():
+        return _load_lists(root, size, d.val_fraction, d.split_seed)
     test_dir = root / "test" if (root / "test").is_dir() else root / "val"
     if not (root / "train").is_dir() or not test_dir.is_dir():
         raise DataError(

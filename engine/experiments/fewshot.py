@@ -19,7 +19,13 @@ import torch
 from engine.atomic import save_npz
 from engine.config import FewShotConfig
 from engine.data import ImageSet, Splits
-from engine.data.episodes import EpisodeLoader, EpisodeSampler, load_fewshot
+from engine.data.episodes import (
+    EpisodeLoader,
+    EpisodeSampler,
+    FixedEpisodes,
+    episodes_from_csv,
+    load_fewshot,
+)
 from engine.experiments.classify import Prepared, fit_classifier, parameter_counts
 from engine.layout import RunLayout
 from engine.models.protonet import Episode, PrototypicalNetwork
@@ -36,7 +42,7 @@ def evaluation_loader(cfg: FewShotConfig, splits: Splits, shots: int, mean, std,
     """The fixed test episodes for K = `shots`: the same for every run on this data."""
     sampler = EpisodeSampler(
         splits.test.labels, cfg.test_way, shots, cfg.test_query, seed=EVAL_SEED + shots,
-        class_names=splits.classes, source="the meta-test classes",
+        class_names=splits.classes, source="the meta-test set",
     )  # fmt: skip
     return EpisodeLoader(splits.test, sampler, cfg.test_episodes, mean, std, device, fixed=True,
                          embed=embed)  # fmt: skip
@@ -83,17 +89,18 @@ def prepare(cfg: FewShotConfig, splits: Splits, device: torch.device) -> Prepare
 
     for shots in cfg.test_shots:  # a test that cannot be drawn fails now, not after training
         evaluation_loader(cfg, splits, shots, mean, std, device)
+    given = episodes_from_csv(cfg.episodes_csv, splits) if cfg.episodes_csv else []
 
     def loader(data: ImageSet, shuffle: bool = False, augment: bool = False) -> EpisodeLoader:
         if shuffle:  # the training episodes: new ones every epoch
             sampler = EpisodeSampler(data.labels, way, cfg.train_shot, cfg.train_query,
                                      seed=cfg.seed, class_names=splits.classes,
-                                     source="the meta-train classes")  # fmt: skip
+                                     source="the meta-train set")  # fmt: skip
             return EpisodeLoader(data, sampler, cfg.episodes_per_epoch, mean, std, device)
         val_way = min(cfg.test_way, len(data.labels.unique()))
         sampler = EpisodeSampler(data.labels, val_way, cfg.train_shot, cfg.test_query,
                                  seed=EVAL_SEED, class_names=splits.classes,
-                                 source="the validation images")  # fmt: skip
+                                 source="the validation set")  # fmt: skip
         return EpisodeLoader(data, sampler, cfg.val_episodes, mean, std, device, fixed=True,
                              embed=model.embed)  # fmt: skip
 
@@ -114,6 +121,17 @@ def prepare(cfg: FewShotConfig, splits: Splits, device: torch.device) -> Prepare
                                 (f"eval_seconds_{shots}shot", seconds)):  # fmt: skip
                 events.emit(name, value, split="test", epoch=epoch, step=step)
             out[f"test_{shots}shot"] = {"acc": r.acc, "ci95": ci, "seconds": seconds}
+        if given:  # the episode file's episodes too
+            started = time.perf_counter()
+            loader = EpisodeLoader(splits.test, FixedEpisodes(given), len(given), mean, std,
+                                   device, fixed=True, embed=model.embed)  # fmt: skip
+            r = trainer.evaluate(loader)
+            seconds = time.perf_counter() - started
+            ci = r.metrics["acc_ci95"]
+            for name, value in (("acc_csv", r.acc), ("ci95_csv", ci)):
+                events.emit(name, value, split="test", epoch=epoch, step=step)
+            out["test_csv"] = {"acc": r.acc, "ci95": ci, "seconds": seconds,
+                               "episodes": len(given), "file": cfg.episodes_csv}  # fmt: skip
         first = cfg.train_shot if cfg.train_shot in cfg.test_shots else cfg.test_shots[0]
         out["test_acc"] = out[f"test_{first}shot"]["acc"]
         out["test_ci95"] = out[f"test_{first}shot"]["ci95"]
