@@ -101,15 +101,22 @@ def run_picker(
         all_runs = [r for r in all_runs if RunLayout(r.path).embedding_epochs()]
     if not all_runs:
         return None
-    ids = [r.run_id for r in all_runs]
-    current = st.session_state.get("run")
-    index = ids.index(current) if current in ids else 0
     by_id = {r.run_id: r for r in all_runs}
-    chosen = st.selectbox(
-        label, ids, index=index, key=key, format_func=lambda i: run_label(by_id[i])
-    )
-    st.session_state["run"] = chosen
+    chosen = remembered_select(label, list(by_id), "run", lambda i: run_label(by_id[i]), key=key)
     return by_id[chosen]
+
+
+def remembered_select(label: str, options: list, remember: str, format_func=str, where=st,
+                      key: str | None = None):  # fmt: skip
+    """A selectbox that starts on `session_state[remember]` when it is still an option (the
+    first one otherwise) and stores the choice there: pages share what was last looked at."""
+    current = st.session_state.get(remember)
+    chosen = where.selectbox(
+        label, options, index=options.index(current) if current in options else 0,
+        format_func=format_func, key=key,
+    )  # fmt: skip
+    st.session_state[remember] = chosen
+    return chosen
 
 
 def no_runs_message(what: str = "runs") -> None:

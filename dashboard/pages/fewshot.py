@@ -266,13 +266,10 @@ if not found:
     st.info("No few-shot run has a checkpoint yet: start one above.")
     st.stop()
 by_id = {r.run_id: r for r in found}
-ids = list(by_id)
-current = st.session_state.get("fewshot_run")
-run = by_id[st.selectbox(
-    "Run", ids, index=ids.index(current) if current in ids else 0,
-    format_func=lambda i: widgets.run_label(by_id[i]) + " · " + str(by_id[i].config.get("distance")),
+run = by_id[widgets.remembered_select(
+    "Run", list(by_id), "fewshot_run",
+    lambda i: widgets.run_label(by_id[i]) + " · " + str(by_id[i].config.get("distance")),
 )]  # fmt: skip
-st.session_state["fewshot_run"] = run.run_id
 try:
     lm = model_of(str(run.path), RunLayout(run.path).best_checkpoint.stat().st_mtime_ns)
 except Exception as e:  # a damaged checkpoint: say so, keep the page

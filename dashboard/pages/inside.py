@@ -80,11 +80,9 @@ if source == "run":
         c2.info("No run has a checkpoint yet; start one on the Home or Train page.")
         st.stop()
     by_id = {r.run_id: r for r in finished}
-    current = st.session_state.get("run")
-    run_id = c2.selectbox(
-        "Run", list(by_id), index=list(by_id).index(current) if current in by_id else 0,
-        format_func=lambda i: widgets.run_label(by_id[i]),
-    )  # fmt: skip
+    run_id = widgets.remembered_select(
+        "Run", list(by_id), "run", lambda i: widgets.run_label(by_id[i]), where=c2
+    )
     key = str(by_id[run_id].path)
     stamp = RunLayout(by_id[run_id].path).best_checkpoint.stat().st_mtime_ns
 else:

@@ -349,11 +349,7 @@ options = views()
 if not options:
     st.info("No segmentation runs yet: start one above.")
     st.stop()
-keys = list(options)
-current = st.session_state.get("seg_view")
-view = st.selectbox("Show", keys, index=keys.index(current) if current in keys else 0,
-                    format_func=options.get)  # fmt: skip
-st.session_state["seg_view"] = view
+view = widgets.remembered_select("Show", list(options), "seg_view", options.get)
 kind, _, ident = view.partition(":")
 try:
     watched = (

@@ -312,13 +312,9 @@ if not valid:
     st.stop()
 
 by_id = {g.group_id: g for g in valid}
-ids = list(by_id)
-current = st.session_state.get("group")
-chosen = st.selectbox(
-    "Comparison", ids, index=ids.index(current) if current in ids else 0,
-    format_func=lambda i: f"{i} · {len(by_id[i].rows)} rows",
-)  # fmt: skip
-st.session_state["group"] = chosen
+chosen = widgets.remembered_select(
+    "Comparison", list(by_id), "group", lambda i: f"{i} · {len(by_id[i].rows)} rows"
+)
 group = by_id[chosen]
 st.caption(group.name)
 group_controls(group)
