@@ -3,6 +3,7 @@ class, queries with their predictions, embeddings with prototypes), training cur
 K x distance table with 95% confidence intervals, and episodes of the user's own images."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import plotly.graph_objects as go
@@ -77,8 +78,10 @@ def model_of(run_dir: str, stamp: int):
 
 
 @st.cache_resource(show_spinner="Loading the meta-test images…", max_entries=2)
-def data_of(config_json: str):
-    return load_fewshot(FewShotConfig.from_json(config_json))
+def data_of(data_json: str, meta_test: tuple[str, ...]):
+    """The splits, shared by every run on the same data (not reloaded per run)."""
+    data = DataConfig(**json.loads(data_json))
+    return load_fewshot(FewShotConfig(data=data, meta_test_classes=list(meta_test)))
 
 
 def fewshot_runs() -> list[runs.RunSummary]:
@@ -131,7 +134,7 @@ def projection(look, names: list[str], true: np.ndarray) -> go.Figure:
 def episode_viewer(run: runs.RunSummary, lm) -> None:
     cfg = FewShotConfig.from_dict(run.config)
     try:
-        splits = data_of(cfg.to_json())
+        splits = data_of(json.dumps(asdict(cfg.data), sort_keys=True), tuple(cfg.meta_test_classes))
     except Exception as e:  # the data moved or changed: say so, keep the page
         widgets.show_error(e)
         return
