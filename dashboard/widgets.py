@@ -270,8 +270,9 @@ def tile_grid(images: np.ndarray, rows: int, labels: list[str], ok: list[bool],
               scale: int = 1) -> np.ndarray:  # fmt: skip
     """(n, 3, H, W) uint8 images -> one (R, C) mosaic: each tile framed green (ok) or red,
     with its label written in its corner. One picture instead of dozens of elements."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
+    font = ImageFont.load_default(size=14)
     n, _, h, w = images.shape
     cols = -(-n // rows)
     pad, th, tw = 3, h * scale, w * scale
@@ -284,9 +285,9 @@ def tile_grid(images: np.ndarray, rows: int, labels: list[str], ok: list[bool],
         draw.rectangle([x0, y0, x0 + tw + 2 * pad - 1, y0 + th + 2 * pad - 1],
                        fill="#2ca02c" if ok[i] else "#d62728")  # fmt: skip
         canvas.paste(tile.resize((tw, th), Image.Resampling.NEAREST), (x0 + pad, y0 + pad))
-        draw.rectangle([x0 + pad, y0 + pad, x0 + pad + 7 * len(labels[i]) + 4, y0 + pad + 12],
-                       fill="white")  # fmt: skip
-        draw.text((x0 + pad + 2, y0 + pad), labels[i], fill="black")
+        box = draw.textbbox((x0 + pad + 2, y0 + pad), labels[i], font=font)
+        draw.rectangle([x0 + pad, y0 + pad, box[2] + 2, box[3] + 2], fill="white")
+        draw.text((x0 + pad + 2, y0 + pad), labels[i], fill="black", font=font)
     return np.asarray(canvas)
 
 

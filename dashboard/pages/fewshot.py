@@ -182,7 +182,9 @@ def per_k_chart(rows: list[dict]) -> go.Figure:
             mode="lines+markers", line=dict(color=widgets.PALETTE[k % 10]),
             error_y=dict(type="data", array=[r["ci95"] for r in mine], visible=True),
         ))  # fmt: skip
-    fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="K (shots)",
+    shots = sorted({r["K"] for r in rows})
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis=dict(title="K (shots)", tickvals=shots),
                       yaxis=dict(title="accuracy", tickformat=".0%"),
                       title="5-way accuracy vs K, 95% confidence intervals")  # fmt: skip
     return fig
@@ -226,7 +228,9 @@ def grid_view() -> None:
     cells = {}
     for r in rows:
         cells.setdefault(r["distance"], {})[f"K = {r['K']}"] = f"{r['acc']:.2%} ± {r['ci95']:.2%}"
-    st.dataframe([{"distance": d, **cells[d]} for d in DISTANCES if d in cells], hide_index=True)
+    ks = sorted({r["K"] for r in rows})
+    st.dataframe([{"distance": d, **{f"K = {k}": cells[d].get(f"K = {k}", "–") for k in ks}}
+                  for d in DISTANCES if d in cells], hide_index=True)  # fmt: skip
     st.plotly_chart(per_k_chart(rows), key="fs_grid_chart")
 
 
@@ -271,7 +275,8 @@ if not found:
 by_id = {r.run_id: r for r in found}
 run = by_id[widgets.remembered_select(
     "Run", list(by_id), "fewshot_run",
-    lambda i: widgets.run_label(by_id[i]) + " · " + str(by_id[i].config.get("distance")),
+    lambda i: widgets.run_label(by_id[i])
+    + ("" if by_id[i].config.get("name") else f" · {by_id[i].config.get('distance')}"),
 )]  # fmt: skip
 try:
     lm = model_of(str(run.path), RunLayout(run.path).best_checkpoint.stat().st_mtime_ns)
