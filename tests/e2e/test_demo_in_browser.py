@@ -40,6 +40,7 @@ def test_demo_trains_live_and_every_page_renders(browser, tmp_path):
             ("inside", "Top-5 predictions"),
             ("dynamic", "dynamic-vs-static"),
             ("segmentation", "No segmentation runs yet"),
+            ("fewshot", "No few-shot run has a checkpoint yet"),
             ("", "Start the demo"),
         ]:
             page.goto(f"{url}/{path}")
