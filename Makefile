@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/frozen_features.py
 	$(PY) bench/feature_vis.py
+	$(PY) bench/fewshot_eval.py
 	@if [ -x /usr/bin/chromium ] && $(PY) -c "import playwright" 2>/dev/null; then \
 		$(PY) bench/demo_timing.py; \
 	else echo "skipping bench/demo_timing.py: needs chromium and playwright (make test-e2e installs it)"; fi
