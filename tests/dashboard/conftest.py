@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -61,7 +62,20 @@ def train_group(root: Path, preset: str, base, **options):
     return root, group
 
 
+def _link_checkpoints(src: str, dst: str) -> None:
+    # Checkpoints are hundreds of MB per template and pages only read them; the engine
+    # replaces them by rename, never in place, so a hard link cannot leak a change back.
+    if src.endswith(".pt"):
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass  # another file system: copy
+    shutil.copy2(src, dst)
+
+
 def private_copy(runs_dir: Path, template: Path) -> None:
-    """Replace `runs_dir` by a copy of `template`, so a test may change or damage it."""
+    """Replace `runs_dir` by a copy of `template`, so a test may change or damage it
+    (everything but the checkpoints, which are shared read-only)."""
     shutil.rmtree(runs_dir)
-    shutil.copytree(template, runs_dir)
+    shutil.copytree(template, runs_dir, copy_function=_link_checkpoints)
