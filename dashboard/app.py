@@ -23,6 +23,7 @@ nav = st.navigation(
         st.Page(PAGES / "dynamic.py", title="Dynamic filters", icon="🎛️"),
         st.Page(PAGES / "segmentation.py", title="Segmentation", icon="🗺️"),
         st.Page(PAGES / "fewshot.py", title="Few-shot", icon="🧩"),
+        st.Page(PAGES / "ssl.py", title="Self-supervised", icon="🪞"),
     ]
 )
 from engine.worker import prewarm  # noqa: E402

@@ -267,9 +267,10 @@ def animation_controls(frames: list[str], active: int, y: float = -0.02) -> dict
 
 
 def tile_grid(images: np.ndarray, rows: int, labels: list[str], ok: list[bool],
-              scale: int = 1) -> np.ndarray:  # fmt: skip
-    """(n, 3, H, W) uint8 images -> one (R, C) mosaic: each tile framed green (ok) or red,
-    with its label written in its corner. One picture instead of dozens of elements."""
+              scale: int = 1, frame: str | None = None) -> np.ndarray:  # fmt: skip
+    """(n, 3, H, W) uint8 images -> one (R, C) mosaic: each tile framed green (ok) or red (or
+    all in `frame`), with its label written in its corner. One picture instead of dozens of
+    elements."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=14)
@@ -283,8 +284,10 @@ def tile_grid(images: np.ndarray, rows: int, labels: list[str], ok: list[bool],
         x0, y0 = c * (tw + 2 * pad + 2), r * (th + 2 * pad + 2)
         tile = Image.fromarray(np.ascontiguousarray(images[i].transpose(1, 2, 0)))
         draw.rectangle([x0, y0, x0 + tw + 2 * pad - 1, y0 + th + 2 * pad - 1],
-                       fill="#2ca02c" if ok[i] else "#d62728")  # fmt: skip
+                       fill=frame or ("#2ca02c" if ok[i] else "#d62728"))  # fmt: skip
         canvas.paste(tile.resize((tw, th), Image.Resampling.NEAREST), (x0 + pad, y0 + pad))
+        if not labels[i]:
+            continue
         box = draw.textbbox((x0 + pad + 2, y0 + pad), labels[i], font=font)
         draw.rectangle([x0 + pad, y0 + pad, box[2] + 2, box[3] + 2], fill="white")
         draw.text((x0 + pad + 2, y0 + pad), labels[i], fill="black", font=font)

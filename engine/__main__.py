@@ -196,14 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind", default="classify", choices=list(CONFIG_KINDS),
         help="classify: a model from the registry; transfer: a pretrained backbone + new head; "
         "dynamic_filter: seed 002's per-class generated filters; segment: land-cover "
-        "segmentation (seed 001); fewshot: prototypical networks (seed 000)",
+        "segmentation (seed 001); fewshot: prototypical networks (seed 000); ssl: BYOL "
+        "self-supervised pretraining of a backbone (seeds 000, 001)",
     )  # fmt: skip
     add_data_and_optim_flags(t)
     t.add_argument(
         "--model", default=None,
         help="model (classify; default small_cnn), backbone (transfer; default "
         "efficientnet_lite0, see `weights list`) or segmentation model (segment; default "
-        "fcn8s_lite0; also fcn32s, unet_small, fcn_resnet50, deeplabv3_resnet50)",
+        "fcn8s_lite0; also fcn32s, unet_small, fcn_resnet50, deeplabv3_resnet50) or the "
+        "backbone BYOL pretrains (ssl; default resnet18)",
     )  # fmt: skip
     t.add_argument("--mode", default="finetune", choices=TRANSFER_MODES, help="transfer mode")
     t.add_argument(
@@ -253,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "val.csv image lists)")  # fmt: skip
     t.add_argument("--episodes-per-epoch", type=int, default=None,
                    help="fewshot: training episodes per epoch (100)")  # fmt: skip
+    t.add_argument("--projection-dim", type=int, default=None,
+                   help="ssl: BYOL's projection size (256)")  # fmt: skip
+    t.add_argument("--base-momentum", type=float, default=None,
+                   help="ssl: the target's moving average at step 0, cosine to 1 (0.996)")  # fmt: skip
+    t.add_argument("--crop-scale-min", type=float, default=None,
+                   help="ssl: random resized crops keep at least this area (0.2)")  # fmt: skip
+    t.add_argument(
+        "--knn-k", type=int, default=None, help="ssl: neighbours of the kNN monitor (20)"
+    )
     t.add_argument(
         "--snapshot-every", type=int, default=None,
         help="snapshots (embeddings + confusion matrix; masks for segment) at epoch 1, every "
@@ -288,7 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--no-frozen", action="store_true", help="dynamic-vs-static: no frozen-backbone row"
     )
-    c.add_argument("--ssl-weights", default=None, help="a-e: the self-supervised backbone file")
+    c.add_argument(
+        "--ssl-weights", default=None, metavar="RUN_OR_FILE",
+        help="a-e, rows C and E: a BYOL run (folder or id) or its backbone file",
+    )  # fmt: skip
+    c.add_argument(
+        "--supervised-weights", default="imagenet", metavar="RUN_OR_FILE",
+        help="a-e, rows B and D: 'imagenet' (when cached), or a supervised run (e.g. a transfer "
+        "run from scratch on other classes) or weight file",
+    )  # fmt: skip
     c.add_argument("--background", action="store_true", help="queue the runs and return at once")
     c.add_argument(
         "--at-once", action="store_true",

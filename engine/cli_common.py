@@ -18,6 +18,7 @@ from engine.config import (
     OptimConfig,
     RunConfig,
     SegmentConfig,
+    SSLConfig,
     TransferConfig,
     parse_epoch_list,
 )
@@ -43,7 +44,7 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
         name=a.name or "",
         data=DataConfig(
             name=given(a.dataset, d.data.name), path=a.data_path, augment=a.augment,
-            image_size=given(a.image_size, d.data.image_size),
+            image_size=given(a.image_size, d.data.image_size), classes=a.classes or [],
         ),
         model=ModelConfig(name=given(a.model, d.model.name)),
         optim=OptimConfig(
@@ -94,6 +95,16 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
             "--test-way, --test-episodes, --episodes-per-epoch and --episodes-csv need "
             "--kind fewshot"
         )
+    ssl_flags = (a.projection_dim, a.base_momentum, a.crop_scale_min, a.knn_k)
+    if isinstance(cfg, SSLConfig):
+        cfg.projection_dim = given(a.projection_dim, cfg.projection_dim)
+        cfg.base_momentum = given(a.base_momentum, cfg.base_momentum)
+        cfg.crop_scale_min = given(a.crop_scale_min, cfg.crop_scale_min)
+        cfg.knn_k = given(a.knn_k, cfg.knn_k)
+    elif ssl_flags != (None,) * 4:
+        raise ConfigError(
+            "--projection-dim, --base-momentum, --crop-scale-min and --knn-k need --kind ssl"
+        )
     return cfg.validate()
 
 
@@ -114,9 +125,12 @@ def print_summary(summary: dict) -> None:
     if any(k.endswith("shot") and k.startswith("test_") for k in summary):
         print(", ".join(parts))
         return
-    for name in ("miou", "acc"):
+    if "knn_acc_random_init" in summary:  # self-supervised: what the training bought
+        parts.append(f"random-init backbone knn_acc {summary['knn_acc_random_init']:.4f}")
+    for name in ("miou", "knn_acc", "acc"):
         if f"test_{name}" in summary:
             parts.append(f"test {name} {summary[f'test_{name}']:.4f}")
+            break
     print(", ".join(parts))
 
 
@@ -160,6 +174,11 @@ def add_data_and_optim_flags(p: argparse.ArgumentParser) -> None:
         "--image-size", type=int, default=None, help="input size (32; transfer 64; segment 128)"
     )
     p.add_argument("--augment", action="store_true", help="random crop + flip per batch")
+    p.add_argument(
+        "--classes", type=lambda v: [c.strip() for c in v.split(",") if c.strip()], default=None,
+        metavar="0,1,2,3,4", help="only these classes of the dataset (e.g. pretrain on digits "
+        "0-4, transfer to 5-9; the split is the full dataset's)",
+    )  # fmt: skip
     p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
     p.add_argument("--lr", type=float, default=None, help="learning rate (5e-3; transfer 1e-3)")
     p.add_argument("--weight-decay", type=float, default=None)

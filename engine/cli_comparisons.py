@@ -21,6 +21,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     a.backbone_weights = a.fc_channels = a.mask_images = None
     a.distance = a.train_way = a.train_shot = a.test_shots = a.test_episodes = None
     a.episodes_per_epoch, a.episodes_csv, a.test_way, a.no_mlp_head = None, None, None, False
+    a.projection_dim = a.base_momentum = a.crop_scale_min = a.knn_k = None
     a.snapshot_every = a.snapshot_epochs = None  # the kind's defaults
     base = config_from_flags(a)
     if base.kind == "fewshot":
@@ -32,6 +33,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     group = groups.create_group(
         a.preset, base, a.runs_dir, include_scratch=not a.no_scratch,
         ssl_weights=a.ssl_weights, sequential=not a.at_once, include_frozen=not a.no_frozen,
+        supervised_weights=a.supervised_weights,
     )  # fmt: skip
     print(f"group {group.group_id}: {len(group.run_dirs(Path('.')))} runs")
     if a.background:

@@ -42,8 +42,8 @@ PRESET_KINDS = {
 FEWSHOT_SHOTS, FEWSHOT_DISTANCES = (1, 5, 10), ("euclidean", "cosine", "parametric")
 IMPROVED_DEFAULT = "fcn8s_lite0"
 SSL_WAITING = (
-    "waiting for a self-supervised (BYOL) backbone: pretrain one, then give its checkpoint "
-    "(ssl weights) to fill this row"
+    "waiting for a self-supervised (BYOL) backbone: pretrain one (train --kind ssl), then "
+    "give its run (ssl weights) to fill this row"
 )
 
 
@@ -77,9 +77,11 @@ def preset_configs(
     include_scratch: bool = True,
     ssl_weights: str | None = None,
     include_frozen: bool = True,
+    supervised_weights: str = "imagenet",
 ) -> list[tuple[str, RunConfig | None, str]]:
     """(label, config or None, note) per row. Every config shares `base`'s data, seed, epochs
-    and optimiser: only what the comparison is about differs."""
+    and optimiser: only what the comparison is about differs. A-E: `supervised_weights` (B, D)
+    is "imagenet" or a weight file; `ssl_weights` (C, E) a BYOL weight file."""
 
     def row(label: str, **changes) -> tuple[str, TransferConfig, str]:
         return label, replace(base, label=label, **changes), ""
@@ -127,9 +129,9 @@ def preset_configs(
     if preset == "a-e":
         rows = [
             row("A: no pretraining", mode="scratch"),
-            row("B: supervised, fine-tuned", mode="finetune", weights="imagenet"),
+            row("B: supervised, fine-tuned", mode="finetune", weights=supervised_weights),
             None,
-            row("D: supervised, frozen", mode="frozen", weights="imagenet"),
+            row("D: supervised, frozen", mode="frozen", weights=supervised_weights),
             None,
         ]
         for i, (label, mode) in ((2, ("C: self-supervised, fine-tuned", "finetune")),
@@ -141,6 +143,24 @@ def preset_configs(
             )
         return rows
     raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+
+
+def backbone_weights_file(value: str, runs_dir: str | Path | None = None) -> str:
+    """A weight file from what a person gives: "imagenet", a file, or a run (its folder, id or
+    id prefix), whose checkpoints/backbone.pt (a BYOL run's) or best.pt is taken."""
+    if value == "imagenet":
+        return value
+    path = Path(value).expanduser()
+    if path.is_file():
+        return str(path.resolve())
+    try:
+        run_dir = runs.resolve_run(value, runs_dir)
+    except runs.RunError:
+        raise ConfigError(f"weights {value!r}: no such weight file, run folder or run id") from None
+    for name in ("backbone.pt", "best.pt"):
+        if (found := RunLayout(run_dir).checkpoints / name).is_file():
+            return str(found.resolve())
+    raise ConfigError(f"run {run_dir.name} has no checkpoint yet (no checkpoints/best.pt)")
 
 
 def check_weights(cfg: TransferConfig) -> None:
@@ -174,10 +194,17 @@ def create_group(
     ssl_weights: str | None = None,
     sequential: bool = True,
     include_frozen: bool = True,
+    supervised_weights: str = "imagenet",
 ) -> Group:
     """Validate every row (configs and weights) first, then create the runs and the manifest:
-    a group is made whole or not at all."""
-    rows = preset_configs(preset, base, include_scratch, ssl_weights, include_frozen)
+    a group is made whole or not at all. Weights may be given as runs (see
+    `backbone_weights_file`)."""
+    if ssl_weights:
+        ssl_weights = backbone_weights_file(ssl_weights, runs_dir)
+    supervised_weights = backbone_weights_file(supervised_weights, runs_dir)
+    rows = preset_configs(
+        preset, base, include_scratch, ssl_weights, include_frozen, supervised_weights
+    )
     for _, cfg, _ in rows:
         if cfg is not None:
             cfg.validate()

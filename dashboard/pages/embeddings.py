@@ -3,104 +3,23 @@ at every snapshot epoch, animated across epochs; click a point to see it and its
 
 import json
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import widgets
+from dashboard.embedding_views import METHOD_LABELS, figure, snapshot_layouts
 from engine import runs
-from engine.analysis import DEFAULT_PARAMS, load_embedding, nearest_neighbours, project_run
+from engine.analysis import DEFAULT_PARAMS, nearest_neighbours
 from engine.config import DataConfig
 from engine.data import load_dataset
 from engine.layout import RunLayout
-
-METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 widgets.through_app()
 st.title("🌌 Embeddings")
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def projections(run_dir: str, method: str, params_json: str, stamps: tuple):
-    # `stamps` ((epoch, mtime) of every snapshot) keys the cache: a rewritten snapshot is re-read.
-    """All snapshot layouts of one (run, method, params); the run folder holds the disk cache."""
-    bar = st.progress(0.0, text=f"Projecting with {METHOD_LABELS[method]}…")
-
-    def progress(done, total, epoch):
-        bar.progress(done / total, text=f"{METHOD_LABELS[method]}: epoch {epoch} ({done}/{total})")
-
-    result = project_run(run_dir, method, json.loads(params_json), progress=progress)
-    bar.empty()
-    return result
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def embedding(run_dir: str, epoch: int, stamp: tuple[int, int]):
-    return load_embedding(run_dir, epoch)
-
-
 @st.cache_resource(show_spinner="Loading the run's dataset…", max_entries=4)
 def dataset(data_json: str):
     return load_dataset(DataConfig(**json.loads(data_json)))
-
-
-def standardise(xy: np.ndarray) -> np.ndarray:
-    """Centre a layout and scale it to unit RMS radius (rotation, hence alignment, kept)."""
-    xy = xy - xy.mean(0)
-    return xy / max(float(np.sqrt((xy**2).sum(1).mean())), 1e-12)
-
-
-def scatter_traces(xy, emb, classes, colour_by: str, selected: int | None):
-    """One WebGL trace per class (so the legend toggles classes); misclassified points as ×."""
-    labels, preds = emb["labels"], emb["predictions"]
-    colour = labels if colour_by == "true label" else preds
-    wrong = labels != preds
-    traces = []
-    for c, name in enumerate(classes):
-        idx = np.flatnonzero(colour == c)
-        traces.append(
-            go.Scattergl(
-                x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name,
-                customdata=np.column_stack([idx, emb["sample_ids"][idx]]),
-                text=[f"true {classes[labels[i]]} · predicted {classes[preds[i]]}" for i in idx],
-                hovertemplate="sample %{customdata[1]}<br>%{text}<extra></extra>",
-                marker=dict(
-                    color=widgets.PALETTE[c % len(widgets.PALETTE)], size=np.where(wrong[idx], 9, 6),
-                    symbol=np.where(wrong[idx], "x", "circle"), line=dict(width=0),
-                ),
-            )
-        )  # fmt: skip
-    if selected is not None:
-        traces.append(
-            go.Scattergl(
-                x=[xy[selected, 0]], y=[xy[selected, 1]], mode="markers", name="selected",
-                marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=2, color="black")),
-                hoverinfo="skip",
-            )
-        )  # fmt: skip
-    return traces
-
-
-def figure(layouts, embs, epoch, classes, colour_by, selected):
-    frames_epochs = sorted(layouts)
-    all_xy = np.concatenate([layouts[e] for e in frames_epochs])
-    pad = 0.05 * (all_xy.max(0) - all_xy.min(0) + 1e-9)
-    lo, hi = all_xy.min(0) - pad, all_xy.max(0) + pad
-    fig = go.Figure(data=scatter_traces(layouts[epoch], embs[epoch], classes, colour_by, selected))
-    fig.frames = [
-        go.Frame(
-            data=scatter_traces(layouts[e], embs[e], classes, colour_by, selected), name=str(e)
-        )
-        for e in frames_epochs
-    ]
-    fig.update_layout(
-        height=620, margin=dict(l=10, r=10, t=30, b=10), uirevision="embeddings",
-        xaxis=dict(range=[lo[0], hi[0]], showticklabels=False, title=None),
-        yaxis=dict(range=[lo[1], hi[1]], showticklabels=False, title=None),
-        legend=dict(title=colour_by, itemsizing="constant"),
-        **widgets.animation_controls([str(e) for e in frames_epochs], frames_epochs.index(epoch)),
-    )  # fmt: skip
-    return fig
 
 
 def neighbour_gallery(run_cfg, emb, row: int, classes, k: int) -> None:
@@ -148,14 +67,8 @@ with c3:
 
 epoch = st.select_slider("Snapshot epoch", options=epochs, value=epochs[-1])
 try:
-    stamps = {e: widgets.file_stamp(layout.embedding_file(e)) for e in epochs}
-    layouts = projections(
-        str(run.path), method, json.dumps(params, sort_keys=True), tuple(stamps.items())
-    )
-    embs = {e: embedding(str(run.path), e, stamps[e]) for e in epochs}
+    layouts, embs = snapshot_layouts(run.path, method, params)
     run_cfg = runs.load_config(run.path).to_dict()
-    if method != "pca":  # t-SNE/UMAP distances have no absolute scale: show each epoch at
-        layouts = {e: standardise(xy) for e, xy in layouts.items()}  # one size, still aligned
 except (OSError, ValueError, EOFError) as e:  # ConfigError is a ValueError
     widgets.show_error(e)
     st.stop()

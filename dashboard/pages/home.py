@@ -48,6 +48,8 @@ def model_caption(r: runs.RunSummary) -> str:
         return f"{r.model} · segmentation"
     if cfg.get("kind") == "fewshot":
         return f"{r.model} · {cfg.get('distance', '?')} distance"
+    if cfg.get("kind") == "ssl":
+        return f"{r.model} · BYOL (accuracy: kNN)"
     return r.model
 
 
@@ -66,7 +68,7 @@ else:
                 "model": model_caption(r),
                 "data": r.dataset,
                 "epochs": (r.config or {}).get("epochs"),
-                "best val acc": summary.get("best_val_acc"),
+                "best val acc": summary.get("best_val_acc", summary.get("best_val_knn_acc")),
                 "test acc": summary.get("test_acc"),
                 "best val mIoU": summary.get("best_val_miou"),  # segmentation runs
                 "note": r.status.get("error") or r.error or "",

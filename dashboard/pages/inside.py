@@ -62,12 +62,12 @@ def sample_photo(name: str) -> torch.Tensor:
 
 
 # --- choose a model -------------------------------------------------------------------------
-# Segmentation and few-shot runs are looked at on their own pages.
+# Segmentation, few-shot and self-supervised runs are looked at on their own pages.
 finished = [
     r
     for r in runs.list_runs(widgets.runs_dir())
     if RunLayout(r.path).best_checkpoint.exists()
-    and (r.config or {}).get("kind") not in ("segment", "fewshot")
+    and (r.config or {}).get("kind") not in ("segment", "fewshot", "ssl")
 ]
 c1, c2 = st.columns([1, 2])
 source = c1.radio(

@@ -12,6 +12,7 @@ import streamlit as st
 
 from dashboard import widgets
 from engine import groups, runs
+from engine.ae_grid import ae_table
 from engine.analysis import load_embedding, project_run
 from engine.config import DataConfig, ModelConfig, OptimConfig, TransferConfig
 from engine.data import check_source
@@ -70,7 +71,19 @@ def new_comparison_form() -> None:
                                    "another is faster for each run")  # fmt: skip
         augment = c3.checkbox("Augment (crop + flip)", False,
                               help="Frozen runs then compute features per batch, not once")  # fmt: skip
-        ssl = st.text_input("Self-supervised backbone file (A–E grid, rows C and E)", "")
+        byol = {r.run_id: widgets.run_label(r) for r in runs.list_runs(widgets.runs_dir())
+                if (r.config or {}).get("kind") == "ssl" and r.state == "finished"}  # fmt: skip
+        c1, c2 = st.columns(2)
+        ssl = c1.selectbox(
+            "A–E rows C, E: self-supervised backbone", ["", *byol],
+            format_func=lambda i: byol.get(i, "— (pretrain one on the Self-supervised page)"),
+            help="a finished BYOL run of the same backbone",
+        )  # fmt: skip
+        supervised = c2.text_input(
+            "A–E rows B, D: supervised backbone", "imagenet",
+            help="'imagenet' (torchvision's, when cached), or a supervised run's id or folder "
+            "(e.g. a transfer run from scratch on other classes), or a weight file",
+        )  # fmt: skip
         if not st.form_submit_button("▶ Start the comparison", type="primary"):
             return
     try:
@@ -84,7 +97,8 @@ def new_comparison_form() -> None:
         check_source(base.data.name, base.data.path)
         group = groups.create_group(
             preset, base, widgets.runs_dir(), include_scratch=scratch,
-            ssl_weights=ssl.strip() or None, sequential=not at_once,
+            ssl_weights=ssl or None, sequential=not at_once,
+            supervised_weights=supervised.strip() or "imagenet",
         )  # fmt: skip
         groups.launch_group(group, widgets.runs_dir())
     except Exception as e:  # ConfigError, DataError, WeightsError, RunError: all say what to do
@@ -160,6 +174,11 @@ def render_group(group: groups.Group) -> None:
             "test acc": st.column_config.NumberColumn(format="percent"),
         },
     )  # fmt: skip
+    if group.preset == "a-e":
+        st.markdown("**As the seeds tabulate it**")
+        st.dataframe(ae_table(group, widgets.runs_dir()), hide_index=True, column_config={
+            "validation accuracy": st.column_config.NumberColumn(format="percent"),
+            "test accuracy": st.column_config.NumberColumn(format="percent")})  # fmt: skip
     for r in table:
         if r["state"] not in widgets.STATE_ICONS and r["state"] != "removed":
             st.caption(f"**{r['label']}**: {r['state']}")

@@ -20,6 +20,7 @@ from engine.config.kinds import (
     DynamicFilterConfig,
     FewShotConfig,
     SegmentConfig,
+    SSLConfig,
     TransferConfig,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "SegmentConfig",
+    "SSLConfig",
     "TransferConfig",
     "parse_epoch_list",
 ]

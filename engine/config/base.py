@@ -49,6 +49,7 @@ class DataConfig:
     test_fraction: float = 0.15
     augment: bool = False  # random crop (padding 4) + horizontal flip, done per batch
     split_seed: int = 0
+    classes: list[str] = field(default_factory=list)  # [] = all; else only these, relabelled
 
     def validate(self) -> None:
         _one_of("data.name", self.name, DATASETS)
@@ -61,6 +62,14 @@ class DataConfig:
         for name in ("val_fraction", "test_fraction"):
             v = getattr(self, name)
             _require(0 < v < 0.5, f"data.{name} must be in (0, 0.5), got {v}")
+        _require(
+            not self.classes or len(set(self.classes)) >= 2,
+            f"data.classes must name at least 2 different classes, got {self.classes}",
+        )
+        _require(
+            not self.classes or self.name not in SEGMENTATION_DATASETS,
+            "data.classes selects image classes; segmentation datasets label pixels",
+        )
 
 
 @dataclass

@@ -206,6 +206,8 @@ class FewShotConfig(RunConfig):
         _one_of("distance", self.distance, DISTANCES)
         _require(self.data.name in ("digits", "folder"),
                  f"few-shot data must be digits or folder, got {self.data.name!r}")  # fmt: skip
+        _require(not self.data.classes, "few-shot runs choose classes by meta_test_classes, "
+                 "not data.classes")  # fmt: skip
         for name in ("episodes_per_epoch", "train_shot", "train_query", "test_query",
                      "test_episodes", "val_episodes"):  # fmt: skip
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
@@ -221,9 +223,58 @@ class FewShotConfig(RunConfig):
         )
 
 
+@dataclass
+class SSLConfig(RunConfig):
+    """BYOL self-supervised pretraining of a backbone (seeds 000 and 001, problem 2) on
+    images whose labels, when present, are used only by the kNN monitor. The online backbone
+    is what transfers: give the run's folder (or its backbone.pt) as the weights of a
+    transfer run, or to rows C and E of the A-E grid."""
+
+    kind: str = "ssl"
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="resnet18"))
+    data: DataConfig = field(default_factory=lambda: DataConfig(image_size=32))
+    # Seed 000: Adam, lr 5e-4, batch 32.
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=0.0, schedule="none")
+    )
+    epochs: int = 20
+    batch_size: int = 32
+    projection_dim: int = 256
+    hidden_dim: int = 4096  # of the projector and predictor MLPs, as in BYOL
+    base_momentum: float = 0.996  # the target's moving average, cosine-scheduled to 1
+    crop_scale_min: float = 0.2  # random resized crop keeps [this, 1] of the area
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    knn_bank_size: int = 5000  # training images in the kNN memory bank (a fixed subset)
+    label: str = ""
+
+    def validate_model(self) -> None:
+        from engine.models.backbones import list_backbones
+
+        _one_of("model.name", self.model.name, tuple(list_backbones()))
+        for name in ("projection_dim", "hidden_dim", "knn_k", "knn_bank_size"):
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _require(
+            0 <= self.base_momentum < 1,
+            f"base_momentum must be in [0, 1), got {self.base_momentum:g}",
+        )
+        _require(
+            0 < self.crop_scale_min <= 1,
+            f"crop_scale_min must be in (0, 1], got {self.crop_scale_min:g}",
+        )
+        _require(
+            self.knn_temperature > 0, f"knn_temperature must be > 0, got {self.knn_temperature:g}"
+        )
+        _require(
+            self.batch_size >= 2,
+            f"batch_size must be >= 2 for BYOL (BatchNorm in the heads), got {self.batch_size}",
+        )
+
+
 CONFIG_KINDS.update(
     transfer=TransferConfig,
     dynamic_filter=DynamicFilterConfig,
     segment=SegmentConfig,
     fewshot=FewShotConfig,
+    ssl=SSLConfig,
 )

@@ -33,7 +33,14 @@ __all__ = [
 
 
 def load_dataset(cfg: DataConfig) -> Splits:
-    """Read the dataset that `cfg` names and split it (fixed, stratified, seeded)."""
+    """Read the dataset that `cfg` names and split it (fixed, stratified, seeded); with
+    `cfg.classes`, only those classes (the split is the full dataset's, so a run on classes
+    0-4 and one on 5-9 never share an image)."""
+    splits = _load_all_classes(cfg)
+    return splits.keep_classes(cfg.classes) if cfg.classes else splits
+
+
+def _load_all_classes(cfg: DataConfig) -> Splits:
     size, fractions = cfg.image_size, (cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     if cfg.name == "digits":
         x, y, classes = read_digits(size)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -49,6 +49,30 @@ class Splits:
         mean = x.mean(dim=(0, 2, 3))
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
         return mean.tolist(), std.tolist()
+
+    def keep_classes(self, names: list[str]) -> Splits:
+        """Only the images of the classes `names`, relabelled 0..len(names)-1 in the dataset's
+        class order; sample ids are unchanged (e.g. pretrain on digits 0-4, transfer to 5-9)."""
+        unknown = [n for n in names if n not in self.classes]
+        if unknown:
+            raise DataError(
+                f"data.classes: {', '.join(map(repr, unknown))} not in {self.source} (its "
+                f"classes: {', '.join(self.classes)})"
+            )
+        kept = [c for c in self.classes if c in names]
+        if len(kept) < 2:
+            raise DataError(f"data.classes must name at least 2 classes, got {kept}")
+        relabel = torch.full((len(self.classes),), -1, dtype=torch.long)
+        relabel[[self.classes.index(c) for c in kept]] = torch.arange(len(kept))
+
+        def part(data: ImageSet) -> ImageSet:
+            new = relabel[data.labels.long()]
+            keep = (new >= 0).nonzero().flatten()
+            return ImageSet(data.images[keep], new[keep].to(data.labels.dtype), data.ids[keep])
+
+        source = f"{self.source}, classes {', '.join(kept)}"
+        return replace(self, train=part(self.train), val=part(self.val), test=part(self.test),
+                       classes=kept, source=source)  # fmt: skip
 
     def images_by_id(self, ids) -> torch.Tensor:
         """(n, 3, H, W) uint8 images of the given sample ids, from whichever split holds them."""

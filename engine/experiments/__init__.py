@@ -26,4 +26,8 @@ def get_experiment(kind: str) -> Callable[..., dict]:
         from engine.experiments.fewshot import run
 
         return run
+    if kind == "ssl":
+        from engine.experiments.ssl import run
+
+        return run
     raise ValueError(f"unknown experiment kind {kind!r}")

@@ -93,6 +93,7 @@ class Prepared:
     # The final evaluation of best.pt: (trainer, splits, events) -> summary entries;
     # None: accuracy (and the task's metrics) on the test split.
     test: Callable[[Trainer, Splits, EventLog], dict] | None = None
+    step_hooks: list[Callable[[TrainState], None]] = field(default_factory=list)
 
 
 Prepare = Callable[[RunConfig, Splits, torch.device], Prepared]
@@ -176,6 +177,7 @@ def fit_classifier(
         log_every=cfg.log_every,
         should_stop=should_stop,
         on_step=on_step,
+        step_hooks=p.step_hooks,
         extra_state={"classes": splits.classes, **p.extra_state},
     )
     if resume:

@@ -232,13 +232,17 @@ def load_backbone_weights(
     model: TransferNet, state: Mapping[str, torch.Tensor], source: str, spec: BackboneSpec
 ) -> LoadReport:
     """Load what fits of `state` into `model.body`; the head is never loaded (its classes differ).
-    Accepts a run's checkpoint (`body.`/`head.` keys), a plain backbone state dict, and
-    DistributedDataParallel's `module.` prefix."""
+    Accepts a run's checkpoint (`body.`/`head.` keys; a BYOL run's online `body.`), a plain
+    backbone state dict, and DistributedDataParallel's `module.` prefix."""
     own = model.body.state_dict()
     head_prefixes = ("head.", spec.final_layer + ".")
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    if any(key.startswith("body.") for key in state):
+        # A workbench model: a transfer run's body + head, or BYOL's online body beside its
+        # projector, predictor and target network. Only the body is the backbone.
+        state = {key: value for key, value in state.items() if key.startswith("body.")}
     cleaned: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        key = key.removeprefix("module.")
         if key.startswith(head_prefixes):
             continue
         cleaned[key.removeprefix("body.")] = value

@@ -70,6 +70,9 @@ class Trainer:
     log_every: int = 5
     should_stop: Callable[[], bool] = lambda: False
     on_step: Callable[[TrainState], None] | None = None
+    # Called after every optimizer step, before anything is logged: e.g. BYOL's moving
+    # average of the target network, which belongs to the step (and to its checkpoint).
+    step_hooks: list[Callable[[TrainState], None]] = field(default_factory=list)
     extra_state: dict[str, Any] = field(default_factory=dict)  # saved in every checkpoint
     state: TrainState = field(default_factory=TrainState)
 
@@ -120,13 +123,15 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            s.step_in_epoch += 1
+            s.global_step += 1
+            for hook in self.step_hooks:
+                hook(s)
             # Sums stay on the device: no host sync per step (it would stall a GPU).
-            right, counted = self.task.counts(logits.detach(), y)  # images, or labelled pixels
+            right, counted = self.task.counts(logits, y)  # images, or labelled pixels
             loss_sum += loss.detach() * counted
             correct += right
             seen += counted
-            s.step_in_epoch += 1
-            s.global_step += 1
             if (
                 s.global_step % self.log_every == 0 or s.global_step == 1
             ):  # first: a live chart at once
@@ -172,7 +177,8 @@ class Trainer:
         step = self.state.global_step
         emit = self.events.emit
         emit("loss", train_loss, split="train_epoch", epoch=epoch, step=step)
-        emit("acc", train_acc, split="train", epoch=epoch, step=step)
+        if getattr(self.task, "train_accuracy", True):  # self-supervised: no labels to count
+            emit("acc", train_acc, split="train", epoch=epoch, step=step)
         emit("loss", val.loss, split="val", epoch=epoch, step=step)
         emit("acc", val.acc, split="val", epoch=epoch, step=step)
         for name, value in val.metrics.items():

@@ -1,0 +1,125 @@
+"""The Embeddings page's views, shared with the pages that show a run's embedding snapshots
+(Self-supervised): cached projections of every snapshot epoch, and the animated scatter."""
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import widgets
+from engine.analysis import DEFAULT_PARAMS, load_embedding, project_run
+from engine.layout import RunLayout
+
+METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def projections(run_dir: str, method: str, params_json: str, stamps: tuple):
+    # `stamps` ((epoch, mtime) of every snapshot) keys the cache: a rewritten snapshot is re-read.
+    """All snapshot layouts of one (run, method, params); the run folder holds the disk cache."""
+    bar = st.progress(0.0, text=f"Projecting with {METHOD_LABELS[method]}…")
+
+    def progress(done, total, epoch):
+        bar.progress(done / total, text=f"{METHOD_LABELS[method]}: epoch {epoch} ({done}/{total})")
+
+    result = project_run(run_dir, method, json.loads(params_json), progress=progress)
+    bar.empty()
+    return result
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def embedding(run_dir: str, epoch: int, stamp: tuple[int, int]):
+    return load_embedding(run_dir, epoch)
+
+
+def standardise(xy: np.ndarray) -> np.ndarray:
+    """Centre a layout and scale it to unit RMS radius (rotation, hence alignment, kept)."""
+    xy = xy - xy.mean(0)
+    return xy / max(float(np.sqrt((xy**2).sum(1).mean())), 1e-12)
+
+
+def scatter_traces(xy, emb, classes, colour_by: str, selected: int | None):
+    """One WebGL trace per class (so the legend toggles classes); misclassified points as ×."""
+    labels, preds = emb["labels"], emb["predictions"]
+    colour = labels if colour_by == "true label" else preds
+    wrong = labels != preds
+    traces = []
+    for c, name in enumerate(classes):
+        idx = np.flatnonzero(colour == c)
+        traces.append(
+            go.Scattergl(
+                x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name,
+                customdata=np.column_stack([idx, emb["sample_ids"][idx]]),
+                text=[f"true {classes[labels[i]]} · predicted {classes[preds[i]]}" for i in idx],
+                hovertemplate="sample %{customdata[1]}<br>%{text}<extra></extra>",
+                marker=dict(
+                    color=widgets.PALETTE[c % len(widgets.PALETTE)], size=np.where(wrong[idx], 9, 6),
+                    symbol=np.where(wrong[idx], "x", "circle"), line=dict(width=0),
+                ),
+            )
+        )  # fmt: skip
+    if selected is not None:
+        traces.append(
+            go.Scattergl(
+                x=[xy[selected, 0]], y=[xy[selected, 1]], mode="markers", name="selected",
+                marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=2, color="black")),
+                hoverinfo="skip",
+            )
+        )  # fmt: skip
+    return traces
+
+
+def figure(layouts, embs, epoch, classes, colour_by, selected):
+    frames_epochs = sorted(layouts)
+    all_xy = np.concatenate([layouts[e] for e in frames_epochs])
+    pad = 0.05 * (all_xy.max(0) - all_xy.min(0) + 1e-9)
+    lo, hi = all_xy.min(0) - pad, all_xy.max(0) + pad
+    fig = go.Figure(data=scatter_traces(layouts[epoch], embs[epoch], classes, colour_by, selected))
+    fig.frames = [
+        go.Frame(
+            data=scatter_traces(layouts[e], embs[e], classes, colour_by, selected), name=str(e)
+        )
+        for e in frames_epochs
+    ]
+    fig.update_layout(
+        height=620, margin=dict(l=10, r=10, t=30, b=10), uirevision="embeddings",
+        xaxis=dict(range=[lo[0], hi[0]], showticklabels=False, title=None),
+        yaxis=dict(range=[lo[1], hi[1]], showticklabels=False, title=None),
+        legend=dict(title=colour_by, itemsizing="constant"),
+        **widgets.animation_controls([str(e) for e in frames_epochs], frames_epochs.index(epoch)),
+    )  # fmt: skip
+    return fig
+
+
+def snapshot_layouts(run_dir, method: str, params: dict) -> tuple[dict, dict]:
+    """(2-D layout per epoch, embedding snapshot per epoch) of a run, cached."""
+    layout = RunLayout(run_dir)
+    epochs = layout.embedding_epochs()
+    stamps = {e: widgets.file_stamp(layout.embedding_file(e)) for e in epochs}
+    layouts = projections(
+        str(run_dir), method, json.dumps(params, sort_keys=True), tuple(stamps.items())
+    )
+    embs = {e: embedding(str(run_dir), e, stamps[e]) for e in epochs}
+    if method != "pca":  # t-SNE/UMAP distances have no absolute scale: show each epoch at
+        layouts = {e: standardise(xy) for e, xy in layouts.items()}  # one size, still aligned
+    return layouts, embs
+
+
+def compact_projection(run_dir, classes: list[str], key: str) -> None:
+    """Method, epoch and the animated scatter of a run's snapshots, in little space."""
+    epochs = RunLayout(run_dir).embedding_epochs()
+    if not epochs:
+        st.info("No embedding snapshot yet: the first one is written at the end of epoch 1.")
+        return
+    c1, c2 = st.columns([1, 2])
+    method = c1.radio("Projection", list(METHOD_LABELS), format_func=METHOD_LABELS.get,
+                      horizontal=True, key=f"{key}_method")  # fmt: skip
+    epoch = c2.select_slider("Snapshot epoch", options=epochs, value=epochs[-1], key=f"{key}_epoch")
+    try:
+        layouts, embs = snapshot_layouts(run_dir, method, dict(DEFAULT_PARAMS[method]))
+    except (OSError, ValueError, EOFError) as e:
+        widgets.show_error(e)
+        return
+    fig = figure(layouts, embs, epoch, classes, "true label", None)
+    st.plotly_chart(fig, key=f"{key}_scatter")

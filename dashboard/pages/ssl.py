@@ -1,0 +1,237 @@
+"""Self-supervised (seeds 000 and 001, problem 2): BYOL pretraining watched live. The loss,
+the collapse monitor and the kNN accuracy per epoch, the backbone's features projected across
+epochs, the augmented view pairs the network is asked to match, and the A-E grid."""
+
+import json
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from dashboard import widgets
+from dashboard.embedding_views import compact_projection
+from engine import runs
+from engine.ae_grid import ae_groups_using, ae_table
+from engine.config import ConfigError, DataConfig, ModelConfig, OptimConfig, SSLConfig
+from engine.data import check_source, load_dataset
+from engine.experiments.ssl import view_augmentations
+from engine.models.backbones import BACKBONES
+from engine.ssl import TwoViewLoader, collapse_threshold
+
+widgets.through_app()
+st.title("🪞 Self-supervised")
+st.caption(
+    "BYOL: an online network (backbone → projector → predictor) learns to predict a slowly "
+    "moving target network's projection of another augmented view of the same image; no "
+    "labels, no negatives. Labels are used only to measure: the kNN accuracy of the "
+    "backbone's features on held-out images. The pretrained backbone then starts rows C and E "
+    "of the A–E grid."
+)
+DATASETS = ["digits", "folder", "prefixed", "cifar10"]
+
+
+def new_run_form() -> None:
+    d = SSLConfig()
+    with st.form("new_ssl"):
+        c1, c2, c3 = st.columns([1, 2, 1])
+        dataset = c1.selectbox("Dataset", DATASETS, help="labels, where there are any, are "
+                               "used only by the kNN monitor")  # fmt: skip
+        path = c2.text_input("Folder (not for digits)", "")
+        backbone = c3.selectbox("Backbone", ["resnet18", "resnet50", *(
+            b for b in BACKBONES if b not in ("resnet18", "resnet50"))])  # fmt: skip
+        c4, c5, c6, c7 = st.columns(4)
+        classes = c4.text_input("Only classes (optional)", "", placeholder="0,1,2,3,4",
+                                help="e.g. pretrain on digits 0-4 and transfer to 5-9")  # fmt: skip
+        size = c5.selectbox("Input size (px)", [32, 64, 96, 128], index=0,
+                            help="32 for the digits; the seeds used 128")  # fmt: skip
+        epochs = c6.number_input("Epochs", 1, 1000, d.epochs)
+        lr = c7.number_input("Learning rate (Adam)", 1e-6, 1.0, d.optim.lr, format="%.5f")
+        if not st.form_submit_button("▶ Pretrain with BYOL", type="primary"):
+            return
+    try:
+        cfg = SSLConfig(
+            data=DataConfig(name=dataset, path=path.strip() or None, image_size=int(size),
+                            classes=[c.strip() for c in classes.split(",") if c.strip()]),
+            model=ModelConfig(name=backbone),
+            optim=OptimConfig(lr=float(lr), weight_decay=0.0, schedule="none"),
+            epochs=int(epochs),
+        ).validate()  # fmt: skip
+        check_source(cfg.data.name, cfg.data.path)
+        run_dir = runs.create_run(cfg, widgets.runs_dir())
+        runs.launch(run_dir)
+    except (ConfigError, ValueError, RuntimeError, OSError) as e:
+        widgets.show_error(e)
+        return
+    st.session_state["ssl_run"] = run_dir.name
+    st.toast("Started: the monitor fills in as epochs end")
+
+
+def ssl_runs() -> list[runs.RunSummary]:
+    return [r for r in runs.list_runs(widgets.runs_dir()) if (r.config or {}).get("kind") == "ssl"]
+
+
+def monitor_figure(events: list[dict], random_init: float | None, dim: int) -> go.Figure:
+    """BYOL loss; kNN accuracy against the random-init backbone; the projections' spread
+    against a healthy 1/sqrt(d) and the collapse threshold."""
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, subplot_titles=(
+        "BYOL loss (2 − 2 cos, both directions)", "kNN accuracy (held-out images)",
+        "Spread of normalised projections"))  # fmt: skip
+    steps, loss = widgets.series(events, "loss", "train")
+    fig.add_trace(go.Scatter(x=steps, y=loss, name="train (steps)", mode="lines",
+                             line=dict(color="#9ecae1")), 1, 1)  # fmt: skip
+    for split, name, colour in (("train_epoch", "train (epoch mean)", "#1f77b4"),
+                                ("val", "validation views", "#ff7f0e")):  # fmt: skip
+        epochs, values = widgets.epoch_series(events, "loss", split)
+        step_of = {e["epoch"]: e["step"] for e in events if e["name"] == "loss" and
+                   e.get("split") == split}  # fmt: skip
+        fig.add_trace(go.Scatter(x=[step_of[e] for e in epochs], y=values, name=name,
+                                 mode="lines+markers", line=dict(color=colour)), 1, 1)  # fmt: skip
+    epochs, knn = widgets.epoch_series(events, "knn_acc", "val")
+    fig.add_trace(go.Scatter(x=epochs, y=knn, name="BYOL backbone", mode="lines+markers",
+                             line=dict(color="#2ca02c")), 1, 2)  # fmt: skip
+    if random_init is not None:
+        fig.add_hline(y=random_init, line=dict(dash="dash", color="#7f7f7f"), row=1, col=2,
+                      annotation_text=f"random init {random_init:.1%}",
+                      annotation_position="bottom right")  # fmt: skip
+    epochs, spread = widgets.epoch_series(events, "collapse_std", "val")
+    fig.add_trace(go.Scatter(x=epochs, y=spread, name="std", mode="lines+markers",
+                             line=dict(color="#9467bd")), 1, 3)  # fmt: skip
+    fig.add_hline(y=1 / math.sqrt(dim), line=dict(dash="dash", color="#2ca02c"), row=1, col=3,
+                  annotation_text="healthy 1/√d", annotation_position="top right")  # fmt: skip
+    fig.add_hline(y=collapse_threshold(dim), line=dict(dash="dot", color="#d62728"), row=1,
+                  col=3, annotation_text="collapse", annotation_position="bottom right")  # fmt: skip
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=2)
+    fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=3)
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(rangemode="tozero", row=1, col=3)
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.2))  # fmt: skip
+    return fig
+
+
+def monitor(run: runs.RunSummary) -> None:
+    status = runs.read_status(run.path)
+    events = widgets.load_metrics(run.path)
+    info = status.get("model_info") or {}
+    cfg = run.config or {}
+    dim = int(cfg.get("projection_dim", 256))
+    st.markdown(widgets.status_line(status))
+    _, knn = widgets.epoch_series(events, "knn_acc", "val")
+    _, spread = widgets.epoch_series(events, "collapse_std", "val")
+    random_init = info.get("knn_acc_random_init")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("kNN accuracy, last epoch", f"{knn[-1]:.1%}" if knn else "–",
+              f"{knn[-1] - random_init:+.1%} vs random init"
+              if knn and random_init is not None else None)  # fmt: skip
+    c2.metric("Best kNN accuracy", f"{max(knn):.1%}" if knn else "–")
+    c3.metric("Random-init backbone", f"{random_init:.1%}" if random_init is not None else "–")
+    c4.metric("Projection spread", f"{spread[-1]:.4f}" if spread else "–",
+              help=f"std of the L2-normalised projections, mean over the {dim} dimensions: "
+              f"≈ 1/√{dim} = {1 / math.sqrt(dim):.4f} when spread over the sphere, 0 when "
+              "collapsed")  # fmt: skip
+    if spread and spread[-1] < collapse_threshold(dim):
+        st.warning(
+            f"⚠️ Collapse: the normalised projections' spread is {spread[-1]:.4f}, under "
+            f"{collapse_threshold(dim):.4f} (a quarter of a healthy 1/√{dim}). The network "
+            "maps every image to nearly the same point; try a lower learning rate, a higher "
+            "target momentum, or check that the two views differ."
+        )  # fmt: skip
+    if not events:
+        st.info("Waiting for the first steps…")
+        return
+    st.plotly_chart(monitor_figure(events, random_init, dim), key="ssl_monitor")
+    summary = status.get("summary") or {}
+    if summary.get("backbone_file"):
+        st.markdown(f"Pretrained backbone: `{summary['backbone_file']}` (test-split kNN "
+                    f"accuracy {summary.get('test_knn_acc', 0):.1%}). Give this run to the "
+                    "A–E grid below, or as the weights of a transfer run.")  # fmt: skip
+
+
+@st.cache_resource(show_spinner="Loading the run's images…", max_entries=2)
+def dataset(data_json: str):
+    return load_dataset(DataConfig(**json.loads(data_json)))
+
+
+def view_pairs(run: runs.RunSummary, count: int, seed: int) -> None:
+    cfg = SSLConfig.from_dict(run.config)
+    try:
+        splits = dataset(json.dumps(run.config["data"], sort_keys=True))
+    except Exception as e:  # the data moved: say so, keep the page
+        widgets.show_error(e)
+        return
+    pick = np.random.default_rng(seed).choice(len(splits.train), count, replace=False)
+    images = splits.train.images[np.sort(pick)]
+    loader = TwoViewLoader(splits.train, cfg.batch_size, [0, 0, 0], [1, 1, 1], "cpu", seed=seed,
+                           views=view_augmentations(cfg))  # fmt: skip
+    views = (loader.two_views(images) * 255).round().clamp(0, 255).byte()  # (n, 2, 3, H, W)
+    tiles = np.concatenate([images.numpy(), views[:, 0].numpy(), views[:, 1].numpy()])
+    grid = widgets.tile_grid(tiles, rows=3, labels=[""] * len(tiles), ok=[True] * len(tiles),
+                             scale=max(1, 96 // cfg.data.image_size), frame="white")  # fmt: skip
+    st.image(widgets.png_bytes(grid), width="stretch",
+             caption="rows: the image, view a (always blurred), view b (rarely blurred)")  # fmt: skip
+    st.caption(
+        f"Each view: random resized crop keeping {cfg.crop_scale_min:.0%}–100% of the area, "
+        "horizontal flip (p 0.5), colour jitter (p 0.8: brightness and contrast ±40%, "
+        "saturation ±20%, hue ±0.1), grayscale (p 0.2), Gaussian blur (view a always, view b "
+        "p 0.1; σ scaled to the image size). BYOL asks the two views to map to one point."
+    )
+
+
+def grid_view(run: runs.RunSummary) -> None:
+    found = ae_groups_using(run.path, widgets.runs_dir())
+    if not found:
+        st.info(
+            "No A–E grid uses this backbone yet. On the **Transfer** page pick the preset "
+            "`a-e` and this run as the self-supervised backbone, or: `python -m engine compare "
+            f"--preset a-e --model {run.config['model']['name']} --ssl-weights {run.run_id} "
+            "--supervised-weights <a supervised run, or imagenet>`."
+        )
+        return
+    ids = [g.group_id for g in found]
+    group = found[ids.index(st.selectbox("A–E grid", ids, key="ssl_grid"))]
+    table = ae_table(group, widgets.runs_dir())
+    st.dataframe(table, hide_index=True, column_config={
+        "validation accuracy": st.column_config.NumberColumn(format="percent"),
+        "test accuracy": st.column_config.NumberColumn(format="percent")})  # fmt: skip
+
+
+with st.expander("New BYOL run", expanded=not ssl_runs()):
+    new_run_form()
+    st.caption("The same from a terminal: `python -m engine train --kind ssl` (options: "
+               "`--classes`, `--image-size`, `--model resnet50`, `--crop-scale-min`, …).")  # fmt: skip
+
+found = ssl_runs()
+if not found:
+    st.info("No self-supervised run yet: start one above.")
+    st.stop()
+by_id = {r.run_id: r for r in found}
+run = by_id[widgets.remembered_select("Run", list(by_id), "ssl_run",
+                                      lambda i: widgets.run_label(by_id[i]))]  # fmt: skip
+live = run.state in runs.ACTIVE
+
+
+@st.fragment(run_every=2.0 if live else None)
+def live_monitor() -> None:
+    monitor(run)
+
+
+tab_monitor, tab_embed, tab_views, tab_grid = st.tabs(
+    ["Monitor", "Embeddings across epochs", "Augmented views", "A–E grid"]
+)
+with tab_monitor:
+    live_monitor()
+with tab_embed:
+    st.caption("The online backbone's features of held-out images at each snapshot epoch, "
+               "coloured by their (unseen in training) labels.")  # fmt: skip
+    n = len(run.status.get("classes") or []) or 10
+    compact_projection(run.path, widgets.class_names(run.status, n), "ssl_embed")
+with tab_views:
+    c1, c2 = st.columns([1, 3])
+    count = int(c1.number_input("Images", 4, 24, 12, key="ssl_views_n"))
+    seed = int(c2.number_input("Draw (seed)", 0, 10_000, 0, key="ssl_views_seed"))
+    view_pairs(run, count, seed)
+with tab_grid:
+    grid_view(run)

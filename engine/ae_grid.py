@@ -1,0 +1,82 @@
+"""The A-E grid of seeds 000 and 001 (problem 2) as the seeds tabulate it: setting,
+pre-training, fine-tuning, validation accuracy. The group itself is the `a-e` preset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine import runs
+from engine.groups import Group, comparison_table
+
+FINE_TUNING = {
+    "scratch": "train full model (backbone + classifier)",
+    "finetune": "train full model (backbone + classifier)",
+    "frozen": "fix the backbone, train classifier only",
+}
+
+
+def weights_origin(weights: str) -> str:
+    """What a row's backbone was pretrained on, and whether with labels, in words."""
+    if weights.startswith("none"):
+        return "–"
+    if weights == "imagenet":
+        return "ImageNet, with labels (torchvision)"
+    run_dir = Path(weights).parent.parent  # <run>/checkpoints/<file>
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return f"weight file {Path(weights).name}"
+    data = cfg.get("data") or {}
+    where = data.get("name", "?")
+    if data.get("classes"):
+        where += f" classes {','.join(data['classes'])}"
+    if cfg.get("kind") == "ssl":
+        return f"BYOL, without labels ({where}; run {run_dir.name})"
+    return f"supervised, with labels ({where}; run {run_dir.name})"
+
+
+def ae_table(group: Group, runs_dir: str | Path | None = None) -> list[dict]:
+    """One row per setting, in the seed's columns (plus test accuracy and state)."""
+    root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
+    out = []
+    for row, entry in zip(group.rows, comparison_table(group, root), strict=True):
+        setting, _, _ = row.label.partition(":")
+        cfg = {}
+        if row.run_id and (root / row.run_id / "config.json").is_file():
+            try:
+                cfg = json.loads((root / row.run_id / "config.json").read_text())
+            except (OSError, ValueError):
+                cfg = {}
+        mode = cfg.get("mode", "")
+        weights = "none" if mode == "scratch" else cfg.get("weights", "")
+        out.append({
+            "setting": setting.strip(),
+            "pre-training": weights_origin(weights) if cfg else row.note or "–",
+            "fine-tuning": FINE_TUNING.get(mode, "–"),
+            "validation accuracy": entry.get("best_val_acc"),
+            "test accuracy": entry.get("test_acc"),
+            "state": entry["state"],
+        })  # fmt: skip
+    return out
+
+
+def ae_groups_using(run_dir: str | Path, runs_dir: str | Path | None = None) -> list[Group]:
+    """The A-E groups whose self-supervised rows start from this (BYOL) run's weights."""
+    from engine.groups import list_groups
+
+    root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
+    mine = str(Path(run_dir).resolve())
+    found = []
+    for group in list_groups(root):
+        if not isinstance(group, Group) or group.preset != "a-e":
+            continue
+        for row in group.rows:
+            try:
+                cfg = json.loads((root / row.run_id / "config.json").read_text())
+            except (TypeError, OSError, ValueError):
+                continue
+            if str(cfg.get("weights", "")).startswith(mine + "/"):
+                found.append(group)
+                break
+    return found

@@ -1,0 +1,125 @@
+"""BYOL self-supervised pretraining (seeds 000 and 001, problem 2) on the common path.
+
+Training: two augmented views per image, BYOL's loss, the target network's moving average
+after every step (a step hook: it is part of the step and of the checkpoint). Evaluation
+each epoch: the loss on fixed views of the validation images, the collapse monitor and the
+kNN accuracy of the online backbone's features, which best.pt is chosen by. Snapshots: those
+features, in the Embeddings page's format (predictions: the kNN labels). At the end, the
+kNN accuracy on the test split and `checkpoints/backbone.pt`, the online backbone alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.analysis.metrics import confusion_matrix
+from engine.atomic import save_npy, save_npz
+from engine.config import SSLConfig
+from engine.data import BatchLoader, ImageSet, Splits
+from engine.experiments.classify import Prepared, fit_classifier, parameter_counts, snapshot_subset
+from engine.layout import RunLayout
+from engine.models.backbones import build_transfer_net, get_backbone
+from engine.ssl import BYOL, SelfSupervised, TwoViewLoader, ViewAugment, byol_loss, target_momentum
+from engine.train import Trainer, build_optimizer
+from engine.train.checkpoint import save_checkpoint
+from engine.train.events import EventLog
+from engine.train.tasks import EvalResult
+
+BACKBONE_FILE = "backbone.pt"
+
+
+def view_augmentations(cfg: SSLConfig) -> tuple[ViewAugment, ViewAugment]:
+    scale = (cfg.crop_scale_min, 1.0)
+    return ViewAugment(crop_scale=scale, blur_p=1.0), ViewAugment(crop_scale=scale, blur_p=0.1)
+
+
+def build_byol(cfg: SSLConfig, image_size: int) -> BYOL:
+    """A randomly initialised backbone (the transfer model's `body`) inside BYOL."""
+    net, _ = build_transfer_net(cfg.model.name, 2, image_size, "none")
+    return BYOL(net.body, net.num_features, cfg.hidden_dim, cfg.projection_dim)
+
+
+class FeatureSnapshots:
+    """Epoch hook: the kNN probe of this epoch's evaluation, saved as an embedding snapshot
+    (features, labels, kNN predictions) with its confusion matrix."""
+
+    def __init__(self, layout: RunLayout, task: SelfSupervised, ids: torch.Tensor, epochs, classes):
+        self.layout, self.task, self.ids = layout, task, ids.numpy()
+        self.epochs, self.num_classes = set(epochs), classes
+
+    def __call__(self, trainer: Trainer, epoch: int, val: EvalResult) -> None:
+        if epoch not in self.epochs or self.task.last_probe is None:
+            return
+        probe = self.task.last_probe
+        labels, preds = probe.labels.numpy(), probe.predictions.numpy()
+        save_npz(
+            self.layout.embedding_file(epoch), features=probe.features.numpy().astype(np.float32),
+            labels=labels.astype(np.int64), predictions=preds.astype(np.int64),
+            sample_ids=self.ids.astype(np.int64),
+        )  # fmt: skip
+        save_npy(
+            self.layout.confusion_file(epoch), confusion_matrix(labels, preds, self.num_classes)
+        )
+
+
+def prepare(cfg: SSLConfig, splits: Splits, device: torch.device) -> Prepared:
+    spec = get_backbone(cfg.model.name)
+    mean, std = list(spec.mean), list(spec.std)  # as the transfer runs that will use it
+    model = build_byol(cfg, splits.image_size).to(device)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.epochs)
+    views = view_augmentations(cfg)
+
+    def loader(data: ImageSet, shuffle: bool = False, augment: bool = False) -> TwoViewLoader:
+        return TwoViewLoader(data, cfg.batch_size, mean, std, device, shuffle, False, cfg.seed,
+                             views=views)  # fmt: skip
+
+    def plain(data: ImageSet) -> BatchLoader:
+        return BatchLoader(data, 4 * cfg.batch_size, mean, std, device)
+
+    bank = snapshot_subset(splits.train, cfg.knn_bank_size, cfg.seed)
+    query = snapshot_subset(splits.val, cfg.snapshot_size, cfg.seed)
+    task = SelfSupervised(model, plain(bank), plain(query), splits.num_classes, cfg.knn_k,
+                          cfg.knn_temperature)  # fmt: skip
+    total_steps = len(loader(splits.train)) * cfg.epochs
+
+    def momentum_step(state) -> None:
+        model.update_target(target_momentum(state.global_step, total_steps, cfg.base_momentum))
+
+    # The baseline every epoch is measured against: the same backbone, randomly initialised
+    # (the seed makes it the same on a resume, which prepares before loading last.pt).
+    random_init = task.probe().accuracy
+    task.last_probe = None
+    print(f"kNN accuracy of the randomly initialised backbone: {random_init:.2%}", flush=True)
+
+    def snapshots(layout: RunLayout, splits: Splits, epochs: list[int]) -> FeatureSnapshots:
+        return FeatureSnapshots(layout, task, query.ids, epochs, splits.num_classes)
+
+    def test(trainer: Trainer, splits: Splits, events: EventLog) -> dict:
+        probe = SelfSupervised(model, task.bank_loader, plain(splits.test), splits.num_classes,
+                               cfg.knn_k, cfg.knn_temperature).probe()  # fmt: skip
+        step, epoch = trainer.state.global_step, trainer.state.epoch
+        events.emit("knn_acc", probe.accuracy, split="test", epoch=epoch, step=step)
+        events.emit("acc", probe.accuracy, split="test", epoch=epoch, step=step)
+        path = Path(trainer.checkpoint_dir) / BACKBONE_FILE
+        save_checkpoint(path, model.body.state_dict())  # best.pt's online backbone, plain
+        return {"test_acc": probe.accuracy, "test_knn_acc": probe.accuracy,
+                "backbone_file": str(path)}  # fmt: skip
+
+    online = sum(p.numel() for p in model.online_parameters())
+    info = {
+        "backbone": spec.name, "method": "byol", "label": cfg.label,
+        "input_size": splits.image_size, "projection_dim": cfg.projection_dim,
+        "knn_acc_random_init": random_init, "online_params": online,
+        **parameter_counts(model),
+    }  # fmt: skip
+    return Prepared(
+        model, optimizer, scheduler, loader, extra_state={"mean": mean, "std": std}, info=info,
+        task=task, loss_fn=byol_loss, snapshots=snapshots, test=test, step_hooks=[momentum_step],
+    )  # fmt: skip
+
+
+def run(cfg: SSLConfig, run_dir: str | Path, **kw) -> dict:
+    return fit_classifier(cfg, run_dir, prepare, **kw)
