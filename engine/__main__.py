@@ -259,11 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ssl: BYOL's projection size (256)")  # fmt: skip
     t.add_argument("--base-momentum", type=float, default=None,
                    help="ssl: the target's moving average at step 0, cosine to 1 (0.996)")  # fmt: skip
-    t.add_argument("--crop-scale-min", type=float, default=None,
-                   help="ssl: random resized crops keep at least this area (0.2)")  # fmt: skip
     t.add_argument(
         "--knn-k", type=int, default=None, help="ssl: neighbours of the kNN monitor (20)"
     )
+    t.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="ssl: horizontal flips in the views (default: on, off for digits)")  # fmt: skip
+    t.add_argument("--crop-scale-min", type=float, default=None,
+                   help="ssl: random resized crops keep at least this share of the area "
+                   "(default 0.08, 0.5 for digits)")  # fmt: skip
     t.add_argument(
         "--snapshot-every", type=int, default=None,
         help="snapshots (embeddings + confusion matrix; masks for segment) at epoch 1, every "

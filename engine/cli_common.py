@@ -95,15 +95,17 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
             "--test-way, --test-episodes, --episodes-per-epoch and --episodes-csv need "
             "--kind fewshot"
         )
-    ssl_flags = (a.projection_dim, a.base_momentum, a.crop_scale_min, a.knn_k)
+    ssl_flags = (a.projection_dim, a.base_momentum, a.crop_scale_min, a.knn_k, a.flip)
     if isinstance(cfg, SSLConfig):
         cfg.projection_dim = given(a.projection_dim, cfg.projection_dim)
         cfg.base_momentum = given(a.base_momentum, cfg.base_momentum)
         cfg.crop_scale_min = given(a.crop_scale_min, cfg.crop_scale_min)
         cfg.knn_k = given(a.knn_k, cfg.knn_k)
-    elif ssl_flags != (None,) * 4:
+        cfg.flip = a.flip
+    elif ssl_flags != (None,) * 5:
         raise ConfigError(
-            "--projection-dim, --base-momentum, --crop-scale-min and --knn-k need --kind ssl"
+            "--projection-dim, --base-momentum, --crop-scale-min, --knn-k and --[no-]flip "
+            "need --kind ssl"
         )
     return cfg.validate()
 

@@ -172,9 +172,11 @@ def view_pairs(run: runs.RunSummary, count: int, seed: int) -> None:
                              scale=max(1, 96 // cfg.data.image_size), frame="white")  # fmt: skip
     st.image(widgets.png_bytes(grid), width="stretch",
              caption="rows: the image, view a (always blurred), view b (rarely blurred)")  # fmt: skip
+    view_a = view_augmentations(cfg)[0]
     st.caption(
-        f"Each view: random resized crop keeping {cfg.crop_scale_min:.0%}–100% of the area, "
-        "horizontal flip (p 0.5), colour jitter (p 0.8: brightness and contrast ±40%, "
+        f"Each view: random resized crop keeping {view_a.crop_scale[0]:.0%}–100% of the area, "
+        + ("horizontal flip (p 0.5), " if view_a.flip_p else "no flips, ")
+        + "colour jitter (p 0.8: brightness and contrast ±40%, "
         "saturation ±20%, hue ±0.1), grayscale (p 0.2), Gaussian blur (view a always, view b "
         "p 0.1; σ scaled to the image size). BYOL asks the two views to map to one point."
     )

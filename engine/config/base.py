@@ -262,7 +262,7 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     if value is None:
         _require("None" in text, f"{name} must not be null")
         return None
-    if hint is bool:
+    if hint is bool or text.startswith("bool"):
         _require(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
         return value
     if hint is int or text.startswith("int"):

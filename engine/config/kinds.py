@@ -242,11 +242,24 @@ class SSLConfig(RunConfig):
     projection_dim: int = 256
     hidden_dim: int = 4096  # of the projector and predictor MLPs, as in BYOL
     base_momentum: float = 0.996  # the target's moving average, cosine-scheduled to 1
-    crop_scale_min: float = 0.2  # random resized crop keeps [this, 1] of the area
+    # The views: random resized crops keep [crop_scale_min, 1] of the area, flipped or not.
+    # None: decided when the run is made (and written to its config). BYOL's recipe (0.08,
+    # flips) for photos; for the digits crops keep at least half (a small crop of a 32-px
+    # digit is a stroke) and no flips (a mirrored 3 is not a 3: asking the network to map
+    # both to one point costs kNN accuracy).
+    crop_scale_min: float | None = None
+    flip: bool | None = None
     knn_k: int = 20
     knn_temperature: float = 0.07
     knn_bank_size: int = 5000  # training images in the kNN memory bank (a fixed subset)
     label: str = ""
+
+    def resolve_for_run(self) -> None:
+        digits = self.data.name == "digits"
+        if self.crop_scale_min is None:
+            self.crop_scale_min = 0.5 if digits else 0.08
+        if self.flip is None:
+            self.flip = not digits
 
     def validate_model(self) -> None:
         from engine.models.backbones import list_backbones
@@ -259,8 +272,8 @@ class SSLConfig(RunConfig):
             f"base_momentum must be in [0, 1), got {self.base_momentum:g}",
         )
         _require(
-            0 < self.crop_scale_min <= 1,
-            f"crop_scale_min must be in (0, 1], got {self.crop_scale_min:g}",
+            self.crop_scale_min is None or 0 < self.crop_scale_min <= 1,
+            f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}",
         )
         _require(
             self.knn_temperature > 0, f"knn_temperature must be > 0, got {self.knn_temperature:g}"

@@ -10,6 +10,7 @@ kNN accuracy on the test split and `checkpoints/backbone.pt`, the online backbon
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,12 @@ BACKBONE_FILE = "backbone.pt"
 
 
 def view_augmentations(cfg: SSLConfig) -> tuple[ViewAugment, ViewAugment]:
-    scale = (cfg.crop_scale_min, 1.0)
-    return ViewAugment(crop_scale=scale, blur_p=1.0), ViewAugment(crop_scale=scale, blur_p=0.1)
+    """View a (always blurred) and view b (rarely), with the run's crops and flips."""
+    if cfg.crop_scale_min is None or cfg.flip is None:
+        cfg = replace(cfg)  # a config not yet made into a run: settle its defaults
+        cfg.resolve_for_run()
+    scale, flip_p = (cfg.crop_scale_min, 1.0), 0.5 if cfg.flip else 0.0
+    return tuple(ViewAugment(crop_scale=scale, flip_p=flip_p, blur_p=p) for p in (1.0, 0.1))
 
 
 def build_byol(cfg: SSLConfig, image_size: int) -> BYOL:
