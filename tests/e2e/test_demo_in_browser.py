@@ -41,6 +41,7 @@ def test_demo_trains_live_and_every_page_renders(browser, tmp_path):
             ("dynamic", "dynamic-vs-static"),
             ("segmentation", "No segmentation runs yet"),
             ("fewshot", "No few-shot run has a checkpoint yet"),
+            ("ssl", "No self-supervised run yet"),
             ("", "Start the demo"),
         ]:
             page.goto(f"{url}/{path}")
