@@ -361,3 +361,12 @@ def read_image_upload(upload, max_mb: int = MAX_UPLOAD_MB):
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"{upload.name} is not an image this page can read ({e})") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def ae_grid_table(group) -> None:
+    """The A-E grid as the seeds tabulate it: setting, pre-training, fine-tuning, accuracy."""
+    from engine.ae_grid import ae_table
+
+    st.dataframe(ae_table(group, runs_dir()), hide_index=True, column_config={
+        "validation accuracy": st.column_config.NumberColumn(format="percent"),
+        "test accuracy": st.column_config.NumberColumn(format="percent")})  # fmt: skip

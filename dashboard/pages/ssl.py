@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 from dashboard import widgets
 from dashboard.embedding_views import compact_projection
 from engine import runs
-from engine.ae_grid import ae_groups_using, ae_table
+from engine.ae_grid import ae_groups_using
 from engine.config import ConfigError, DataConfig, ModelConfig, OptimConfig, SSLConfig
 from engine.data import check_source, load_dataset
 from engine.experiments.ssl import view_augmentations
@@ -194,10 +194,7 @@ def grid_view(run: runs.RunSummary) -> None:
         return
     ids = [g.group_id for g in found]
     group = found[ids.index(st.selectbox("A–E grid", ids, key="ssl_grid"))]
-    table = ae_table(group, widgets.runs_dir())
-    st.dataframe(table, hide_index=True, column_config={
-        "validation accuracy": st.column_config.NumberColumn(format="percent"),
-        "test accuracy": st.column_config.NumberColumn(format="percent")})  # fmt: skip
+    widgets.ae_grid_table(group)
 
 
 with st.expander("New BYOL run", expanded=not ssl_runs()):
@@ -227,7 +224,7 @@ with tab_monitor:
     live_monitor()
 with tab_embed:
     st.caption("The online backbone's features of held-out images at each snapshot epoch, "
-               "coloured by their (unseen in training) labels.")  # fmt: skip
+               "coloured by their labels (never seen in training); × where the kNN label is wrong.")  # fmt: skip
     n = len(run.status.get("classes") or []) or 10
     compact_projection(run.path, widgets.class_names(run.status, n), "ssl_embed")
 with tab_views:

@@ -12,7 +12,6 @@ import streamlit as st
 
 from dashboard import widgets
 from engine import groups, runs
-from engine.ae_grid import ae_table
 from engine.analysis import load_embedding, project_run
 from engine.config import DataConfig, ModelConfig, OptimConfig, TransferConfig
 from engine.data import check_source
@@ -176,9 +175,7 @@ def render_group(group: groups.Group) -> None:
     )  # fmt: skip
     if group.preset == "a-e":
         st.markdown("**As the seeds tabulate it**")
-        st.dataframe(ae_table(group, widgets.runs_dir()), hide_index=True, column_config={
-            "validation accuracy": st.column_config.NumberColumn(format="percent"),
-            "test accuracy": st.column_config.NumberColumn(format="percent")})  # fmt: skip
+        widgets.ae_grid_table(group)
     for r in table:
         if r["state"] not in widgets.STATE_ICONS and r["state"] != "removed":
             st.caption(f"**{r['label']}**: {r['state']}")
