@@ -128,7 +128,9 @@ def print_summary(summary: dict) -> None:
         print(", ".join(parts))
         return
     if "knn_acc_random_init" in summary:  # self-supervised: what the training bought
-        parts.append(f"random-init backbone knn_acc {summary['knn_acc_random_init']:.4f}")
+        parts.append(f"random-init backbone knn_acc {summary['knn_acc_random_init']:.4f}"
+                     + (f" (test {summary['test_knn_acc_random_init']:.4f})"
+                        if "test_knn_acc_random_init" in summary else ""))  # fmt: skip
     for name in ("miou", "knn_acc", "acc"):
         if f"test_{name}" in summary:
             parts.append(f"test {name} {summary[f'test_{name}']:.4f}")

@@ -145,9 +145,12 @@ def monitor(run: runs.RunSummary) -> None:
     st.plotly_chart(monitor_figure(events, random_init, dim), key="ssl_monitor")
     summary = status.get("summary") or {}
     if summary.get("backbone_file"):
-        st.markdown(f"Pretrained backbone: `{summary['backbone_file']}` (test-split kNN "
-                    f"accuracy {summary.get('test_knn_acc', 0):.1%}). Give this run to the "
-                    "A–E grid below, or as the weights of a transfer run.")  # fmt: skip
+        baseline = info.get("test_knn_acc_random_init")
+        versus = f"; the random-init backbone's: {baseline:.1%}" if baseline is not None else ""
+        st.markdown(f"Pretrained backbone: `{summary['backbone_file']}`. Test-split kNN "
+                    f"accuracy of best.pt's backbone: **{summary.get('test_knn_acc', 0):.1%}**"
+                    f"{versus}. Give this run to the A–E grid (last tab), or as the weights "
+                    "of a transfer run.")  # fmt: skip
 
 
 @st.cache_resource(show_spinner="Loading the run's images…", max_entries=2)

@@ -23,7 +23,15 @@ from engine.data import BatchLoader, ImageSet, Splits
 from engine.experiments.classify import Prepared, fit_classifier, parameter_counts, snapshot_subset
 from engine.layout import RunLayout
 from engine.models.backbones import build_transfer_net, get_backbone
-from engine.ssl import BYOL, SelfSupervised, TwoViewLoader, ViewAugment, byol_loss, target_momentum
+from engine.ssl import (
+    BYOL,
+    SelfSupervised,
+    TwoViewLoader,
+    ViewAugment,
+    byol_loss,
+    knn_probe,
+    target_momentum,
+)
 from engine.train import Trainer, build_optimizer
 from engine.train.checkpoint import save_checkpoint
 from engine.train.events import EventLog
@@ -70,6 +78,11 @@ class FeatureSnapshots:
         )
 
 
+def _probe(model, bank_loader, query_loader, splits: Splits, cfg: SSLConfig):
+    return knn_probe(model, bank_loader, query_loader, splits.num_classes, cfg.knn_k,
+                     cfg.knn_temperature)  # fmt: skip
+
+
 def prepare(cfg: SSLConfig, splits: Splits, device: torch.device) -> Prepared:
     spec = get_backbone(cfg.model.name)
     mean, std = list(spec.mean), list(spec.std)  # as the transfer runs that will use it
@@ -97,14 +110,15 @@ def prepare(cfg: SSLConfig, splits: Splits, device: torch.device) -> Prepared:
     # (the seed makes it the same on a resume, which prepares before loading last.pt).
     random_init = task.probe().accuracy
     task.last_probe = None
-    print(f"kNN accuracy of the randomly initialised backbone: {random_init:.2%}", flush=True)
+    random_init_test = _probe(model, task.bank_loader, plain(splits.test), splits, cfg).accuracy
+    print(f"kNN accuracy of the randomly initialised backbone: {random_init:.2%} (validation), "
+          f"{random_init_test:.2%} (test)", flush=True)  # fmt: skip
 
     def snapshots(layout: RunLayout, splits: Splits, epochs: list[int]) -> FeatureSnapshots:
         return FeatureSnapshots(layout, task, query.ids, epochs, splits.num_classes)
 
     def test(trainer: Trainer, splits: Splits, events: EventLog) -> dict:
-        probe = SelfSupervised(model, task.bank_loader, plain(splits.test), splits.num_classes,
-                               cfg.knn_k, cfg.knn_temperature).probe()  # fmt: skip
+        probe = _probe(model, task.bank_loader, plain(splits.test), splits, cfg)
         step, epoch = trainer.state.global_step, trainer.state.epoch
         events.emit("knn_acc", probe.accuracy, split="test", epoch=epoch, step=step)
         events.emit("acc", probe.accuracy, split="test", epoch=epoch, step=step)
@@ -117,7 +131,8 @@ def prepare(cfg: SSLConfig, splits: Splits, device: torch.device) -> Prepared:
     info = {
         "backbone": spec.name, "method": "byol", "label": cfg.label,
         "input_size": splits.image_size, "projection_dim": cfg.projection_dim,
-        "knn_acc_random_init": random_init, "online_params": online,
+        "knn_acc_random_init": random_init, "test_knn_acc_random_init": random_init_test,
+        "online_params": online,
         **parameter_counts(model),
     }  # fmt: skip
     return Prepared(
