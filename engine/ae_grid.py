@@ -72,6 +72,8 @@ def ae_groups_using(run_dir: str | Path, runs_dir: str | Path | None = None) -> 
         if not isinstance(group, Group) or group.preset != "a-e":
             continue
         for row in group.rows:
+            if not row.label.startswith(("C:", "E:")):  # the self-supervised rows
+                continue
             try:
                 cfg = json.loads((root / row.run_id / "config.json").read_text())
             except (TypeError, OSError, ValueError):

@@ -155,7 +155,9 @@ def backbone_weights_file(value: str, runs_dir: str | Path | None = None) -> str
         return str(path.resolve())
     try:
         run_dir = runs.resolve_run(value, runs_dir)
-    except runs.RunError:
+    except runs.RunError as e:
+        if "matches several runs" in str(e):
+            raise ConfigError(f"weights {value!r}: {e}") from None
         raise ConfigError(f"weights {value!r}: no such weight file, run folder or run id") from None
     for name in ("backbone.pt", "best.pt"):
         if (found := RunLayout(run_dir).checkpoints / name).is_file():

@@ -58,7 +58,7 @@ def new_run_form() -> None:
             optim=OptimConfig(lr=float(lr), weight_decay=0.0, schedule="none"),
             epochs=int(epochs),
         ).validate()  # fmt: skip
-        check_source(cfg.data.name, cfg.data.path)
+        check_source(cfg.data.name, cfg.data.path, cfg.data.classes)
         run_dir = runs.create_run(cfg, widgets.runs_dir())
         runs.launch(run_dir)
     except (ConfigError, ValueError, RuntimeError, OSError) as e:
@@ -165,6 +165,7 @@ def view_pairs(run: runs.RunSummary, count: int, seed: int) -> None:
     except Exception as e:  # the data moved: say so, keep the page
         widgets.show_error(e)
         return
+    count = min(count, len(splits.train))  # a tiny dataset has fewer images than asked for
     pick = np.random.default_rng(seed).choice(len(splits.train), count, replace=False)
     images = splits.train.images[np.sort(pick)]
     loader = TwoViewLoader(splits.train, cfg.batch_size, [0, 0, 0], [1, 1, 1], "cpu", seed=seed,

@@ -217,9 +217,32 @@ def read_cifar10(path: str | Path, size: int):
     return x, y, tx, torch.from_numpy(test_y), list(CIFAR10_CLASSES)
 
 
-def check_source(name: str, path: str | None) -> None:
+def check_source(name: str, path: str | None, classes: list[str] | None = None) -> None:
     """Cheap checks before a run starts (the full read happens in the run's own process):
-    the folder exists and holds what the format needs. Raises DataError naming the problem."""
+    the folder exists and holds what the format needs, and `classes` (data.classes) are
+    among its classes. Raises DataError naming the problem."""
+    _check_format(name, path)
+    if classes:
+        known = _class_names(name, path)
+        if unknown := [c for c in classes if c not in known]:
+            raise DataError(f"data.classes: {', '.join(map(repr, unknown))} not among the "
+                            f"classes of {path or name}: {', '.join(known)}")  # fmt: skip
+
+
+def _class_names(name: str, path: str | None) -> list[str]:
+    if name == "digits":
+        return [str(i) for i in range(10)]
+    if name == "cifar10":
+        return list(CIFAR10_CLASSES)
+    root = Path(path).expanduser()
+    if name == "prefixed":
+        return sorted(
+            {m.group("label") for p in _images_in(root) if (m := _PREFIXED.match(p.stem))}
+        )
+    return _class_dirs((presplit_folders(root) or {}).get("train", root))
+
+
+def _check_format(name: str, path: str | None) -> None:
     if name == "digits" or (name == "landcover" and not path):
         return
     if not path:

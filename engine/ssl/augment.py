@@ -51,16 +51,21 @@ class ViewAugment:
 
     def resized_crop(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         b = len(x)
-        r = lambda: self._rand(b, g, x.device)  # noqa: E731
-        area = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * r()
+        r = lambda *shape: torch.rand(*shape, generator=g).to(x.device)  # noqa: E731
+        # As torchvision: up to 10 draws of (area, aspect ratio) per image, the first whose
+        # crop fits inside it; none fits (e.g. the whole area at a wide ratio): all of it.
+        tries = 10
+        area = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * r(b, tries)
         lo, hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
-        ratio = torch.exp(lo + (hi - lo) * r())
-        # Crop width and height as fractions of the image, clamped inside it.
-        w = torch.sqrt(area * ratio).clamp(max=1.0)
-        h = torch.sqrt(area / ratio).clamp(max=1.0)
-        cx = (1 - w) * (2 * r() - 1)  # centre in [-1 + w, 1 - w] (grid coordinates)
-        cy = (1 - h) * (2 * r() - 1)
-        flip = torch.where(r() < self.flip_p, -1.0, 1.0)
+        ratio = torch.exp(lo + (hi - lo) * r(b, tries))
+        ws, hs = torch.sqrt(area * ratio), torch.sqrt(area / ratio)  # fractions of the side
+        fits = (ws <= 1) & (hs <= 1)
+        first = torch.where(fits.any(1), fits.float().argmax(1), 0)
+        pick = lambda v: torch.where(fits.any(1), v.gather(1, first[:, None])[:, 0], 1.0)  # noqa: E731
+        w, h = pick(ws), pick(hs)
+        cx = (1 - w) * (2 * r(b) - 1)  # centre in [-1 + w, 1 - w] (grid coordinates)
+        cy = (1 - h) * (2 * r(b) - 1)
+        flip = torch.where(r(b) < self.flip_p, -1.0, 1.0)
         theta = torch.zeros(b, 2, 3, device=x.device)
         theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
         theta[:, 1, 1], theta[:, 1, 2] = h, cy
