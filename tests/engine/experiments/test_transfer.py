@@ -328,6 +328,7 @@ def test_transfer_config_round_trips_through_json_by_its_kind(tmp_path):
         RunConfig.from_json(json.dumps({**classify, "mode": "frozen"}))
     with pytest.raises(
         ConfigError,
-        match="kind must be one of classify, transfer, dynamic_filter, segment, fewshot, got 'gan'",
+        match="kind must be one of classify, transfer, dynamic_filter, segment, fewshot, ssl, got "
+        "'gan'",
     ):
         RunConfig.from_json(json.dumps({**classify, "kind": "gan"}))
