@@ -32,8 +32,16 @@ def weights_origin(weights: str) -> str:
     if data.get("classes"):
         where += f" classes {','.join(data['classes'])}"
     if cfg.get("kind") == "ssl":
-        return f"BYOL, without labels ({where}; run {run_dir.name})"
-    return f"supervised, with labels ({where}; run {run_dir.name})"
+        return f"BYOL, without labels ({where})"
+    return f"supervised, with labels ({where})"
+
+
+def _source_run(weights: str) -> str:
+    """The run folder a weight file came from, or the file's name."""
+    if weights.startswith("none") or weights == "imagenet":
+        return ""
+    path = Path(weights)
+    return path.parent.parent.name if path.parent.name == "checkpoints" else path.name
 
 
 def ae_table(group: Group, runs_dir: str | Path | None = None) -> list[dict]:
@@ -57,6 +65,7 @@ def ae_table(group: Group, runs_dir: str | Path | None = None) -> list[dict]:
             "validation accuracy": entry.get("best_val_acc"),
             "test accuracy": entry.get("test_acc"),
             "state": entry["state"],
+            "backbone from": _source_run(weights) if cfg else "",
         })  # fmt: skip
     return out
 

@@ -201,15 +201,17 @@ def test_the_table_says_what_each_row_was_pretrained_on_and_how_it_is_tuned(runs
     table = ae_table(group, runs_dir)
     assert [list(r) for r in table] == [
         ["setting", "pre-training", "fine-tuning", "validation accuracy", "test accuracy",
-         "state"]
+         "state", "backbone from"]
     ] * 5  # fmt: skip
     assert [r["setting"] for r in table] == list("ABCDE")
     pretraining = [r["pre-training"] for r in table]
     assert pretraining[0] == "–"
     for i in (1, 3):
-        assert pretraining[i] == f"supervised, with labels (folder; run {supervised.name})"
+        assert pretraining[i] == "supervised, with labels (folder)"
     for i in (2, 4):
-        assert pretraining[i] == f"BYOL, without labels (folder classes cat,dog; run {byol.name})"
+        assert pretraining[i] == "BYOL, without labels (folder classes cat,dog)"
+    sources = [r["backbone from"] for r in table]
+    assert sources == ["", supervised.name, byol.name, supervised.name, byol.name]
     assert [r["fine-tuning"] for r in table] == [FULL, FULL, FULL, FROZEN, FROZEN]
     assert all(r["state"] == "queued" for r in table)
     assert all(r["validation accuracy"] is None and r["test accuracy"] is None for r in table)
@@ -277,7 +279,7 @@ def test_a_weight_file_outside_any_run_is_named_by_its_file(tmp_path):
 def test_a_byol_run_on_all_the_digits_is_named_without_classes(tmp_path):
     run_dir = runs.create_run(SSLConfig(), tmp_path)
     origin = weights_origin(str(RunLayout(run_dir).checkpoints / "backbone.pt"))
-    assert origin == f"BYOL, without labels (digits; run {run_dir.name})"
+    assert origin == "BYOL, without labels (digits)"
     assert set(FINE_TUNING) == {"scratch", "finetune", "frozen"}
 
 
