@@ -220,7 +220,8 @@ def test_the_grid_tab_tabulates_a_grid_that_uses_the_run(trained, runs_dir, weig
     assert next(s for s in at.selectbox if s.label == "A–E grid").value == group.group_id
     table = next(d.value for d in at.dataframe if "pre-training" in d.value.columns)
     assert list(table["setting"]) == list("ABCDE")
-    assert f"BYOL, without labels (folder; run {trained.name})" == table["pre-training"][2]
+    assert table["pre-training"][2] == "BYOL, without labels (folder)"
+    assert table["backbone from"][2] == table["backbone from"][4] == trained.name
     assert table["pre-training"][1] == "ImageNet, with labels (torchvision)"
     assert list(table["state"]) == ["queued"] * 5
 
