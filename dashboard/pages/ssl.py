@@ -103,8 +103,9 @@ def monitor_figure(events: list[dict], random_init: float | None, dim: int) -> g
     fig.add_hline(y=collapse_threshold(dim), line=dict(dash="dot", color="#d62728"), row=1,
                   col=3, annotation_text="collapse", annotation_position="bottom right")  # fmt: skip
     fig.update_xaxes(title_text="step", row=1, col=1)
-    fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=2)
-    fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=3)
+    dtick = max(1, math.ceil(len(epochs) / 10))  # whole epochs, at most ~10 ticks
+    fig.update_xaxes(title_text="epoch", dtick=dtick, row=1, col=2)
+    fig.update_xaxes(title_text="epoch", dtick=dtick, row=1, col=3)
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     fig.update_yaxes(rangemode="tozero", row=1, col=3)
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10),
