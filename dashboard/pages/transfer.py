@@ -75,7 +75,8 @@ def new_comparison_form() -> None:
         c1, c2 = st.columns(2)
         ssl = c1.selectbox(
             "A–E rows C, E: self-supervised backbone", ["", *byol],
-            format_func=lambda i: byol.get(i, "— (pretrain one on the Self-supervised page)"),
+            format_func=lambda i: byol.get(i, "— none: rows C and E wait" if byol
+                                           else "— none yet: pretrain one on the Self-supervised page"),
             help="a finished BYOL run of the same backbone",
         )  # fmt: skip
         supervised = c2.text_input(
