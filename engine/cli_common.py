@@ -134,7 +134,8 @@ def print_summary(summary: dict) -> None:
     for name in ("miou", "knn_acc", "acc"):
         if f"test_{name}" in summary:
             parts.append(f"test {name} {summary[f'test_{name}']:.4f}")
-            break
+            if name == "knn_acc":
+                break  # a BYOL run's test acc is its kNN accuracy
     print(", ".join(parts))
 
 

@@ -165,6 +165,34 @@ def backbone_weights_file(value: str, runs_dir: str | Path | None = None) -> str
     raise ConfigError(f"run {run_dir.name} has no checkpoint yet (no checkpoints/best.pt)")
 
 
+def check_source_run(weights: str | None, base: RunConfig) -> None:
+    """Weights that a run of this workbench made must come from the same backbone, and from
+    the same split of the same data when it is the same data (else its pretraining may have
+    seen this comparison's validation and test images)."""
+    if not weights or weights == "imagenet":
+        return
+    run_dir = Path(weights).parent.parent  # <run>/checkpoints/<file>
+    try:
+        source = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # a plain weight file: loaded with what fits, and reported
+    name = (source.get("model") or {}).get("name")
+    if name and name != base.model.name:
+        raise ConfigError(
+            f"run {run_dir.name} trained a {name} backbone; this comparison's backbone is "
+            f"{base.model.name}: choose {name}, or weights of a {base.model.name}"
+        )
+    data = source.get("data") or {}
+    same_data = (data.get("name"), data.get("path")) == (base.data.name, base.data.path)
+    split = ("split_seed", "val_fraction", "test_fraction")
+    if same_data and any(data.get(k) != getattr(base.data, k) for k in split):
+        raise ConfigError(
+            f"run {run_dir.name} used another split of {base.data.name} (split_seed, "
+            "val_fraction, test_fraction): its pretraining may have seen this comparison's "
+            "validation or test images"
+        )
+
+
 def check_weights(cfg: TransferConfig) -> None:
     """Fail now, with what to do, if a run's starting weights are not here or do not fit
     (never at run time, and never by trying a download)."""
@@ -201,9 +229,12 @@ def create_group(
     """Validate every row (configs and weights) first, then create the runs and the manifest:
     a group is made whole or not at all. Weights may be given as runs (see
     `backbone_weights_file`)."""
-    if ssl_weights:
-        ssl_weights = backbone_weights_file(ssl_weights, runs_dir)
-    supervised_weights = backbone_weights_file(supervised_weights, runs_dir)
+    if preset == "a-e":
+        if ssl_weights:
+            ssl_weights = backbone_weights_file(ssl_weights, runs_dir)
+        supervised_weights = backbone_weights_file(supervised_weights, runs_dir)
+        for weights in (ssl_weights, supervised_weights):
+            check_source_run(weights, base)
     rows = preset_configs(
         preset, base, include_scratch, ssl_weights, include_frozen, supervised_weights
     )

@@ -32,7 +32,8 @@ st.caption(
 DATASETS = ["digits", "folder", "prefixed", "cifar10"]
 
 
-def new_run_form() -> None:
+def new_run_form() -> bool:
+    """The form; True when it started a run."""
     d = SSLConfig()
     with st.form("new_ssl"):
         c1, c2, c3 = st.columns([1, 2, 1])
@@ -49,7 +50,7 @@ def new_run_form() -> None:
         epochs = c6.number_input("Epochs", 1, 1000, d.epochs)
         lr = c7.number_input("Learning rate (Adam)", 1e-6, 1.0, d.optim.lr, format="%.5f")
         if not st.form_submit_button("▶ Pretrain with BYOL", type="primary"):
-            return
+            return False
     try:
         cfg = SSLConfig(
             data=DataConfig(name=dataset, path=path.strip() or None, image_size=int(size),
@@ -63,9 +64,10 @@ def new_run_form() -> None:
         runs.launch(run_dir)
     except (ConfigError, ValueError, RuntimeError, OSError) as e:
         widgets.show_error(e)
-        return
+        return False
     st.session_state["ssl_run"] = run_dir.name
     st.toast("Started: the monitor fills in as epochs end")
+    return True
 
 
 def ssl_runs() -> list[runs.RunSummary]:
@@ -160,8 +162,8 @@ def dataset(data_json: str):
 
 
 def view_pairs(run: runs.RunSummary, count: int, seed: int) -> None:
-    cfg = SSLConfig.from_dict(run.config)
     try:
+        cfg = SSLConfig.from_dict(run.config)
         splits = dataset(json.dumps(run.config["data"], sort_keys=True))
     except Exception as e:  # the data moved: say so, keep the page
         widgets.show_error(e)
@@ -193,7 +195,8 @@ def grid_view(run: runs.RunSummary) -> None:
         st.info(
             "No A–E grid uses this backbone yet. On the **Transfer** page pick the preset "
             "`a-e` and this run as the self-supervised backbone, or: `python -m engine compare "
-            f"--preset a-e --model {run.config['model']['name']} --ssl-weights {run.run_id} "
+            f"--preset a-e --model {(run.config.get('model') or {}).get('name', 'resnet18')} "
+            f"--ssl-weights {run.run_id} "
             "--supervised-weights <a supervised run, or imagenet>`."
         )
         return
@@ -202,12 +205,13 @@ def grid_view(run: runs.RunSummary) -> None:
     widgets.ae_grid_table(group)
 
 
-with st.expander("New BYOL run", expanded=not ssl_runs()):
-    new_run_form()
+found = ssl_runs()
+with st.expander("New BYOL run", expanded=not found):
+    if new_run_form():
+        found = ssl_runs()
     st.caption("The same from a terminal: `python -m engine train --kind ssl` (options: "
                "`--classes`, `--image-size`, `--model resnet50`, `--crop-scale-min`, …).")  # fmt: skip
 
-found = ssl_runs()
 if not found:
     st.info("No self-supervised run yet: start one above.")
     st.stop()

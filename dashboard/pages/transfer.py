@@ -53,7 +53,11 @@ def new_comparison_form() -> None:
         dataset = c3.selectbox("Dataset", ["digits", "folder"],
                                help="folder: one sub-folder per class, or train/ and val/ "
                                     "folders each holding one folder per class")  # fmt: skip
-        path = st.text_input("Dataset folder (for 'folder')", "")
+        c1, c2 = st.columns([2, 1])
+        path = c1.text_input("Dataset folder (for 'folder')", "")
+        classes = c2.text_input("Only classes (optional)", "", placeholder="5,6,7,8,9",
+                                help="e.g. the A–E grid on digits 5-9 after pretraining on "
+                                "0-4")  # fmt: skip
         c1, c2, c3, c4 = st.columns(4)
         size = c1.selectbox("Input size (px)", [32, 64, 96, 128, 224], index=1,
                             help="ImageNet weights were trained at 224; smaller is faster")  # fmt: skip
@@ -90,11 +94,12 @@ def new_comparison_form() -> None:
         base = TransferConfig(
             model=ModelConfig(name=backbone),
             data=DataConfig(name=dataset, path=path.strip() or None, image_size=int(size),
-                            augment=augment),
+                            augment=augment,
+                            classes=[c.strip() for c in classes.split(",") if c.strip()]),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0),
             epochs=int(epochs), backbone_lr_scale=float(scale),
         )  # fmt: skip
-        check_source(base.data.name, base.data.path)
+        check_source(base.data.name, base.data.path, base.data.classes)
         group = groups.create_group(
             preset, base, widgets.runs_dir(), include_scratch=scratch,
             ssl_weights=ssl or None, sequential=not at_once,

@@ -60,7 +60,17 @@ class BatchLoader:
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        n = len(self.labels)
+        if self.shuffle and n > self.batch_size and n % self.batch_size == 1:
+            # A training batch of one breaks BatchNorm (one value per channel at 1x1):
+            # the last sample joins the batch before it.
+            return n // self.batch_size
+        return math.ceil(n / self.batch_size)
+
+    def batch_slice(self, order: torch.Tensor, b: int) -> torch.Tensor:
+        """The positions of batch `b` of an epoch's `order`: the last batch takes the rest."""
+        end = (b + 1) * self.batch_size if b < len(self) - 1 else len(order)
+        return order[b * self.batch_size : end]
 
     @property
     def num_samples(self) -> int:
@@ -78,7 +88,7 @@ class BatchLoader:
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.order(epoch).to(self.device)
         for b in range(start, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            idx = self.batch_slice(order, b)
             x = self.normalise(self.images[idx])
             if self.augment:
                 x = random_crop_flip(x, _generator(self.seed, epoch, b, 1))
@@ -106,7 +116,7 @@ class SegmentationLoader(BatchLoader):
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.order(epoch).to(self.device)
         for b in range(start, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            idx = self.batch_slice(order, b)
             x, y = self.normalise(self.images[idx]), self.labels[idx].long()
             if self.augment:
                 x, y = dihedral(x, y, _generator(self.seed, epoch, b, 1))

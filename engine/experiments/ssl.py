@@ -5,7 +5,8 @@ after every step (a step hook: it is part of the step and of the checkpoint). Ev
 each epoch: the loss on fixed views of the validation images, the collapse monitor and the
 kNN accuracy of the online backbone's features, which best.pt is chosen by. Snapshots: those
 features, in the Embeddings page's format (predictions: the kNN labels). At the end, the
-kNN accuracy on the test split and `checkpoints/backbone.pt`, the online backbone alone.
+test-split kNN accuracy of best.pt and of the last epoch, and `checkpoints/backbone.pt`:
+the last epoch's online backbone alone (no label chose it).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from engine.ssl import (
     knn_probe,
     target_momentum,
 )
-from engine.train import Trainer, build_optimizer
+from engine.train import Trainer, build_optimizer, load_checkpoint
 from engine.train.checkpoint import save_checkpoint
 from engine.train.events import EventLog
 from engine.train.tasks import EvalResult
@@ -118,14 +119,18 @@ def prepare(cfg: SSLConfig, splits: Splits, device: torch.device) -> Prepared:
         return FeatureSnapshots(layout, task, query.ids, epochs, splits.num_classes)
 
     def test(trainer: Trainer, splits: Splits, events: EventLog) -> dict:
+        # best.pt (chosen by a label-based kNN) is loaded; what transfers is the last epoch's
+        # backbone, which no label chose: BYOL's "without labels" holds for rows C and E.
+        best = _probe(model, task.bank_loader, plain(splits.test), splits, cfg)
+        model.load_state_dict(load_checkpoint(trainer.checkpoint_dir / "last.pt")["model"])
         probe = _probe(model, task.bank_loader, plain(splits.test), splits, cfg)
         step, epoch = trainer.state.global_step, trainer.state.epoch
         events.emit("knn_acc", probe.accuracy, split="test", epoch=epoch, step=step)
         events.emit("acc", probe.accuracy, split="test", epoch=epoch, step=step)
         path = Path(trainer.checkpoint_dir) / BACKBONE_FILE
-        save_checkpoint(path, model.body.state_dict())  # best.pt's online backbone, plain
+        save_checkpoint(path, model.body.state_dict())  # the last online backbone, plain
         return {"test_acc": probe.accuracy, "test_knn_acc": probe.accuracy,
-                "backbone_file": str(path)}  # fmt: skip
+                "test_knn_acc_best": best.accuracy, "backbone_file": str(path)}  # fmt: skip
 
     online = sum(p.numel() for p in model.online_parameters())
     info = {

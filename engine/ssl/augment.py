@@ -2,7 +2,11 @@
 
 Each view of each image gets its own random resized crop (with horizontal flip), colour
 jitter, grayscale and Gaussian blur, as in BYOL (Grill et al., 2020, table 6) without
-solarisation; the two views differ only in how often they are blurred (1.0 and 0.1). Every
+solarisation; the two views differ only in how often they are blurred (1.0 and 0.1). The
+blur scales with the image, as the paper's 23-px kernel at 224 px: at 32 px it is all but
+invisible, as CIFAR recipes leave it out. Colour jitter is applied in a fixed order
+(brightness, contrast, saturation, hue) and clamped once, where torchvision shuffles the
+order per image and clamps after each. Every
 random number comes from a generator keyed by (seed, epoch, batch, view): a resumed run sees
 the views an uninterrupted one would have seen.
 """
@@ -20,6 +24,7 @@ from engine.data.loader import BatchLoader, _generator
 
 # RGB -> YIQ: a hue shift is a rotation of the (I, Q) chroma plane.
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_INV = torch.linalg.inv(_YIQ)
 _GRAY = torch.tensor([0.299, 0.587, 0.114])
 
 
@@ -124,7 +129,7 @@ def _rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     cos, sin = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
     i, q = yiq[:, 1], yiq[:, 2]
     yiq = torch.stack([yiq[:, 0], cos * i - sin * q, sin * i + cos * q], 1)
-    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(yiq_m), yiq)
+    return torch.einsum("ij,bjhw->bihw", _YIQ_INV.to(x.device), yiq)
 
 
 # BYOL's two views: the same recipe, blurred always in one and rarely in the other.
@@ -144,7 +149,7 @@ class TwoViewLoader(BatchLoader):
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.order(epoch).to(self.device)
         for b in range(start, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            idx = self.batch_slice(order, b)
             yield self.two_views(self.images[idx], epoch, b), self.labels[idx], idx
 
     def two_views(self, images_uint8: torch.Tensor, epoch: int = 0, batch: int = 0):

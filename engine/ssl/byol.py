@@ -73,8 +73,9 @@ class BYOL(nn.Module):
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
         """target <- momentum * target + (1 - momentum) * online, parameter by parameter."""
-        for t, o in zip(self.target_parameters(), self.online_parameters(), strict=True):
-            t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
+        targets, online = list(self.target_parameters()), list(self.online_parameters())
+        assert len(targets) == len(online)
+        torch._foreach_lerp_(targets, [o.detach() for o in online], 1 - momentum)
 
 
 def byol_loss(out: BYOLOutput, labels: torch.Tensor | None = None) -> torch.Tensor:

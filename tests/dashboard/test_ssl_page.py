@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -308,9 +309,9 @@ def test_the_transfer_form_offers_finished_byol_runs_only(trained, runs_dir):
     assert trained.name in options[1] and not any(unfinished.name in o for o in options)
 
 
-def fill_transfer_form(at, run_id: str, supervised: str, data_path: str):
+def fill_transfer_form(at, run_id: str, supervised: str, data_path: str, backbone="resnet18"):
     next(s for s in at.selectbox if s.label == "Preset").set_value("a-e")
-    next(s for s in at.selectbox if s.label == "Backbone").set_value("resnet18")
+    next(s for s in at.selectbox if s.label == "Backbone").set_value(backbone)
     next(s for s in at.selectbox if s.label == "Dataset").set_value("folder")
     next(s for s in at.selectbox if s.label == "Input size (px)").set_value(32)
     next(t for t in at.text_input if t.label.startswith("Dataset folder")).input(data_path)
@@ -321,15 +322,16 @@ def fill_transfer_form(at, run_id: str, supervised: str, data_path: str):
 
 
 def test_the_transfer_form_starts_rows_c_and_e_from_the_byol_runs_backbone(
-    trained, runs_dir, weight_cache, monkeypatch
+    trained, runs_dir, weight_cache, monkeypatch, tmp_path
 ):
     weight_cache.mkdir()
     torch.save(torchvision.models.resnet18(weights=None).state_dict(),
                weight_cache / get_backbone("resnet18").weight_file().filename)  # fmt: skip
     launched = []
     monkeypatch.setattr(groups, "launch_group", lambda g, d=None: launched.append(g) or [])
-    data_path = runs.load_config(trained).data.path
-    at = fill_transfer_form(page("transfer").run(), trained.name, "imagenet", data_path)
+    # Other data than the BYOL run's (here a copy): its split is not the grid's concern.
+    data_path = shutil.copytree(runs.load_config(trained).data.path, tmp_path / "other")
+    at = fill_transfer_form(page("transfer").run(), trained.name, "imagenet", str(data_path))
     assert not at.exception and not at.error, [e.value for e in at.error]
     (group,) = launched
     configs = [runs.load_config(runs_dir / r.run_id) for r in group.rows]
@@ -337,6 +339,28 @@ def test_the_transfer_form_starts_rows_c_and_e_from_the_byol_runs_backbone(
     assert [c.backbone_weights for c in configs] == [
         "none", "imagenet", backbone, "imagenet", backbone,
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "backbone, message",
+    [
+        ("resnet18", "used another split of folder (split_seed, val_fraction, test_fraction)"),
+        ("efficientnet_lite0", "trained a resnet18 backbone; this comparison's backbone is "
+                               "efficientnet_lite0"),
+    ],
+)  # fmt: skip
+def test_the_transfer_form_refuses_a_byol_run_that_does_not_fit_the_grid(
+    trained, runs_dir, monkeypatch, backbone, message
+):
+    """The same folder split otherwise (the BYOL run held out 25% for validation, the grid
+    15%: pretraining saw grid test images), or another architecture: refused, nothing made."""
+    monkeypatch.setattr(groups, "launch_group", lambda g, d=None: pytest.fail("launched"))
+    data_path = runs.load_config(trained).data.path
+    at = fill_transfer_form(page("transfer").run(), trained.name, "imagenet", data_path, backbone)
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert groups.list_groups(runs_dir) == []
+    assert [r.run_id for r in runs.list_runs(runs_dir)] == [trained.name]
 
 
 def test_the_transfer_form_names_a_supervised_backbone_that_is_not_there(

@@ -9,6 +9,7 @@ import io
 import json
 import math
 import re
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -185,15 +186,42 @@ def test_best_pt_is_chosen_by_knn_accuracy(trained):
     assert summary_of(trained.dir)["best_val_knn_acc"] == pytest.approx(max(knn.values()))
 
 
-def test_backbone_pt_is_best_pts_online_backbone(trained):
+def test_backbone_pt_is_the_last_epochs_online_backbone(trained):
+    """No label chooses what transfers: the last epoch, not best.pt (chosen by kNN)."""
     layout = RunLayout(trained.dir)
     backbone = torch.load(layout.checkpoints / ssl.BACKBONE_FILE, weights_only=True)
-    best = load_checkpoint(layout.best_checkpoint)["model"]
-    online = {k.removeprefix("body."): v for k, v in best.items() if k.startswith("body.")}
+    last = load_checkpoint(layout.last_checkpoint)["model"]
+    online = {k.removeprefix("body."): v for k, v in last.items() if k.startswith("body.")}
     assert set(backbone) == set(online)
     assert not any(k.startswith(("fc.", "body.", "projector", "target")) for k in backbone)
     for key, value in online.items():
         assert torch.equal(backbone[key], value), key
+
+
+def test_the_transferred_backbone_is_last_pt_even_when_best_pt_differs(trained, tmp_path):
+    """best.pt made different from last.pt (its online body scaled): the final step, redone
+    on a copy of the finished run, still writes last.pt's body to backbone.pt."""
+    run_dir = shutil.copytree(trained.dir, tmp_path / trained.dir.name)
+    layout = RunLayout(run_dir)
+    best = load_checkpoint(layout.best_checkpoint)
+    best["model"] = {k: v * 0.5 if k.startswith("body.") and v.is_floating_point() else v
+                     for k, v in best["model"].items()}  # fmt: skip
+    torch.save(best, layout.best_checkpoint)
+    summary = ssl.run(trained.cfg, run_dir, resume=True)
+    backbone = torch.load(layout.checkpoints / ssl.BACKBONE_FILE, weights_only=True)
+    last = load_checkpoint(layout.last_checkpoint)["model"]
+    assert torch.equal(backbone["conv1.weight"], last["body.conv1.weight"])
+    assert not torch.equal(backbone["conv1.weight"], best["model"]["body.conv1.weight"])
+    assert summary["test_knn_acc"] == summary_of(trained.dir)["test_knn_acc"]
+
+
+def test_the_best_checkpoints_test_accuracy_is_reported_beside_it(trained):
+    splits, cfg = trained.splits, trained.cfg
+    net, _ = build_transfer_net(
+        "resnet18", 3, 16, weights=str(RunLayout(trained.dir).best_checkpoint)
+    )
+    probe = knn_probe(net, loader(splits.train), loader(splits.test), 3, cfg.knn_k)
+    assert summary_of(trained.dir)["test_knn_acc_best"] == pytest.approx(probe.accuracy)
 
 
 def test_backbone_pt_loads_whole_into_a_transfer_net(trained):
