@@ -145,6 +145,28 @@ def cmd_stop(a: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_models(a: argparse.Namespace) -> int:
+    import torch
+
+    from engine.models import list_models, model_description
+    from engine.models.profile import model_costs
+
+    if a.seconds > 0:
+        torch.set_num_threads(a.threads or torch.get_num_threads())
+    names = a.names or list_models()
+    unknown = [n for n in names if n not in list_models()]
+    if unknown:
+        raise ConfigError(f"unknown model(s) {unknown}; choose from {', '.join(list_models())}")
+    speed = f"{'train img/s':>12}" if a.seconds > 0 else ""
+    print(
+        f"{'model':<16} {'params':>12} {'MACs':>16} {speed}  (input {a.image_size}x{a.image_size})"
+    )
+    for r in model_costs(names, a.image_size, seconds=a.seconds):
+        ips = f"{r.images_per_second:>12.1f}" if r.images_per_second is not None else ""
+        print(f"{r.name:<16} {r.params:>12,} {r.macs:>16,} {ips}  {model_description(r.name)}")
+    return 0
+
+
 def cmd_project(a: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -207,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         "fcn8s_lite0; also fcn32s, unet_small, fcn_resnet50, deeplabv3_resnet50) or the "
         "backbone BYOL pretrains (ssl; default resnet18)",
     )  # fmt: skip
+    t.add_argument("--cardinality", type=int, default=None,
+                   help="resnext18/resnext50: groups of the grouped convolutions (32)")  # fmt: skip
+    t.add_argument("--group-width", type=int, default=None,
+                   help="resnext18/resnext50: channels per group (4)")  # fmt: skip
     t.add_argument("--mode", default="finetune", choices=TRANSFER_MODES, help="transfer mode")
     t.add_argument(
         "--weights", default="imagenet",
@@ -325,6 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="queue the group's unfinished runs (background)"
     )
     g.set_defaults(func=cmd_groups)
+
+    m = sub.add_parser("models", help="the registry's models: parameters, MACs, training speed")
+    m.add_argument("names", nargs="*", help="models (default: all)")
+    m.add_argument("--image-size", type=int, default=32)
+    m.add_argument("--seconds", type=float, default=0.0,
+                   help="time forward+backward this long per model (batch 32) and print "
+                   "images per second; 0: no timing")  # fmt: skip
+    m.add_argument("--threads", type=int, default=0, help="CPU threads for the timing")
+    m.set_defaults(func=cmd_models)
 
     wt = sub.add_parser("weights", help="pretrained weights: list what is cached, fetch more")
     wsub = wt.add_subparsers(dest="weights_command", required=True)

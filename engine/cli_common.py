@@ -46,7 +46,8 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
             name=given(a.dataset, d.data.name), path=a.data_path, augment=a.augment,
             image_size=given(a.image_size, d.data.image_size), classes=a.classes or [],
         ),
-        model=ModelConfig(name=given(a.model, d.model.name)),
+        model=ModelConfig(name=given(a.model, d.model.name), cardinality=a.cardinality or 0,
+                          group_width=a.group_width or 0),
         optim=OptimConfig(
             name=given(a.optimizer, d.optim.name), lr=given(a.lr, d.optim.lr),
             schedule=given(a.schedule, d.optim.schedule),

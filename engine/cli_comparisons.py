@@ -22,6 +22,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     a.distance = a.train_way = a.train_shot = a.test_shots = a.test_episodes = None
     a.episodes_per_epoch, a.episodes_csv, a.test_way, a.no_mlp_head = None, None, None, False
     a.projection_dim = a.base_momentum = a.crop_scale_min = a.knn_k = a.flip = None
+    a.cardinality = a.group_width = None
     a.snapshot_every = a.snapshot_epochs = None  # the kind's defaults
     base = config_from_flags(a)
     if base.kind == "fewshot":

@@ -76,11 +76,31 @@ class DataConfig:
 class ModelConfig:
     name: str = "small_cnn"
     pretrained: bool = False
+    # ResNeXt: cardinality (groups of the grouped convolutions) and width per group;
+    # 0 = the model's own (32 and 4: "32x4d").
+    cardinality: int = 0
+    group_width: int = 0
 
     def validate(self) -> None:
         from engine.models import list_models  # late: the registry imports torch
 
         _one_of("model.name", self.name, tuple(list_models()))
+        for name in ("cardinality", "group_width"):
+            value = getattr(self, name)
+            _require(value >= 0, f"model.{name} must be >= 0, got {value}")
+            _require(
+                not value or self.name.startswith("resnext"),
+                f"model.{name} is for the ResNeXt models, not {self.name!r}",
+            )
+
+    def build_options(self) -> dict[str, int]:
+        """Keyword arguments for `build_model` beyond the name."""
+        out = {}
+        if self.cardinality:
+            out["groups"] = self.cardinality
+        if self.group_width:
+            out["width_per_group"] = self.group_width
+        return out
 
 
 @dataclass

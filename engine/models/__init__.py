@@ -38,6 +38,22 @@ _REGISTRY: dict[str, ModelEntry] = {
         ModelEntry("resnet18", _resnet("resnet18"), "ResNet-18 for 32x32 (3x3 stem, no max-pool)"),
         ModelEntry("resnet34", _resnet("resnet34"), "ResNet-34 for 32x32 (3x3 stem, no max-pool)"),
         ModelEntry("resnet50", _resnet("resnet50"), "ResNet-50 for 32x32 (3x3 stem, no max-pool)"),
+        ModelEntry(
+            "resnext18",
+            _resnet("resnext18"),
+            "ResNeXt-18 for 32x32: BasicBlocks with grouped 3x3 convs (32 groups x 4)",
+        ),
+        ModelEntry("resnext50", _resnet("resnext50"), "ResNeXt-50 32x4d (torchvision's) for 32x32"),
+        ModelEntry(
+            "dlresnet18",
+            _resnet("dlresnet18"),
+            "seed 004's dual-path ResNet-18: a 3x3 and a 5x5 path per block, added",
+        ),
+        ModelEntry(
+            "dlresnet18_cat",
+            _resnet("dlresnet18_cat"),
+            "dual-path ResNet-18, the paths concatenated and projected by a 1x1 conv",
+        ),
     ]
 }
 

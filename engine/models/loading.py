@@ -49,7 +49,7 @@ def load_run_model(run_dir: str | Path, which: str = "best.pt", device="cpu") ->
 
         model = PrototypicalNetwork(cfg.distance, cfg.mlp_head, cfg.data.image_size)
     else:
-        model = build_model(cfg.model.name, len(classes))
+        model = build_model(cfg.model.name, len(classes), **cfg.model.build_options())
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:

@@ -1,7 +1,9 @@
-"""ResNet-18/34/50 adapted to 32x32 inputs (seed 001): first conv 3x3 stride 1, no max-pool.
+"""ResNet-18/34/50, ResNeXt-18/50 and the dual-path ResNet-18 of seed 004, for 32x32 inputs
+(seed 001): first conv 3x3 stride 1, no max-pool.
 
 Subclassing torchvision's ResNet keeps its module names (`layer1`..`layer4`, `fc`), so
-ImageNet state dicts and layer pickers see the familiar structure.
+ImageNet state dicts and layer pickers see the familiar structure. The new blocks take
+torchvision's block arguments, so its `_make_layer` builds them.
 """
 
 from __future__ import annotations
@@ -12,17 +14,98 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from engine.models.base import Classifier
 
+
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
+             dilation: int = 1) -> list[nn.Module]:  # fmt: skip
+    pad = dilation * (kernel - 1) // 2
+    return [nn.Conv2d(cin, cout, kernel, stride, pad, dilation=dilation, groups=groups,
+                      bias=False), nn.BatchNorm2d(cout)]  # fmt: skip
+
+
+class GroupedBasicBlock(nn.Module):
+    """ResNeXt's idea in a BasicBlock (seed 004's ResNeXt-18): both 3x3 convolutions split into
+    `groups` (the cardinality) groups, the inner width `planes * base_width / 64 * groups`."""
+
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
+                 dilation=1, norm_layer=None) -> None:  # fmt: skip
+        super().__init__()
+        width = int(planes * base_width / 64) * groups
+        self.body = nn.Sequential(
+            *_conv_bn(inplanes, width, 3, stride, groups), nn.ReLU(inplace=True),
+            *_conv_bn(width, planes, 3, 1, groups),
+        )  # fmt: skip
+        self.downsample = downsample
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.body(x) + shortcut)
+
+
+class DualPathBlock(nn.Module):
+    """Seed 004's DLResNet block: a BasicBlock (two 3x3 convolutions) beside a second path of
+    two `second_kernel` convolutions (5x5, or "dilated": 3x3 with dilation 2, the same field
+    of view for fewer weights). `merge`: "add" the two paths, or "concat" them and project
+    back to `planes` with a 1x1 convolution. Same width as a 3x3 path would only add
+    channels; another kernel sees another scale."""
+
+    expansion = 1
+    merge = "add"
+    second_kernel = "5x5"
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
+                 dilation=1, norm_layer=None) -> None:  # fmt: skip
+        super().__init__()
+        kernel, dil = (3, 2) if self.second_kernel == "dilated" else (5, 1)
+        self.path3 = nn.Sequential(
+            *_conv_bn(inplanes, planes, 3, stride), nn.ReLU(inplace=True),
+            *_conv_bn(planes, planes, 3),
+        )  # fmt: skip
+        self.path2 = nn.Sequential(
+            *_conv_bn(inplanes, planes, kernel, stride, dilation=dil), nn.ReLU(inplace=True),
+            *_conv_bn(planes, planes, kernel, dilation=dil),
+        )  # fmt: skip
+        self.project = _conv_bn(2 * planes, planes, 1) if self.merge == "concat" else None
+        if self.project is not None:
+            self.project = nn.Sequential(*self.project)
+        self.downsample = downsample
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        a, b = self.path3(x), self.path2(x)  # (B, planes, H', W') each
+        out = a + b if self.project is None else self.project(torch.cat([a, b], 1))
+        return self.relu(out + shortcut)
+
+
+class DualPathConcatBlock(DualPathBlock):
+    merge = "concat"
+
+
+# name -> (block, blocks per stage, torchvision's groups, width_per_group)
 _LAYERS = {
-    "resnet18": (BasicBlock, [2, 2, 2, 2]),
-    "resnet34": (BasicBlock, [3, 4, 6, 3]),
-    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet18": (BasicBlock, [2, 2, 2, 2], 1, 64),
+    "resnet34": (BasicBlock, [3, 4, 6, 3], 1, 64),
+    "resnet50": (Bottleneck, [3, 4, 6, 3], 1, 64),
+    "resnext18": (GroupedBasicBlock, [2, 2, 2, 2], 32, 4),  # cardinality 32, width 4 (32x4d)
+    "resnext50": (Bottleneck, [3, 4, 6, 3], 32, 4),  # torchvision's resnext50_32x4d
+    "dlresnet18": (DualPathBlock, [2, 2, 2, 2], 1, 64),
+    "dlresnet18_cat": (DualPathConcatBlock, [2, 2, 2, 2], 1, 64),
 }
 
 
 class ResNet32(ResNet, Classifier):
-    def __init__(self, depth_name: str, num_classes: int = 10) -> None:
-        block, layers = _LAYERS[depth_name]
-        super().__init__(block, layers, num_classes=num_classes)
+    def __init__(
+        self, depth_name: str, num_classes: int = 10, groups: int | None = None,
+        width_per_group: int | None = None,
+    ) -> None:  # fmt: skip
+        block, layers, default_groups, default_width = _LAYERS[depth_name]
+        super().__init__(
+            block, layers, num_classes=num_classes, groups=groups or default_groups,
+            width_per_group=width_per_group or default_width,
+        )  # fmt: skip
         # 32x32 images: a 7x7 stride-2 conv and a max-pool would leave 8x8 after the stem.
         self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         self.maxpool = nn.Identity()
