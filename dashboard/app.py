@@ -24,6 +24,7 @@ nav = st.navigation(
         st.Page(PAGES / "segmentation.py", title="Segmentation", icon="🗺️"),
         st.Page(PAGES / "fewshot.py", title="Few-shot", icon="🧩"),
         st.Page(PAGES / "ssl.py", title="Self-supervised", icon="🪞"),
+        st.Page(PAGES / "longtail.py", title="Long tail", icon="🦎"),
     ]
 )
 from engine.worker import prewarm  # noqa: E402

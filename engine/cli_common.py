@@ -8,6 +8,7 @@ from engine.config import (
     CONFIG_KINDS,
     DATASETS,
     DEVICES,
+    LOSSES,
     OPTIMIZERS,
     SCHEDULES,
     ConfigError,
@@ -45,7 +46,9 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
         data=DataConfig(
             name=given(a.dataset, d.data.name), path=a.data_path, augment=a.augment,
             image_size=given(a.image_size, d.data.image_size), classes=a.classes or [],
+            imbalance_ratio=a.imbalance_ratio or 1.0, class_counts=a.class_counts or [],
         ),
+        loss=a.loss or "cross_entropy",
         model=ModelConfig(name=given(a.model, d.model.name), cardinality=a.cardinality or 0,
                           group_width=a.group_width or 0),
         optim=OptimConfig(
@@ -180,6 +183,18 @@ def add_data_and_optim_flags(p: argparse.ArgumentParser) -> None:
         "--image-size", type=int, default=None, help="input size (32; transfer 64; segment 128)"
     )
     p.add_argument("--augment", action="store_true", help="random crop + flip per batch")
+    p.add_argument(
+        "--imbalance-ratio", type=float, default=None, metavar="RHO",
+        help="long-tailed training split: class j keeps n_max x RHO^(-j/(C-1)) images "
+        "(e.g. 10, 50, 100); validation and test stay balanced",
+    )  # fmt: skip
+    p.add_argument(
+        "--class-counts", type=lambda v: [int(c) for c in v.split(",") if c.strip()],
+        default=None, metavar="120,60,30", help="long-tailed training split: images per class",
+    )  # fmt: skip
+    p.add_argument("--loss", default=None, choices=list(LOSSES),
+                   help="classify/transfer: cross_entropy (default), balanced_softmax or "
+                   "weighted_cross_entropy for long-tailed data")  # fmt: skip
     p.add_argument(
         "--classes", type=lambda v: [c.strip() for c in v.split(",") if c.strip()], default=None,
         metavar="0,1,2,3,4", help="only these classes of the dataset (e.g. pretrain on digits "

@@ -32,9 +32,12 @@ PRESETS = {
     "improved model (default FCN-8s skips on EfficientNet-Lite0)",
     "fewshot-grid": "seed 000: prototypical networks, K = 1, 5, 10 shots x Euclidean, cosine "
     "and parametric distance, each trained and tested 5-way K-shot",
+    "long-tail": "seed 004, task C: one long-tailed training split, trained with "
+    "cross-entropy, Balanced Softmax and class-weighted cross-entropy",
 }
 # Every other preset: transfer.
 PRESET_KINDS = {
+    "long-tail": "classify",
     "dynamic-vs-static": "dynamic_filter",
     "fcn32s-vs-improved": "segment",
     "fewshot-grid": "fewshot",
@@ -84,7 +87,9 @@ def preset_configs(
     is "imagenet" or a weight file; `ssl_weights` (C, E) a BYOL weight file."""
 
     def row(label: str, **changes) -> tuple[str, TransferConfig, str]:
-        return label, replace(base, label=label, **changes), ""
+        if hasattr(base, "label"):  # (a plain classify config has none: its name says it)
+            changes["label"] = label
+        return label, replace(base, **changes), ""
 
     expected = PRESET_KINDS.get(preset, "transfer")
     if preset in PRESETS and base.kind != expected:
@@ -101,6 +106,17 @@ def preset_configs(
             )  # fmt: skip
             for k in FEWSHOT_SHOTS
             for d in FEWSHOT_DISTANCES
+        ]
+    if preset == "long-tail":
+        if base.data.imbalance_ratio == 1 and not base.data.class_counts:
+            raise ConfigError(
+                "preset 'long-tail' needs a long-tailed training split: give "
+                "data.imbalance_ratio (e.g. 50) or data.class_counts"
+            )
+        return [
+            row("cross-entropy", loss="cross_entropy"),
+            row("Balanced Softmax", loss="balanced_softmax"),
+            row("class-weighted cross-entropy", loss="weighted_cross_entropy"),
         ]
     if preset == "fcn32s-vs-improved":
         improved = base.model.name if base.model.name != "fcn32s" else IMPROVED_DEFAULT

@@ -26,6 +26,7 @@ SEGMENTATION_DATASETS = ("landcover", "deepglobe")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("none", "multistep", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+LOSSES = ("cross_entropy", "balanced_softmax", "weighted_cross_entropy")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -50,6 +51,11 @@ class DataConfig:
     augment: bool = False  # random crop (padding 4) + horizontal flip, done per batch
     split_seed: int = 0
     classes: list[str] = field(default_factory=list)  # [] = all; else only these, relabelled
+    # Long-tailed training split (validation and test stay balanced): an exponential profile
+    # n_j = n_max * imbalance_ratio ** (-j / (C - 1)) over the classes in order (1: as is),
+    # or the training images per class given outright.
+    imbalance_ratio: float = 1.0
+    class_counts: list[int] = field(default_factory=list)
 
     def validate(self) -> None:
         _one_of("data.name", self.name, DATASETS)
@@ -69,6 +75,24 @@ class DataConfig:
         _require(
             not self.classes or self.name not in SEGMENTATION_DATASETS,
             "data.classes selects image classes; segmentation datasets label pixels",
+        )
+        _require(
+            self.imbalance_ratio >= 1,
+            f"data.imbalance_ratio must be >= 1 (head / tail class size), got "
+            f"{self.imbalance_ratio:g}",
+        )
+        _require(
+            all(n >= 1 for n in self.class_counts),
+            f"data.class_counts must be >= 1 each, got {self.class_counts}",
+        )
+        _require(
+            not (self.class_counts and self.imbalance_ratio != 1),
+            "give data.imbalance_ratio or data.class_counts, not both",
+        )
+        _require(
+            (self.imbalance_ratio == 1 and not self.class_counts)
+            or self.name not in SEGMENTATION_DATASETS,
+            "a long-tailed split is for image classes; segmentation datasets label pixels",
         )
 
 
@@ -150,6 +174,9 @@ class RunConfig:
     snapshot_epochs: list[int] | None = None
     snapshot_size: int = 2000  # validation samples embedded per snapshot
     log_every: int = 5  # training steps between step-level loss events
+    # cross_entropy, or for long-tailed data balanced_softmax / weighted_cross_entropy
+    # (classify and transfer runs)
+    loss: str = "cross_entropy"
     group: str | None = None
 
     def validate(self) -> RunConfig:
@@ -178,6 +205,11 @@ class RunConfig:
         )
         _require(self.snapshot_size >= 10, f"snapshot_size must be >= 10, got {self.snapshot_size}")
         _require(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
+        _one_of("loss", self.loss, LOSSES)
+        _require(
+            self.loss == "cross_entropy" or self.kind in ("classify", "transfer"),
+            f"loss {self.loss!r} is for classify and transfer runs, not {self.kind}",
+        )
         if self.snapshot_epochs is not None:
             bad = [e for e in self.snapshot_epochs if not 1 <= e <= self.epochs]
             _require(not bad, f"snapshot_epochs must lie in [1, {self.epochs}], got {bad}")

@@ -8,7 +8,14 @@ import numpy as np
 import torch
 
 from engine.config import DataConfig
-from engine.data.datasets import DataError, ImageSet, Splits, _split, stratified_splits
+from engine.data.datasets import (
+    DataError,
+    ImageSet,
+    Splits,
+    _split,
+    long_tail_counts,
+    stratified_splits,
+)
 from engine.data.loader import BatchLoader, FeatureLoader, SegmentationLoader, random_crop_flip
 from engine.data.sources import (
     check_source,
@@ -20,6 +27,7 @@ from engine.data.sources import (
 )
 
 __all__ = [
+    "long_tail_counts",
     "BatchLoader",
     "FeatureLoader",
     "DataError",
@@ -37,7 +45,16 @@ def load_dataset(cfg: DataConfig) -> Splits:
     `cfg.classes`, only those classes (the split is the full dataset's, so a run on classes
     0-4 and one on 5-9 never share an image)."""
     splits = _load_all_classes(cfg)
-    return splits.keep_classes(cfg.classes) if cfg.classes else splits
+    if cfg.classes:
+        splits = splits.keep_classes(cfg.classes)
+    if cfg.class_counts:
+        splits = splits.long_tailed(cfg.class_counts, cfg.split_seed)
+    elif cfg.imbalance_ratio != 1:
+        counts = long_tail_counts(splits.train_counts(), cfg.imbalance_ratio)
+        splits = splits.long_tailed(
+            counts, cfg.split_seed, f"imbalance ratio {cfg.imbalance_ratio:g}"
+        )
+    return splits
 
 
 def _load_all_classes(cfg: DataConfig) -> Splits:

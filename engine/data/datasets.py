@@ -74,6 +74,34 @@ class Splits:
         return replace(self, train=part(self.train), val=part(self.val), test=part(self.test),
                        classes=kept, source=source)  # fmt: skip
 
+    def train_counts(self) -> list[int]:
+        """Training images per class, in class order."""
+        return torch.bincount(self.train.labels.long(), minlength=self.num_classes).tolist()
+
+    def long_tailed(self, counts: list[int], seed: int, how: str = "") -> Splits:
+        """The training split cut to `counts[j]` images of class j (a seeded choice); the
+        validation and test splits unchanged, balanced as before."""
+        have = self.train_counts()
+        if len(counts) != self.num_classes:
+            raise DataError(f"data.class_counts gives {len(counts)} counts for "
+                            f"{self.num_classes} classes ({', '.join(self.classes)})")  # fmt: skip
+        short = [f"{c} ({n} asked, {h} there)" for c, n, h in zip(self.classes, counts, have,
+                 strict=True) if n > h]  # fmt: skip
+        if short:
+            raise DataError(f"not enough training images for class_counts: {', '.join(short)}")
+        g = torch.Generator().manual_seed(seed)
+        labels = self.train.labels.long()
+        keep = torch.cat([
+            (labels == c).nonzero().flatten()[torch.randperm(int(have[c]), generator=g)[:n]]
+            for c, n in enumerate(counts)
+        ]).sort().values  # fmt: skip
+        source = (
+            f"{self.source}, long-tailed training split ({how or 'class counts'}: "
+            + ", ".join(str(n) for n in counts)
+            + ")"
+        )
+        return replace(self, train=self.train.subset(keep), source=source)
+
     def images_by_id(self, ids) -> torch.Tensor:
         """(n, 3, H, W) uint8 images of the given sample ids, from whichever split holds them."""
         parts = (self.train, self.val, self.test)
@@ -149,3 +177,10 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
         )
         out.append(x.round_().clamp_(0, 255).to(torch.uint8))
     return torch.cat(out)
+
+
+def long_tail_counts(counts: list[int], ratio: float) -> list[int]:
+    """Cao et al.'s exponential profile: class j keeps n_max * ratio ** (-j / (C - 1)) images
+    (at least 1, at most what it has), n_max the largest class; class 0 is the head."""
+    n_max, last = max(counts), max(len(counts) - 1, 1)
+    return [max(1, min(have, int(n_max * ratio ** (-j / last)))) for j, have in enumerate(counts)]

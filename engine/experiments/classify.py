@@ -24,6 +24,7 @@ from engine.models import build_model
 from engine.train import (
     CheckpointError,
     Classification,
+    Episodic,
     EvalResult,
     EventLog,
     Segmentation,
@@ -152,6 +153,10 @@ def fit_classifier(
     torch.manual_seed(cfg.seed)
     splits = load(cfg)
     p = prepare(cfg, splits, device)
+    if cfg.loss != "cross_entropy":  # long-tailed data: the loss knows the class counts
+        from engine.train.losses import classification_loss
+
+        p.loss_fn = classification_loss(cfg.loss, splits.train_counts(), device)
     train_loader = p.loader(splits.train, True, cfg.data.augment)
     if on_data is not None:  # steps: batches, or episodes for few-shot
         on_data(splits, len(train_loader) * cfg.epochs)
@@ -209,6 +214,8 @@ def fit_classifier(
             "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None,
             **p.info,
         }
+        if isinstance(p.task, Classification) and not isinstance(p.task, Episodic):
+            summary["train_counts"] = splits.train_counts()  # per class: the long-tail page
         if state.stopped:
             return summary
         # Test accuracy of the best-validation checkpoint: the number a paper would report.
@@ -223,6 +230,9 @@ def fit_classifier(
         for name, value in test.metrics.items():
             events.emit(name, value, split="test", epoch=state.epoch, step=state.global_step)
         summary.update(test_acc=test.acc, test_loss=test.loss)
+        if len(test.labels):  # per class: what a long-tailed training split costs each class
+            cm = confusion_matrix(test.labels.numpy(), test.predictions.numpy(), splits.num_classes)
+            summary["test_confusion"] = cm.tolist()
         summary.update({f"test_{k}": v for k, v in test.metrics.items() if "/" not in k})
         if any("/" in k for k in test.metrics):  # per-class values, e.g. IoU per class
             summary["test_per_class"] = {k: v for k, v in test.metrics.items() if "/" in k}

@@ -14,6 +14,7 @@ _EXPORTS = {
     "read_events": "events",
     "EvalResult": "tasks",
     "Classification": "tasks",
+    "Episodic": "tasks",
     "Segmentation": "tasks",
     "NonFiniteLoss": "trainer",
     "Trainer": "trainer",

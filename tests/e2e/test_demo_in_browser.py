@@ -42,6 +42,7 @@ def test_demo_trains_live_and_every_page_renders(browser, tmp_path):
             ("segmentation", "No segmentation runs yet"),
             ("fewshot", "No few-shot run has a checkpoint yet"),
             ("ssl", "No self-supervised run yet"),
+            ("longtail", "No long-tail comparison yet"),
             ("", "Start the demo"),
         ]:
             page.goto(f"{url}/{path}")
