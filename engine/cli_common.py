@@ -45,6 +45,7 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
         name=a.name or "",
         data=DataConfig(
             name=given(a.dataset, d.data.name), path=a.data_path, augment=a.augment,
+            colour_jitter=a.colour_jitter,
             image_size=given(a.image_size, d.data.image_size), classes=a.classes or [],
             imbalance_ratio=a.imbalance_ratio or 1.0, class_counts=a.class_counts or [],
         ),
@@ -183,6 +184,9 @@ def add_data_and_optim_flags(p: argparse.ArgumentParser) -> None:
         "--image-size", type=int, default=None, help="input size (32; transfer 64; segment 128)"
     )
     p.add_argument("--augment", action="store_true", help="random crop + flip per batch")
+    p.add_argument("--colour-jitter", action="store_true",
+                   help="with --augment: colour jitter too (brightness, contrast, saturation, "
+                   "hue)")  # fmt: skip
     p.add_argument(
         "--imbalance-ratio", type=float, default=None, metavar="RHO",
         help="long-tailed training split: class j keeps n_max x RHO^(-j/(C-1)) images "

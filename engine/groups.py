@@ -34,10 +34,13 @@ PRESETS = {
     "and parametric distance, each trained and tested 5-way K-shot",
     "long-tail": "seed 004, task C: one long-tailed training split, trained with "
     "cross-entropy, Balanced Softmax and class-weighted cross-entropy",
+    "ablation": "seed 004, task B: augmentation (crop, flip, colour jitter) on/off x "
+    "MultiStepLR on/off x SGD vs Adam, 8 runs of one model",
 }
 # Every other preset: transfer.
 PRESET_KINDS = {
     "long-tail": "classify",
+    "ablation": "classify",
     "dynamic-vs-static": "dynamic_filter",
     "fcn32s-vs-improved": "segment",
     "fewshot-grid": "fewshot",
@@ -106,6 +109,24 @@ def preset_configs(
             )  # fmt: skip
             for k in FEWSHOT_SHOTS
             for d in FEWSHOT_DISTANCES
+        ]
+    if preset == "ablation":
+        milestones = scaled_milestones(base.optim.milestones, base.epochs)
+        return [
+            row(
+                f"{'SGD' if opt == 'sgd' else 'Adam'} · {'augmented' if aug else 'no aug'} · "
+                f"{'MultiStepLR' if steps else 'constant lr'}",
+                data=replace(base.data, augment=aug, colour_jitter=aug),
+                optim=replace(
+                    base.optim,
+                    name=opt,
+                    schedule="multistep" if steps else "none",
+                    milestones=milestones,
+                ),
+            )  # fmt: skip
+            for opt in ("sgd", "adam")
+            for aug in (False, True)
+            for steps in (False, True)
         ]
     if preset == "long-tail":
         if base.data.imbalance_ratio == 1 and not base.data.class_counts:
@@ -179,6 +200,17 @@ def backbone_weights_file(value: str, runs_dir: str | Path | None = None) -> str
         if (found := RunLayout(run_dir).checkpoints / name).is_file():
             return str(found.resolve())
     raise ConfigError(f"run {run_dir.name} has no checkpoint yet (no checkpoints/best.pt)")
+
+
+def scaled_milestones(milestones: list[int], epochs: int, reference: int = 200) -> list[int]:
+    """Milestones meant for `reference` epochs (seed 004: [80, 120, 160] of 200), at the same
+    fractions of `epochs`: [5, 7, 10] of 12. Strictly increasing, within [1, epochs]."""
+    out: list[int] = []
+    for m in milestones:
+        step = min(max(1, round(m * epochs / reference)), epochs)
+        if not out or step > out[-1]:
+            out.append(step)
+    return out
 
 
 def check_source_run(weights: str | None, base: RunConfig) -> None:

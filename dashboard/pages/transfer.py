@@ -44,8 +44,11 @@ def new_comparison_form() -> None:
     with st.form("new_comparison"):
         c1, c2, c3 = st.columns(3)
         preset = c1.selectbox(
-            "Preset", list(groups.PRESETS), format_func=lambda p: f"{p}: {groups.PRESETS[p]}"
-        )
+            "Preset", [p for p in groups.PRESETS if p not in groups.PRESET_KINDS],
+            format_func=lambda p: f"{p}: {groups.PRESETS[p]}",
+            help="the other presets have their own pages (Dynamic filters, Segmentation, "
+            "Few-shot, Long tail) or start from the command line (ablation)",
+        )  # fmt: skip
         backbone = c2.selectbox(
             "Backbone", list(BACKBONES), format_func=backbone_label,
             help="seed003 always compares ResNet-34 with MobileNetV3-Large",

@@ -49,6 +49,7 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     augment: bool = False  # random crop (padding 4) + horizontal flip, done per batch
+    colour_jitter: bool = False  # with augment: brightness, contrast, saturation, hue too
     split_seed: int = 0
     classes: list[str] = field(default_factory=list)  # [] = all; else only these, relabelled
     # Long-tailed training split (validation and test stay balanced): an exponential profile

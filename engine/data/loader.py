@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import torch
 
+from engine.data.colour import random_colour_jitter
 from engine.data.datasets import ImageSet
 
 
@@ -50,8 +51,10 @@ class BatchLoader:
         shuffle: bool = False,
         augment: bool = False,
         seed: int = 0,
+        colour_jitter: bool = False,
     ) -> None:
         self.device = torch.device(device)
+        self.colour_jitter = colour_jitter  # with augment: before the crop and flip
         self.images = data.images.to(self.device)  # uint8 stays small on the device
         self.labels = data.labels.to(self.device)
         self.batch_size = batch_size
@@ -89,7 +92,10 @@ class BatchLoader:
         order = self.order(epoch).to(self.device)
         for b in range(start, len(self)):
             idx = self.batch_slice(order, b)
-            x = self.normalise(self.images[idx])
+            x = self.images[idx]
+            if self.augment and self.colour_jitter:  # on the [0, 1] scale, as BYOL's views
+                x = random_colour_jitter(x.float() / 255, _generator(self.seed, epoch, b, 2)) * 255
+            x = self.normalise(x)
             if self.augment:
                 x = random_crop_flip(x, _generator(self.seed, epoch, b, 1))
             yield x, self.labels[idx], idx

@@ -20,12 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from engine.data.colour import random_colour_jitter, to_gray
 from engine.data.loader import BatchLoader, _generator
-
-# RGB -> YIQ: a hue shift is a rotation of the (I, Q) chroma plane.
-_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ_INV = torch.linalg.inv(_YIQ)
-_GRAY = torch.tensor([0.299, 0.587, 0.114])
 
 
 @dataclass(frozen=True)
@@ -80,24 +76,12 @@ class ViewAugment:
         )
 
     def colour_jitter(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        b = len(x)
-        r = lambda: self._rand(b, g, x.device).view(b, 1, 1, 1)  # noqa: E731
-        apply = r() < self.jitter_p
-        brightness = 1 + self.brightness * (2 * r() - 1)
-        contrast = 1 + self.contrast * (2 * r() - 1)
-        saturation = 1 + self.saturation * (2 * r() - 1)
-        hue = self.hue * (2 * r() - 1)
-        y = x * brightness
-        gray = _gray(y)
-        y = (y - gray.mean((2, 3), keepdim=True)) * contrast + gray.mean((2, 3), keepdim=True)
-        gray = _gray(y)
-        y = gray + (y - gray) * saturation
-        y = _rotate_hue(y, hue.view(b))
-        return torch.where(apply, y.clamp(0, 1), x)
+        return random_colour_jitter(x, g, self.brightness, self.contrast, self.saturation,
+                                    self.hue, self.jitter_p)  # fmt: skip
 
     def grayscale(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         apply = self._rand(len(x), g, x.device).view(-1, 1, 1, 1) < self.grayscale_p
-        return torch.where(apply, _gray(x).expand_as(x), x)
+        return torch.where(apply, to_gray(x).expand_as(x), x)
 
     def blur(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -115,21 +99,6 @@ class ViewAugment:
         y = F.conv2d(y, kernel[:, None, None, :], groups=b * c)
         y = F.conv2d(y, kernel[:, None, :, None], groups=b * c)
         return y.view(b, c, h, w)
-
-
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    return (x * _GRAY.to(x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-
-
-def _rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
-    """Rotate each image's chroma by `turns` (B,) of a full circle, in YIQ space."""
-    yiq_m = _YIQ.to(x.device)
-    yiq = torch.einsum("ij,bjhw->bihw", yiq_m, x)
-    angle = 2 * math.pi * turns
-    cos, sin = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
-    i, q = yiq[:, 1], yiq[:, 2]
-    yiq = torch.stack([yiq[:, 0], cos * i - sin * q, sin * i + cos * q], 1)
-    return torch.einsum("ij,bjhw->bihw", _YIQ_INV.to(x.device), yiq)
 
 
 # BYOL's two views: the same recipe, blurred always in one and rarely in the other.
