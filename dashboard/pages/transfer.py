@@ -169,6 +169,8 @@ def render_group(group: groups.Group) -> None:
     frame[numeric] = frame[numeric].apply(pd.to_numeric)  # None -> NaN: shown blank, not "None"
     if frame["backbone"].nunique() <= 1:
         frame = frame.drop(columns="backbone")  # the row names say it
+    empty = [c for c in ("mode", "feature pass s") if frame[c].isna().all()]
+    frame = frame.drop(columns=empty)  # e.g. an ablation of a registry model: no modes
     st.dataframe(
         frame, hide_index=True, width="stretch",
         column_config={
