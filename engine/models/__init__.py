@@ -54,6 +54,11 @@ _REGISTRY: dict[str, ModelEntry] = {
             _resnet("dlresnet18_cat"),
             "dual-path ResNet-18, the paths concatenated and projected by a 1x1 conv",
         ),
+        ModelEntry(
+            "dlresnet18_dilated",
+            _resnet("dlresnet18_dilated"),
+            "dual-path ResNet-18, the second path a dilated 3x3 (5x5 field, fewer weights)",
+        ),
     ]
 }
 

@@ -84,6 +84,10 @@ class DualPathConcatBlock(DualPathBlock):
     merge = "concat"
 
 
+class DualPathDilatedBlock(DualPathBlock):
+    second_kernel = "dilated"
+
+
 # name -> (block, blocks per stage, torchvision's groups, width_per_group)
 _LAYERS = {
     "resnet18": (BasicBlock, [2, 2, 2, 2], 1, 64),
@@ -93,6 +97,7 @@ _LAYERS = {
     "resnext50": (Bottleneck, [3, 4, 6, 3], 32, 4),  # torchvision's resnext50_32x4d
     "dlresnet18": (DualPathBlock, [2, 2, 2, 2], 1, 64),
     "dlresnet18_cat": (DualPathConcatBlock, [2, 2, 2, 2], 1, 64),
+    "dlresnet18_dilated": (DualPathDilatedBlock, [2, 2, 2, 2], 1, 64),
 }
 
 

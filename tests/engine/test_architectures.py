@@ -10,9 +10,14 @@ from engine.__main__ import main
 from engine.config import ConfigError, ModelConfig
 from engine.models import build_model, list_models
 from engine.models.profile import count_macs, model_costs, train_throughput
-from engine.models.resnet import DualPathBlock, DualPathConcatBlock, GroupedBasicBlock
+from engine.models.resnet import (
+    DualPathBlock,
+    DualPathConcatBlock,
+    DualPathDilatedBlock,
+    GroupedBasicBlock,
+)
 
-NEW = ["resnext18", "resnext50", "dlresnet18", "dlresnet18_cat"]
+NEW = ["resnext18", "resnext50", "dlresnet18", "dlresnet18_cat", "dlresnet18_dilated"]
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -59,10 +64,7 @@ def test_dual_path_blocks_add_or_concatenate_a_second_kernel():
 
 
 def test_the_dilated_second_path_sees_as_far_with_fewer_weights():
-    class Dilated(DualPathBlock):
-        second_kernel = "dilated"
-
-    five, dilated = DualPathBlock(64, 64), Dilated(64, 64)
+    five, dilated = DualPathBlock(64, 64), DualPathDilatedBlock(64, 64)
     conv = dilated.path2[0]
     assert conv.kernel_size == (3, 3) and conv.dilation == (2, 2)
     x = torch.randn(1, 64, 8, 8)
