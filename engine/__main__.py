@@ -40,7 +40,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 
             check_fewshot_source(cfg.data.name, cfg.data.path)
         else:
-            check_source(cfg.data.name, cfg.data.path, cfg.data.classes)  # before a run folder
+            check_source(
+                cfg.data.name, cfg.data.path, cfg.data.classes, cfg.data.class_counts
+            )  # before a run folder
         if isinstance(cfg, TransferConfig):
             from engine.groups import check_weights
 

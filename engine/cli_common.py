@@ -47,7 +47,7 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
             name=given(a.dataset, d.data.name), path=a.data_path, augment=a.augment,
             colour_jitter=a.colour_jitter,
             image_size=given(a.image_size, d.data.image_size), classes=a.classes or [],
-            imbalance_ratio=a.imbalance_ratio or 1.0, class_counts=a.class_counts or [],
+            imbalance_ratio=given(a.imbalance_ratio, 1.0), class_counts=a.class_counts or [],
         ),
         loss=a.loss or "cross_entropy",
         model=ModelConfig(name=given(a.model, d.model.name), cardinality=a.cardinality or 0,

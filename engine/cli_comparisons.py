@@ -30,7 +30,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
         check_fewshot_source(base.data.name, base.data.path)
     else:
-        check_source(base.data.name, base.data.path, base.data.classes)
+        check_source(base.data.name, base.data.path, base.data.classes, base.data.class_counts)
     group = groups.create_group(
         a.preset, base, a.runs_dir, include_scratch=not a.no_scratch,
         ssl_weights=a.ssl_weights, sequential=not a.at_once, include_frozen=not a.no_frozen,

@@ -204,7 +204,10 @@ def backbone_weights_file(value: str, runs_dir: str | Path | None = None) -> str
 
 def scaled_milestones(milestones: list[int], epochs: int, reference: int = 200) -> list[int]:
     """Milestones meant for `reference` epochs (seed 004: [80, 120, 160] of 200), at the same
-    fractions of `epochs`: [5, 7, 10] of 12. Strictly increasing, within [1, epochs]."""
+    fractions of `epochs`: [5, 7, 10] of 12. Strictly increasing, within [1, epochs].
+    Milestones that already fit the run (none past `epochs`) are kept as they are."""
+    if milestones and max(milestones) <= epochs:
+        return list(milestones)
     out: list[int] = []
     for m in milestones:
         step = min(max(1, round(m * epochs / reference)), epochs)

@@ -117,7 +117,8 @@ def render(group: groups.Group) -> None:
     done = {}
     for r in table:
         finished = r["run"] and r["state"] == "finished"
-        summary = (runs.read_status(root / r["run"]).get("summary") or {}) if finished else {}
+        summary = runs.read_status(root / r["run"]).get("summary") if finished else None
+        summary = summary if isinstance(summary, dict) else {}  # damaged: shown as unfinished
         if summary.get("test_confusion") and summary.get("train_counts"):
             done[r["label"]] = summary
     if not done:
@@ -127,10 +128,14 @@ def render(group: groups.Group) -> None:
     counts = np.asarray(first["train_counts"])
     classes = [str(c) for c in first.get("classes") or range(len(counts))]
     st.plotly_chart(counts_chart(counts, classes), key="lt_counts")
-    c1, c2 = st.columns(2)
-    many = c1.slider("Many-shot: more than … training images", 1, int(max(counts.max(), 2)),
-                     min(100, int(counts.max()) - 1 if counts.max() > 1 else 1))  # fmt: skip
-    few = c2.slider("Few-shot: fewer than … training images", 1, max(many, 1), min(20, many))
+    top = int(counts.max())
+    if top >= 3:
+        c1, c2 = st.columns(2)
+        many = c1.slider("Many-shot: more than … training images", 2, top, min(100, top - 1))
+        few = c2.slider("Few-shot: fewer than … training images", 1, many, min(20, many))
+    else:  # two images at most: nothing to slide between
+        many, few = 1, 2
+        st.caption("Every class has at most two training images: one many-shot group.")
     try:
         reports = {label: long_tail_report(s["test_confusion"], s["train_counts"], many, few)
                    for label, s in done.items()}  # fmt: skip
@@ -169,4 +174,12 @@ if not found:
     st.stop()
 by_id = {g.group_id: g for g in found}
 group = by_id[widgets.remembered_select("Comparison", list(by_id), "lt_group")]
-render(group)
+live = any(d.is_dir() and runs.is_active(d) for d in group.run_dirs(widgets.runs_dir()))
+
+
+@st.fragment(run_every=3.0 if live else None)
+def live_render() -> None:
+    render(group)
+
+
+live_render()

@@ -78,6 +78,10 @@ class DataConfig:
             "data.classes selects image classes; segmentation datasets label pixels",
         )
         _require(
+            self.augment or not self.colour_jitter,
+            "data.colour_jitter is part of the augmentation: set data.augment too",
+        )
+        _require(
             self.imbalance_ratio >= 1,
             f"data.imbalance_ratio must be >= 1 (head / tail class size), got "
             f"{self.imbalance_ratio:g}",
@@ -117,6 +121,11 @@ class ModelConfig:
                 not value or self.name.startswith("resnext"),
                 f"model.{name} is for the ResNeXt models, not {self.name!r}",
             )
+        _require(
+            self.name != "resnext18" or not self.cardinality or 64 % self.cardinality == 0,
+            f"model.cardinality must divide 64 for resnext18 (its first blocks have 64 "
+            f"channels to split into groups), got {self.cardinality}",
+        )
 
     def build_options(self) -> dict[str, int]:
         """Keyword arguments for `build_model` beyond the name."""
@@ -208,8 +217,13 @@ class RunConfig:
         _require(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         _one_of("loss", self.loss, LOSSES)
         _require(
-            self.loss == "cross_entropy" or self.kind in ("classify", "transfer"),
-            f"loss {self.loss!r} is for classify and transfer runs, not {self.kind}",
+            self.loss == "cross_entropy" or self.kind in ("classify", "transfer", "dynamic_filter"),
+            f"loss {self.loss!r} is for classify, transfer and dynamic_filter runs, not {self.kind}",
+        )
+        _require(
+            self.kind == "classify" or not self.model.build_options(),
+            f"model.cardinality and model.group_width are for the registry's ResNeXt models "
+            f"(classify runs), not {self.kind} runs",
         )
         if self.snapshot_epochs is not None:
             bad = [e for e in self.snapshot_epochs if not 1 <= e <= self.epochs]

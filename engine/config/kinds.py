@@ -208,6 +208,9 @@ class FewShotConfig(RunConfig):
                  f"few-shot data must be digits or folder, got {self.data.name!r}")  # fmt: skip
         _require(not self.data.classes, "few-shot runs choose classes by meta_test_classes, "
                  "not data.classes")  # fmt: skip
+        _require(self.data.imbalance_ratio == 1 and not self.data.class_counts,
+                 "few-shot runs sample balanced episodes: no data.imbalance_ratio or "
+                 "data.class_counts")  # fmt: skip
         for name in ("episodes_per_epoch", "train_shot", "train_query", "test_query",
                      "test_episodes", "val_episodes"):  # fmt: skip
             _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")

@@ -217,16 +217,25 @@ def read_cifar10(path: str | Path, size: int):
     return x, y, tx, torch.from_numpy(test_y), list(CIFAR10_CLASSES)
 
 
-def check_source(name: str, path: str | None, classes: list[str] | None = None) -> None:
+def check_source(
+    name: str, path: str | None, classes: list[str] | None = None,
+    class_counts: list[int] | None = None,
+) -> None:  # fmt: skip
     """Cheap checks before a run starts (the full read happens in the run's own process):
-    the folder exists and holds what the format needs, and `classes` (data.classes) are
-    among its classes. Raises DataError naming the problem."""
+    the folder exists and holds what the format needs, `classes` (data.classes) are among
+    its classes, and `class_counts` gives one count per class. Raises DataError naming the
+    problem."""
     _check_format(name, path)
     if classes:
         known = _class_names(name, path)
         if unknown := [c for c in classes if c not in known]:
             raise DataError(f"data.classes: {', '.join(map(repr, unknown))} not among the "
                             f"classes of {path or name}: {', '.join(known)}")  # fmt: skip
+    if class_counts:
+        n = len(classes) if classes else len(_class_names(name, path))
+        if len(class_counts) != n:
+            raise DataError(f"data.class_counts gives {len(class_counts)} counts for {n} "
+                            f"classes of {path or name}")  # fmt: skip
 
 
 def _class_names(name: str, path: str | None) -> list[str]:

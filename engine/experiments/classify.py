@@ -88,6 +88,7 @@ class Prepared:
     info: dict = field(default_factory=dict)  # shown beside the run: parameters, mode...
     task: Classification | Segmentation = field(default_factory=Classification)
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
+    eval_loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     # The epoch hook that writes snapshots: (layout, splits, snapshot epochs) -> hook;
     # None: embeddings of a validation subset and the confusion matrix.
     snapshots: Callable[[RunLayout, Splits, list[int]], EpochHook] | None = None
@@ -158,6 +159,7 @@ def fit_classifier(
         from engine.train.losses import classification_loss
 
         p.loss_fn = classification_loss(cfg.loss, splits.train_counts(), device)
+        p.eval_loss_fn = F.cross_entropy  # validation and test: the same measure for every loss
     train_loader = p.loader(splits.train, True, cfg.data.augment)
     if on_data is not None:  # steps: batches, or episodes for few-shot
         on_data(splits, len(train_loader) * cfg.epochs)
@@ -180,6 +182,7 @@ def fit_classifier(
         epochs=cfg.epochs,
         checkpoint_dir=layout.checkpoints,
         loss_fn=p.loss_fn,
+        eval_loss_fn=p.eval_loss_fn,
         task=p.task,
         epoch_hooks=[snapshots],
         log_every=cfg.log_every,

@@ -63,6 +63,10 @@ class Trainer:
     epochs: int
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     loss_fn: LossFn = F.cross_entropy
+    # Validation and test loss; None: loss_fn. A long-tail training loss (Balanced Softmax)
+    # is not the measure of balanced data: there it is plain cross-entropy, comparable
+    # across the runs of a comparison.
+    eval_loss_fn: LossFn | None = None
     task: Classification = field(default_factory=Classification)  # or tasks.Segmentation
     events: EventLog | None = None
     checkpoint_dir: Path | None = None
@@ -168,7 +172,7 @@ class Trainer:
         with eval_mode(self.model):
             for x, y, _ in loader.batches():
                 logits = self.model(x)
-                tally.add(logits, y, self.loss_fn(logits, y))
+                tally.add(logits, y, (self.eval_loss_fn or self.loss_fn)(logits, y))
         return tally.result()
 
     def _emit_epoch(self, epoch, train_loss, train_acc, val: EvalResult, seconds) -> None:

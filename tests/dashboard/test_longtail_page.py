@@ -59,6 +59,13 @@ def test_the_thresholds_move_classes_between_groups(comparison):
     assert list(before) != list(after) and not at.exception
 
 
+def test_the_smallest_thresholds_do_not_break_the_page(comparison):
+    at = page("longtail").run()
+    at.slider[0].set_value(2).run()  # many-shot: more than 2; few-shot then in [1, 2]
+    assert not at.exception
+    assert at.slider[1].max == 2
+
+
 def test_without_a_comparison_the_page_says_how_to_start_one(runs_dir):
     at = page("longtail").run()
     assert not at.exception

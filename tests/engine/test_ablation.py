@@ -16,6 +16,7 @@ def test_milestones_keep_their_fractions_of_the_epochs():
     assert scaled_milestones([80, 120, 160], 12) == [5, 7, 10]
     assert scaled_milestones([80, 120, 160], 2) == [1, 2]  # strictly increasing, within range
     assert scaled_milestones([80, 120, 160], 1) == [1]
+    assert scaled_milestones([5, 8], 12) == [5, 8]  # already the run's own: kept
 
 
 def test_the_preset_is_every_combination_once():

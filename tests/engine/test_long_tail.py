@@ -106,7 +106,7 @@ def test_the_loss_is_for_classifiers_only():
     with pytest.raises(ConfigError, match="loss must be one of"):
         RunConfig(loss="focal").validate()
     for cfg in (SegmentConfig(loss="balanced_softmax"), FewShotConfig(loss="balanced_softmax")):
-        with pytest.raises(ConfigError, match="is for classify and transfer runs"):
+        with pytest.raises(ConfigError, match="is for classify, transfer and dynamic_filter runs"):
             cfg.validate()
 
 
@@ -171,4 +171,48 @@ def test_long_tail_flags_reach_the_config(tmp_path, capsys):
     assert config_from_flags(a).data.class_counts == [9, 3]
     assert main(["--runs-dir", str(tmp_path), "train", "--kind", "fewshot", "--loss",
                  "balanced_softmax"]) == 2  # fmt: skip
-    assert "is for classify and transfer runs" in capsys.readouterr().err
+    assert "is for classify, transfer and dynamic_filter runs" in capsys.readouterr().err
+
+
+def test_validation_loss_is_plain_cross_entropy_whatever_the_training_loss(long_tail_group):
+    """So the rows of one comparison report comparable validation and test losses."""
+    from engine.data import BatchLoader
+    from engine.layout import RunLayout
+    from engine.models import build_model
+    from engine.train import load_checkpoint
+
+    root, group = long_tail_group
+    run_dir = group.run_dirs(root)[1]  # Balanced Softmax
+    cfg = runs.load_config(run_dir)
+    splits = load_dataset(cfg.data)
+    ckpt = load_checkpoint(RunLayout(run_dir).last_checkpoint)
+    model = build_model(cfg.model.name, 10)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    loader = BatchLoader(splits.val, 512, ckpt["extra"]["mean"], ckpt["extra"]["std"])
+    with torch.no_grad():
+        x, y, _ = next(loader.batches())
+        logits = model(x)
+    plain = F.cross_entropy(logits, y).item()
+    balanced = classification_loss("balanced_softmax", splits.train_counts())(logits, y).item()
+    logged = [e["value"] for e in runs.read_metrics(run_dir)
+              if (e["name"], e["split"]) == ("loss", "val")][-1]  # fmt: skip
+    assert logged == pytest.approx(plain, rel=1e-4) and logged != pytest.approx(balanced, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--class-counts", "5,4,3"], "data.class_counts gives 3 counts for 10 classes"),
+        (["--model", "resnext18", "--cardinality", "3"], "model.cardinality must divide 64"),
+        (["--colour-jitter"], "data.colour_jitter is part of the augmentation"),
+        (["--kind", "ssl", "--model", "resnet18", "--cardinality", "8"],
+         "are for the registry's ResNeXt models (classify runs), not ssl runs"),
+        (["--kind", "fewshot", "--imbalance-ratio", "10"], "few-shot runs sample balanced"),
+        (["--imbalance-ratio", "0"], "data.imbalance_ratio must be >= 1"),
+    ],
+)  # fmt: skip
+def test_settings_that_cannot_work_are_refused_before_a_run_exists(tmp_path, capsys, argv, message):
+    assert main(["--runs-dir", str(tmp_path / "runs"), "train", *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
