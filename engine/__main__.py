@@ -23,7 +23,7 @@ from engine.config import (
     ConfigError,
     TransferConfig,
 )
-from engine.groups import PRESETS  # light: no torch
+from engine.presets import PRESETS  # light: no torch
 
 
 def cmd_train(a: argparse.Namespace) -> int:
