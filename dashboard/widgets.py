@@ -328,28 +328,13 @@ def env_flag(name: str) -> bool:
 MAX_UPLOAD_MB = 10
 
 
-def _as_rgb(im) -> np.ndarray:
-    """(H, W, 3) uint8 of any PIL image: 16-bit and float images scaled to their own range
-    (not clipped at 255), transparency composited onto white."""
-    from PIL import Image
-
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
-        return np.repeat(a.round().astype(np.uint8)[..., None], 3, axis=2)
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(im.convert("RGB"))
-
-
 def read_image_upload(upload, max_mb: int = MAX_UPLOAD_MB):
     """An uploaded file (anything with .name, .size, .getvalue()) as a (3, H, W) uint8 tensor;
     ValueError naming the file when it is too large or not an image."""
     import torch
     from PIL import Image, UnidentifiedImageError
+
+    from engine.data.sources import pil_to_rgb
 
     if upload.size > max_mb * 2**20:
         raise ValueError(f"{upload.name} is {upload.size / 2**20:.1f} MB; the limit is {max_mb} MB")
@@ -357,7 +342,7 @@ def read_image_upload(upload, max_mb: int = MAX_UPLOAD_MB):
         with Image.open(io.BytesIO(upload.getvalue())) as im:
             if im.width * im.height > 40_000_000:
                 raise ValueError(f"{im.width}x{im.height} pixels is too large")
-            arr = _as_rgb(im)
+            arr = pil_to_rgb(im)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"{upload.name} is not an image this page can read ({e})") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)

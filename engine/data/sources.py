@@ -48,14 +48,37 @@ def read_digits(size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return images, torch.from_numpy(labels), [str(i) for i in range(10)]
 
 
+def pil_to_rgb(im) -> np.ndarray:
+    """(H, W, 3) uint8 of any PIL image. 16-bit images are scaled from their 0-65535 range
+    (PIL's own conversion clips them at 255: nearly white), 32-bit and float ones from their
+    own range; transparency is composited onto white, not dropped (a transparent pixel's
+    hidden colour is not what a person sees)."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L"):
+        a = np.asarray(im, dtype=np.float64) / 257.0  # 65535 -> 255
+        return np.repeat(a.round().astype(np.uint8)[..., None], 3, axis=2)
+    if im.mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
+        return np.repeat(a.round().astype(np.uint8)[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(im.convert("RGB"))
+
+
 def read_image(path: Path, size: int) -> torch.Tensor:
-    """One image file -> (3, size, size) uint8; a file PIL cannot decode is named in the error."""
+    """One image file -> (3, size, size) uint8 (any mode: see `pil_to_rgb`); a file PIL
+    cannot decode is named in the error."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
+            rgb = Image.fromarray(pil_to_rgb(im))
+            arr = np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"cannot read image {path}: {e}") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
