@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+ADDRESS ?= localhost
 STAMP := $(VENV)/.installed
 
 .PHONY: run test test-slow test-e2e bench lint format clean
@@ -16,8 +17,8 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	@echo "Dashboard: http://localhost:$(PORT)  (Ctrl+C stops it; runs keep going)"
-	PYTHONPATH=$(CURDIR) $(PY) -m streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
+	@echo "Dashboard: http://$(ADDRESS):$(PORT)  (Ctrl+C stops it; runs keep going)"
+	PYTHONPATH=$(CURDIR) $(PY) -m streamlit run dashboard/app.py --server.port $(PORT) --server.address $(ADDRESS) --server.headless true
 
 test: $(STAMP)
 	@$(PY) -m pytest -q; rc=$$?; \
