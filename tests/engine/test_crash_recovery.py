@@ -28,6 +28,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_numbers_of_an_uninterrupted_one(
 ):
     cfg = tiny_config(image_size=32, epochs=4, log_every=1)
     cfg.batch_size = 16  # ~80 steps an epoch: time to be killed inside one
+    # One thread in every process (the launched one, this one resuming, the reference): the
+    # numbers are then bit-for-bit whatever OMP_NUM_THREADS the test session has.
+    cfg.cpu_threads = 1
     cfg = cfg.validate()
     killed = runs.create_run(cfg, tmp_path / "killed")
     pid = runs.launch(killed, warm=False)
