@@ -11,6 +11,7 @@ from engine.config import (
     LOSSES,
     OPTIMIZERS,
     SCHEDULES,
+    TRANSFER_MODES,
     ConfigError,
     DataConfig,
     DynamicFilterConfig,
@@ -212,3 +213,72 @@ def add_data_and_optim_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="batch size (32; segment 8)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, choices=list(DEVICES))
+
+
+def add_kind_flags(t: argparse.ArgumentParser) -> None:
+    """`train`'s flags that belong to one experiment kind each; `config_from_flags` reads
+    them and refuses those given to another kind."""
+    t.add_argument("--cardinality", type=int, default=None,
+                   help="resnext18/resnext50: groups of the grouped convolutions (32)")  # fmt: skip
+    t.add_argument("--group-width", type=int, default=None,
+                   help="resnext18/resnext50: channels per group (4)")  # fmt: skip
+    t.add_argument("--mode", default="finetune", choices=TRANSFER_MODES, help="transfer mode")
+    t.add_argument(
+        "--weights", default="imagenet",
+        help="transfer: 'imagenet', or a weight file (a run's best.pt or a state dict)",
+    )  # fmt: skip
+    t.add_argument(
+        "--backbone-lr-scale", type=float, default=1.0,
+        help="transfer, finetune: the backbone's lr is --lr times this (e.g. 0.1)",
+    )  # fmt: skip
+    t.add_argument("--static", action="store_true",
+                   help="dynamic_filter: trainable per-class filters instead of generated ones")  # fmt: skip
+    t.add_argument("--freeze-backbone", action="store_true",
+                   help="dynamic_filter: keep the ResNet-18 backbone's weights fixed")  # fmt: skip
+    t.add_argument(
+        "--backbone-weights", default=None, choices=["imagenet", "none"],
+        help="segment: start the backbone from ImageNet (when cached) or random weights",
+    )  # fmt: skip
+    t.add_argument("--fc-channels", type=int, default=None,
+                   help="segment, fcn32s: width of fc6/fc7 (4096 as VGG-16)")  # fmt: skip
+    t.add_argument("--fixed-upsampling", action="store_true",
+                   help="segment, fcn32s: keep the 32x bilinear upsampling fixed")  # fmt: skip
+    t.add_argument(
+        "--mask-images", type=lambda v: [s.strip() for s in v.split(",") if s.strip()],
+        default=None, metavar="0013,0062,0104",
+        help="segment: validation images whose predicted masks are kept every snapshot epoch "
+        "(default: three spread over the validation set)",
+    )  # fmt: skip
+    t.add_argument("--distance", default=None, choices=["euclidean", "cosine", "parametric"],
+                   help="fewshot: distance to the prototypes (euclidean)")  # fmt: skip
+    t.add_argument("--no-mlp-head", action="store_true",
+                   help="fewshot: embed with Conv-4 alone (1600-d), no 1600-800-800-400 MLP")  # fmt: skip
+    t.add_argument(
+        "--train-way", type=int, default=None, help="fewshot: N of training episodes (10)"
+    )
+    t.add_argument(
+        "--train-shot", type=int, default=None, help="fewshot: K of training episodes (1)"
+    )
+    t.add_argument("--test-shots", type=shot_list, default=None, metavar="1,5,10",
+                   help="fewshot: the K of the 5-way test episodes (1,5,10)")  # fmt: skip
+    t.add_argument(
+        "--test-episodes", type=int, default=None, help="fewshot: test episodes per K (600)"
+    )
+    t.add_argument("--test-way", type=int, default=None, help="fewshot: N of the test episodes (5)")
+    t.add_argument("--episodes-csv", default=None, metavar="FILE",
+                   help="fewshot: also test on this fixed episode file (with train.csv / "
+                   "val.csv image lists)")  # fmt: skip
+    t.add_argument("--episodes-per-epoch", type=int, default=None,
+                   help="fewshot: training episodes per epoch (100)")  # fmt: skip
+    t.add_argument("--projection-dim", type=int, default=None,
+                   help="ssl: BYOL's projection size (256)")  # fmt: skip
+    t.add_argument("--base-momentum", type=float, default=None,
+                   help="ssl: the target's moving average at step 0, cosine to 1 (0.996)")  # fmt: skip
+    t.add_argument(
+        "--knn-k", type=int, default=None, help="ssl: neighbours of the kNN monitor (20)"
+    )
+    t.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="ssl: horizontal flips in the views (default: on, off for digits)")  # fmt: skip
+    t.add_argument("--crop-scale-min", type=float, default=None,
+                   help="ssl: random resized crops keep at least this share of the area "
+                   "(default 0.08, 0.5 for digits)")  # fmt: skip
