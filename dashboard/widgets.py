@@ -25,6 +25,7 @@ STATE_ICONS = {
     "finished": "✅",
     "stopped": "⏸️",
     "failed": "❌",
+    "stale": "💤",
     "broken": "⚠️",
 }
 SPLIT_STYLE = {  # one colour per split, the same on every chart
@@ -319,6 +320,14 @@ def class_names(status: dict, n: int) -> list[str]:
 def show_error(e: Exception) -> None:
     """Errors as the user can act on them; never a traceback."""
     st.error(str(e) or type(e).__name__)
+
+
+def typed_path(text: str) -> str | None:
+    """A data folder typed into a form: None when blank; ConfigError (naming the allowed
+    folders) when it lies outside the data roots (engine.data.roots)."""
+    from engine.data.roots import check_data_path
+
+    return str(check_data_path(text.strip())) if text.strip() else None
 
 
 def env_flag(name: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -12,23 +13,55 @@ from typing import Any
 
 import numpy as np
 
+CAUSES = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "part of the path is a file, not a folder",
+    errno.EEXIST: "part of the path is a file, not a folder",
+}
+
+
+class WriteError(OSError):
+    """A write that failed, said in words: the file, the cause, and that nothing was left
+    half-written. Its `errno` is the operating system's."""
+
+    def __init__(self, path: str | os.PathLike, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror)
+        cause = CAUSES.get(error.errno, error.strerror or str(error))
+        self.message = (
+            f"cannot write {path}: {cause}. Nothing was half-written: the previous version of "
+            "the file, if any, is intact"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
 
 def write_atomic(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write through `write(fileobj)` to a temporary file beside `path`, fsync, then rename."""
+    """Write through `write(fileobj)` to a temporary file beside `path`, fsync, then rename.
+
+    A failure of the file system raises WriteError (an OSError) naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(e, OSError) and not isinstance(e, WriteError) and e.errno in CAUSES:
+            raise WriteError(path, e) from e
         raise
 
 

@@ -95,7 +95,7 @@ def _print_group(group, runs_dir) -> None:
         print(f"{r['label'][:34]:34} {r['state'][:9]:9} {params:>24} {spe:>8} "
               f"{pct(r.get(f'best_val_{metric}')):>9} {pct(r.get(f'test_{metric}')):>8}"
               + (f"  ({metric})" if metric != "acc" else ""))  # fmt: skip
-        if r["state"] not in ("queued", "running", "finished", "stopped", "failed"):
+        if r["state"] not in ("queued", "running", "stale", "finished", "stopped", "failed"):
             print(f"    {r['state']}")
         if r.get("error"):
             print(f"    {r['state']}: {r['error']}")

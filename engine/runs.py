@@ -22,13 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import write_json
+from engine.atomic import CAUSES, write_json
 from engine.config import ConfigError, RunConfig
 from engine.layout import REPO_ROOT, RunLayout
+from engine.liveness import HOST, Heartbeat, judge, pid_alive, process_start
 from engine.train.events import read_events
 
-ACTIVE = ("queued", "running")
-HEARTBEAT_SECONDS = 2.0
+ACTIVE = ("queued", "running", "stale")  # stale: alive as far as anyone can tell
 
 
 class RunError(RuntimeError):
@@ -53,7 +53,7 @@ def create_run(cfg: RunConfig, runs_dir: str | Path | None = None) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise RunError(f"cannot create the runs folder {root}: {e.strerror}") from None
+        raise RunError(f"cannot create the runs folder {root}: {_cause(e)}{RUNS_HINT}") from None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for _ in range(100):
         run_dir = root / f"{stamp}-{cfg.model.name}-{secrets.token_hex(3)}"
@@ -63,13 +63,25 @@ def create_run(cfg: RunConfig, runs_dir: str | Path | None = None) -> Path:
         except FileExistsError:
             continue
         except OSError as e:
-            raise RunError(f"cannot create a run folder in {root}: {e.strerror}") from None
+            raise RunError(
+                f"cannot create a run folder in {root}: {_cause(e)}{RUNS_HINT}"
+            ) from None
     else:
         raise RunError(f"could not find a free run id in {root}")
-    layout = RunLayout(run_dir)
-    write_json(layout.config, cfg.to_dict())
-    write_status(run_dir, state="queued", created=time.time())
+    try:
+        write_json(RunLayout(run_dir).config, cfg.to_dict())
+        write_status(run_dir, state="queued", created=time.time())
+    except OSError as e:  # never leave a folder that looks like a run but is not one
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise RunError(f"cannot create a run in {root}: {_cause(e)}{RUNS_HINT}") from None
     return run_dir
+
+
+RUNS_HINT = " (choose another with WORKBENCH_RUNS_DIR or --runs-dir)"
+
+
+def _cause(e: OSError) -> str:
+    return CAUSES.get(e.errno, e.strerror or str(e))
 
 
 def resolve_run(run: str | Path, runs_dir: str | Path | None = None) -> Path:
@@ -130,44 +142,9 @@ def _read_json(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (field 3 on), or None without /proc."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def process_start(pid: int) -> int | None:
-    """Start time of a process (clock ticks since boot): with the pid, names one process."""
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields else None
-
-
-def _pid_alive(pid: int | None, start: int | None = None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    fields = _proc_stat(pid)
-    if fields is None:
-        return True  # no /proc (macOS): trust the signal check
-    if fields[0] == "Z":  # a zombie is not a training process
-        return False
-    if start is not None:  # a recycled pid belongs to another process
-        return int(fields[19]) == start
-    try:
-        return b"engine" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-
-
 def read_status(run_dir: str | Path) -> dict:
-    """status.json, with a run whose process has died reported as failed instead of running."""
+    """status.json, with a run whose process has died reported as failed instead of running,
+    and one whose heartbeat stopped as stale (engine.liveness)."""
     status = _read_json(RunLayout(Path(run_dir)).status)
     if status is None:
         return {
@@ -176,8 +153,12 @@ def read_status(run_dir: str | Path) -> dict:
         }
     state, pid = status.get("state"), status.get("pid")
     # Queued runs get a pid once launched: a launched run that died before starting is failed too.
-    alive = _pid_alive(pid, status.get("pid_start"))
-    if (state == "running" or (state == "queued" and pid)) and not alive:
+    if not (state == "running" or (state == "queued" and pid)):
+        return status
+    verdict, why = judge(status)
+    if verdict == "stale":
+        status.update(state="stale", error=why)
+    elif verdict == "dead":
         if status.get("stop_requested"):  # stopped while starting, before it could save
             status["state"] = "stopped"
             return status
@@ -253,7 +234,7 @@ def status_is_active(status: dict) -> bool:
     """True while a process is training (or was started to train) the run of `status` (as
     read by `read_status`); a run that was created but never launched is queued with no pid,
     and not active."""
-    return status.get("state") == "running" or (
+    return status.get("state") in ("running", "stale") or (
         status.get("state") == "queued" and bool(status.get("pid"))
     )
 
@@ -296,7 +277,9 @@ def stop(run_dir: str | Path) -> bool:
     """Ask a live run to stop (SIGTERM): it saves last.pt and marks itself stopped."""
     status = read_status(run_dir)
     pid = status.get("pid")
-    if status.get("state") not in ACTIVE or not _pid_alive(pid, status.get("pid_start")):
+    if status.get("host", HOST) != HOST:  # its pid means nothing here: stop it there
+        return False
+    if status.get("state") not in ACTIVE or not pid_alive(pid, status.get("pid_start")):
         return False
     write_status(run_dir, stop_requested=True)
     os.kill(pid, signal.SIGTERM)
@@ -374,7 +357,7 @@ def _execute_locked(run_dir: Path, resume: bool, progress: bool, resume_from: st
     stop_requested = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
     bar = None
-    last_beat = [0.0]
+    heartbeat = Heartbeat(lambda **fields: write_status(run_dir, **fields))
 
     def on_data(splits, total_steps: int) -> None:
         nonlocal bar
@@ -391,23 +374,22 @@ def _execute_locked(run_dir: Path, resume: bool, progress: bool, resume_from: st
             bar.n = state.global_step
             bar.set_postfix(epoch=state.epoch + 1, refresh=False)
             bar.update(0)
-        now = time.monotonic()
-        if now - last_beat[0] > HEARTBEAT_SECONDS:  # a heartbeat, not a write per step
-            last_beat[0] = now
-            write_status(run_dir, state="running", step=state.global_step, epoch=state.epoch)
+        heartbeat.update(step=state.global_step, epoch=state.epoch)  # written by its next beat
 
     pid = os.getpid()
     write_status(
         run_dir, state="running", pid=pid, pid_start=process_start(pid), started=time.time(),
         error=None,
     )  # fmt: skip
+    heartbeat.update(state="running")  # restated: launch() may write its pid after this
     try:
-        summary = get_experiment(cfg.kind)(
-            cfg, run_dir, resume=resume, should_stop=stop_requested.is_set,
-            on_step=on_step, on_data=on_data,
-            on_model=lambda info: write_status(run_dir, model_info=info),
-            resume_from=resume_from,
-        )  # fmt: skip
+        with heartbeat:  # ends before the final state is written, so it cannot undo it
+            summary = get_experiment(cfg.kind)(
+                cfg, run_dir, resume=resume, should_stop=stop_requested.is_set,
+                on_step=on_step, on_data=on_data,
+                on_model=lambda info: write_status(run_dir, model_info=info),
+                resume_from=resume_from,
+            )  # fmt: skip
     except BaseException as e:
         state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
         message = (

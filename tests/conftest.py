@@ -25,6 +25,20 @@ def _one_cpu_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_folders_are_data_roots(tmp_path_factory):
+    """The dashboard reads typed folders only under the data roots (engine.data.roots); the
+    folders tests make count as one, beside the defaults."""
+    import os
+
+    from engine.data.roots import ENV, data_roots
+
+    roots = [*data_roots(), tmp_path_factory.getbasetemp()]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV, os.pathsep.join(str(r) for r in roots))
+        yield
+
+
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch):
     """A fresh runs folder, also set as WORKBENCH_RUNS_DIR so nothing lands in the repo's runs/."""

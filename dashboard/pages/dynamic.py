@@ -41,7 +41,7 @@ def new_comparison_form() -> None:
             return
     try:
         base = DynamicFilterConfig(
-            data=DataConfig(name=dataset, path=path.strip() or None),
+            data=DataConfig(name=dataset, path=widgets.typed_path(path)),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0), epochs=int(epochs),
         )  # fmt: skip
         check_source(base.data.name, base.data.path)

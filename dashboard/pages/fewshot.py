@@ -53,7 +53,7 @@ def new_runs_form() -> None:
         return
     try:
         base = FewShotConfig(
-            data=DataConfig(name=dataset, path=path.strip() or None, image_size=84),
+            data=DataConfig(name=dataset, path=widgets.typed_path(path), image_size=84),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0, schedule="none"),
             epochs=int(epochs), episodes_per_epoch=int(episodes), distance=distance,
             train_way=int(way), train_shot=int(shot),

@@ -43,7 +43,7 @@ def new_comparison_form() -> None:
             return
     try:
         base = RunConfig(
-            data=DataConfig(name=dataset, path=path.strip() or None,
+            data=DataConfig(name=dataset, path=widgets.typed_path(path),
                             imbalance_ratio=float(ratio)),
             model=ModelConfig(name=model), optim=OptimConfig(lr=float(lr)), epochs=int(epochs),
         ).validate()  # fmt: skip

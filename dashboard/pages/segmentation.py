@@ -64,7 +64,7 @@ def new_runs_form() -> None:
         return
     try:
         base = SegmentConfig(
-            data=DataConfig(name=dataset, path=path.strip() or None, image_size=int(size)),
+            data=DataConfig(name=dataset, path=widgets.typed_path(path), image_size=int(size)),
             model=ModelConfig(name=improved),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0), epochs=int(epochs),
             batch_size=int(batch), mask_images=[s.strip() for s in stems.split(",") if s.strip()],

@@ -53,7 +53,7 @@ def new_run_form() -> bool:
             return False
     try:
         cfg = SSLConfig(
-            data=DataConfig(name=dataset, path=path.strip() or None, image_size=int(size),
+            data=DataConfig(name=dataset, path=widgets.typed_path(path), image_size=int(size),
                             classes=[c.strip() for c in classes.split(",") if c.strip()]),
             model=ModelConfig(name=backbone),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0, schedule="none"),

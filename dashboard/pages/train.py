@@ -67,7 +67,7 @@ def start_form() -> None:
         snapshot_epochs = parse_epoch_list(exact)
         cfg = RunConfig(
             name=name,
-            data=DataConfig(name=dataset, path=path.strip() or None, augment=augment),
+            data=DataConfig(name=dataset, path=widgets.typed_path(path), augment=augment),
             model=ModelConfig(name=model),
             optim=OptimConfig(name=optimizer, lr=float(lr), schedule=schedule),
             epochs=int(epochs),
@@ -93,7 +93,7 @@ def render_run(run_dir) -> None:
     active = runs.status_is_active(status)
     st.markdown(widgets.status_line(status))
     if status.get("error"):
-        st.error(f"{state}: {status['error']}")
+        (st.warning if state == "stale" else st.error)(f"{state}: {status['error']}")
         log = RunLayout(run_dir).log
         if log.exists():
             with st.expander("Last lines of the run's log"):
@@ -117,8 +117,11 @@ def render_run(run_dir) -> None:
     b1, b2, _ = st.columns([1, 1, 4])
     if active:
         if b1.button("⏹ Stop", help="Saves last.pt, then stops; resume continues from there."):
-            runs.stop(run_dir)
-            st.toast("Asked the run to stop; it saves its checkpoint first.")
+            if runs.stop(run_dir):
+                st.toast("Asked the run to stop; it saves its checkpoint first.")
+            else:
+                st.warning(f"Its process is not on this machine ({status.get('host')}) or "
+                           "has already ended: stop it where it runs.")  # fmt: skip
     elif state in ("stopped", "failed") and RunLayout(run_dir).last_checkpoint.exists():
         if b2.button("⏵ Resume", help="Continue from checkpoints/last.pt"):
             try:

@@ -5,6 +5,7 @@ one from a preset, trains its runs one after another, and overlays what they did
 """
 
 import statistics
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -15,6 +16,7 @@ from engine import groups, runs
 from engine.analysis import load_embedding, project_run
 from engine.config import DataConfig, ModelConfig, OptimConfig, TransferConfig
 from engine.data import check_source
+from engine.data.roots import check_data_path, data_roots
 from engine.layout import RunLayout
 from engine.models.backbones import BACKBONES
 
@@ -37,6 +39,17 @@ def backbone_label(name: str) -> str:
     size = f"{wf.megabytes:.0f} MB" if wf else "17 MB"
     cached = "✓ weights here" if spec.weights_available() else f"weights not cached ({size})"
     return f"{name} · {cached}" + (" · large" if spec.large else "")
+
+
+def supervised_source(typed: str) -> str:
+    """'imagenet', a run id of this runs folder, or a folder or file under the data roots or
+    the runs folder (engine.data.roots): a typed path never reaches beyond them."""
+    typed = typed.strip() or "imagenet"
+    root = widgets.runs_dir()
+    bare = Path(typed).name == typed  # a run id, or a name the engine will say it cannot find
+    if typed == "imagenet" or (bare and ((root / typed).is_dir() or not Path(typed).exists())):
+        return typed
+    return str(check_data_path(typed, [*data_roots(), root.resolve()]))
 
 
 def new_comparison_form() -> None:
@@ -96,7 +109,7 @@ def new_comparison_form() -> None:
     try:
         base = TransferConfig(
             model=ModelConfig(name=backbone),
-            data=DataConfig(name=dataset, path=path.strip() or None, image_size=int(size),
+            data=DataConfig(name=dataset, path=widgets.typed_path(path), image_size=int(size),
                             augment=augment,
                             classes=[c.strip() for c in classes.split(",") if c.strip()]),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0),
@@ -106,7 +119,7 @@ def new_comparison_form() -> None:
         group = groups.create_group(
             preset, base, widgets.runs_dir(), include_scratch=scratch,
             ssl_weights=ssl or None, sequential=not at_once,
-            supervised_weights=supervised.strip() or "imagenet",
+            supervised_weights=supervised_source(supervised),
         )  # fmt: skip
         groups.launch_group(group, widgets.runs_dir())
     except Exception as e:  # ConfigError, DataError, WeightsError, RunError: all say what to do

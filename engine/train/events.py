@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import time
 from pathlib import Path
 from typing import Any
+
+from engine.atomic import WriteError
 
 
 class EventLog:
@@ -25,7 +28,14 @@ class EventLog:
         if not math.isfinite(value):
             event["value"] = None  # JSON has no NaN; keep the line valid for every reader
             event["nonfinite"] = repr(value)
-        os.write(self._fd, (json.dumps(event) + "\n").encode())
+        line = (json.dumps(event) + "\n").encode()
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            if os.write(self._fd, line) != len(line):  # a short write: the disk just filled
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as e:
+            os.ftruncate(self._fd, size)  # no half line left for a reader to trip on
+            raise WriteError(self.path, e) from e
 
     def close(self) -> None:
         if self._fd >= 0:

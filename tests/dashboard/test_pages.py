@@ -63,11 +63,22 @@ def _submit_new_run(at, dataset: str, path: str = "", lr: float | None = None):
 
 
 def test_train_page_names_a_bad_dataset_folder(runs_dir):
+    missing = str(runs_dir.parent / "no-such-folder")  # under a data root, but not there
     at = page("train").run()
-    at = _submit_new_run(at, "folder", "/no/such/folder")
+    at = _submit_new_run(at, "folder", missing)
     assert not at.exception
-    assert any("/no/such/folder" in e.value and "does not exist" in e.value for e in at.error)
+    assert any(missing in e.value and "does not exist" in e.value for e in at.error)
     assert not any(runs_dir.iterdir()), "no run folder is created for bad input"
+
+
+@pytest.mark.parametrize("typed", ["/etc", "../../../../../../../etc"])
+def test_train_page_refuses_a_folder_outside_the_data_roots(runs_dir, typed):
+    at = page("train").run()
+    at = _submit_new_run(at, "folder", typed)
+    assert not at.exception
+    assert any("outside the folders the dashboard may read" in e.value
+               and "WORKBENCH_DATA_ROOTS" in e.value for e in at.error)  # fmt: skip
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
 def test_train_page_explains_an_invalid_learning_rate(runs_dir):

@@ -62,6 +62,19 @@ def test_a_backbone_whose_weights_are_missing_names_the_file_and_makes_nothing(
     assert runs.list_runs(runs_dir) == []
 
 
+@pytest.mark.parametrize("typed", ["/etc/passwd", "../../../../../../../../etc/passwd"])
+def test_a_supervised_backbone_outside_the_data_roots_is_refused(runs_dir, typed):
+    at = page("transfer").run()
+    next(s for s in at.selectbox if s.label == "Preset").set_value("a-e")
+    next(t for t in at.text_input if t.label.startswith("A–E rows B, D")).input(typed)
+    next(b for b in at.button if b.label == "▶ Start the comparison").click()
+    at.run()
+    assert not at.exception
+    (message,) = [e.value for e in at.error]
+    assert f"{typed} is outside the folders the dashboard may read" in message
+    assert groups.list_groups(runs_dir) == []
+
+
 def test_the_table_has_a_row_per_setting_with_parameters_and_accuracies(comparison):
     runs_dir, group = comparison
     at = page("transfer").run()

@@ -186,13 +186,31 @@ def classes_not_in_the_dataset(tmp: Path):
             "data.classes: 'x' not in")  # fmt: skip
 
 
+def path_outside_the_data_roots(tmp: Path):
+    from engine.data.roots import check_data_path
+
+    (tmp / "data").mkdir()
+    return (lambda: check_data_path(str(tmp / "data" / ".." / ".."), [tmp / "data"]),
+            ConfigError, "is outside the folders the dashboard may read")  # fmt: skip
+
+
+def runs_folder_that_is_a_file(tmp: Path):
+    from engine.config import RunConfig
+    from engine.runs import RunError, create_run
+
+    (tmp / "runs").write_text("a file where the runs folder should be")
+    return (lambda: create_run(RunConfig(), tmp / "runs"), RunError,
+            "cannot create the runs folder .*runs: part of the path is a file")  # fmt: skip
+
+
 REFUSED = [
     corrupt_jpeg, truncated_png, empty_class_folder, folder_without_images, missing_folder,
     cifar_not_a_dict, cifar_missing_keys, cifar_that_runs_code, mask_with_unknown_colour,
     sat_and_mask_of_other_sizes, more_ways_than_classes, too_few_shots, lr_not_positive,
     zero_epochs, unknown_model, config_with_unknown_fields, config_not_json,
     checkpoint_of_another_architecture, checkpoint_that_runs_code, weights_that_run_code,
-    checkpoint_that_is_not_one, classes_not_in_the_dataset,
+    checkpoint_that_is_not_one, classes_not_in_the_dataset, path_outside_the_data_roots,
+    runs_folder_that_is_a_file,
 ]  # fmt: skip
 
 
