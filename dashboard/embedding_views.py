@@ -1,31 +1,16 @@
 """The Embeddings page's views, shared with the pages that show a run's embedding snapshots
 (Self-supervised): cached projections of every snapshot epoch, and the animated scatter."""
 
-import json
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import widgets
-from engine.analysis import DEFAULT_PARAMS, load_embedding, project_run
+from dashboard import projection_jobs, widgets
+from engine.analysis import DEFAULT_PARAMS, load_embedding
 from engine.layout import RunLayout
 
 METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def projections(run_dir: str, method: str, params_json: str, stamps: tuple):
-    # `stamps` ((epoch, mtime) of every snapshot) keys the cache: a rewritten snapshot is re-read.
-    """All snapshot layouts of one (run, method, params); the run folder holds the disk cache."""
-    bar = st.progress(0.0, text=f"Projecting with {METHOD_LABELS[method]}…")
-
-    def progress(done, total, epoch):
-        bar.progress(done / total, text=f"{METHOD_LABELS[method]}: epoch {epoch} ({done}/{total})")
-
-    result = project_run(run_dir, method, json.loads(params_json), progress=progress)
-    bar.empty()
-    return result
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -92,14 +77,19 @@ def figure(layouts, embs, epoch, classes, colour_by, selected):
     return fig
 
 
-def snapshot_layouts(run_dir, method: str, params: dict) -> tuple[dict, dict]:
-    """(2-D layout per epoch, embedding snapshot per epoch) of a run, cached."""
+def snapshot_layouts(run_dir, method: str, params: dict) -> tuple[dict, dict] | None:
+    """(2-D layout per epoch, embedding snapshot per epoch) of a run, cached; None, with the
+    projection's progress drawn, while it is still computing in the background."""
     layout = RunLayout(run_dir)
     epochs = layout.embedding_epochs()
     stamps = {e: widgets.file_stamp(layout.embedding_file(e)) for e in epochs}
-    layouts = projections(
-        str(run_dir), method, json.dumps(params, sort_keys=True), tuple(stamps.items())
-    )
+    # The stamps ((epoch, mtime) of every snapshot) key the job: a rewritten one is re-read.
+    job = projection_jobs.worker().submit(str(run_dir), method, params, tuple(stamps.items()))
+    try:
+        layouts = job.future.result(timeout=projection_jobs.wait_seconds())
+    except TimeoutError:
+        projection_jobs.show_pending(job.key, f"Projecting with {METHOD_LABELS[method]}")
+        return None
     embs = {e: embedding(str(run_dir), e, stamps[e]) for e in epochs}
     if method != "pca":  # t-SNE/UMAP distances have no absolute scale: show each epoch at
         layouts = {e: standardise(xy) for e, xy in layouts.items()}  # one size, still aligned
@@ -117,9 +107,12 @@ def compact_projection(run_dir, classes: list[str], key: str) -> None:
                       horizontal=True, key=f"{key}_method")  # fmt: skip
     epoch = c2.select_slider("Snapshot epoch", options=epochs, value=epochs[-1], key=f"{key}_epoch")
     try:
-        layouts, embs = snapshot_layouts(run_dir, method, dict(DEFAULT_PARAMS[method]))
+        found = snapshot_layouts(run_dir, method, dict(DEFAULT_PARAMS[method]))
     except (OSError, ValueError, EOFError) as e:
         widgets.show_error(e)
         return
+    if found is None:  # still computing: its progress is shown
+        return
+    layouts, embs = found
     fig = figure(layouts, embs, epoch, classes, "true label", None)
     st.plotly_chart(fig, key=f"{key}_scatter")

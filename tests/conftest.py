@@ -21,6 +21,9 @@ def _one_cpu_thread():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")  # inherited by launched runs and CLI subprocesses
         mp.setenv("WORKBENCH_PREWARM", "0")  # no idle warm worker per test process
+        # Pages wait for their projections, as AppTest cannot follow a background one (one
+        # test sets it to 0 to see the background path).
+        mp.setenv("WORKBENCH_PROJECTION_WAIT", "600")
         yield
     torch.set_num_threads(threads)
 

@@ -67,11 +67,14 @@ with c3:
 
 epoch = st.select_slider("Snapshot epoch", options=epochs, value=epochs[-1])
 try:
-    layouts, embs = snapshot_layouts(run.path, method, params)
+    found = snapshot_layouts(run.path, method, params)
     run_cfg = runs.load_config(run.path).to_dict()
 except (OSError, ValueError, EOFError) as e:  # ConfigError is a ValueError
     widgets.show_error(e)
     st.stop()
+if found is None:  # computing in the background; its progress is shown, and the page
+    st.stop()  # draws itself again when it is done
+layouts, embs = found
 
 n_classes = int(max(max(e["labels"].max(), e["predictions"].max()) for e in embs.values())) + 1
 classes = widgets.class_names(run.status, n_classes)

@@ -164,8 +164,12 @@ def _check_init(init: np.ndarray | None, n: int) -> np.ndarray | None:
 def _pca(x: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.decomposition import PCA
 
-    # "full" SVD is exact, hence the same numbers on every machine; sklearn fixes the signs.
-    return PCA(n_components=2, svd_solver="full", random_state=seed).fit_transform(x)
+    # Both solvers are exact (no random projection), hence the same numbers on every machine;
+    # sklearn fixes the signs. With more points than dimensions (a snapshot: N x 64..2048),
+    # the D x D covariance's eigenvectors are ~10x faster than the SVD of the N x D matrix
+    # (50,000 x 512: 0.5 s instead of 5 s, bench/projections.py).
+    solver = "covariance_eigh" if x.shape[0] > x.shape[1] else "full"
+    return PCA(n_components=2, svd_solver=solver, random_state=seed).fit_transform(x)
 
 
 def _tsne(x: np.ndarray, params: dict[str, Any], seed: int, init: np.ndarray | None) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from engine.data.datasets import DataError, ImageSet, Splits
-from engine.data.loader import _generator
+from engine.data.loader import Normaliser, _generator
 from engine.models.protonet import Episode
 
 
@@ -91,18 +91,18 @@ class EpisodeLoader:
         self.embed = embed
         self.images = data.images.to(self.device)
         self.sampler, self.episodes, self.fixed = sampler, episodes, fixed
-        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
+        self._normaliser = Normaliser(mean, std, self.device)
+        self.mean, self.std = self._normaliser.mean, self._normaliser.std
 
     def __len__(self) -> int:
         return self.episodes
 
+    def normalise(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        return self._normaliser(images_uint8)
+
     @property
     def num_samples(self) -> int:
         return self.episodes * self.sampler.n_way * self.sampler.q_query
-
-    def normalise(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        return (images_uint8.float() / 255.0 - self.mean) / self.std
 
     def get(self, number: int, table: torch.Tensor | None = None):
         """Episode `number` (images; or rows of `table`, embeddings of every image)."""

@@ -11,13 +11,13 @@ import os
 import re
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from engine.data.datasets import DataError, ImageSet, Splits, resize_uint8
+from engine.data.sources import read_many
 
 CLASS_NAMES = ("Urban", "Agriculture", "Rangeland", "Forest", "Water", "Barren", "Unknown")
 CLASS_COLOURS = (
@@ -112,9 +112,7 @@ def read_pair(sat: Path, mask: Path, size: int) -> tuple[torch.Tensor, torch.Ten
 def read_pairs(folder: Path, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Every pair in `folder`: images (N, 3, S, S) uint8, masks (N, S, S) uint8, stems."""
     pairs = find_pairs(folder)
-    # Decoding releases the GIL: a few threads read a large folder several times faster.
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
-        read = list(pool.map(lambda p: read_pair(p[1], p[2], size), pairs))
+    read = read_many(lambda p: read_pair(p[1], p[2], size), pairs)
     return (
         torch.stack([r[0] for r in read]),
         torch.stack([r[1] for r in read]),

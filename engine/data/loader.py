@@ -23,19 +23,58 @@ def _generator(*key: int) -> torch.Generator:
     return g.manual_seed(seed)
 
 
+class Normaliser:
+    """(images / 255 - mean) / std as one multiply-add on a fresh float copy: ~25x faster on
+    the CPU than the three broadcast passes it replaces (bench/data_path.py)."""
+
+    def __init__(self, mean: list[float], std: list[float], device: torch.device) -> None:
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.scale = 1.0 / (255.0 * self.std)
+        self.shift = -self.mean / self.std
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (or floats on the 0-255 scale) -> normalised float32; never in place."""
+        return images.to(torch.float32, copy=True).mul_(self.scale).add_(self.shift)
+
+
 def random_crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop with zero padding `pad` and horizontal flip, for a whole batch at once."""
-    b, c, h, w = x.shape
+    b = x.shape[0]
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=g).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=g).to(x.device)
-    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
-    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
-    bi = torch.arange(b, device=x.device)[:, None, None, None]
-    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+    flip = torch.rand(b, generator=g) < 0.5
+    # The same result either way: on the CPU one slice copy per (dy, dx) offset is ~2x faster
+    # than the gather; a GPU prefers the single gather kernel (and no host syncs).
+    crop = _crop_flip_slices if x.device.type == "cpu" else _crop_flip_gather
+    return crop(padded, oy, ox, flip, pad)
+
+
+def _crop_flip_slices(padded, oy, ox, flip, pad: int) -> torch.Tensor:
+    b, c, hp, wp = padded.shape
+    h, w = hp - 2 * pad, wp - 2 * pad
+    out = padded.new_empty(b, c, h, w)
+    for dy in range(2 * pad + 1):
+        for dx in range(2 * pad + 1):
+            sel = ((oy == dy) & (ox == dx)).nonzero().squeeze(1)
+            if len(sel):
+                out[sel] = padded[sel, :, dy : dy + h, dx : dx + w]
+    flipped = flip.nonzero().squeeze(1)
+    out[flipped] = out[flipped].flip(3)
+    return out
+
+
+def _crop_flip_gather(padded, oy, ox, flip, pad: int) -> torch.Tensor:
+    b, c, hp, wp = padded.shape
+    h, w, dev = hp - 2 * pad, wp - 2 * pad, padded.device
+    oy, ox = oy.to(dev), ox.to(dev)
+    rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]  # (B, 1, 1, W)
+    bi = torch.arange(b, device=dev)[:, None, None, None]
+    ci = torch.arange(c, device=dev)[None, :, None, None]
     out = padded[bi, ci, rows, cols]
-    flip = (torch.rand(b, generator=g) < 0.5).to(x.device)[:, None, None, None]
-    return torch.where(flip, out.flip(3), out)
+    return torch.where(flip.to(dev)[:, None, None, None], out.flip(3), out)
 
 
 class BatchLoader:
@@ -59,8 +98,8 @@ class BatchLoader:
         self.labels = data.labels.to(self.device)
         self.batch_size = batch_size
         self.shuffle, self.augment, self.seed = shuffle, augment, seed
-        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
+        self._normaliser = Normaliser(mean, std, self.device)
+        self.mean, self.std = self._normaliser.mean, self._normaliser.std
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -86,7 +125,7 @@ class BatchLoader:
         return torch.randperm(n, generator=_generator(self.seed, epoch))
 
     def normalise(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        return (images_uint8.float() / 255.0 - self.mean) / self.std
+        return self._normaliser(images_uint8)
 
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.order(epoch).to(self.device)

@@ -53,7 +53,7 @@ class SnapshotWriter:
         self.layout, self.loader, self.ids = layout, loader, ids.numpy()
         self.epochs, self.num_classes = set(epochs), classes
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, trainer: Trainer, epoch: int, val: EvalResult) -> None:
         if epoch not in self.epochs:
             return

@@ -59,7 +59,7 @@ class EmbeddingSnapshots:
         self.data = test.subset(pick)
         self.layout, self.loader, self.epochs = layout, loader, set(epochs)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, trainer: Trainer, epoch: int, val: EvalResult) -> None:
         if epoch not in self.epochs:
             return

@@ -67,7 +67,7 @@ class MaskSnapshots:
                 )
                 save_png(inputs / f"{stem}_mask.png", labels_to_rgb(loader.labels[i].cpu().numpy()))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, trainer: Trainer, epoch: int, val: EvalResult) -> None:
         if epoch not in self.epochs:
             return

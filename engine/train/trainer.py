@@ -166,7 +166,7 @@ class Trainer:
                 "try a lower learning rate (the last good checkpoint is kept)"
             )
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self, loader: BatchLoader) -> EvalResult:
         tally = self.task.tally(self.device)
         with eval_mode(self.model):

@@ -137,6 +137,25 @@ def test_embeddings_page_switches_to_tsne(finished_run):
     assert any(s.label == "Perplexity" for s in at.slider)
 
 
+def test_a_slow_projection_runs_in_the_background_and_is_drawn_when_done(
+    finished_run, monkeypatch
+):
+    monkeypatch.setenv("WORKBENCH_PROJECTION_WAIT", "0")  # every projection counts as slow
+    at = page("embeddings").run()
+    at.radio[0].set_value("tsne").run()
+    assert not at.exception
+    # The run did not wait for t-SNE: it shows its progress and no scatter yet.
+    texts = [p.proto.text for p in at.get("progress")]
+    assert any(t.startswith("Projecting with t-SNE") and "background" in t for t in texts), texts
+    assert not _plotly_specs(at)
+    cached = RunLayout(finished_run).projections
+    wait_for(lambda: len(list(cached.glob("tsne-*/epoch_*.npy"))) == 3, 120, "t-SNE to finish")
+    wait_for(lambda: not at.run().get("progress"), 60, "the page to draw the finished t-SNE")
+    assert not at.exception
+    [fig] = _plotly_specs(at)
+    assert [f["name"] for f in fig["frames"]] == ["1", "2", "3"]
+
+
 def test_embeddings_page_reports_a_damaged_snapshot(finished_run):
     RunLayout(finished_run).embedding_file(2).write_bytes(b"not an npz")
     at = page("embeddings").run()

@@ -35,7 +35,7 @@ def test_unshuffled_batches_cover_the_set_in_order_and_normalise():
     mean = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)
     std = torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
     expected = (data.images[idx].float() / 255 - mean) / std
-    assert x.dtype == torch.float32 and torch.allclose(x, expected)
+    assert x.dtype == torch.float32 and torch.allclose(x, expected, atol=1e-6)  # one multiply-add
     assert torch.equal(y, data.labels[idx])
 
 
@@ -135,3 +135,30 @@ def test_random_crop_flip_is_deterministic_per_generator_seed():
     b = random_crop_flip(x, torch.Generator().manual_seed(7))
     c = random_crop_flip(x, torch.Generator().manual_seed(8))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_the_cpu_slices_and_the_gpu_gather_crop_and_flip_alike():
+    from engine.data.loader import _crop_flip_gather, _crop_flip_slices
+
+    g = torch.Generator().manual_seed(3)
+    pad = 4
+    padded = torch.nn.functional.pad(torch.randn(37, 3, 12, 10), (pad, pad, pad, pad))
+    oy, ox = torch.randint(0, 9, (37,), generator=g), torch.randint(0, 9, (37,), generator=g)
+    flip = torch.rand(37, generator=g) < 0.5
+    slices = _crop_flip_slices(padded, oy, ox, flip, pad)
+    assert slices.shape == (37, 3, 12, 10)
+    assert torch.equal(slices, _crop_flip_gather(padded, oy, ox, flip, pad))
+
+
+def test_the_normaliser_is_the_textbook_formula_and_leaves_its_input_alone():
+    from engine.data.loader import Normaliser
+
+    mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
+    norm = Normaliser(mean, std, torch.device("cpu"))
+    x8 = torch.randint(0, 256, (5, 3, 7, 7), dtype=torch.uint8)
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.allclose(norm(x8), (x8.float() / 255 - m) / s, atol=1e-5)
+    x = x8.float()
+    before = x.clone()
+    norm(x)
+    assert torch.equal(x, before)  # a float input is copied, not scaled in place
