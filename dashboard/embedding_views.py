@@ -1,7 +1,6 @@
 """The Embeddings page's views, shared with the pages that show a run's embedding snapshots
 (Self-supervised): cached projections of every snapshot epoch, and the animated scatter."""
 
-
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st

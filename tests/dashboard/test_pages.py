@@ -137,9 +137,7 @@ def test_embeddings_page_switches_to_tsne(finished_run):
     assert any(s.label == "Perplexity" for s in at.slider)
 
 
-def test_a_slow_projection_runs_in_the_background_and_is_drawn_when_done(
-    finished_run, monkeypatch
-):
+def test_a_slow_projection_runs_in_the_background_and_is_drawn_when_done(finished_run, monkeypatch):
     monkeypatch.setenv("WORKBENCH_PROJECTION_WAIT", "0")  # every projection counts as slow
     at = page("embeddings").run()
     at.radio[0].set_value("tsne").run()
