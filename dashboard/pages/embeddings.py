@@ -6,7 +6,7 @@ import json
 import streamlit as st
 
 from dashboard import widgets
-from dashboard.embedding_views import METHOD_LABELS, figure, snapshot_layouts
+from dashboard.embedding_views import METHOD_LABELS, cached_figure, snapshot_layouts
 from engine import runs
 from engine.analysis import DEFAULT_PARAMS, nearest_neighbours
 from engine.config import DataConfig
@@ -74,7 +74,7 @@ except (OSError, ValueError, EOFError) as e:  # ConfigError is a ValueError
     st.stop()
 if found is None:  # computing in the background; its progress is shown, and the page
     st.stop()  # draws itself again when it is done
-layouts, embs = found
+layouts, embs, version = found
 
 n_classes = int(max(max(e["labels"].max(), e["predictions"].max()) for e in embs.values())) + 1
 classes = widgets.class_names(run.status, n_classes)
@@ -91,7 +91,7 @@ if st.session_state.get(row_key, 0) >= n_points:
     st.session_state[row_key] = 0
 selected = st.session_state.get(row_key)
 event = st.plotly_chart(
-    figure(layouts, embs, epoch, classes, colour_by, selected),
+    cached_figure(version, epoch, tuple(classes), colour_by, selected, layouts, embs),
     on_select="rerun", selection_mode=("points",), key=f"scatter:{run.run_id}:{method}",
 )  # fmt: skip
 points = (event.selection or {}).get("points", []) if event else []

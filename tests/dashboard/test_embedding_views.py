@@ -1,0 +1,41 @@
+"""The embeddings scatter (issue 12): every point drawn in WebGL, no down-sampling, and the
+hover text only where it says something (misclassified points)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dashboard.embedding_views import figure
+
+
+def _snapshot(n: int, classes: int, seed: int):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    wrong = rng.random(n) < 0.1
+    preds = np.where(wrong, (labels + rng.integers(1, classes, n)) % classes, labels)
+    return {"labels": labels, "predictions": preds, "sample_ids": np.arange(n) + 1000}
+
+
+def test_fifty_thousand_points_are_all_drawn_in_webgl_with_text_only_on_mistakes():
+    n, classes = 50_000, 10
+    names = [f"class {c}" for c in range(classes)]
+    embs = {e: _snapshot(n, classes, e) for e in (1, 2)}
+    layouts = {e: np.random.default_rng(e).normal(size=(n, 2)) for e in (1, 2)}
+    fig = figure(layouts, embs, 2, names, "true label", selected=7)
+    points = [t for t in fig.data if t.name != "selected"]
+    assert {t.type for t in fig.data} == {"scattergl"}
+    assert sum(len(t.x) for t in points) == n  # no down-sampling
+    for frame in fig.frames:
+        assert sum(len(t.x) for t in frame.data if t.name != "selected") == n
+    emb = embs[2]
+    rows = np.concatenate([np.asarray(t.customdata)[:, 0] for t in points])
+    assert sorted(rows.tolist()) == list(range(n))  # each point once, with its row
+    mistakes = [t for t in points if t.marker.symbol == "x"]
+    assert sum(len(t.x) for t in mistakes) == int((emb["labels"] != emb["predictions"]).sum())
+    for t in mistakes:
+        first = int(np.asarray(t.customdata)[0, 0])
+        true, pred = names[emb["labels"][first]], names[emb["predictions"][first]]
+        assert t.text[0] == f"true {true} · predicted {pred}"
+        assert len(t.text) == len(t.x)
+    assert all(t.text is None for t in points if t.marker.symbol == "circle")
+    assert [t.name for t in points if t.showlegend] == names  # one legend entry per class
