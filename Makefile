@@ -33,6 +33,9 @@ test-e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/trainer_overhead.py
+	$(PY) bench/data_path.py
+	$(PY) bench/projections.py
+	$(PY) bench/dashboard_rerun.py
 	$(PY) bench/frozen_features.py
 	$(PY) bench/feature_vis.py
 	$(PY) bench/fewshot_eval.py

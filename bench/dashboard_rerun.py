@@ -246,6 +246,7 @@ def main() -> int:
     root = Path(tmp.name) / "runs"
     os.environ["WORKBENCH_RUNS_DIR"] = str(root)
     os.environ["WORKBENCH_PREWARM"] = "0"  # no idle warm worker process
+    os.environ["WORKBENCH_PROJECTION_WAIT"] = "600"  # AppTest cannot follow a background one
     os.environ["WORKBENCH_WEIGHTS_DIR"] = str(Path(tmp.name) / "weights")
 
     started = time.perf_counter()

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import widgets
+from dashboard.embedding_views import embedding
 from engine import runs
 from engine.analysis import normalise_rows, per_class_accuracy
 from engine.config import DataConfig
@@ -144,7 +145,7 @@ if not emb_path.exists() or not layout.best_checkpoint.exists():
     st.info("The images of a cell need this epoch's embedding snapshot and the run's best.pt.")
     st.stop()
 try:
-    emb = np.load(emb_path)
+    emb = embedding(str(run.path), epoch, widgets.file_stamp(emb_path))  # cached, read whole
     rows = np.flatnonzero((emb["labels"] == true_c) & (emb["predictions"] == pred_c))[:12]
     ids = tuple(int(i) for i in emb["sample_ids"][rows])
     if not ids:
