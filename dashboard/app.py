@@ -16,6 +16,7 @@ nav = st.navigation(
     [
         st.Page(PAGES / "home.py", title="Home", icon="🏠", default=True),
         st.Page(PAGES / "train.py", title="Train", icon="📈"),
+        st.Page(PAGES / "runs.py", title="Runs", icon="🗂️"),
         st.Page(PAGES / "embeddings.py", title="Embeddings", icon="🌌"),
         st.Page(PAGES / "confusion.py", title="Confusion matrix", icon="🧮"),
         st.Page(PAGES / "transfer.py", title="Transfer", icon="🔁"),

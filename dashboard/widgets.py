@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -320,6 +321,25 @@ def class_names(status: dict, n: int) -> list[str]:
 def show_error(e: Exception) -> None:
     """Errors as the user can act on them; never a traceback."""
     st.error(str(e) or type(e).__name__)
+
+
+def chart(fig: go.Figure, key: str, name: str, where=st, **kwargs):
+    """st.plotly_chart plus a download of the chart as interactive HTML (plotly's own export,
+    plotly.js inside: it opens offline). The PNG is the chart's camera button. The HTML is
+    made only when the button is clicked."""
+    event = where.plotly_chart(fig, key=key, **kwargs)
+    where.download_button(
+        "⬇ chart as HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
+        file_name=f"{safe_file_name(name)}.html", mime="text/html", key=f"{key}:html",
+        on_click="ignore",
+    )  # fmt: skip
+    return event
+
+
+def safe_file_name(name: str) -> str:
+    """A name that is safe as a downloaded file's name: letters, digits, '.', '-', '_'."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned[:100] or "download"
 
 
 def typed_path(text: str) -> str | None:

@@ -17,6 +17,7 @@ from engine.cli_common import (
     print_summary,
 )
 from engine.cli_comparisons import cmd_compare, cmd_groups, cmd_weights
+from engine.cli_export import add_export_commands
 from engine.config import (
     CONFIG_KINDS,
     ConfigError,
@@ -288,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--resume", action="store_true", help="queue the group's unfinished runs (background)"
     )
+    g.add_argument("--report", metavar="FILE.html", default=None,
+                   help="write the group's table, curves and configs as one HTML page")  # fmt: skip
     g.set_defaults(func=cmd_groups)
 
     m = sub.add_parser("models", help="the registry's models: parameters, MACs, training speed")
@@ -337,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--out", default=None, help="CSV file (default: in the run's cache)")
     pr.set_defaults(func=cmd_project)
+
+    add_export_commands(sub)
     return p
 
 

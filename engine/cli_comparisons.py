@@ -58,8 +58,14 @@ def cmd_compare(a: argparse.Namespace) -> int:
 def cmd_groups(a: argparse.Namespace) -> int:
     from engine import groups
 
-    if (a.stop or a.resume) and not a.group:
-        raise ConfigError("--stop and --resume need a group id")
+    if (a.stop or a.resume or a.report) and not a.group:
+        raise ConfigError("--stop, --resume and --report need a group id")
+    if a.report:
+        from engine.report import write_group_report
+
+        out = write_group_report(groups.load_group(a.group, a.runs_dir), a.report, a.runs_dir)
+        print(f"wrote {out}: the table, curves and configs of {a.group} (opens offline)")
+        return 0
     if a.stop:
         print(f"asked {groups.stop_group(groups.load_group(a.group, a.runs_dir), a.runs_dir)} "
               "run(s) to stop; each saves last.pt")  # fmt: skip

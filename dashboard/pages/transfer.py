@@ -19,6 +19,7 @@ from engine.data import check_source
 from engine.data.roots import check_data_path, data_roots
 from engine.layout import RunLayout
 from engine.models.backbones import BACKBONES
+from engine.report import group_report
 
 widgets.through_app()
 st.title("🔁 Transfer learning")
@@ -359,6 +360,12 @@ group = by_id[chosen]
 st.caption(group.name)
 group_controls(group)
 root = widgets.runs_dir()
+st.download_button(
+    "⬇ report (HTML)", on_click="ignore", mime="text/html",
+    data=lambda: group_report(group, root).encode(),
+    file_name=f"{widgets.safe_file_name(group.group_id)}-report.html",
+    help="the table, the curves and every run's config in one page that opens offline",
+)  # fmt: skip
 if any(d.is_dir() and runs.is_active(d) for d in group.run_dirs(root)):
     st.fragment(run_every=1.0)(render_group)(group)  # live while any run of the group trains
 else:

@@ -1,0 +1,146 @@
+"""Every run at a glance, for the Runs page and the CLI: one row per run (kind, model, data,
+state, best and test metric, created, duration, title, tags), the metadata a person adds
+(a title, tags), a re-run of a config, and curves of any metric of several runs on one axis.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+from engine import runs
+from engine.config import ConfigError, RunConfig
+
+TAG = re.compile(r"[\w.+-]{1,32}")  # letters, digits, _ . + -: no spaces, no commas
+MAX_TITLE = 120
+X_AXES = ("step", "epoch", "time")
+
+
+def best_metric(summary: dict) -> tuple[str | None, float | None, float | None]:
+    """(metric name, best validation value, test value) from a run's summary: accuracy for
+    classifiers, mIoU for segmentation, kNN accuracy for self-supervised runs."""
+    for key, value in summary.items():
+        if key.startswith("best_val_") and isinstance(value, (int, float)):
+            name = key.removeprefix("best_val_")
+            test = summary.get(f"test_{name}", summary.get("test_acc"))
+            return name, float(value), float(test) if isinstance(test, (int, float)) else None
+    test = summary.get("test_acc")
+    return ("acc", None, float(test)) if isinstance(test, (int, float)) else (None, None, None)
+
+
+def _duration(status: dict, now: float) -> float | None:
+    started = status.get("started")
+    if not isinstance(started, (int, float)):
+        return None
+    ended = status.get("ended")
+    end = ended if isinstance(ended, (int, float)) and ended >= started else now
+    return end - started if status.get("state") in runs.ACTIVE or ended else None
+
+
+def run_rows(runs_dir: str | Path | None = None) -> list[dict]:
+    """One dict per run, newest first (list_runs' order)."""
+    now = time.time()
+    rows = []
+    for r in runs.list_runs(runs_dir):
+        cfg, status = r.config or {}, r.status
+        metric, best, test = best_metric(status.get("summary") or {})
+        created = status.get("created")
+        rows.append({
+            "run": r.run_id,
+            "title": status.get("title") or cfg.get("name") or "",
+            "kind": cfg.get("kind", "?"),
+            "model": r.model,
+            "data": r.dataset,
+            "state": r.state,
+            "metric": metric or "",
+            "best val": best,
+            "test": test,
+            "created": datetime.fromtimestamp(created) if isinstance(created, (int, float))
+            else None,
+            "duration s": _duration(status, now),
+            "tags": ", ".join(status.get("tags") or []),
+            "path": r.path,
+        })  # fmt: skip
+    return rows
+
+
+def set_title(run_dir: str | Path, title: str) -> str:
+    """A display title for a run (its folder and id never change: groups refer to them)."""
+    title = " ".join(title.split())
+    if len(title) > MAX_TITLE:
+        raise ConfigError(f"a title has at most {MAX_TITLE} characters, got {len(title)}")
+    runs.write_status(run_dir, title=title)
+    return title
+
+
+def parse_tags(text: str) -> list[str]:
+    """'baseline, lr-sweep  adam' -> ['baseline', 'lr-sweep', 'adam'] (commas or spaces)."""
+    tags = [t for t in re.split(r"[,\s]+", text.strip()) if t]
+    bad = [t for t in tags if not TAG.fullmatch(t)]
+    if bad:
+        raise ConfigError(
+            f"tag {bad[0]!r}: use up to 32 letters, digits or _ . + - (no spaces or commas)"
+        )
+    return list(dict.fromkeys(tags))  # once each, in the order typed
+
+
+def set_tags(run_dir: str | Path, text: str) -> list[str]:
+    tags = parse_tags(text)
+    runs.write_status(run_dir, tags=tags)
+    return tags
+
+
+def config_text(run_dir: str | Path) -> str:
+    """The run's config as editable JSON (kind included)."""
+    return runs.load_config(run_dir).to_json()
+
+
+def new_run_from(text: str, runs_dir: str | Path | None = None, check_paths=None) -> Path:
+    """A new run (queued, not launched) from a config's JSON, e.g. a run's config as it is
+    (re-run) or edited (clone). `check_paths(path)`: raises for a data path not allowed here
+    (the dashboard confines typed paths to its data roots)."""
+    cfg = RunConfig.from_json(text, source="the edited config")
+    if check_paths is not None and cfg.data.path:
+        cfg.data.path = str(check_paths(cfg.data.path))
+    return runs.create_run(cfg, runs_dir)
+
+
+def smooth(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased so the first points
+    are not pulled towards zero. weight 0: unchanged; 0.99: very smooth. NaN and None pass
+    through without disturbing the average."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    out, avg, n = [], 0.0, 0
+    for v in values:
+        if v is None or not math.isfinite(v):
+            out.append(v)
+            continue
+        n += 1
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight**n) if weight else v)
+    return out
+
+
+def metric_names(events: list[dict]) -> list[str]:
+    """'name/split' of every scalar series in a run's events, e.g. 'acc/val', 'loss/train'."""
+    return sorted({f"{e['name']}/{e.get('split', '')}" for e in events if "name" in e})
+
+
+def curve(events: list[dict], metric: str, x_axis: str = "step", weight: float = 0.0):
+    """(x, y) of `metric` ('name/split') against step, epoch or wall time (seconds since the
+    run's first event), smoothed with `weight`."""
+    if x_axis not in X_AXES:
+        raise ValueError(f"x axis must be one of {', '.join(X_AXES)}, got {x_axis!r}")
+    name, _, split = metric.partition("/")
+    picked = [e for e in events if e.get("name") == name and e.get("split", "") == split]
+    start = min((e["time"] for e in events if "time" in e), default=0.0)
+    x = [
+        e.get("step") if x_axis == "step" else e.get("epoch") if x_axis == "epoch"
+        else e.get("time", start) - start
+        for e in picked
+    ]  # fmt: skip
+    return x, smooth([e.get("value") for e in picked], weight)
