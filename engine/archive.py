@@ -142,6 +142,16 @@ def unpack_run(zip_path: str | Path, runs_dir: str | Path) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def unpack_upload(data: bytes, name: str, runs_dir: str | Path) -> Path:
+    """`unpack_run` of a zip received as bytes (a browser upload): written to a private
+    temporary folder under a sanitised name (the name only labels messages), then removed."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._")[:100] or "upload.zip"
+    with tempfile.TemporaryDirectory(prefix="workbench-import-") as tmp:
+        path = Path(tmp) / safe
+        path.write_bytes(data)
+        return unpack_run(path, runs_dir)
+
+
 def _check_config(z: zipfile.ZipFile, zip_path: Path, member: str) -> None:
     try:
         info = z.getinfo(member)

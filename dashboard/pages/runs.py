@@ -27,17 +27,13 @@ def import_form() -> None:
         upload = st.file_uploader("Run zip", type=["zip"], key="import_zip")
         if upload is None or not st.button("Import", key="import_go"):
             return
-        # zipfile needs a file it can seek: a private folder, a fixed name, removed at once.
-        with tempfile.TemporaryDirectory(prefix="workbench-import-") as tmp:
-            path = Path(tmp) / widgets.safe_file_name(Path(upload.name).name)
-            path.write_bytes(upload.getvalue())
-            from engine.archive import unpack_run
+        from engine.archive import unpack_upload
 
-            try:
-                run_dir = unpack_run(path, widgets.runs_dir())
-            except (ValueError, RuntimeError, OSError) as e:
-                widgets.show_error(e)
-                return
+        try:  # zipfile needs a file it can seek: a private temporary copy, removed at once
+            run_dir = unpack_upload(upload.getvalue(), upload.name, widgets.runs_dir())
+        except (ValueError, RuntimeError, OSError) as e:
+            widgets.show_error(e)
+            return
         st.success(f"Imported {upload.name} as run {run_dir.name}.")
 
 

@@ -145,18 +145,14 @@ def test_export_offers_every_format(two_runs):
             "⬇ embeddings (CSV)", "⬇ the whole run (.zip)"} <= labels  # fmt: skip
 
 
-def test_a_run_zip_is_imported(two_runs, runs_dir, tmp_path):
-    from engine.archive import pack_run
+def test_the_import_form_is_there_and_an_imported_run_is_listed(two_runs, runs_dir, tmp_path):
+    from engine.archive import pack_run, unpack_upload
 
     finished, _ = two_runs
     pack_run(finished, tmp_path / "shared.zip")
     shutil.rmtree(finished)
     at = page("runs").run()
-    uploader = at.get("file_uploader")
-    assert uploader  # the import form is there
-    # AppTest cannot upload a file: the page's import goes through unpack_run, tested in
-    # tests/engine/test_export.py; here the imported run appears in the table.
-    from engine.archive import unpack_run
-
-    unpack_run(tmp_path / "shared.zip", runs_dir)
+    assert at.get("file_uploader")  # AppTest cannot upload; the page hands the bytes to:
+    unpack_upload((tmp_path / "shared.zip").read_bytes(), "../../evil name.zip", runs_dir)
     assert finished.name in list(table(at.run())["run"])
+    assert not list(tmp_path.parent.glob("evil*"))  # the name only labels; nothing lands there

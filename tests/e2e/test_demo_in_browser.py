@@ -48,6 +48,7 @@ def test_demo_trains_live_and_every_page_renders(browser, tmp_path, shots):
         assert result["first_point_s"] < result["finished_s"]  # the chart was live, not a replay
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         for path, text in [
+            ("runs", "Click a column to sort"),
             ("embeddings", "Inspect a point"),
             ("confusion", "validation images right"),
             ("transfer", "No comparisons yet"),
