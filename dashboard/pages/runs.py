@@ -37,6 +37,18 @@ def import_form() -> None:
         st.success(f"Imported {upload.name} as run {run_dir.name}.")
 
 
+def start_config(text: str) -> None:
+    """A new run of this config's JSON, launched; the error, if any, shown."""
+    try:
+        new = catalogue.new_run_from(text, widgets.runs_dir(), check_data_path)
+        runs.launch(new)
+    except (ValueError, RuntimeError, OSError) as e:
+        widgets.show_error(e)
+    else:
+        st.session_state["run"] = new.name
+        st.success(f"Started {new.name}: follow it on the Train page.")
+
+
 rows = catalogue.run_rows(widgets.runs_dir())
 if not rows:
     widgets.no_runs_message()
@@ -145,25 +157,11 @@ if len(picked) == 1:
         if text is not None:
             if st.button("⟳ Re-run with the same config", help="a new run folder; this one "
                          "stays as it is"):  # fmt: skip
-                try:
-                    new = catalogue.new_run_from(text, widgets.runs_dir(), check_data_path)
-                    runs.launch(new)
-                except (ValueError, RuntimeError, OSError) as e:
-                    widgets.show_error(e)
-                else:
-                    st.session_state["run"] = new.name
-                    st.success(f"Started {new.name}: follow it on the Train page.")
+                start_config(text)
             with st.form("clone"):
                 edited = st.text_area("Clone and edit the config (JSON)", text, height=320)
                 if st.form_submit_button("▶ Start the edited config"):
-                    try:
-                        new = catalogue.new_run_from(edited, widgets.runs_dir(), check_data_path)
-                        runs.launch(new)
-                    except (ValueError, RuntimeError, OSError) as e:
-                        widgets.show_error(e)
-                    else:
-                        st.session_state["run"] = new.name
-                        st.success(f"Started {new.name}: follow it on the Train page.")
+                    start_config(edited)
     with t_export:
         from engine import archive, export
 
