@@ -18,6 +18,14 @@ from engine.cli_common import (
 )
 from engine.cli_comparisons import cmd_compare, cmd_groups, cmd_weights
 from engine.cli_export import add_export_commands
+from engine.cli_launch import (
+    add_launch_flags,
+    check_launch,
+    follow,
+    run_torchrun,
+    torchrun_rank,
+    wants_torchrun,
+)
 from engine.config import (
     CONFIG_KINDS,
     ConfigError,
@@ -29,8 +37,16 @@ from engine.presets import PRESETS  # light: no torch
 def cmd_train(a: argparse.Namespace) -> int:
     from engine import runs
 
-    if a.run_dir:  # an existing run folder (how the launcher starts a run)
+    several = wants_torchrun(a)
+    if a.run_dir:  # an existing run folder (how the launcher and torchrun start a run)
         run_dir = Path(a.run_dir)
+        if several:
+            check_launch(runs.load_config(run_dir), a)
+    elif torchrun_rank() is not None:
+        raise ConfigError(
+            "under torchrun, train an existing run folder: --run-dir RUN (`python -m engine "
+            "train ... --nproc N` makes one and prints the torchrun command)"
+        )
     else:
         from engine.data import check_source
 
@@ -47,8 +63,12 @@ def cmd_train(a: argparse.Namespace) -> int:
             from engine.groups import check_weights
 
             check_weights(cfg)
+        if several:
+            check_launch(cfg, a)
         run_dir = runs.create_run(cfg, a.runs_dir)
         print(f"run folder: {run_dir}")
+    if several:
+        return run_torchrun("train", run_dir, a)
     return _execute(run_dir, resume=False, background=a.background, launched=bool(a.run_dir))
 
 
@@ -60,6 +80,10 @@ def cmd_resume(a: argparse.Namespace) -> int:
         print(f"resuming {run_dir}")
     if a.resume_from == "best.pt" and a.background:
         raise ConfigError("--from best runs in the foreground (leave out --background)")
+    if wants_torchrun(a):
+        check_launch(runs.load_config(run_dir), a)
+        extra = ["--from", "best"] if a.resume_from == "best.pt" else []
+        return run_torchrun("resume", run_dir, a, extra)
     return _execute(
         run_dir, resume=True, background=a.background, launched=bool(a.run_dir),
         resume_from=a.resume_from,
@@ -72,15 +96,19 @@ def _execute(
     """`launched`: started by the launcher (hidden --run-dir), so it may wait in a queue."""
     from engine import runs
 
+    rank = torchrun_rank()
+    if rank:  # one of torchrun's other processes: rank 0 keeps the books and prints
+        follow(run_dir, resume, resume_from)
+        return 0
     if background:
         pid = runs.launch(run_dir, resume=resume)
         print(f"started in the background (pid {pid}); watch with: python -m engine show {run_dir}")
         return 0
     # A bar for a person at a terminal; a launched run's log gets no stream of \r updates.
+    progress = sys.stderr.isatty() and (not launched or rank == 0)  # torchrun's: a terminal
     summary = runs.execute(
-        run_dir, resume=resume, progress=sys.stderr.isatty() and not launched, launched=launched,
-        resume_from=resume_from,
-    )  # fmt: skip
+        run_dir, resume=resume, progress=progress, launched=launched, resume_from=resume_from
+    )
     print_summary(summary)
     return 1 if summary.get("stopped_before_start") else 0
 
@@ -215,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model (a new run, or --run-dir an existing one)")
     t.add_argument("--config", help="a JSON config file (see README); flags are ignored then")
-    t.add_argument("--run-dir", help=argparse.SUPPRESS)
+    t.add_argument("--run-dir", metavar="RUN",
+                   help="train this run folder, made before (how torchrun starts each process)")  # fmt: skip
     t.add_argument(
         "--kind", default="classify", choices=list(CONFIG_KINDS),
         help="classify: a model from the registry; transfer: a pretrained backbone + new head; "
@@ -243,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     t.add_argument("--name", default=None)
     t.add_argument("--background", action="store_true", help="start and return at once")
+    add_launch_flags(t)
     t.set_defaults(func=cmd_train)
 
     presets = "; ".join(f"{k}: {v}" for k, v in PRESETS.items())
@@ -313,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run", nargs="?", help="run id (or unique prefix) or folder")
     r.add_argument("--run-dir", help=argparse.SUPPRESS)
     r.add_argument("--background", action="store_true")
+    add_launch_flags(r)
     r.add_argument(
         "--from", dest="resume_from", default="last.pt", choices=["last.pt", "best.pt"],
         type=lambda v: {"last": "last.pt", "best": "best.pt"}.get(v, v),

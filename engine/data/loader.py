@@ -2,6 +2,9 @@
 
 The order of batch `b` in epoch `e` is a pure function of (seed, e, b): resuming mid-epoch
 replays exactly the batches that an uninterrupted run would have seen.
+
+With several processes (engine.train.distributed) every process holds the whole dataset and
+takes its share of each batch of that same order (`shard`): the same batches, split.
 """
 
 from __future__ import annotations
@@ -100,12 +103,26 @@ class BatchLoader:
         self.shuffle, self.augment, self.seed = shuffle, augment, seed
         self._normaliser = Normaliser(mean, std, self.device)
         self.mean, self.std = self._normaliser.mean, self._normaliser.std
+        self.rank, self.world = 0, 1  # this process's share of every batch (see `shard`)
+
+    def shard(self, rank: int, world: int) -> BatchLoader:
+        """From now on, yield process `rank`'s share (of `world`) of every batch. Batch `b` is
+        the same set of images whatever `world` is: `batch_size` stays the global batch, each
+        process takes about batch_size / world of it (DistributedSampler's job, per batch)."""
+        if world > 1 and self.shuffle and self.num_samples < 2 * world:
+            raise ValueError(
+                f"{self.num_samples} training images are too few for {world} processes "
+                "(each needs at least two per batch)"
+            )
+        self.rank, self.world = rank, world
+        return self
 
     def __len__(self) -> int:
         n = len(self.labels)
-        if self.shuffle and n > self.batch_size and n % self.batch_size == 1:
-            # A training batch of one breaks BatchNorm (one value per channel at 1x1):
-            # the last sample joins the batch before it.
+        if self.shuffle and n > self.batch_size and 0 < n % self.batch_size < 2 * self.world:
+            # A training batch of one breaks BatchNorm (one value per channel at 1x1): a last
+            # batch that would leave a process fewer than two images joins the batch before
+            # it (one process: a last batch of one).
             return n // self.batch_size
         return math.ceil(n / self.batch_size)
 
@@ -113,6 +130,24 @@ class BatchLoader:
         """The positions of batch `b` of an epoch's `order`: the last batch takes the rest."""
         end = (b + 1) * self.batch_size if b < len(self) - 1 else len(order)
         return order[b * self.batch_size : end]
+
+    def batch_length(self, b: int) -> int:
+        """Images in batch `b`, all processes together."""
+        end = (b + 1) * self.batch_size if b < len(self) - 1 else self.num_samples
+        return end - b * self.batch_size
+
+    def share(self, idx: torch.Tensor) -> torch.Tensor:
+        """This process's positions of a batch: every `world`-th one from its rank on (the
+        interleaving of DistributedSampler, within each batch), so the ranks' shares differ
+        by at most one image and together are the batch a single process would take."""
+        return idx if self.world == 1 else idx[self.rank :: self.world]
+
+    def _augment_key(self, epoch: int, b: int) -> tuple[int, ...]:
+        if self.world == 1:
+            return (self.seed, epoch, b)
+        # Each process draws the random crops of its own share (not bit-identical to one
+        # process's draws; BatchNorm's per-process statistics differ from it anyway).
+        return (self.seed, epoch, b, self.rank, self.world)
 
     @property
     def num_samples(self) -> int:
@@ -130,13 +165,13 @@ class BatchLoader:
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.order(epoch).to(self.device)
         for b in range(start, len(self)):
-            idx = self.batch_slice(order, b)
-            x = self.images[idx]
+            idx = self.share(self.batch_slice(order, b))
+            x, key = self.images[idx], self._augment_key(epoch, b)
             if self.augment and self.colour_jitter:  # on the [0, 1] scale, as BYOL's views
-                x = random_colour_jitter(x.float() / 255, _generator(self.seed, epoch, b, 2)) * 255
+                x = random_colour_jitter(x.float() / 255, _generator(*key, 2)) * 255
             x = self.normalise(x)
             if self.augment:
-                x = random_crop_flip(x, _generator(self.seed, epoch, b, 1))
+                x = random_crop_flip(x, _generator(*key, 1))
             yield x, self.labels[idx], idx
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from engine.train import (
     Trainer,
     TrainState,
     build_optimizer,
+    distributed,
     load_checkpoint,
     resolve_device,
 )
@@ -147,9 +149,21 @@ def fit_classifier(
     load: Callable[[RunConfig], Splits] = lambda cfg: load_dataset(cfg.data),
 ) -> dict:
     """The common path of every classifier-shaped experiment: data, `prepare` (model and
-    loaders), the Trainer with snapshots, resume, and the test accuracy of best.pt."""
-    layout = RunLayout(Path(run_dir))
-    device = resolve_device(cfg.device)
+    loaders), the Trainer with snapshots, resume, and the test accuracy of best.pt.
+
+    Under torchrun, every process runs this with the same arguments; rank 0 alone writes
+    the run folder and reports (on_data, on_model; the others are given none)."""
+    processes = distributed.World.from_env().size
+    distributed.check_kind(cfg.kind, processes)
+    distributed.check_batch_size(cfg.batch_size, processes)
+    with distributed.process_group(resolve_device(cfg.device)) as device:
+        return _fit(cfg, run_dir, prepare, device, resume, should_stop, on_step, on_data,
+                    on_model, resume_from, load)  # fmt: skip
+
+
+def _fit(cfg, run_dir, prepare, device, resume, should_stop, on_step, on_data, on_model,
+         resume_from, load) -> dict:  # fmt: skip
+    layout, main = RunLayout(Path(run_dir)), distributed.is_main()
     if device.type == "cpu" and (cfg.cpu_threads or "OMP_NUM_THREADS" not in os.environ):
         torch.set_num_threads(cfg.resolved_cpu_threads())
     torch.manual_seed(cfg.seed)
@@ -161,6 +175,8 @@ def fit_classifier(
         p.loss_fn = classification_loss(cfg.loss, splits.train_counts(), device)
         p.eval_loss_fn = F.cross_entropy  # validation and test: the same measure for every loss
     train_loader = p.loader(splits.train, True, cfg.data.augment)
+    if distributed.world_size() > 1:  # this process's share of every batch
+        train_loader.shard(distributed.rank(), distributed.world_size())
     if on_data is not None:  # steps: batches, or episodes for few-shot
         on_data(splits, len(train_loader) * cfg.epochs)
     if on_model is not None:
@@ -199,14 +215,17 @@ def fit_classifier(
                 raise CheckpointError(f"cannot resume from {start}: it does not exist")
             # From here on the run continues from best.pt: make it last.pt too, before the
             # history after it is dropped, so an interrupted resume resumes from the same place.
-            write_atomic(layout.last_checkpoint, lambda f: f.write(start.read_bytes()))
-        if start.exists():
+            if main:
+                write_atomic(layout.last_checkpoint, lambda f: f.write(start.read_bytes()))
+        if start.exists():  # every process reads it (a checkpoint is the same for any number)
             trainer.resume(start)
         # What was logged after that checkpoint is replayed now: keep it once, not twice;
         # snapshots of later epochs are rewritten when those epochs are trained again.
-        drop_events_after(layout.metrics, trainer.state.global_step, trainer.state.epoch)
-        layout.drop_snapshots_after(trainer.state.epoch)
-    with EventLog(layout.metrics) as events:  # opened after the rewrite above: appends to it
+        if main:
+            drop_events_after(layout.metrics, trainer.state.global_step, trainer.state.epoch)
+            layout.drop_snapshots_after(trainer.state.epoch)
+    # Opened after the rewrite above: appends to it. Only rank 0 writes events.
+    with EventLog(layout.metrics) if main else nullcontext() as events:
         trainer.events = events
         state = trainer.fit()
         summary = {
@@ -220,7 +239,7 @@ def fit_classifier(
         }
         if isinstance(p.task, Classification) and not isinstance(p.task, Episodic):
             summary["train_counts"] = splits.train_counts()  # per class: the long-tail page
-        if state.stopped:
+        if state.stopped or not main:  # the test is rank 0's alone
             return summary
         # Test accuracy of the best-validation checkpoint: the number a paper would report.
         best = load_checkpoint(layout.best_checkpoint, map_location=device)

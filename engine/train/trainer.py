@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.data.loader import BatchLoader
+from engine.train import distributed
 from engine.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from engine.train.events import EventLog
 from engine.train.tasks import Classification, EvalResult
@@ -82,10 +83,15 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.device = next(self.model.parameters()).device
+        self._forward = self.model  # what a training step calls: DDP's wrapper, see fit()
 
     # --- the loop ----------------------------------------------------------------------
     def fit(self) -> TrainState:
         s = self.state
+        # Wrapped here, after a resume loaded the checkpoint; DDP starts every process from
+        # rank 0's weights. self.model stays the bare module for everything else.
+        self._forward = distributed.wrap(self.model)
+        main = distributed.is_main()
         while s.epoch < self.epochs:
             epoch = s.epoch + 1  # 1-based in events, files and the UI
             started = time.perf_counter()
@@ -94,7 +100,12 @@ class Trainer:
                 self.save("last.pt")
                 return s
             train_loss, train_acc = s.loss_sum / max(s.seen, 1), s.correct / max(s.seen, 1)
-            val = self.evaluate(self.val_loader)
+            # Several processes: rank 0 alone validates, over the whole set in one process's
+            # order, while the others wait at the barrier below. The numbers, the confusion
+            # matrix and the snapshots are then those of a 1-process run (no predictions to
+            # gather, no padded duplicates as DistributedSampler adds); the price is that
+            # validation does not get faster with more processes.
+            val = self.evaluate(self.val_loader) if main else None
             if self.scheduler is not None:
                 with warnings.catch_warnings():
                     # A run stopped after an epoch's last batch resumes straight into this
@@ -103,29 +114,46 @@ class Trainer:
                     self.scheduler.step()
             s.epoch, s.step_in_epoch, s.loss_sum, s.correct, s.seen = epoch, 0, 0.0, 0, 0
             seconds = time.perf_counter() - started
-            self._emit_epoch(epoch, train_loss, train_acc, val, seconds)
-            for hook in self.epoch_hooks:
-                hook(self, epoch, val)
-            if val.score > s.best_score:
-                s.best_score = val.score
-                # best.pt first: a crash between the two writes must not leave it stale.
-                self.save("best.pt")
-            self.save("last.pt")
+            if main:
+                self._end_epoch(epoch, train_loss, train_acc, val, seconds)
+            distributed.barrier()
         return s
+
+    def _end_epoch(self, epoch, train_loss, train_acc, val: EvalResult, seconds) -> None:
+        """Events, snapshots and checkpoints of a finished epoch (rank 0's work)."""
+        s = self.state
+        self._emit_epoch(epoch, train_loss, train_acc, val, seconds)
+        for hook in self.epoch_hooks:
+            hook(self, epoch, val)
+        if val.score > s.best_score:
+            s.best_score = val.score
+            # best.pt first: a crash between the two writes must not leave it stale.
+            self.save("best.pt")
+        self.save("last.pt")
 
     def _train_epoch(self, epoch: int) -> bool:
         """Train from the saved position to the end of `epoch`; False when asked to stop."""
-        s = self.state
-        self.model.train()
+        s, loader, world = self.state, self.train_loader, distributed.world_size()
+        self._forward.train()
         # Start from the sums of a mid-epoch stop: a resumed epoch adds in the same order.
-        loss_sum = torch.tensor(s.loss_sum, device=self.device)
-        correct = torch.tensor(s.correct, device=self.device, dtype=torch.long)
-        seen = torch.tensor(s.seen, device=self.device, dtype=torch.long)
-        for x, y, _ in self.train_loader.batches(epoch, start=s.step_in_epoch):
-            logits = self.model(x)
+        # They are all processes' sums (see _fold_sums): rank 0 carries them on.
+        carried = distributed.is_main()
+        loss_sum = torch.tensor(s.loss_sum if carried else 0.0, device=self.device)
+        correct = torch.tensor(s.correct if carried else 0, device=self.device, dtype=torch.long)
+        seen = torch.tensor(s.seen if carried else 0, device=self.device, dtype=torch.long)
+        asked_to_stop = False
+        for x, y, _ in loader.batches(epoch, start=s.step_in_epoch):
+            logits = self._forward(x)
             loss = self.loss_fn(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if world == 1:
+                loss.backward()
+            else:
+                # DDP averages the processes' gradients. Each mean loss weighted by its share
+                # of the batch times the processes makes that average the gradient of the
+                # whole batch's mean loss, also when the shares differ (the last batch).
+                share = len(y) / loader.batch_length(s.step_in_epoch)
+                (loss * (share * world)).backward()
             self.optimizer.step()
             s.step_in_epoch += 1
             s.global_step += 1
@@ -136,10 +164,20 @@ class Trainer:
             loss_sum += loss.detach() * counted
             correct += right
             seen += counted
-            if (
-                s.global_step % self.log_every == 0 or s.global_step == 1
-            ):  # first: a live chart at once
-                value = loss.item()
+            # The first step too: a live chart at once.
+            logged = s.global_step % self.log_every == 0 or s.global_step == 1
+            if world > 1:
+                # The processes agree at logged steps (not every step: a host sync per step
+                # would stall a GPU) and at the epoch's end, on the whole batch's loss and on
+                # stopping: all see the same NaN, and all stop at the same step.
+                asked_to_stop = asked_to_stop or self.should_stop()
+                agreed = logged or s.step_in_epoch == len(loader)
+                value, stop = (
+                    self._agree(loss.detach() * share, asked_to_stop) if agreed else (None, False)
+                )
+            else:
+                value = loss.item() if logged else None
+            if logged:
                 if not math.isfinite(value):
                     raise NonFiniteLoss(
                         f"loss became {value} at epoch {epoch}, step {s.global_step}; "
@@ -149,13 +187,25 @@ class Trainer:
                     self.events.emit("loss", value, split="train", epoch=epoch, step=s.global_step)
             if self.on_step is not None:
                 self.on_step(s)
-            if self.should_stop():
+            if world == 1:
+                stop = self.should_stop()  # after on_step, which it may depend on
+            if stop:
                 self._fold_sums(epoch, loss_sum, correct, seen)
                 return False
         self._fold_sums(epoch, loss_sum, correct, seen)
         return True
 
+    def _agree(self, batch_loss: torch.Tensor, stop: bool) -> tuple[float, bool]:
+        """(the whole batch's loss, whether any process stops), the same in every process;
+        `batch_loss` is this process's mean loss times its share of the batch."""
+        flag = torch.tensor(float(stop), dtype=torch.float64, device=self.device)
+        value, stops = distributed.all_reduce_sum(torch.stack([batch_loss.double(), flag])).tolist()
+        return value, stops > 0
+
     def _fold_sums(self, epoch: int, loss_sum, correct, seen) -> None:
+        if distributed.world_size() > 1:  # the sums of all processes, the same in each
+            sums = torch.stack([loss_sum.double(), correct.double(), seen.double()])
+            loss_sum, correct, seen = distributed.all_reduce_sum(sums)
         self.state.loss_sum = loss_sum.item()
         self.state.correct = int(correct.item())
         self.state.seen = int(seen.item())
@@ -211,7 +261,7 @@ class Trainer:
         }
 
     def save(self, name: str) -> Path | None:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or not distributed.is_main():
             return None
         path = Path(self.checkpoint_dir) / name
         save_checkpoint(path, self.state_dict())
