@@ -134,4 +134,4 @@ def compact_projection(run_dir, classes: list[str], key: str) -> None:
         return
     layouts, embs, version = found
     fig = cached_figure(version, epoch, tuple(classes), "true label", None, layouts, embs)
-    st.plotly_chart(fig, key=f"{key}_scatter")
+    widgets.chart(st, fig, key=f"{key}_scatter")

@@ -323,15 +323,15 @@ def show_error(e: Exception) -> None:
     st.error(str(e) or type(e).__name__)
 
 
-def chart(fig: go.Figure, key: str, name: str, where=st, **kwargs):
-    """st.plotly_chart plus a download of the chart as interactive HTML (plotly's own export,
-    plotly.js inside: it opens offline). The PNG is the chart's camera button. The HTML is
-    made only when the button is clicked."""
+def chart(where, fig: go.Figure, *, key: str, name: str | None = None, **kwargs):
+    """`where.plotly_chart(fig, key=key, ...)` plus a download of the chart as interactive
+    HTML (plotly's own export, plotly.js inside: it opens offline), made only when clicked.
+    The chart's camera button saves it as PNG. Every chart of the dashboard goes through here."""
     event = where.plotly_chart(fig, key=key, **kwargs)
     where.download_button(
-        "⬇ chart as HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
-        file_name=f"{safe_file_name(name)}.html", mime="text/html", key=f"{key}:html",
-        on_click="ignore",
+        "⬇ HTML", data=lambda: fig.to_html(include_plotlyjs=True, full_html=True),
+        file_name=f"{safe_file_name(name or key)}.html", mime="text/html", key=f"{key}:html",
+        on_click="ignore", type="tertiary", help="this chart as an interactive page",
     )  # fmt: skip
     return event
 

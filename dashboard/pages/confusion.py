@@ -85,8 +85,8 @@ bars.update_layout(
 )  # fmt: skip
 
 left, right = st.columns([3, 2])
-event = left.plotly_chart(heat, key="confusion", on_select="rerun", selection_mode=("points",))
-right.plotly_chart(bars, key="per_class")
+event = widgets.chart(left, heat, key="confusion", on_select="rerun", selection_mode=("points",))
+widgets.chart(right, bars, key="per_class")
 total = int(cm.sum())
 st.caption(
     f"Epoch {epoch}: {int(np.trace(cm))} of {total} validation images right "

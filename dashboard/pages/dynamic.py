@@ -165,7 +165,7 @@ def embedding_views(lm) -> None:
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
-    st.plotly_chart(fig, key="dyn_pca")
+    widgets.chart(st, fig, key="dyn_pca")
 
 
 with st.expander("New comparison", expanded=not dynamic_runs()):
@@ -211,9 +211,9 @@ except Exception as e:  # a damaged checkpoint: say so, keep the page
 left, right = st.columns([1, 4])
 left.image(widgets.png_bytes(image.permute(1, 2, 0).numpy(), scale=max(1, 128 // image.shape[-1])),
            caption=f"true: {lm.classes[true]}")  # fmt: skip
-right.plotly_chart(score_bars(scores, lm.classes, true), key="dyn_scores")
+widgets.chart(right, score_bars(scores, lm.classes, true), key="dyn_scores")
 st.subheader("Response maps, dynamic filters")
-st.plotly_chart(response_grid(image, maps, scores, lm.classes, true), key="dyn_maps")
+widgets.chart(st, response_grid(image, maps, scores, lm.classes, true), key="dyn_maps")
 st.caption("Each class's 8x8 response map (scaled by √64), upsampled to the image "
            "(bilinear); one colour scale for all ten.")  # fmt: skip
 
@@ -224,8 +224,8 @@ if other is not None:
         widgets.show_error(e)
     else:
         st.subheader("The same image, static filters")
-        st.plotly_chart(score_bars(s_scores, s_lm.classes, true), key="static_scores")
-        st.plotly_chart(response_grid(image, s_maps, s_scores, s_lm.classes, true),
+        widgets.chart(st, score_bars(s_scores, s_lm.classes, true), key="static_scores")
+        widgets.chart(st, response_grid(image, s_maps, s_scores, s_lm.classes, true),
                         key="static_maps")  # fmt: skip
 
 st.subheader("What the dynamic run learned per class")
@@ -242,7 +242,7 @@ if group:
         colours = {r["label"]: widgets.PALETTE[k % 10] for k, r in enumerate(table)}
         metrics = {r["run"]: widgets.load_metrics(widgets.runs_dir() / r["run"])
                    for r in table if r["run"] and r["state"] != "removed"}  # fmt: skip
-        st.plotly_chart(widgets.group_curves(table, metrics, colours), key="dyn_curves")
+        widgets.chart(st, widgets.group_curves(table, metrics, colours), key="dyn_curves")
         st.dataframe(
             [{"row": r["label"], "state": r["state"], "params": r.get("total_params"),
               "s / epoch": r.get("seconds_per_epoch"), "best val acc": r.get("best_val_acc"),

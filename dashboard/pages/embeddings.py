@@ -90,7 +90,7 @@ n_points = len(emb["labels"])
 if st.session_state.get(row_key, 0) >= n_points:
     st.session_state[row_key] = 0
 selected = st.session_state.get(row_key)
-event = st.plotly_chart(
+event = widgets.chart(st,
     cached_figure(version, epoch, tuple(classes), colour_by, selected, layouts, embs),
     on_select="rerun", selection_mode=("points",), key=f"scatter:{run.run_id}:{method}",
 )  # fmt: skip

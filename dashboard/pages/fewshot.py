@@ -161,7 +161,7 @@ def episode_viewer(run: runs.RunSummary, lm) -> None:
             images = splits.test.images[ix.support[c * shots : (c + 1) * shots]]
             st.image([widgets.png_bytes(im.numpy()) for im in images[:10]], width=56,
                      caption=[name] + [""] * (min(len(images), 10) - 1))  # fmt: skip
-    right.plotly_chart(projection(look, names, true), key="fs_projection")
+    widgets.chart(right, projection(look, names, true), key="fs_projection")
     st.markdown("**Queries**, one row per true class; each labelled with its prediction, "
                 "framed green when right and red when wrong")  # fmt: skip
     grid = widgets.tile_grid(
@@ -231,7 +231,7 @@ def grid_view() -> None:
     ks = sorted({r["K"] for r in rows})
     st.dataframe([{"distance": d, **{f"K = {k}": cells[d].get(f"K = {k}", "–") for k in ks}}
                   for d in DISTANCES if d in cells], hide_index=True)  # fmt: skip
-    st.plotly_chart(per_k_chart(rows), key="fs_grid_chart")
+    widgets.chart(st, per_k_chart(rows), key="fs_grid_chart")
 
 
 def try_your_own(lm) -> None:
@@ -292,7 +292,7 @@ with viewer:
 with training:
     events = widgets.load_metrics(run.path)
     st.markdown(widgets.status_line(run.status))
-    st.plotly_chart(widgets.training_curves(events), key="fs_curves")
+    widgets.chart(st, widgets.training_curves(events), key="fs_curves")
     st.caption("One training step is one episode: loss and accuracy of its queries.")
     mine = results_of([run.path])
     given = (run.status.get("summary") or {}).get("test_csv")

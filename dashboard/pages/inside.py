@@ -160,7 +160,7 @@ with tab_attr:
     ))  # fmt: skip
     bars.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title="Top-5 predictions",
                        xaxis=dict(range=[0, 1]))  # fmt: skip
-    c2.plotly_chart(bars, key="top5")
+    widgets.chart(c2, bars, key="top5")
     options = [None, *range(len(lm.classes))]
     target = c2.selectbox(
         "Explain the class", options,

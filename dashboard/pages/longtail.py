@@ -127,7 +127,7 @@ def render(group: groups.Group) -> None:
     first = next(iter(done.values()))
     counts = np.asarray(first["train_counts"])
     classes = [str(c) for c in first.get("classes") or range(len(counts))]
-    st.plotly_chart(counts_chart(counts, classes), key="lt_counts")
+    widgets.chart(st, counts_chart(counts, classes), key="lt_counts")
     top = int(counts.max())
     if top >= 3:
         c1, c2 = st.columns(2)
@@ -150,16 +150,16 @@ def render(group: groups.Group) -> None:
                   for label, rep in reports.items()], hide_index=True,
                  column_config={c: st.column_config.NumberColumn(format="percent") for c in
                                 ["test acc", *(f"{k} ({sizes[k]} classes)" for k in sizes)]})  # fmt: skip
-    st.plotly_chart(per_class_chart(reports, classes, colours), key="lt_per_class")
+    widgets.chart(st, per_class_chart(reports, classes, colours), key="lt_per_class")
     labels = list(done)
     a, b = st.columns(2)
     left = a.selectbox("Left", labels, index=0, key="lt_left")
     right = b.selectbox("Right", labels, index=min(1, len(labels) - 1), key="lt_right")
-    a.plotly_chart(confusion_heatmap(np.asarray(done[left]["test_confusion"]), classes, left),
+    widgets.chart(a, confusion_heatmap(np.asarray(done[left]["test_confusion"]), classes, left),
                    key="lt_cm_left")  # fmt: skip
-    b.plotly_chart(confusion_heatmap(np.asarray(done[right]["test_confusion"]), classes, right),
+    widgets.chart(b, confusion_heatmap(np.asarray(done[right]["test_confusion"]), classes, right),
                    key="lt_cm_right")  # fmt: skip
-    st.plotly_chart(drift_chart(reports, classes, colours), key="lt_drift")
+    widgets.chart(st, drift_chart(reports, classes, colours), key="lt_drift")
 
 
 with st.expander("New long-tail comparison", expanded=False):

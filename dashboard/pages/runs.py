@@ -124,7 +124,7 @@ if picked:
             xaxis_title={"time": "seconds since the run's first event"}.get(x_axis, x_axis),
             legend=dict(orientation="h", y=-0.2), uirevision="runs",
         )  # fmt: skip
-        widgets.chart(fig, "runs_curves", f"{metric}-by-{x_axis}")
+        widgets.chart(st, fig, key="runs_curves", name=f"{metric}-by-{x_axis}")
 
 # --- one run: title, tags, re-run, clone, export, delete ------------------------------------
 if len(picked) == 1:

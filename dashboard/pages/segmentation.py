@@ -242,7 +242,7 @@ def pixel_confusion(layout: RunLayout, epochs: list[int], key: str) -> None:
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis_title="predicted", yaxis=dict(title="true", autorange="reversed"),
                       title=f"Pixels at epoch {epoch} (share of each true class)")  # fmt: skip
-    st.plotly_chart(fig, key=f"{key}_cm")
+    widgets.chart(st, fig, key=f"{key}_cm")
     st.caption("Unknown is a true class only: no loss is trained on it, and whatever is "
                "predicted there counts as a false positive in that class's IoU.")  # fmt: skip
 
@@ -286,12 +286,12 @@ def show_run(run_dir, key: str, timeline: bool = True) -> None:
     name = info.get("model") or run_dir.name
     if timeline:
         opacity = st.slider("Mask opacity", 0.0, 1.0, 0.75, 0.05, key=f"{key}_opacity")
-        st.plotly_chart(timeline_figure([(name, layout)], stems, epochs, epochs[-1], opacity),
+        widgets.chart(st, timeline_figure([(name, layout)], stems, epochs, epochs[-1], opacity),
                         key=f"{key}_timeline")  # fmt: skip
     st.subheader("Early, middle, final")
     strip(layout, stems, epochs)
     st.subheader("IoU per epoch")
-    st.plotly_chart(iou_curves([(name, events)]), key=f"{key}_iou")
+    widgets.chart(st, iou_curves([(name, events)]), key=f"{key}_iou")
     st.subheader("Pixel confusion matrix")
     pixel_confusion(layout, epochs, key)
 
@@ -330,11 +330,11 @@ def show_group(group_id: str) -> None:
     epochs = sorted(set().union(*(lay.mask_epochs() for _, lay in with_masks)))
     stems = stems_of(with_masks[0][1])
     opacity = st.slider("Mask opacity", 0.0, 1.0, 0.75, 0.05, key="group_opacity")
-    st.plotly_chart(timeline_figure(present, stems, epochs, epochs[-1], opacity),
+    widgets.chart(st, timeline_figure(present, stems, epochs, epochs[-1], opacity),
                     key="group_timeline")  # fmt: skip
     st.caption("A row that has not reached an epoch yet shows the bare image there.")
     named = [(n, widgets.load_metrics(lay.root)) for n, lay in present]
-    st.plotly_chart(iou_curves(named), key="group_iou")
+    widgets.chart(st, iou_curves(named), key="group_iou")
     pick = st.selectbox("Details of one row", [n for n, _ in present], key="group_detail")
     show_run(dict(present)[pick].root, key="detail", timeline=False)
 

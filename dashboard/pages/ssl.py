@@ -145,7 +145,7 @@ def monitor(run: runs.RunSummary) -> None:
     if not events:
         st.info("Waiting for the first steps…")
         return
-    st.plotly_chart(monitor_figure(events, random_init, dim), key="ssl_monitor")
+    widgets.chart(st, monitor_figure(events, random_init, dim), key="ssl_monitor")
     summary = status.get("summary") or {}
     if summary.get("backbone_file"):
         baseline = info.get("test_knn_acc_random_init")

@@ -112,7 +112,7 @@ def render_run(run_dir) -> None:
     if not events:
         st.info("Waiting for the first training steps…")
     # Drawn even before the first point, so the chart is ready and the first point shows at once.
-    st.plotly_chart(widgets.training_curves(events), key="curves")
+    widgets.chart(st, widgets.training_curves(events), key="curves")
 
     b1, b2, _ = st.columns([1, 1, 4])
     if active:

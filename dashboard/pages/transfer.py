@@ -206,10 +206,10 @@ def render_group(group: groups.Group) -> None:
             st.caption(f"**{r['label']}**: {r['state']}")
         if r.get("error"):
             st.error(f"**{r['label']}** {r['state']}: {r['error']}")
-    st.plotly_chart(widgets.group_curves(table, metrics, colours), key="transfer_curves")
+    widgets.chart(st, widgets.group_curves(table, metrics, colours), key="transfer_curves")
     timed = [r for r in table if r.get("seconds_per_epoch")]
     if timed:
-        st.plotly_chart(time_bars(table, colours), key="transfer_times")
+        widgets.chart(st, time_bars(table, colours), key="transfer_times")
         by_mode: dict[str, list[float]] = {}
         for r in timed:
             by_mode.setdefault(r.get("mode"), []).append(r["seconds_per_epoch"])
@@ -331,7 +331,7 @@ def embeddings_side_by_side(group: groups.Group) -> None:
             margin=dict(l=10, r=10, t=40, b=10), showlegend=(col is cols[1]),
             xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False),
         )  # fmt: skip
-        col.plotly_chart(fig, key=f"emb:{'left' if col is cols[0] else 'right'}")
+        widgets.chart(col, fig, key=f"emb:{'left' if col is cols[0] else 'right'}")
     st.caption("PCA of each run's penultimate features of the same validation images, "
                "coloured by true class.")  # fmt: skip
 

@@ -300,3 +300,12 @@ def test_train_page_shows_a_never_launched_run_as_waiting_not_live(runs_dir, tin
     assert at.selectbox(key="run_picker").value == run_dir.name
     assert not any("Stop" in b.label for b in at.button)
     assert not runs.is_active(run_dir)
+
+
+@pytest.mark.parametrize("name", ["train", "embeddings", "confusion"])
+def test_every_chart_can_be_downloaded_as_html(finished_run, name):
+    at = page(name).run()
+    assert not at.exception
+    charts = at.get("plotly_chart")
+    html = [b for b in at.get("download_button") if b.label == "⬇ HTML"]
+    assert charts and len(html) == len(charts)

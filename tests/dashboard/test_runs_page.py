@@ -79,7 +79,7 @@ def test_selected_runs_overlay_any_metric_smoothed(two_runs):
     assert (
         list(plotly_values(spec["data"][0]["x"])) == catalogue.curve(events, "acc/val", "epoch")[0]
     )
-    assert any(b.label == "⬇ chart as HTML" for b in at.get("download_button"))
+    assert any(b.label == "⬇ HTML" for b in at.get("download_button"))  # the chart, as a page
 
 
 def test_title_and_tags_are_saved(two_runs):
