@@ -57,8 +57,16 @@ class ProjectionWorker:
                 if job.future.done() and job.future.exception() is not None:
                     del self._jobs[key]  # shown once; asked again, it is tried again
                 return job
+            # The same projection of an older version of the snapshots (a run that has
+            # trained on meanwhile): no one will look at it; drop it if it has not started.
+            for k, old in list(self._jobs.items()):
+                if k[:3] == key[:3] and old.future.cancel():
+                    del self._jobs[k]
             job = Job(key)
+            # Exactly the epochs the page saw: a snapshot written meanwhile waits for the
+            # next version, so layouts and snapshots always match.
             job.future = self._pool.submit(project_run, run_dir, method, params,
+                                           epochs=[e for e, _ in stamps],
                                            progress=job.progress)  # fmt: skip
             self._jobs[key] = job
             finished = [k for k, j in self._jobs.items() if j.future.done()]

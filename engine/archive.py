@@ -125,6 +125,13 @@ def unpack_run(zip_path: str | Path, runs_dir: str | Path) -> Path:
                            largest.filename)  # fmt: skip
         _check_config(z, zip_path, f"{run_id}/config.json")
         try:
+            free = shutil.disk_usage(root if root.exists() else root.parent).free
+        except OSError:
+            free = None
+        if free is not None and total > free:
+            raise _refused(zip_path, f"it unpacks to {total:,} bytes and the disk of {root} has "
+                           f"{free:,} free")  # fmt: skip
+        try:
             root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".import-", dir=root))
         except OSError as e:
@@ -195,9 +202,11 @@ def _mark_imported(run_dir: Path, zip_path: Path, run_id: str) -> None:
         state = None
     fields = {"imported_from": str(zip_path.resolve()), "imported_run_id": run_id,
               "imported": time.time()}  # fmt: skip
-    if state not in ("finished", "stopped", "failed"):  # its process, if any, is not here
+    # Its process, if any, is not here: nothing of it may be taken for one of ours.
+    fields.update(pid=None, pid_start=None, host=None, heartbeat=None)
+    if state not in ("finished", "stopped", "failed"):
         fields.update(
-            state="stopped", pid=None, pid_start=None, stop_requested=False, after=[],
+            state="stopped", stop_requested=False, after=[],
             note=f"imported while {state or 'without a status'}; resume it to continue",
         )  # fmt: skip
     write_status(run_dir, **fields)

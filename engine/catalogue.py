@@ -19,9 +19,25 @@ MAX_TITLE = 120
 X_AXES = ("step", "epoch", "time")
 
 
+def _number(value) -> float | None:
+    """A finite number, or None: status.json may come from anywhere (an imported zip)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _when(value) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(value) if _number(value) is not None else None
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def best_metric(summary: dict) -> tuple[str | None, float | None, float | None]:
     """(metric name, best validation value, test value) from a run's summary: accuracy for
     classifiers, mIoU for segmentation, kNN accuracy for self-supervised runs."""
+    if not isinstance(summary, dict):
+        return None, None, None
     for key, value in summary.items():
         if key.startswith("best_val_") and isinstance(value, (int, float)):
             name = key.removeprefix("best_val_")
@@ -32,11 +48,10 @@ def best_metric(summary: dict) -> tuple[str | None, float | None, float | None]:
 
 
 def _duration(status: dict, now: float) -> float | None:
-    started = status.get("started")
-    if not isinstance(started, (int, float)):
+    started, ended = _number(status.get("started")), _number(status.get("ended"))
+    if started is None:
         return None
-    ended = status.get("ended")
-    end = ended if isinstance(ended, (int, float)) and ended >= started else now
+    end = ended if ended is not None and ended >= started else now
     return end - started if status.get("state") in runs.ACTIVE or ended else None
 
 
@@ -47,21 +62,20 @@ def run_rows(runs_dir: str | Path | None = None) -> list[dict]:
     for r in runs.list_runs(runs_dir):
         cfg, status = r.config or {}, r.status
         metric, best, test = best_metric(status.get("summary") or {})
-        created = status.get("created")
+        tags = status.get("tags")
         rows.append({
             "run": r.run_id,
-            "title": status.get("title") or cfg.get("name") or "",
-            "kind": cfg.get("kind", "?"),
+            "title": str(status.get("title") or cfg.get("name") or ""),
+            "kind": str(cfg.get("kind", "?")),
             "model": r.model,
             "data": r.dataset,
-            "state": r.state,
+            "state": str(r.state),
             "metric": metric or "",
-            "best val": best,
-            "test": test,
-            "created": datetime.fromtimestamp(created) if isinstance(created, (int, float))
-            else None,
+            "best val": _number(best),
+            "test": _number(test),
+            "created": _when(status.get("created")),
             "duration s": _duration(status, now),
-            "tags": ", ".join(status.get("tags") or []),
+            "tags": ", ".join(str(t) for t in tags) if isinstance(tags, list) else "",
             "path": r.path,
         })  # fmt: skip
     return rows
@@ -116,8 +130,8 @@ def smooth(values: list[float], weight: float) -> list[float]:
         raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
     out, avg, n = [], 0.0, 0
     for v in values:
-        if v is None or not math.isfinite(v):
-            out.append(v)
+        if _number(v) is None:  # None, NaN, or not a number at all: a gap
+            out.append(None if v is None or isinstance(v, (str, bool, list, dict)) else v)
             continue
         n += 1
         avg = weight * avg + (1 - weight) * v
@@ -137,10 +151,11 @@ def curve(events: list[dict], metric: str, x_axis: str = "step", weight: float =
         raise ValueError(f"x axis must be one of {', '.join(X_AXES)}, got {x_axis!r}")
     name, _, split = metric.partition("/")
     picked = [e for e in events if e.get("name") == name and e.get("split", "") == split]
-    start = min((e["time"] for e in events if "time" in e), default=0.0)
+    times = [t for t in (_number(e.get("time")) for e in events) if t is not None]
+    start = min(times, default=0.0)
     x = [
         e.get("step") if x_axis == "step" else e.get("epoch") if x_axis == "epoch"
-        else e.get("time", start) - start
+        else (_number(e.get("time")) or start) - start
         for e in picked
     ]  # fmt: skip
     return x, smooth([e.get("value") for e in picked], weight)

@@ -57,6 +57,11 @@ def check_launch(cfg: RunConfig, a: argparse.Namespace) -> None:
 
     distributed.check_kind(cfg.kind, a.nproc * a.nnodes)
     distributed.check_batch_size(cfg.batch_size, a.nproc * a.nnodes)
+    if getattr(cfg, "loss", "cross_entropy") == "weighted_cross_entropy":
+        # Its mean divides by the batch's summed class weights, not its image count: the
+        # processes' shares would not add up to the whole batch's gradient.
+        raise ConfigError("loss weighted_cross_entropy does not train under several "
+                          "processes yet; use balanced_softmax or cross_entropy, or --nproc 1")  # fmt: skip
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         import torch

@@ -347,10 +347,36 @@ def export_npz(run_dir: str | Path, out: str | Path, epoch: int | None = None) -
     return epoch
 
 
+def _formula(cell) -> bool:
+    """A text cell a spreadsheet would run: starts with = + - @ and is not a number."""
+    if not isinstance(cell, str) or cell[:1] not in ("=", "+", "-", "@"):
+        return False
+    try:
+        float(cell)
+    except ValueError:
+        return True
+    return False
+
+
+class _SafeWriter:
+    """csv.writer whose text cells cannot become spreadsheet formulas: a cell that starts
+    with = + - @ (a class name from an imported run, say) gets a leading apostrophe."""
+
+    def __init__(self, writer) -> None:
+        self._writer = writer
+
+    def writerow(self, row) -> None:
+        self._writer.writerow("'" + c if _formula(c) else c for c in row)
+
+    def writerows(self, rows) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
 def _write_csv(path: str | Path, write_rows) -> None:
     def write(f) -> None:
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-        write_rows(csv.writer(text))
+        write_rows(_SafeWriter(csv.writer(text)))
         text.flush()
         text.detach()  # write_atomic closes the file itself
 

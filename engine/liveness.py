@@ -20,6 +20,7 @@ from typing import Any
 
 HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = 60.0  # no heartbeat for this long: the run is reported stale
+GONE_SECONDS = 600.0  # a run of another machine silent this long is taken as ended
 HOST = socket.gethostname()
 
 
@@ -88,6 +89,12 @@ def judge(status: dict, now: float | None = None) -> tuple[str, str | None]:
     elsewhere = bool(host) and host != HOST
     if not elsewhere and not pid_alive(status.get("pid"), status.get("pid_start")):
         return "dead", None
+    if elsewhere and (age is None or age > GONE_SECONDS):
+        # Another machine's run that has not beaten for this long (or never did, e.g. a
+        # hostname that changed with a restarted container) is taken as ended: it can be
+        # resumed or deleted instead of staying "active" for good.
+        silent = "never beat" if age is None else f"has not beaten for {age:.0f} s"
+        return "dead", f"its heartbeat from {host} {silent}: taken as ended"
     if age is not None and age > STALE_SECONDS and status.get("state") == "running":
         where = f"process {status.get('pid')} on {host or HOST}"
         cause = (
@@ -118,8 +125,8 @@ class Heartbeat:
         while True:
             try:
                 self._write(heartbeat=time.time(), host=HOST, **self._latest)
-            except OSError:
-                pass  # e.g. a full disk: the training thread's own writes report it
+            except Exception:  # noqa: BLE001  e.g. a full disk: the training thread's own
+                pass  # writes report it; a beat that failed must not end the heartbeat
             if self._stop.wait(self._every):
                 return
 

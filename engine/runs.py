@@ -164,7 +164,7 @@ def read_status(run_dir: str | Path) -> dict:
             return status
         status["state"] = "failed"
         if not status.get("error"):  # execute() writes error=None when it starts
-            status["error"] = "the training process ended without saying why (killed?)"
+            status["error"] = why or "the training process ended without saying why (killed?)"
     return status
 
 
@@ -269,7 +269,8 @@ def launch(
         write_status(run_dir, state="failed", error=f"could not start the training process: {e}")
         raise RunError(f"could not start the training process for {run_dir.name}: {e}") from None
     # Only the pid: the child may already have written "running" (its heartbeat restates it).
-    write_status(run_dir, pid=pid, pid_start=process_start(pid))
+    # This machine's, with no heartbeat yet: the run may have been written elsewhere before.
+    write_status(run_dir, pid=pid, pid_start=process_start(pid), host=HOST, heartbeat=None)
     return pid
 
 

@@ -209,7 +209,7 @@ if len(picked) == 1:
             "`python -m engine import FILE`",
         )  # fmt: skip
     with t_delete:
-        if r["state"] in runs.ACTIVE:
+        if runs.status_is_active(runs.read_status(run_dir)):
             st.info("Stop it first (Train page): an active run cannot be deleted.")
         else:
             sure = st.checkbox(f"Yes, delete {r['run']} and everything in its folder")

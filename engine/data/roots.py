@@ -31,6 +31,8 @@ def data_roots() -> list[Path]:
     unique: list[Path] = []
     for root in roots:
         resolved = root.resolve()
+        if resolved == Path(resolved.anchor):  # "/" (a HOME of /, say) would allow anything
+            continue
         if resolved not in unique:
             unique.append(resolved)
     return unique

@@ -118,3 +118,20 @@ def test_smoothing_is_a_debiased_moving_average():
     assert math.isnan(nan[1]) and nan[2] == pytest.approx((0.25 * 1 + 0.5 * 3) / 0.75)
     with pytest.raises(ValueError):
         catalogue.smooth([1.0], 1.0)
+
+
+def test_a_damaged_or_hostile_status_does_not_break_the_table(finished, runs_dir):
+    # status.json of an imported zip can hold anything JSON (and Python's json reads NaN).
+    runs.write_status(finished, created=1e20, started=float("nan"), tags=[1, "a"], summary=[])
+    (row,) = catalogue.run_rows(runs_dir)
+    assert row["created"] is None and row["duration s"] is None and row["tags"] == "1, a"
+    assert row["best val"] is None and row["metric"] == ""
+
+
+def test_curves_skip_values_that_are_not_numbers():
+    events = [
+        {"time": "noon", "name": "acc", "split": "val", "epoch": 1, "step": 1, "value": "high"},
+        {"time": 5.0, "name": "acc", "split": "val", "epoch": 2, "step": 2, "value": 0.5},
+    ]
+    x, y = catalogue.curve(events, "acc/val", "time", 0.5)
+    assert x == [0.0, 0.0] and y[0] is None and y[1] == pytest.approx(0.5)

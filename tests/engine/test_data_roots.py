@@ -4,6 +4,7 @@ links and relative paths cannot lead out of one."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -68,5 +69,13 @@ def test_by_default_the_projects_data_and_the_home_folder_are_roots(monkeypatch,
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     roots = data_roots()
     assert (REPO_ROOT / "data").resolve() in roots and (tmp_path / "home").resolve() in roots
+    with pytest.raises(ConfigError):
+        check_data_path("/etc")
+
+
+def test_a_home_of_slash_does_not_open_everything(monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setenv("HOME", "/")  # a container user without a home folder
+    assert Path("/") not in data_roots()
     with pytest.raises(ConfigError):
         check_data_path("/etc")

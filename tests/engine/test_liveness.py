@@ -81,13 +81,12 @@ def test_the_heartbeat_beats_while_the_training_thread_is_blocked():
         if len(beats) >= 3:
             three.set()
 
-    with Heartbeat(write, every=0.01) as heartbeat:
-        heartbeat.update(step=7, epoch=1)
+    heartbeat = Heartbeat(write, every=0.01)
+    heartbeat.update(step=7, epoch=1)
+    with heartbeat:
         # This thread does nothing but wait, as it would inside a long evaluation.
         assert three.wait(timeout=30), "the heartbeat did not beat on its own"
-    count = len(beats)
     assert not heartbeat._thread.is_alive()  # ended with the with block: no beat after it
-    assert len(beats) == count
     assert all(b["host"] == HOST and isinstance(b["heartbeat"], float) for b in beats)
     assert beats[-1]["step"] == 7 and beats[-1]["epoch"] == 1
 
@@ -112,3 +111,27 @@ def test_a_finished_run_keeps_its_final_state_and_records_its_host(tiny_config, 
     status = runs.read_status(run_dir)
     assert status["state"] == "finished"  # the heartbeat stopped before the final write
     assert status["host"] == HOST and status["heartbeat"] <= status["ended"]
+
+
+def test_another_machines_run_silent_for_long_is_taken_as_ended(tiny_config, runs_dir):
+    from engine.liveness import GONE_SECONDS
+
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    runs.write_status(run_dir, state="running", pid=4242, host="old-container-id",
+                      heartbeat=time.time() - 2 * GONE_SECONDS)  # fmt: skip
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed" and "old-container-id" in status["error"]
+    assert not runs.is_active(run_dir)  # it can be resumed or deleted
+    runs.write_status(run_dir, heartbeat=None)  # never beat (a renamed host, say)
+    assert runs.read_status(run_dir)["state"] == "failed"
+
+
+def test_launch_claims_the_run_for_this_machine(tiny_config, runs_dir, monkeypatch):
+    from engine import worker
+
+    run_dir = runs.create_run(tiny_config(), runs_dir)
+    runs.write_status(run_dir, host="elsewhere", heartbeat=1.0)  # e.g. an imported run
+    monkeypatch.setattr(worker, "spawn_cold", lambda command, d: 999_999_999)
+    runs.launch(run_dir, warm=False)
+    status = runs._read_json(runs.RunLayout(run_dir).status)
+    assert status["host"] == HOST and status["heartbeat"] is None
