@@ -350,6 +350,16 @@ def typed_path(text: str) -> str | None:
     return str(check_data_path(text.strip())) if text.strip() else None
 
 
+def check_run_data(run_dir) -> None:
+    """ConfigError when the run's data folder lies outside the data roots: a run imported
+    from another machine can name any folder, and the dashboard reads only under its roots."""
+    from engine.data.roots import check_data_path
+
+    path = runs.load_config(run_dir).data.path
+    if path:
+        check_data_path(path)
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "yes")
 

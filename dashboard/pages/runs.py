@@ -187,9 +187,16 @@ if len(picked) == 1:
         if epochs:
             epoch = st.select_slider("Embedding snapshot epoch", epochs, value=epochs[-1])
             e1, e2, e3 = st.columns(3)
+            try:  # thumbnails come from the run's data folder: only under the data roots
+                widgets.check_run_data(run_dir)
+                sprite = True
+            except ValueError:
+                sprite = False
             e1.download_button(
                 "⬇ TensorBoard projector (.zip)", on_click="ignore", mime="application/zip",
-                data=lambda: file_bytes(lambda o: export.export_projector(run_dir, o, epoch)),
+                data=lambda: file_bytes(
+                    lambda o: export.export_projector(run_dir, o, epoch, sprite=sprite)
+                ),
                 file_name=f"{stem}-projector-epoch{epoch}.zip",
                 help="tensors.tsv, metadata.tsv, sprite.png, projector_config.pbtxt: unzip, "
                 "then `tensorboard --logdir FOLDER`, or load the two .tsv files at "

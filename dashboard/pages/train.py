@@ -125,8 +125,9 @@ def render_run(run_dir) -> None:
     elif state in ("stopped", "failed") and RunLayout(run_dir).last_checkpoint.exists():
         if b2.button("⏵ Resume", help="Continue from checkpoints/last.pt"):
             try:
+                widgets.check_run_data(run_dir)  # an imported run may name any folder
                 runs.launch(run_dir, resume=True)
-            except runs.RunError as e:  # e.g. already resumed from another tab
+            except (runs.RunError, ValueError) as e:  # e.g. already resumed from another tab
                 widgets.show_error(e)
             else:
                 st.rerun()

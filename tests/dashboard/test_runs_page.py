@@ -156,3 +156,16 @@ def test_the_import_form_is_there_and_an_imported_run_is_listed(two_runs, runs_d
     unpack_upload((tmp_path / "shared.zip").read_bytes(), "../../evil name.zip", runs_dir)
     assert finished.name in list(table(at.run())["run"])
     assert not list(tmp_path.parent.glob("evil*"))  # the name only labels; nothing lands there
+
+
+def test_an_imported_run_naming_a_folder_outside_the_data_roots_cannot_resume(
+    finished_run, runs_dir, monkeypatch
+):
+    monkeypatch.setattr(runs, "launch", lambda *a, **kw: pytest.fail("launched"))
+    cfg = json.loads((finished_run / "config.json").read_text())
+    cfg["data"].update(name="folder", path="/etc")  # what a zip from elsewhere can say
+    (finished_run / "config.json").write_text(json.dumps(cfg))
+    runs.write_status(finished_run, state="stopped")
+    at = page("train").run()
+    next(b for b in at.button if "Resume" in b.label).click().run()
+    assert any("outside the folders the dashboard may read" in e.value for e in at.error)
