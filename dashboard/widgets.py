@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from engine import runs
+from engine.archive import safe_file_name
 from engine.layout import RunLayout
 
 STATE_ICONS = {
@@ -334,12 +334,6 @@ def chart(where, fig: go.Figure, *, key: str, name: str | None = None, **kwargs)
         on_click="ignore", type="tertiary", help="this chart as an interactive page",
     )  # fmt: skip
     return event
-
-
-def safe_file_name(name: str) -> str:
-    """A name that is safe as a downloaded file's name: letters, digits, '.', '-', '_'."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-    return cleaned[:100] or "download"
 
 
 def typed_path(text: str) -> str | None:

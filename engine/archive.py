@@ -149,10 +149,17 @@ def unpack_run(zip_path: str | Path, runs_dir: str | Path) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def safe_file_name(name: str, default: str = "download") -> str:
+    """`name` with only letters, digits, '.', '-' and '_' (no folders, no leading dot), at
+    most 100 characters: safe to write as, or to offer for download as, a file name."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned[:100] or default
+
+
 def unpack_upload(data: bytes, name: str, runs_dir: str | Path) -> Path:
     """`unpack_run` of a zip received as bytes (a browser upload): written to a private
     temporary folder under a sanitised name (the name only labels messages), then removed."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._")[:100] or "upload.zip"
+    safe = safe_file_name(Path(name).name, "upload.zip")
     with tempfile.TemporaryDirectory(prefix="workbench-import-") as tmp:
         path = Path(tmp) / safe
         path.write_bytes(data)

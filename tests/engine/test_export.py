@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import archive, export, runs
+from engine import archive, export, projector_check, runs
 from engine.__main__ import main
 from engine.data import load_dataset
 from engine.layout import RunLayout
@@ -113,7 +113,7 @@ def test_projector_files_parse_and_agree_with_the_snapshot(run_dir, tmp_path):
     n, d = emb["features"].shape
     assert result.shape == (n, d) and n == 40
 
-    p = export.read_projector(out)
+    p = projector_check.read_projector(out)
     np.testing.assert_array_equal(p.tensors, emb["features"])  # exactly, float32
     assert p.config["tensor_path"] == ["tensors.tsv"] and p.config["tensor_shape"] == [n, d]
     assert p.config["tensor_name"] == [f"{run_dir.name} epoch 2"]
@@ -149,7 +149,7 @@ def test_sprite_tiles_are_the_points_images_resized(run_dir, tmp_path):
     result = export.export_projector(run_dir, tmp_path / "p", epoch=1, max_thumbnail=10)
     emb = snapshot_arrays(run_dir, 1)
     n = len(emb["sample_ids"])
-    p = export.read_projector(tmp_path / "p")
+    p = projector_check.read_projector(tmp_path / "p")
     assert result.thumbnail == 10 and p.single_image_dim == (10, 10)
     columns = math.isqrt(n - 1) + 1
     assert p.sprite.shape == (columns * 10, columns * 10, 3)
@@ -188,7 +188,7 @@ def test_no_sprite_when_the_images_are_not_on_this_machine(run_dir, tmp_path):
     result = export.export_projector(run_dir, out)
     assert result.thumbnail is None and str(tmp_path / "gone") in result.no_sprite
     assert not (out / "sprite.png").exists()  # not the previous export's
-    p = export.read_projector(out)
+    p = projector_check.read_projector(out)
     assert p.sprite is None and "sprite" not in p.config and len(p.metadata) == 40
 
 
@@ -199,7 +199,7 @@ def test_classes_are_indices_when_the_run_has_no_names(run_dir, tmp_path):
     RunLayout(run_dir).status.write_text(json.dumps(status))
     export.export_projector(run_dir, tmp_path / "p", sprite=False)
     labels = snapshot_arrays(run_dir, 2)["labels"]
-    assert [r[1] for r in export.read_projector(tmp_path / "p").metadata] == [
+    assert [r[1] for r in projector_check.read_projector(tmp_path / "p").metadata] == [
         str(y) for y in labels
     ]
 
@@ -237,10 +237,10 @@ def _shorten_a_tensor_row(out: Path) -> None:
 def test_read_projector_finds_files_that_disagree(run_dir, tmp_path, damage, message):
     out = tmp_path / "p"
     export.export_projector(run_dir, out)
-    export.read_projector(out)
+    projector_check.read_projector(out)
     damage(out)
     with pytest.raises(ValueError, match=message):
-        export.read_projector(out)
+        projector_check.read_projector(out)
 
 
 # --- .npz, CSV, metrics ---------------------------------------------------------------------
@@ -454,7 +454,7 @@ def test_cli_export_projector_says_where_and_how_to_open_it(run_dir, runs_dir, c
     out = capsys.readouterr().out
     folder = wrote(out)
     assert folder == run_dir / "exports" / "projector_epoch_0002"
-    assert len(export.read_projector(folder).metadata) == 40
+    assert len(projector_check.read_projector(folder).metadata) == 40
     assert f"tensorboard --logdir {folder}" in out and "projector.tensorflow.org" in out
     assert "sprite of 16 px thumbnails" in out
 
@@ -462,8 +462,12 @@ def test_cli_export_projector_says_where_and_how_to_open_it(run_dir, runs_dir, c
                  "--no-sprite", "--out", str(run_dir / "mine")]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert wrote(out) == run_dir / "mine" and "no sprite: not asked for" in out
-    assert export.read_projector(run_dir / "mine").sprite is None
-    assert export.read_projector(run_dir / "mine").config["tensor_name"][0].endswith("epoch 1")
+    assert projector_check.read_projector(run_dir / "mine").sprite is None
+    assert (
+        projector_check.read_projector(run_dir / "mine")
+        .config["tensor_name"][0]
+        .endswith("epoch 1")
+    )
 
 
 @pytest.mark.parametrize("fmt, default", [("npz", "embeddings_epoch_0002.npz"),
