@@ -27,7 +27,7 @@ STATE_ICONS = {
     "stopped": "⏸️",
     "failed": "❌",
     "stale": "💤",
-    "broken": "⚠️",
+    "damaged": "⚠️",
 }
 SPLIT_STYLE = {  # one colour per split, the same on every chart
     "train": "#1f77b4",

@@ -80,18 +80,25 @@ def cmd_resume(a: argparse.Namespace) -> int:
         print(f"resuming {run_dir}")
     if a.resume_from == "best.pt" and a.background:
         raise ConfigError("--from best runs in the foreground (leave out --background)")
+    if a.restart and (a.background or wants_torchrun(a) or a.resume_from != "last.pt"):
+        raise ConfigError("--restart runs in this process: leave out --background, --nproc, --from")
     if wants_torchrun(a):
         check_launch(runs.load_config(run_dir), a)
         extra = ["--from", "best"] if a.resume_from == "best.pt" else []
         return run_torchrun("resume", run_dir, a, extra)
     return _execute(
         run_dir, resume=True, background=a.background, launched=bool(a.run_dir),
-        resume_from=a.resume_from,
+        resume_from=a.resume_from, restart=a.restart,
     )  # fmt: skip
 
 
 def _execute(
-    run_dir: Path, resume: bool, background: bool, launched: bool, resume_from: str = "last.pt"
+    run_dir: Path,
+    resume: bool,
+    background: bool,
+    launched: bool,
+    resume_from: str = "last.pt",
+    restart: bool = False,
 ) -> int:
     """`launched`: started by the launcher (hidden --run-dir), so it may wait in a queue."""
     from engine import runs
@@ -107,8 +114,9 @@ def _execute(
     # A bar for a person at a terminal; a launched run's log gets no stream of \r updates.
     progress = sys.stderr.isatty() and (not launched or rank == 0)  # torchrun's: a terminal
     summary = runs.execute(
-        run_dir, resume=resume, progress=progress, launched=launched, resume_from=resume_from
-    )
+        run_dir, resume=resume, progress=progress, launched=launched, resume_from=resume_from,
+        restart=restart,
+    )  # fmt: skip
     print_summary(summary)
     return 1 if summary.get("stopped_before_start") else 0
 
@@ -348,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--from", dest="resume_from", default="last.pt", choices=["last.pt", "best.pt"],
         type=lambda v: {"last": "last.pt", "best": "best.pt"}.get(v, v),
         help="last (where it stopped; default) or best (the best validation accuracy so far)",
+    )  # fmt: skip
+    r.add_argument(
+        "--restart", action="store_true",
+        help="train the run again from epoch 1, replacing its metrics, snapshots and "
+        "checkpoints (for a run with no checkpoint to resume from)",
     )  # fmt: skip
     r.set_defaults(func=cmd_resume)
 

@@ -3,11 +3,11 @@ pre-training, fine-tuning, validation accuracy. The group itself is the `a-e` pr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from engine import runs
 from engine.groups import Group, comparison_table
+from engine.jsonfile import read_json_object
 
 FINE_TUNING = {
     "scratch": "train full model (backbone + classifier)",
@@ -24,7 +24,7 @@ def weights_origin(weights: str) -> str:
         return "ImageNet, with labels (torchvision)"
     run_dir = Path(weights).parent.parent  # <run>/checkpoints/<file>
     try:
-        cfg = json.loads((run_dir / "config.json").read_text())
+        cfg = read_json_object(run_dir / "config.json")
     except (OSError, ValueError):
         return f"weight file {Path(weights).name}"
     data = cfg.get("data") or {}
@@ -53,7 +53,7 @@ def ae_table(group: Group, runs_dir: str | Path | None = None) -> list[dict]:
         cfg = {}
         if row.run_id and (root / row.run_id / "config.json").is_file():
             try:
-                cfg = json.loads((root / row.run_id / "config.json").read_text())
+                cfg = read_json_object(root / row.run_id / "config.json")
             except (OSError, ValueError):
                 cfg = {}
         mode = cfg.get("mode", "")
@@ -84,7 +84,7 @@ def ae_groups_using(run_dir: str | Path, runs_dir: str | Path | None = None) -> 
             if not row.label.startswith(("C:", "E:")):  # the self-supervised rows
                 continue
             try:
-                cfg = json.loads((root / row.run_id / "config.json").read_text())
+                cfg = read_json_object(root / row.run_id / "config.json")
             except (TypeError, OSError, ValueError):
                 continue
             if str(cfg.get("weights", "")).startswith(mine + "/"):

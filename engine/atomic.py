@@ -6,7 +6,9 @@ import errno
 import io
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # The writer's pid in the name: a file left by a writer killed mid-write is told from
+        # one being written now, and swept (sweep_temporaries).
+        prefix = f".{path.name}.{os.getpid()}-"
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -63,6 +68,34 @@ def write_atomic(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
         if isinstance(e, OSError) and not isinstance(e, WriteError) and e.errno in CAUSES:
             raise WriteError(path, e) from e
         raise
+
+
+_TEMPORARY = re.compile(r"\..+\.(\d+)-[A-Za-z0-9_]+\.tmp")
+_OLD_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")  # before the pid was in the name
+OLD_SECONDS = 3600.0
+
+
+def sweep_temporaries(folder: str | os.PathLike, alive: Callable[[int], bool]) -> list[Path]:
+    """Remove, under `folder`, the temporary files of atomic writes whose writer is dead
+    (kill -9 mid-write leaves one behind); returns what was removed. `alive(pid)` says
+    whether a writer lives. Files of live writers, and anything else, are left alone."""
+    removed = []
+    now = time.time()
+    for tmp in Path(folder).rglob(".*.tmp"):
+        m = _TEMPORARY.fullmatch(tmp.name)
+        try:
+            if m:
+                stale = not alive(int(m.group(1)))
+            else:
+                stale = bool(_OLD_TEMPORARY.fullmatch(tmp.name)) and (
+                    now - tmp.lstat().st_mtime > OLD_SECONDS
+                )
+            if stale and tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue  # removed meanwhile, or not ours to remove
+    return removed
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -8,7 +8,6 @@ runs of a group train one after another (each waits for the ones before it), or 
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from engine import runs
 from engine.atomic import write_json
 from engine.config import ConfigError, RunConfig, TransferConfig
+from engine.jsonfile import read_json_object
 from engine.layout import RunLayout
 from engine.presets import (  # noqa: F401  (re-exported: groups.PRESETS, groups.preset_configs)
     FEWSHOT_DISTANCES,
@@ -83,7 +83,7 @@ def check_source_run(weights: str | None, base: RunConfig) -> None:
         return
     run_dir = Path(weights).parent.parent  # <run>/checkpoints/<file>
     try:
-        source = json.loads((run_dir / "config.json").read_text())
+        source = read_json_object(run_dir / "config.json")
     except (OSError, ValueError):
         return  # a plain weight file: loaded with what fits, and reported
     name = (source.get("model") or {}).get("name")
@@ -171,10 +171,10 @@ def save_group(group: Group, runs_dir: str | Path | None = None) -> None:
 
 def load_group(group_id: str, runs_dir: str | Path | None = None) -> Group:
     path = groups_dir(runs_dir) / f"{group_id}.json"
+    if not path.exists():
+        raise runs.RunError(f"no comparison group {group_id!r} (looked for {path})")
     try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise runs.RunError(f"no comparison group {group_id!r} (looked for {path})") from None
+        d = read_json_object(path)
     except (OSError, ValueError) as e:
         raise runs.RunError(f"comparison group file {path} is damaged: {e}") from None
     problem = _manifest_problem(d)
@@ -248,10 +248,15 @@ def launch_group(group: Group, runs_dir: str | Path | None = None) -> list[int]:
 def stop_group(group: Group, runs_dir: str | Path | None = None) -> int:
     """Stop every active run of the group, the waiting ones first (so none starts meanwhile)."""
     root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
-    stopped = 0
+    stopped, refused = 0, []
     for run_dir in reversed(group.run_dirs(root)):
-        if run_dir.is_dir() and runs.stop(run_dir):
-            stopped += 1
+        try:
+            if run_dir.is_dir() and runs.stop(run_dir):
+                stopped += 1
+        except runs.RunError as e:  # a status naming a process that is not the run's
+            refused.append(str(e))
+    if refused:
+        raise runs.RunError(f"stopped {stopped}; " + "; ".join(refused))
     return stopped
 
 
@@ -268,7 +273,7 @@ def remove_row_run(group: Group, run_id: str, runs_dir: str | Path | None = None
 
 def _configured_epochs(run_dir: Path) -> int:
     try:
-        return max(int(json.loads(RunLayout(run_dir).config.read_text()).get("epochs", 1)), 1)
+        return max(int(read_json_object(RunLayout(run_dir).config).get("epochs", 1)), 1)
     except (OSError, ValueError, TypeError, AttributeError):
         return 1
 
@@ -292,7 +297,7 @@ def comparison_table(group: Group, runs_dir: str | Path | None = None) -> list[d
             total = status.get("total_steps") or 0
             step = max([status.get("step") or 0, *(e.get("step") or 0 for e in events)])
             entry.update(
-                state=status.get("state", "broken"),
+                state=status.get("state", "damaged"),
                 progress=1.0
                 if status.get("state") == "finished"
                 else min(step / total, 1.0)

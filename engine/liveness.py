@@ -56,7 +56,8 @@ def _threads_alive(pid: int) -> bool:
 
 
 def pid_alive(pid: int | None, start: int | None = None) -> bool:
-    if not pid:
+    # Only a real pid > 1: `True` is 1 (init) to Python; 0 and negatives name process groups.
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
         return False
     try:
         os.kill(pid, 0)
@@ -75,6 +76,21 @@ def pid_alive(pid: int | None, start: int | None = None) -> bool:
         return b"engine" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
+
+
+def process_exists(pid: int) -> bool:
+    """Whether any live process has this pid (whatever it runs): a writer that may still be
+    writing. A recycled pid keeps a dead writer's leftovers a while longer, which is harmless."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    fields = _proc_stat(pid)
+    return fields is None or fields[0] != "Z" or _threads_alive(pid)
 
 
 def judge(status: dict, now: float | None = None) -> tuple[str, str | None]:

@@ -7,7 +7,6 @@ names (engine.layout): a run can be watched, stopped and resumed from anywhere.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import secrets
 import shutil
@@ -22,10 +21,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import CAUSES, write_json
+from engine.atomic import CAUSES, sweep_temporaries, write_json
 from engine.config import ConfigError, RunConfig
+from engine.jsonfile import JsonFileError, read_json, read_json_object
 from engine.layout import REPO_ROOT, RunLayout
-from engine.liveness import HOST, Heartbeat, judge, pid_alive, process_start
+from engine.liveness import HOST, Heartbeat, judge, pid_alive, process_exists, process_start
+from engine.status import clean_status, config_problem
 from engine.train.events import read_events
 
 ACTIVE = ("queued", "running", "stale")  # stale: alive as far as anyone can tell
@@ -85,17 +86,19 @@ def _cause(e: OSError) -> str:
 
 
 def resolve_run(run: str | Path, runs_dir: str | Path | None = None) -> Path:
-    """A run given as a path or as an id (or a unique prefix of one) in the runs folder."""
+    """A run given as a path or as an id (or a unique prefix of one) in the runs folder. The
+    text is taken literally: `*` or `[` are characters of a name, never a pattern."""
     p = Path(run)
     if (p / "config.json").exists():
         return p
     root = Path(runs_dir) if runs_dir else default_runs_dir()
-    if (root / str(run) / "config.json").exists():
-        return root / str(run)
-    bare_name = len(p.parts) == 1 and not p.is_absolute()  # glob refuses absolute patterns
+    text = str(run)
+    bare_name = bool(text) and len(p.parts) == 1 and not p.is_absolute() and text not in (".", "..")
+    if bare_name and (root / text / "config.json").exists():
+        return root / text
     matches = (
-        [d for d in root.glob(f"{run}*") if (d / "config.json").exists()]
-        if root.is_dir() and bare_name
+        [d for d in root.iterdir() if d.name.startswith(text) and (d / "config.json").exists()]
+        if bare_name and root.is_dir()
         else []
     )
     if len(matches) == 1:
@@ -127,7 +130,7 @@ def write_status(run_dir: str | Path, **fields: Any) -> dict:
     The dashboard and the run both write it; the lock keeps one from undoing the other."""
     layout = RunLayout(Path(run_dir))
     with _locked(layout.root / ".status.lock"):
-        status = _read_json(layout.status) or {}
+        status = _read_raw_status(layout.root)[0]  # damaged fields are dropped, not kept
         status.update(fields, updated=time.time())
         write_json(layout.status, status)
     return status
@@ -136,21 +139,46 @@ def write_status(run_dir: str | Path, **fields: Any) -> dict:
 def _read_json(path: Path) -> dict | None:
     """A JSON object from `path`; None when missing, unreadable, or not an object."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_json_object(path)
+    except JsonFileError:
         return None
-    return value if isinstance(value, dict) else None
+
+
+def _read_raw_status(run_dir: Path) -> tuple[dict, list[str], str | None]:
+    """The valid fields of status.json, the problems of the others, and why the whole file
+    could not be read (or None)."""
+    path = RunLayout(run_dir).status
+    try:
+        raw = read_json(path)
+    except JsonFileError as e:
+        return {}, [], str(e)
+    clean, problems = clean_status(raw, str(path))
+    if not isinstance(raw, dict):
+        return {}, [], problems[0]
+    return clean, problems, None
 
 
 def read_status(run_dir: str | Path) -> dict:
-    """status.json, with a run whose process has died reported as failed instead of running,
-    and one whose heartbeat stopped as stale (engine.liveness)."""
-    status = _read_json(RunLayout(Path(run_dir)).status)
-    if status is None:
-        return {
-            "state": "broken",
-            "error": f"{Path(run_dir) / 'status.json'} is missing or unreadable",
-        }
+    """status.json as typed values (engine.status), with a run whose process has died
+    reported as failed instead of running, and one whose heartbeat stopped as stale
+    (engine.liveness). A status file that cannot be read, or whose fields are damaged, gives
+    state "damaged" and an error that says why (a live run keeps its state: the problem is
+    then under "damaged")."""
+    run_dir = Path(run_dir)
+    status, problems, unreadable = _read_raw_status(run_dir)
+    if unreadable:
+        return {"state": "damaged", "error": f"damaged: {unreadable}"}
+    damage = f"damaged: {RunLayout(run_dir).status}: {'; '.join(problems)}" if problems else None
+    status = _judged(status)
+    if damage and not status_is_active(status):
+        status.update(state="damaged", error=damage)
+    elif damage or "state" not in status:
+        status["damaged"] = damage or f"damaged: {RunLayout(run_dir).status} has no state"
+        status.setdefault("state", "damaged")
+    return status
+
+
+def _judged(status: dict) -> dict:
     state, pid = status.get("state"), status.get("pid")
     # Queued runs get a pid once launched: a launched run that died before starting is failed too.
     if not (state == "running" or (state == "queued" and pid)):
@@ -178,7 +206,7 @@ class RunSummary:
 
     @property
     def state(self) -> str:
-        return self.status.get("state", "broken")
+        return self.status.get("state", "damaged")
 
     @property
     def active(self) -> bool:
@@ -207,9 +235,22 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunSummary]:
         layout = RunLayout(d)
         if not layout.config.exists():
             continue
-        config = _read_json(layout.config)
-        error = None if config else f"{layout.config} is unreadable or not a JSON object"
-        runs.append(RunSummary(d.name, d, read_status(d), config, error))
+        try:
+            config = read_json(layout.config)
+            why = config_problem(config)
+        except JsonFileError as e:
+            config, why = None, str(e)
+        if why:
+            config, error = (
+                None,
+                f"damaged: {why if str(layout.config) in why else f'{layout.config}: {why}'}",
+            )
+        else:
+            error = None
+        status = read_status(d)
+        if error and not status_is_active(status):
+            status = {**status, "state": "damaged", "error": error}
+        runs.append(RunSummary(d.name, d, status, config, error))
     # Ids share a one-second stamp and end in random hex: order by creation time, not by name.
     runs.sort(key=_created, reverse=True)
     return runs
@@ -256,6 +297,8 @@ def launch(
     run_dir = Path(run_dir).resolve()
     if is_active(run_dir):
         raise RunError(f"{run_dir.name} is already running (pid {read_status(run_dir).get('pid')})")
+    if resume:  # said here, to whoever asked, not later in a log
+        check_resume(run_dir)
     command = "resume" if resume else "train"
     write_status(
         run_dir, state="queued", pid=None, pid_start=None, error=None, stop_requested=False,
@@ -275,16 +318,46 @@ def launch(
 
 
 def stop(run_dir: str | Path) -> bool:
-    """Ask a live run to stop (SIGTERM): it saves last.pt and marks itself stopped."""
+    """Ask a live run to stop (SIGTERM): it saves last.pt and marks itself stopped. False when
+    it is not running here; RunError when status.json names a process that cannot be shown
+    to be the run's (a status file may come from a shared folder or a zip: never signal a
+    process on its word alone)."""
+    run_dir = Path(run_dir)
     status = read_status(run_dir)
-    pid = status.get("pid")
     if status.get("host", HOST) != HOST:  # its pid means nothing here: stop it there
         return False
-    if status.get("state") not in ACTIVE or not pid_alive(pid, status.get("pid_start")):
+    if status.get("state") not in ACTIVE or not status.get("pid"):
+        return False
+    pid = status["pid"]
+    why = _not_ours_to_signal(pid, status.get("pid_start"))
+    if why:
+        raise RunError(f"not stopping {run_dir.name}: {RunLayout(run_dir).status} names {why}")
+    if not pid_alive(pid, status["pid_start"]):
         return False
     write_status(run_dir, stop_requested=True)
     os.kill(pid, signal.SIGTERM)
     return True
+
+
+def _not_ours_to_signal(pid: int, start: int | None) -> str | None:
+    """Why process `pid` (as read_status typed it: an int > 1) must not be signalled as a
+    run's training process, or None."""
+    if pid in (os.getpid(), os.getppid(), os.getpgrp()):
+        return f"process {pid}, which is this program itself or its group"
+    if start is None:
+        return f"process {pid} without its start time, so it cannot be told from a recycled pid"
+    live_start = process_start(pid)
+    if live_start is not None and live_start != start:
+        return (
+            f"process {pid} started at {start}, but the live process {pid} started at {live_start}"
+        )
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None  # gone (not alive: nothing is sent), or no /proc: the start time matched
+    if b"engine" not in command:
+        return f"process {pid}, which is not a workbench process ({command[:60]!r})"
+    return None
 
 
 def wait_for_turn(run_dir: Path, poll: float = 0.5) -> bool:
@@ -316,8 +389,13 @@ def execute(
     progress: bool = False,
     launched: bool = False,
     resume_from: str = "last.pt",
+    restart: bool = False,
 ) -> dict:
     """Run the experiment of `run_dir` in this process, keeping status.json truthful.
+
+    `resume` continues from checkpoint `resume_from`, refused (before status.json changes)
+    when the checkpoint is damaged, or missing while the run has history to lose;
+    `restart` trains it again from epoch 1, dropping that history.
 
     `launched`: this is the process `launch` started, which waits for its turn in a group's
     queue. Otherwise a person (or a test) runs it here and now: what a previous launch or stop
@@ -340,11 +418,46 @@ def execute(
         lock.close()
         raise RunError(f"{run_dir.name} is already being trained by another process") from None
     try:
+        # A writer killed mid-write (kill -9, a power cut) left its temporary file behind.
+        sweep_temporaries(run_dir, process_exists)
+        if restart:
+            resume, resume_from = True, ""  # the resume path, from no checkpoint
+        elif resume:
+            check_resume(run_dir, resume_from)
         if not launched:
             write_status(run_dir, after=[], stop_requested=False)
         return _execute_locked(run_dir, resume, progress, resume_from)
     finally:
         lock.close()
+
+
+def check_resume(run_dir: str | Path, resume_from: str = "last.pt") -> None:
+    """Refuse a resume that cannot go well, before anything of the run changes: a checkpoint
+    that cannot be read or holds the wrong things (CheckpointError), or none at all for a
+    run with history (an imported run exported without checkpoints), which would silently
+    be trained again from epoch 1 over it."""
+    run_dir = Path(run_dir)
+    layout = RunLayout(run_dir)
+    start = layout.checkpoints / resume_from
+    if not start.exists():
+        # A finished epoch is history; step losses of a first epoch killed before its
+        # checkpoint are not (a resume trains that epoch again whatever it does).
+        epochs_done = any(e.get("split") != "train" for e in read_metrics(run_dir))
+        history = epochs_done or layout.embedding_epochs() or layout.mask_epochs()
+        if resume_from == "last.pt" and not history:
+            return  # killed before its first checkpoint: nothing to lose
+        raise RunError(
+            f"{run_dir.name} has no checkpoint to resume from ({start} does not exist)"
+            + (
+                "; `python -m engine resume RUN --restart` trains it again from epoch 1, "
+                "replacing its metrics and snapshots"
+                if resume_from == "last.pt"
+                else ""
+            )
+        )
+    from engine.train.checkpoint import check_training_checkpoint, load_checkpoint
+
+    check_training_checkpoint(load_checkpoint(start), start, load_config(run_dir).epochs)
 
 
 def _execute_locked(run_dir: Path, resume: bool, progress: bool, resume_from: str) -> dict:

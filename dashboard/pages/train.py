@@ -117,9 +117,14 @@ def render_run(run_dir) -> None:
     b1, b2, _ = st.columns([1, 1, 4])
     if active:
         if b1.button("⏹ Stop", help="Saves last.pt, then stops; resume continues from there."):
-            if runs.stop(run_dir):
+            try:
+                stopped = runs.stop(run_dir)
+            except runs.RunError as e:  # a status naming a process that is not the run's
+                widgets.show_error(e)
+                stopped = None
+            if stopped:
                 st.toast("Asked the run to stop; it saves its checkpoint first.")
-            else:
+            elif stopped is False:
                 st.warning(f"Its process is not on this machine ({status.get('host')}) or "
                            "has already ended: stop it where it runs.")  # fmt: skip
     elif state in ("stopped", "failed") and RunLayout(run_dir).last_checkpoint.exists():
@@ -127,7 +132,7 @@ def render_run(run_dir) -> None:
             try:
                 widgets.check_run_data(run_dir)  # an imported run may name any folder
                 runs.launch(run_dir, resume=True)
-            except (runs.RunError, ValueError) as e:  # e.g. already resumed from another tab
+            except (RuntimeError, ValueError, OSError) as e:  # e.g. already resumed elsewhere
                 widgets.show_error(e)
             else:
                 st.rerun()

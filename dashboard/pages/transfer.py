@@ -233,11 +233,14 @@ def group_controls(group: groups.Group) -> None:
     ]  # fmt: skip
     c1, c2, _ = st.columns([1, 1, 4])
     if live and c1.button("⏹ Stop all", help="Each run saves last.pt; resume continues it"):
-        st.toast(f"Asked {groups.stop_group(group, root)} run(s) to stop")
+        try:
+            st.toast(f"Asked {groups.stop_group(group, root)} run(s) to stop")
+        except runs.RunError as e:  # a status naming a process that is not the run's
+            widgets.show_error(e)
     if pending and not live and c2.button("⏵ Resume the group", help="Unfinished runs, in order"):
         try:
             groups.launch_group(group, root)
-        except runs.RunError as e:
+        except (RuntimeError, ValueError, OSError) as e:  # RunError, CheckpointError, ...
             widgets.show_error(e)
         else:
             st.rerun()
@@ -258,8 +261,11 @@ def group_controls(group: groups.Group) -> None:
             "⏹ Stop this run",
             help="It saves last.pt; the group's next run then starts. Stop all pauses the group.",
         ):
-            runs.stop(run_dir)
-            st.toast("Stopping; it saves last.pt first")
+            try:
+                runs.stop(run_dir)
+                st.toast("Stopping; it saves last.pt first")
+            except runs.RunError as e:  # a status naming a process that is not the run's
+                widgets.show_error(e)
         if not active and runs.read_status(run_dir).get("state") != "finished":
             if b.button("⏵ Resume this run", help="Queued behind the group's active runs"):
                 busy = [d.name for d in group.run_dirs(root) if d.is_dir() and runs.is_active(d)]
@@ -268,7 +274,7 @@ def group_controls(group: groups.Group) -> None:
                         run_dir, resume=RunLayout(run_dir).last_checkpoint.exists(),
                         warm=not busy, after=busy if group.sequential else [],
                     )  # fmt: skip
-                except runs.RunError as e:
+                except (RuntimeError, ValueError, OSError) as e:  # RunError, CheckpointError
                     widgets.show_error(e)
                 else:
                     st.rerun()

@@ -12,11 +12,24 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
+
+from engine.jsonfile import JsonFileError, parse_json
 
 
 class ConfigError(ValueError):
     """A config field has a value that cannot work; the message says which and why."""
+
+
+MAX_TEXT = 10_000  # characters in a config string (a name, a path)
+MAX_LIST = 100_000  # entries in a config list (classes, counts, milestones)
+# Upper bounds of the numbers of a config: far above any sensible run, far below a number
+# that would exhaust memory or overflow (the CLI and the dashboard name them in the message).
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+MAX_THREADS = 1_024
+MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
+MAX_LR = 10.0
 
 
 DATASETS = ("digits", "folder", "prefixed", "cifar10", "landcover", "deepglobe")
@@ -65,6 +78,12 @@ class DataConfig:
         _require(
             8 <= self.image_size <= 512,
             f"data.image_size must be in [8, 512], got {self.image_size}",
+        )
+        _bounded("data.split_seed", self.split_seed, 0, MAX_SEED)
+        _bounded("data.imbalance_ratio", self.imbalance_ratio, 1, 1e6)
+        _require(
+            all(n <= 10**8 for n in self.class_counts),
+            f"data.class_counts must be at most 1e+08 each, got {max(self.class_counts or [0])}",
         )
         for name in ("val_fraction", "test_fraction"):
             v = getattr(self, name)
@@ -116,7 +135,7 @@ class ModelConfig:
         _one_of("model.name", self.name, tuple(list_models()))
         for name in ("cardinality", "group_width"):
             value = getattr(self, name)
-            _require(value >= 0, f"model.{name} must be >= 0, got {value}")
+            _bounded(f"model.{name}", value, 0, 1024)
             _require(
                 not value or self.name.startswith("resnext"),
                 f"model.{name} is for the ResNeXt models, not {self.name!r}",
@@ -151,12 +170,13 @@ class OptimConfig:
         _one_of("optim.name", self.name, OPTIMIZERS)
         _one_of("optim.schedule", self.schedule, SCHEDULES)
         _require(self.lr > 0, f"lr must be > 0, got {self.lr:g}")
-        _require(math.isfinite(self.lr), f"lr must be finite, got {self.lr:g}")
+        _bounded("lr", self.lr, 0, MAX_LR)
         _require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum:g}")
-        _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay:g}")
+        _bounded("weight_decay", self.weight_decay, 0, 1)
         _require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma:g}")
         _require(
-            all(m > 0 for m in self.milestones) and self.milestones == sorted(self.milestones),
+            all(0 < m <= MAX_EPOCHS for m in self.milestones)
+            and self.milestones == sorted(self.milestones),
             f"milestones must be positive and increasing, got {self.milestones}",
         )
 
@@ -206,15 +226,14 @@ class RunConfig:
         )
         self.validate_model()
         self.optim.validate()
-        _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _bounded("epochs", self.epochs, 1, MAX_EPOCHS)
+        _bounded("batch_size", self.batch_size, 1, MAX_BATCH)
+        _bounded("seed", self.seed, 0, MAX_SEED)
         _one_of("device", self.device, DEVICES)
-        _require(self.cpu_threads >= 0, f"cpu_threads must be >= 0, got {self.cpu_threads}")
-        _require(
-            self.snapshot_every >= 1, f"snapshot_every must be >= 1, got {self.snapshot_every}"
-        )
-        _require(self.snapshot_size >= 10, f"snapshot_size must be >= 10, got {self.snapshot_size}")
-        _require(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
+        _bounded("cpu_threads", self.cpu_threads, 0, MAX_THREADS)
+        _bounded("snapshot_every", self.snapshot_every, 1, MAX_EPOCHS)
+        _bounded("snapshot_size", self.snapshot_size, 10, 1_000_000)
+        _bounded("log_every", self.log_every, 1, 10**9)
         _one_of("loss", self.loss, LOSSES)
         _require(
             self.loss == "cross_entropy" or self.kind in ("classify", "transfer", "dynamic_filter"),
@@ -257,11 +276,11 @@ class RunConfig:
         return _from_dict(_kind_class(cls, d, "config"), d, "config").validate()
 
     @classmethod
-    def from_json(cls, text: str, source: str = "config") -> RunConfig:
+    def from_json(cls, text: str | bytes, source: str = "config") -> RunConfig:
         try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{source} is not valid JSON: {e}") from None
+            d = parse_json(text, source)
+        except JsonFileError as e:  # not UTF-8, not JSON, nested too deep, too large
+            raise ConfigError(str(e)) from None
         _require(isinstance(d, dict), f"{source} must hold a JSON object, got {type(d).__name__}")
         return _from_dict(_kind_class(cls, d, source), d, source).validate()
 
@@ -269,9 +288,9 @@ class RunConfig:
     def load(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_bytes()
         except OSError as e:
-            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+            raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
         try:
             return cls.from_json(text, source=str(path))
         except ConfigError as e:
@@ -289,7 +308,7 @@ def _kind_class(cls: type[RunConfig], d: dict[str, Any], where: str) -> type[Run
         return cls
     kind = d.get("kind", "classify")
     _require(
-        kind in CONFIG_KINDS,
+        isinstance(kind, str) and kind in CONFIG_KINDS,
         f"{where}: kind must be one of {', '.join(CONFIG_KINDS)}, got {kind!r}",
     )
     return CONFIG_KINDS[kind]
@@ -325,30 +344,56 @@ def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any, name: str) -> Any:
-    text = str(hint)
+    """`value` as the type `hint` names (int, float, bool, str, list[int], list[str], or one
+    of these or None); ConfigError for anything else, e.g. `true` where a number belongs."""
+    args = get_args(hint)
     if value is None:
-        _require("None" in text, f"{name} must not be null")
+        _require(type(None) in args, f"{name} must not be null")
         return None
-    if hint is bool or text.startswith("bool"):
-        _require(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
+    if type(None) in args:  # X | None: the X
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        _require(isinstance(value, bool), f"{name} must be true or false, got {_short(value)}")
         return value
-    if hint is int or text.startswith("int"):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        _require(ok, f"{name} must be an integer, got {value!r}")
+    if hint is int:
+        _require(_is_int(value), f"{name} must be an integer, got {_short(value)}")
         return value
     if hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        _require(ok, f"{name} must be a number, got {value!r}")
-        return float(value)
-    if hint is str or text.startswith("str"):
-        _require(isinstance(value, str), f"{name} must be a string, got {value!r}")
+        _require(ok, f"{name} must be a number, got {_short(value)}")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(
+                f"{name} must be a number of sensible size, got {_short(value)}"
+            ) from None
+        _require(math.isfinite(value), f"{name} must be a finite number, got {value}")
         return value
-    if "list[str]" in text:
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        _require(ok, f"{name} must be a list of strings, got {value!r}")
+    if hint is str:
+        _require(isinstance(value, str), f"{name} must be a string, got {_short(value)}")
+        _require(len(value) <= MAX_TEXT, f"{name} must be at most {MAX_TEXT} characters")
+        return value
+    if get_origin(hint) is list:
+        (item,) = get_args(hint)
+        check = _is_int if item is int else (lambda v: isinstance(v, str))
+        ok = isinstance(value, list) and all(check(v) for v in value)
+        what = "integers" if item is int else "strings"
+        _require(ok, f"{name} must be a list of {what}, got {_short(value)}")
+        _require(len(value) <= MAX_LIST, f"{name} must have at most {MAX_LIST} entries")
         return list(value)
-    if "list[int]" in text:
-        ok = isinstance(value, list) and all(isinstance(v, int) for v in value)
-        _require(ok, f"{name} must be a list of integers, got {value!r}")
-        return list(value)
-    return value
+    raise ConfigError(f"{name}: no reader for values of type {hint}")  # a new field's type
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bounded(name: str, value: float, low: float, high: float) -> None:
+    """`low <= value <= high`, said with the bounds: every number in a config has a ceiling
+    (epochs 10**20 would build a snapshot list of that length; threads 10**6 crash)."""
+    _require(low <= value <= high, f"{name} must be in [{low:g}, {high:g}], got {value:g}")

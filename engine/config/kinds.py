@@ -11,6 +11,7 @@ from engine.config.base import (
     ModelConfig,
     OptimConfig,
     RunConfig,
+    _bounded,
     _one_of,
     _require,
 )
@@ -134,7 +135,7 @@ class SegmentConfig(RunConfig):
             self.backbone_weights == "imagenet" or self.backbone_weights.startswith("none"),
             f"backbone_weights must be 'imagenet' or 'none', got {self.backbone_weights!r}",
         )
-        _require(self.fc_channels >= 1, f"fc_channels must be >= 1, got {self.fc_channels}")
+        _bounded("fc_channels", self.fc_channels, 1, 16_384)
         _require(
             len(self.mask_images) <= 12,
             f"mask_images: at most 12 images, got {len(self.mask_images)}",
@@ -213,11 +214,11 @@ class FewShotConfig(RunConfig):
                  "data.class_counts")  # fmt: skip
         for name in ("episodes_per_epoch", "train_shot", "train_query", "test_query",
                      "test_episodes", "val_episodes"):  # fmt: skip
-            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+            _bounded(name, getattr(self, name), 1, 1_000_000 if "episodes" in name else 10_000)
         for name in ("train_way", "test_way"):
-            _require(getattr(self, name) >= 2, f"{name} must be >= 2, got {getattr(self, name)}")
+            _bounded(name, getattr(self, name), 2, 10_000)
         _require(
-            bool(self.test_shots) and all(k >= 1 for k in self.test_shots),
+            bool(self.test_shots) and all(1 <= k <= 10_000 for k in self.test_shots),
             f"test_shots must be a non-empty list of shots >= 1, got {self.test_shots}",
         )
         _require(
@@ -268,8 +269,9 @@ class SSLConfig(RunConfig):
         from engine.models.backbones import list_backbones
 
         _one_of("model.name", self.model.name, tuple(list_backbones()))
-        for name in ("projection_dim", "hidden_dim", "knn_k", "knn_bank_size"):
-            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, high in (("projection_dim", 65_536), ("hidden_dim", 65_536),
+                           ("knn_k", 100_000), ("knn_bank_size", 10_000_000)):  # fmt: skip
+            _bounded(name, getattr(self, name), 1, high)
         _require(
             0 <= self.base_momentum < 1,
             f"base_momentum must be in [0, 1), got {self.base_momentum:g}",
@@ -281,6 +283,7 @@ class SSLConfig(RunConfig):
         _require(
             self.knn_temperature > 0, f"knn_temperature must be > 0, got {self.knn_temperature:g}"
         )
+        _bounded("knn_temperature", self.knn_temperature, 0, 100)
         _require(
             self.batch_size >= 2,
             f"batch_size must be >= 2 for BYOL (BatchNorm in the heads), got {self.batch_size}",

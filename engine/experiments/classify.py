@@ -208,17 +208,20 @@ def _fit(cfg, run_dir, prepare, device, resume, should_stop, on_step, on_data, o
         extra_state={"classes": splits.classes, **p.extra_state},
     )
     if resume:
-        # last.pt: where it stopped; best.pt: the best validation accuracy so far (seed 002).
-        start = layout.checkpoints / resume_from
-        if resume_from != "last.pt":
-            if not start.exists():
-                raise CheckpointError(f"cannot resume from {start}: it does not exist")
-            # From here on the run continues from best.pt: make it last.pt too, before the
-            # history after it is dropped, so an interrupted resume resumes from the same place.
-            if main:
+        # last.pt: where it stopped; best.pt: the best validation accuracy so far (seed 002);
+        # "" (a restart, asked for by name): nothing, the history is dropped.
+        start = layout.checkpoints / resume_from if resume_from else None
+        if start is not None and start.exists():  # every process reads it (the same for any N)
+            trainer.resume(start)  # checked whole before anything on disk changes
+            if resume_from != "last.pt" and main:
+                # From here on the run continues from best.pt: make it last.pt too, before the
+                # history after it is dropped, so an interrupted resume resumes from the same place.
                 write_atomic(layout.last_checkpoint, lambda f: f.write(start.read_bytes()))
-        if start.exists():  # every process reads it (a checkpoint is the same for any number)
-            trainer.resume(start)
+        elif start is not None and resume_from != "last.pt":
+            raise CheckpointError(f"cannot resume from {start}: it does not exist")
+        elif main and not resume_from:  # a restart: no checkpoint of the old history stays
+            layout.last_checkpoint.unlink(missing_ok=True)
+            layout.best_checkpoint.unlink(missing_ok=True)
         # What was logged after that checkpoint is replayed now: keep it once, not twice;
         # snapshots of later epochs are rewritten when those epochs are trained again.
         if main:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from engine.errors import first_line
 from engine.layout import REPO_ROOT
 
 
@@ -67,12 +68,20 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a weight file (or the `model` entry of a workbench checkpoint),
     loaded as data only (`weights_only=True`); a damaged file is named in the error."""
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise WeightsError(f"weight file {path} does not exist")
+    if path.is_dir():
+        raise WeightsError(f"weight file {path} is a folder; give the file inside it (a .pt/.pth)")
+    if not path.is_file():
+        raise WeightsError(f"weight file {path} is not a regular file (a device or a pipe?)")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weight file {path} is empty")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, corrupt, or pickled code
-        raise WeightsError(f"weight file {path} cannot be read: {e}") from None
+    except Exception as e:  # truncated, corrupt, not torch's at all, or pickled code
+        raise WeightsError(
+            f"weight file {path} cannot be read as PyTorch weights: {first_line(e)}"
+        ) from None
     if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         state = state["model"]  # a run's best.pt / last.pt
     elif isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):

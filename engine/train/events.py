@@ -68,11 +68,33 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict], int]:
             continue
         try:
             event = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             continue  # a damaged line costs that line only, never the whole history
-        if isinstance(event, dict) and "name" in event and "value" in event:
+        if _well_formed(event):
             events.append(event)
     return events, offset + end
+
+
+def _well_formed(event: object) -> bool:
+    """An event every reader can use as it is: a name, a number (or null for a non-finite
+    one), and whole-number epoch and step where given. Anything else is skipped like a
+    damaged line: a metrics file may come from a zip or a shared folder."""
+    if not isinstance(event, dict) or not isinstance(event.get("name"), str):
+        return False
+    value = event.get("value", False)
+    if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+        return False
+    for key in ("epoch", "step"):
+        v = event.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or abs(v) > 10**12):
+            return False
+    t = event.get("time")
+    if t is not None and (
+        not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= 7.3e9
+    ):
+        return False
+    split = event.get("split")
+    return split is None or isinstance(split, str)
 
 
 def drop_events_after(path: str | Path, global_step: int, epoch: int) -> int:

@@ -16,8 +16,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.data.loader import BatchLoader
+from engine.errors import first_line
 from engine.train import distributed
-from engine.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from engine.train.checkpoint import (
+    CheckpointError,
+    check_training_checkpoint,
+    load_checkpoint,
+    load_into,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from engine.train.events import EventLog
 from engine.train.tasks import Classification, EvalResult
 
@@ -268,12 +277,21 @@ class Trainer:
         return path
 
     def resume(self, path: str | Path) -> None:
+        """Continue from checkpoint `path`: checked whole (check_training_checkpoint) and
+        fitted to the model before this trainer changes; CheckpointError naming the file."""
+        path = Path(path)
         # On the CPU: the RNG states must stay CPU byte tensors; load_state_dict moves the rest.
         ckpt = load_checkpoint(path, map_location="cpu")
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.scheduler is not None and ckpt.get("scheduler") is not None:
-            self.scheduler.load_state_dict(ckpt["scheduler"])
+        check_training_checkpoint(ckpt, path, self.epochs)
+        load_into(self.model, ckpt["model"], path)
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.scheduler is not None and ckpt.get("scheduler") is not None:
+                self.scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise CheckpointError(
+                f"checkpoint {path}: its optimizer state does not fit this run: {first_line(e)}"
+            ) from None
         p = ckpt["progress"]
         self.state = TrainState(
             epoch=p["epoch"],

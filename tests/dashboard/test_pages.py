@@ -202,7 +202,7 @@ def test_home_lists_runs_whose_json_files_are_not_objects(runs_with_non_object_j
     assert sorted(table["run"]) == sorted(runs_with_non_object_json)
     for row in table.itertuples():
         if runs_with_non_object_json[row.run] == "status":
-            assert "broken" in row.status and "status.json" in row.note
+            assert "damaged" in row.status and "status.json" in row.note
         else:
             assert "config.json" in row.note and row.model == "?"
 
@@ -214,7 +214,7 @@ def test_train_page_shows_each_run_whose_json_files_are_not_objects(runs_with_no
         at.selectbox(key="run_picker").set_value(run_id).run()
         assert not at.exception
         if which == "status":
-            assert any("broken" in e.value and "status.json" in e.value for e in at.error)
+            assert any("damaged" in e.value and "status.json" in e.value for e in at.error)
 
 
 def test_confusion_page_reports_an_empty_matrix_file(finished_run):

@@ -18,7 +18,7 @@ def test_defaults_validate():
         (lambda: OptimConfig(lr=-1), "lr must be > 0, got -1"),
         (lambda: OptimConfig(lr=0), "lr must be > 0, got 0"),
         (lambda: OptimConfig(momentum=1.0), "momentum must be in [0, 1), got 1"),
-        (lambda: OptimConfig(weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
+        (lambda: OptimConfig(weight_decay=-0.1), "weight_decay must be in [0, 1], got -0.1"),
         (lambda: OptimConfig(gamma=0), "gamma must be in (0, 1], got 0"),
         (
             lambda: OptimConfig(milestones=[5, 3]),
@@ -41,12 +41,12 @@ def test_defaults_validate():
         (lambda: DataConfig(val_fraction=0.5), "data.val_fraction must be in (0, 0.5), got 0.5"),
         (lambda: DataConfig(test_fraction=0), "data.test_fraction must be in (0, 0.5), got 0"),
         (lambda: RunConfig(kind="segment"), "kind must be 'classify', got 'segment'"),
-        (lambda: RunConfig(epochs=0), "epochs must be >= 1, got 0"),
-        (lambda: RunConfig(batch_size=0), "batch_size must be >= 1, got 0"),
+        (lambda: RunConfig(epochs=0), "epochs must be in [1, 100000], got 0"),
+        (lambda: RunConfig(batch_size=0), "batch_size must be in [1, 65536], got 0"),
         (lambda: RunConfig(device="tpu"), "device must be one of auto, cpu, cuda, mps, got 'tpu'"),
-        (lambda: RunConfig(snapshot_every=0), "snapshot_every must be >= 1, got 0"),
-        (lambda: RunConfig(snapshot_size=5), "snapshot_size must be >= 10, got 5"),
-        (lambda: RunConfig(log_every=0), "log_every must be >= 1, got 0"),
+        (lambda: RunConfig(snapshot_every=0), "snapshot_every must be in [1, 100000], got 0"),
+        (lambda: RunConfig(snapshot_size=5), "snapshot_size must be in [10, 1e+06], got 5"),
+        (lambda: RunConfig(log_every=0), "log_every must be in [1, 1e+09], got 0"),
         (
             lambda: RunConfig(epochs=4, snapshot_epochs=[0, 2, 5]),
             "snapshot_epochs must lie in [1, 4], got [0, 5]",
@@ -192,3 +192,35 @@ def test_snapshot_schedule_first_every_k_and_last(epochs, every, expected):
 def test_snapshot_schedule_explicit_list_is_sorted_and_deduplicated():
     cfg = RunConfig(epochs=10, snapshot_every=1, snapshot_epochs=[9, 2, 5, 2]).validate()
     assert cfg.snapshot_schedule() == [2, 5, 9]
+
+
+# --- hostile values (issue 19): every number has a ceiling, every field its type ------------
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"epochs": 10**20}, "epochs must be in [1, 100000], got 1e+20"),
+        ({"cpu_threads": 1_000_000}, "cpu_threads must be in [0, 1024], got 1e+06"),
+        ({"seed": 2**80}, "seed must be in [0, 4.29497e+09]"),
+        ({"optim": {"lr": 1e300}}, "lr must be in [0, 10], got 1e+300"),
+        ({"optim": {"lr": 10**400}}, "lr must be a number of sensible size"),
+        ({"batch_size": 10**9}, "batch_size must be in [1, 65536]"),
+        ({"kind": ["classify"]}, "kind must be one of"),
+        ({"epochs": True}, "epochs must be an integer, got True"),
+        ({"data": {"val_fraction": "0.1"}}, "val_fraction must be a number, got '0.1'"),
+        ({"data": {"classes": ["a", 3]}}, "classes must be a list of strings"),
+        ({"optim": {"milestones": [True, 2]}}, "milestones must be a list of integers"),
+        ({"snapshot_epochs": [1, "2"]}, "snapshot_epochs must be a list of integers"),
+        ({"name": "x" * 20_000}, "name must be at most 10000 characters"),
+    ],
+)
+def test_hostile_config_values_are_refused_with_their_bound(changes, message):
+    with pytest.raises(ConfigError) as e:
+        RunConfig.from_dict(changes)
+    assert message in str(e.value)
+
+
+def test_an_optional_number_of_the_wrong_type_is_refused():
+    from engine.config import SSLConfig
+
+    with pytest.raises(ConfigError, match="crop_scale_min must be a number, got 'abc'"):
+        SSLConfig.from_dict({"kind": "ssl", "crop_scale_min": "abc"})

@@ -75,9 +75,10 @@ def test_list_runs_shows_damaged_runs_instead_of_hiding_them(runs_dir, tiny_conf
     by_path = {r.path: r for r in runs.list_runs(runs_dir)}
     assert set(by_path) == {good, broken_status, broken_config}
     assert by_path[good].state == "queued" and by_path[good].error is None
-    assert by_path[broken_status].state == "broken"
+    assert by_path[broken_status].state == "damaged"
     assert "status.json" in by_path[broken_status].status["error"]
-    assert "config.json is unreadable or not a JSON object" in by_path[broken_config].error
+    assert "config.json is not valid JSON" in by_path[broken_config].error
+    assert by_path[broken_config].state == "damaged"
     assert by_path[broken_config].model == "?"
 
 
@@ -291,14 +292,14 @@ def test_stop_resume_finish_equals_an_uninterrupted_run(tmp_path, tiny_config, s
 
 
 @pytest.mark.parametrize("content", ["[]", '"x"', "3", "null"])
-def test_a_status_json_that_is_not_an_object_reads_as_broken(runs_dir, tiny_config, content):
+def test_a_status_json_that_is_not_an_object_reads_as_damaged(runs_dir, tiny_config, content):
     run_dir = runs.create_run(tiny_config(), runs_dir)
     RunLayout(run_dir).status.write_text(content)
     status = runs.read_status(run_dir)
-    assert status["state"] == "broken" and "status.json" in status["error"]
+    assert status["state"] == "damaged" and "status.json" in status["error"]
     assert runs.is_active(run_dir) is False and runs.stop(run_dir) is False
     (listed,) = runs.list_runs(runs_dir)
-    assert listed.path == run_dir and listed.state == "broken"
+    assert listed.path == run_dir and listed.state == "damaged"
     assert listed.config is not None and listed.error is None  # config.json is fine
     # The next write replaces the damaged file instead of failing on it.
     assert runs.write_status(run_dir, state="queued")["state"] == "queued"
@@ -312,7 +313,7 @@ def test_a_config_json_that_is_not_an_object_is_listed_with_its_problem(
     run_dir = runs.create_run(tiny_config(), runs_dir)
     RunLayout(run_dir).config.write_text(content)
     (listed,) = runs.list_runs(runs_dir)
-    assert listed.path == run_dir and listed.state == "queued"
+    assert listed.path == run_dir and listed.state == "damaged"
     assert listed.config is None and "config.json" in listed.error
     assert listed.model == listed.dataset == "?"
     with pytest.raises(ConfigError, match="config.json"):

@@ -1,0 +1,11 @@
+"""Saying an error in one line: what a person reads, not what a library dumped."""
+
+from __future__ import annotations
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The gist of an exception: torch's messages run to kilobytes (every missing key, the
+    whole unpickler allow-list); a person needs the first line."""
+    text = str(error).strip()
+    text = text.splitlines()[0] if text else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
