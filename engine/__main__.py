@@ -224,6 +224,11 @@ def cmd_project(a: argparse.Namespace) -> int:
     params = params if a.method != "pca" else {}
     if a.out and not Path(a.out).parent.is_dir():  # say so before minutes of t-SNE, not after
         raise ConfigError(f"--out {a.out}: the folder {Path(a.out).parent} does not exist")
+    if a.out:  # never over a run's own files, never over a file without --force
+        from engine.export import check_output
+
+        runs_root = Path(a.runs_dir) if a.runs_dir else runs.default_runs_dir()
+        check_output(Path(a.out), run_dir, runs_root, folder=False, force=a.force)
     with tqdm(total=sum(e <= epoch for e in epochs), desc=f"{a.method} projections") as bar:
         result = project_run(
             run_dir, a.method, params, seed=a.seed, epochs=[epoch],
@@ -383,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--n-neighbors", type=int, default=None, help="UMAP neighbours")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--out", default=None, help="CSV file (default: in the run's cache)")
+    pr.add_argument("--force", action="store_true", help="replace --out if it exists")
     pr.set_defaults(func=cmd_project)
 
     add_export_commands(sub)

@@ -30,9 +30,17 @@ def cmd_export(a: argparse.Namespace) -> int:
     epoch = None
     if a.format in SNAPSHOT_FORMATS:
         epoch, _ = export.snapshot(run_dir, a.epoch)  # a missing epoch is said before writing
-    out = Path(a.out).expanduser() if a.out else export.default_output(run_dir, a.format, epoch)
+    default = export.default_output(run_dir, a.format, epoch)
+    out = Path(a.out).expanduser() if a.out else default
     if a.format != "projector" and out.is_dir():  # a folder: the default name inside it
-        out = out / export.default_output(run_dir, a.format, epoch).name
+        out = out / default.name
+    # Re-running the same export replaces its own previous output under <run>/exports/ (the
+    # zip's default, ./<run-id>.zip, lies outside the run: it is not ours to replace).
+    ours = a.format != "zip" and out.resolve() == default.resolve()
+    runs_dir = Path(a.runs_dir) if a.runs_dir else runs.default_runs_dir()
+    export.check_output(
+        out, run_dir, runs_dir, folder=a.format == "projector", force=a.force, ours=ours
+    )
 
     if a.format == "projector":
         result = export.export_projector(run_dir, out, epoch, sprite=not a.no_sprite)
@@ -75,9 +83,12 @@ def cmd_import(a: argparse.Namespace) -> int:
     run_dir = archive.unpack_run(a.zip, root)
     status = runs.read_status(run_dir)
     print(f"imported {a.zip} -> {run_dir}")
-    if run_dir.name != status.get("imported_run_id"):
-        print(f"(a run {status.get('imported_run_id')} already exists here: "
-              f"imported as {run_dir.name})")  # fmt: skip
+    original = str(status.get("imported_run_id") or run_dir.name)
+    safe = archive.safe_file_name(original, "imported-run")
+    if safe != original:
+        print(f"(its id {original!r} holds characters a run id may not: imported as {safe})")
+    if run_dir.name != safe:
+        print(f"(a run {safe} already exists here: imported as {run_dir.name})")
     if status.get("note"):
         print(f"{run_dir.name} is {status.get('state')}: {status['note']}")
     print(f"see it with: python -m engine show {run_dir.name}")
@@ -101,6 +112,9 @@ def add_export_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", default=None, help="file (projector: folder) to write")
     e.add_argument("--no-sprite", action="store_true", help="projector: no thumbnail sprite")
     e.add_argument("--no-checkpoints", action="store_true", help="zip: leave checkpoints/ out")
+    e.add_argument("--force", action="store_true", help="overwrite an existing file (projector: "
+                   "write into a folder that is not empty); never allowed inside a run's own "
+                   "files, only under its exports/")  # fmt: skip
     e.set_defaults(func=cmd_export)
 
     i = sub.add_parser("import", help="import a run zip (from `export --format zip`)")

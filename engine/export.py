@@ -1,5 +1,9 @@
 """Export: a snapshot's embeddings for TensorBoard's Embedding Projector, as .npz or as CSV;
-the metrics as CSV. A whole run folder as a zip, and its import: engine.archive."""
+the metrics as CSV. A whole run folder as a zip, and its import: engine.archive.
+
+A snapshot is read as untrusted data (it may come from a zip or a shared disk): its sizes,
+types and ranges are checked before use, and text from the run (class names) cannot break a
+TSV line or become a spreadsheet formula."""
 
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ TENSORS, METADATA, SPRITE, PROJECTOR_CONFIG = (
 SPRITE_MAX_PX = 8192  # the projector's documented limit on each side of the sprite
 MAX_THUMBNAIL_PX = 64  # larger thumbnails only make the sprite heavy: points are drawn small
 EXPORTS = "exports"  # default outputs, inside the run folder
+# Characters that would end a TSV cell or line (or a line in some readers): a space instead.
+_BREAKS_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class SpriteTooLarge(ValueError):
@@ -34,25 +40,37 @@ class SpriteTooLarge(ValueError):
 
 # --- snapshots ----------------------------------------------------------------------------
 def snapshot(run_dir: str | Path, epoch: int | None = None) -> tuple[int, dict[str, np.ndarray]]:
-    """The epoch (default: the last) and arrays of one of the run's embedding snapshots."""
+    """The epoch (default: the last) and arrays of one of the run's embedding snapshots;
+    ConfigError naming the file when it is damaged, too large or holds the wrong arrays."""
     from engine.analysis.projections import load_embedding
 
-    epochs = RunLayout(Path(run_dir)).embedding_epochs()
+    layout = RunLayout(Path(run_dir))
+    epochs = layout.embedding_epochs()
     if not epochs:
         raise ConfigError(f"{Path(run_dir).name} has no embedding snapshots yet")
     epoch = epochs[-1] if epoch is None else epoch
     if epoch not in epochs:
         raise ConfigError(f"no snapshot at epoch {epoch}; snapshots exist at epochs {epochs}")
-    return epoch, load_embedding(run_dir, epoch)
+    path = layout.embedding_file(epoch)
+    try:
+        emb = load_embedding(run_dir, epoch)
+    # MemoryError: a header's shape that lies; NotImplementedError, RuntimeError: zipfile's
+    # words for a member it cannot read (a damaged header, encryption)
+    except (ValueError, OSError, MemoryError, NotImplementedError, RuntimeError) as e:
+        why = str(e) or type(e).__name__
+        raise ConfigError(why if str(path) in why else f"{path}: {why}") from None
+    return epoch, emb
 
 
 def class_names(run_dir: str | Path, emb: dict[str, np.ndarray]) -> list[str]:
-    """The run's class names (status.json, written when its data loaded), else 0..n-1."""
+    """The run's class names (status.json, written when its data loaded), else 0..n-1; each
+    on one line (no tab, newline or other control character: one TSV cell each)."""
     n = int(max(emb["labels"].max(initial=-1), emb["predictions"].max(initial=-1))) + 1
     status = read_status(run_dir)
-    names = status.get("classes") or (status.get("summary") or {}).get("classes")
+    summary = status.get("summary")
+    names = status.get("classes") or (summary.get("classes") if isinstance(summary, dict) else None)
     if isinstance(names, list) and len(names) >= n:
-        return [re.sub(r"[\t\r\n]", " ", str(c)) for c in names]  # one TSV cell each
+        return [_BREAKS_A_LINE.sub(" ", str(c)) for c in names]
     return [str(i) for i in range(n)]
 
 
@@ -80,6 +98,50 @@ def default_output(run_dir: str | Path, fmt: str, epoch: int | None = None) -> P
     if fmt == "projector":
         return run_dir / EXPORTS / f"projector_{stem}"
     return run_dir / EXPORTS / f"embeddings_{stem}.{fmt}"
+
+
+def check_output(
+    out: Path,
+    run_dir: Path,
+    runs_dir: Path,
+    *,
+    folder: bool,
+    force: bool = False,
+    ours: bool = False,
+) -> None:
+    """ConfigError unless an export may write `out` (a file; with `folder`, the projector's
+    folder). Never inside a run folder's own files (`run_dir`, any run in `runs_dir`, any
+    folder with config.json and status.json; symbolic links resolved): only under its
+    exports/. Never over an existing file or into a folder that is not empty, unless `force`
+    or `ours` (our own default output, which a re-export replaces)."""
+    resolved = out.resolve()
+    run, runs = run_dir.resolve(), runs_dir.resolve()
+    for parent in (resolved, *resolved.parents):
+        if _is_run_folder(parent, run, runs) and not resolved.is_relative_to(parent / EXPORTS):
+            shown = out if resolved == out.absolute() else f"{out} (which is {resolved})"
+            raise ConfigError(
+                f"refused to write {shown}: it is inside the run folder {parent}, whose own "
+                f"files an export must not replace; write it under {parent / EXPORTS} or "
+                "outside the run"
+            )
+    if folder and (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise ConfigError(
+            f"refused to write {out}: it is a file, and the projector writes a folder"
+        )
+    if force or ours:
+        return
+    if folder and out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"refused to write into {out}: the folder is not empty (add --force "
+                          "to write the projector files into it, replacing those of their names)")  # fmt: skip
+    if not folder and (out.exists() or out.is_symlink()):
+        raise ConfigError(f"refused to overwrite {out}: it exists (add --force to replace it)")
+
+
+def _is_run_folder(folder: Path, run: Path, runs: Path) -> bool:
+    if folder == run:
+        return True
+    layout = RunLayout(folder)
+    return layout.config.is_file() and (folder.parent == runs or layout.status.is_file())
 
 
 # --- the Embedding Projector --------------------------------------------------------------
@@ -130,7 +192,9 @@ def sprite_image(images: np.ndarray, columns: int, side: int) -> np.ndarray:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A protobuf text-format string: backslash, quote and control characters escaped."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\{ord(m[0]):03o}", escaped) + '"'
 
 
 def export_projector(
@@ -149,8 +213,9 @@ def export_projector(
     n, d = features.shape
     # %.9g: float32 values read back exactly.
     write_atomic(out / TENSORS, lambda f: np.savetxt(f, features, fmt="%.9g", delimiter="\t"))
+    cells = [_defused(name) for name in names]  # one line each already (class_names)
     rows = ["sample_id\tlabel\tpredicted\tcorrect"] + [
-        f"{i}\t{names[y]}\t{names[p]}\t{'true' if y == p else 'false'}"
+        f"{i}\t{cells[y]}\t{cells[p]}\t{'true' if y == p else 'false'}"
         for i, y, p in zip(
             emb["sample_ids"].tolist(), labels.tolist(), predictions.tolist(), strict=True
         )
@@ -203,14 +268,20 @@ def export_npz(run_dir: str | Path, out: str | Path, epoch: int | None = None) -
 
 
 def _formula(cell) -> bool:
-    """A text cell a spreadsheet would run: starts with = + - @ and is not a number."""
-    if not isinstance(cell, str) or cell[:1] not in ("=", "+", "-", "@"):
+    """A text cell a spreadsheet would run: starts with = + - @ tab or CR (OWASP's list) and
+    is not a number."""
+    if not isinstance(cell, str) or cell[:1] not in ("=", "+", "-", "@", "\t", "\r"):
         return False
     try:
         float(cell)
     except ValueError:
         return True
     return False
+
+
+def _defused(cell):
+    """`cell`, with a leading apostrophe when a spreadsheet would run it as a formula."""
+    return "'" + cell if _formula(cell) else cell
 
 
 class _SafeWriter:
@@ -221,7 +292,7 @@ class _SafeWriter:
         self._writer = writer
 
     def writerow(self, row) -> None:
-        self._writer.writerow("'" + c if _formula(c) else c for c in row)
+        self._writer.writerow(_defused(c) for c in row)
 
     def writerows(self, rows) -> None:
         for row in rows:

@@ -35,6 +35,22 @@ _OPEN = re.compile(r"(\w+)\s*:?\s*\{")
 _FIELD = re.compile(r'(\w+)\s*:\s*("(?:[^"\\\n]|\\.)*"|[^\s{}"#]+)')
 
 
+def _unescape(escape: re.Match) -> str:
+    code = escape[1]
+    if code[0] in "01234567":  # octal, as export._quote writes control characters
+        return chr(int(code, 8))
+    return {"n": "\n", "t": "\t", "r": "\r"}.get(code, code)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+
+
 def parse_text_proto(text: str, source: str) -> dict[str, list]:
     """Protobuf text format (the subset projector configs use): {field: [values]}, nested
     messages as dicts; repeated fields collect their values in order."""
@@ -48,9 +64,7 @@ def parse_text_proto(text: str, source: str) -> dict[str, list]:
         elif m := _FIELD.match(text, pos):
             value = m[2]
             if value.startswith('"'):
-                value = re.sub(
-                    r"\\(.)", lambda e: {"n": "\n", "t": "\t"}.get(e[1], e[1]), value[1:-1]
-                )
+                value = re.sub(r"\\([0-7]{1,3}|.)", _unescape, value[1:-1])
             elif re.fullmatch(r"[-+]?\d+", value):
                 value = int(value)
             stack[-1].setdefault(m[1], []).append(value)
@@ -73,20 +87,19 @@ def read_projector(folder: str | Path) -> Projector:
     Raises ValueError naming the file and the disagreement."""
     folder = Path(folder)
     config_path = folder / PROJECTOR_CONFIG
-    try:
-        parsed = parse_text_proto(config_path.read_text(), str(config_path))
-    except OSError as e:
-        raise ValueError(f"cannot read {config_path}: {e.strerror}") from None
+    parsed = parse_text_proto(_read_text(config_path), str(config_path))
     embeddings = parsed.get("embeddings", [])
     if len(embeddings) != 1 or not isinstance(embeddings[0], dict):
         raise ValueError(f"{config_path}: expected one embeddings {{...}}, found {len(embeddings)}")
     emb = embeddings[0]
 
-    def path_of(key: str) -> Path | None:
-        values = emb.get(key) or []
+    def path_of(key: str, fields: dict[str, list] = emb) -> Path | None:
+        values = fields.get(key) or []
         if len(values) != 1 or not isinstance(values[0], str) or not values[0]:
             return None
         path = folder / values[0]  # relative to the config's folder, as TensorBoard reads it
+        if not path.resolve().is_relative_to(folder.resolve()):
+            raise ValueError(f"{config_path}: {key} {values[0]!r} is outside {folder}")
         if not path.is_file():
             raise ValueError(f"{config_path}: {key} {values[0]!r} does not exist in {folder}")
         return path
@@ -108,7 +121,7 @@ def read_projector(folder: str | Path) -> Projector:
 
     header, rows = [], []
     if (metadata_path := path_of("metadata_path")) is not None:
-        lines = metadata_path.read_text().split("\n")
+        lines = _read_text(metadata_path).split("\n")
         lines = lines[:-1] if lines and lines[-1] == "" else lines
         rows = [line.split("\t") for line in lines]
         if rows and len(rows[0]) > 1:  # several columns: the first line names them
@@ -127,18 +140,22 @@ def read_projector(folder: str | Path) -> Projector:
     sheet, dim = None, None
     if sprites := emb.get("sprite"):
         sprite = sprites[0]
+        if len(sprites) != 1 or not isinstance(sprite, dict):
+            raise ValueError(f"{config_path}: expected one sprite {{...}}, found {sprites}")
         dims = sprite.get("single_image_dim", [])
         if len(dims) != 2 or not all(isinstance(v, int) and v > 0 for v in dims):
             raise ValueError(
                 f"{config_path}: sprite.single_image_dim must be [width, height], got {dims}"
             )
-        image_path = folder / (sprite.get("image_path") or [""])[0]
-        try:
-            from PIL import Image
+        image_path = path_of("image_path", sprite)
+        if image_path is None:
+            raise ValueError(f"{config_path}: sprite has no image_path")
+        from PIL import Image
 
+        try:
             with Image.open(image_path) as im:
                 sheet = np.asarray(im.convert("RGB"))
-        except OSError as e:
+        except (OSError, Image.DecompressionBombError) as e:
             raise ValueError(
                 f"{config_path}: sprite image {image_path} does not open ({e})"
             ) from None

@@ -149,6 +149,8 @@ run = widgets.run_picker()
 if run is None:
     widgets.no_runs_message()
 else:
+    if run.error:  # config.json damaged: said once, above the run's status
+        st.error(run.error)
     if run.active:
         st.fragment(run_every=0.5)(render_run)(run.path)  # live: redraws twice a second
     else:

@@ -70,13 +70,13 @@ def check_training_checkpoint(state: dict[str, Any], path: Path, epochs: int) ->
     for key in ("epoch", "step_in_epoch", "global_step", "correct", "seen"):
         v = progress.get(key)
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_PROGRESS:
-            fail(f"progress {key} is {v!r}, not a count")
+            fail(f"progress {key} is {_describe(v)}, not a count")
     if progress["epoch"] > epochs:
         fail(f"it is at epoch {progress['epoch']}, but the run has {epochs} epochs")
     for key in ("loss_sum", "best_score"):
-        v = progress.get(key, -1.0)
+        v = progress.get(key, -1.0 if key == "best_score" else None)  # older: no best_score
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or abs(v) > 1e30:
-            fail(f"progress {key} is {v!r}, not a number")
+            fail(f"progress {key} is {_describe(v)}, not a number")
     rng = state.get("rng")
     if not isinstance(rng, dict) or not _is_rng_state(rng.get("torch")):
         fail("'rng' has no torch generator state (a uint8 tensor)")
@@ -85,6 +85,14 @@ def check_training_checkpoint(state: dict[str, Any], path: Path, epochs: int) ->
         fail("'rng' 'cuda' is not a list of generator states")
     if state.get("extra") is not None and not isinstance(state["extra"], dict):
         fail("'extra' is not a dict")
+
+
+def _describe(value: Any) -> str:
+    """A value in a few words on one line (a tensor's repr runs over many)."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _is_rng_state(value: Any) -> bool:

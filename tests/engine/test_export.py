@@ -458,16 +458,13 @@ def test_cli_export_projector_says_where_and_how_to_open_it(run_dir, runs_dir, c
     assert f"tensorboard --logdir {folder}" in out and "projector.tensorflow.org" in out
     assert "sprite of 16 px thumbnails" in out
 
+    mine = run_dir / "exports" / "mine"  # inside a run, only its exports/ may be written
     assert main(["--runs-dir", str(runs_dir), "export", run_dir.name, "--epoch", "1",
-                 "--no-sprite", "--out", str(run_dir / "mine")]) == 0  # fmt: skip
+                 "--no-sprite", "--out", str(mine)]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert wrote(out) == run_dir / "mine" and "no sprite: not asked for" in out
-    assert projector_check.read_projector(run_dir / "mine").sprite is None
-    assert (
-        projector_check.read_projector(run_dir / "mine")
-        .config["tensor_name"][0]
-        .endswith("epoch 1")
-    )
+    assert wrote(out) == mine and "no sprite: not asked for" in out
+    assert projector_check.read_projector(mine).sprite is None
+    assert projector_check.read_projector(mine).config["tensor_name"][0].endswith("epoch 1")
 
 
 @pytest.mark.parametrize("fmt, default", [("npz", "embeddings_epoch_0002.npz"),
