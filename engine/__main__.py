@@ -54,7 +54,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         if cfg.kind == "fewshot":
             from engine.data.episodes import check_fewshot_source
 
-            check_fewshot_source(cfg.data.name, cfg.data.path)
+            check_fewshot_source(cfg.data.name, cfg.data.path, cfg.episodes_csv)
         else:
             check_source(
                 cfg.data.name, cfg.data.path, cfg.data.classes, cfg.data.class_counts
@@ -143,6 +143,8 @@ def cmd_list(a: argparse.Namespace) -> int:
         if metric != "acc":
             best, test = f"{best} {metric}", f"{test} {metric}"
         print(f"{r.run_id:<40} {r.state:<9} {r.model:<10} {r.dataset:<9} {best:>8} {test:>6}")
+        if r.state == "damaged":  # why, on the line below: the others stay a table
+            print(f"  damaged: {r.status.get('error') or r.error}")
     return 0
 
 

@@ -76,6 +76,10 @@ def run_rows(runs_dir: str | Path | None = None) -> list[dict]:
             "created": _when(status.get("created")),
             "duration s": _duration(status, now),
             "tags": ", ".join(str(t) for t in tags) if isinstance(tags, list) else "",
+            # Why a run is damaged, failed or stale: a damaged one says which file and field.
+            "note": str(status.get("error") or r.error or "")
+            if r.state in ("damaged", "failed", "stale")
+            else "",
             "path": r.path,
         })  # fmt: skip
     return rows

@@ -28,7 +28,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     if base.kind == "fewshot":
         from engine.data.episodes import check_fewshot_source
 
-        check_fewshot_source(base.data.name, base.data.path)
+        check_fewshot_source(base.data.name, base.data.path, getattr(base, "episodes_csv", None))
     else:
         check_source(base.data.name, base.data.path, base.data.classes, base.data.class_counts)
     group = groups.create_group(

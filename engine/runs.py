@@ -167,14 +167,16 @@ def read_status(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     status, problems, unreadable = _read_raw_status(run_dir)
     if unreadable:
-        return {"state": "damaged", "error": f"damaged: {unreadable}"}
-    damage = f"damaged: {RunLayout(run_dir).status}: {'; '.join(problems)}" if problems else None
+        return {"state": "damaged", "error": unreadable}
+    path = RunLayout(run_dir).status
+    damage = f"{path}: {'; '.join(problems)}" if problems else None
+    if "state" not in status and not damage:
+        damage = f"{path} has no state"
     status = _judged(status)
     if damage and not status_is_active(status):
         status.update(state="damaged", error=damage)
-    elif damage or "state" not in status:
-        status["damaged"] = damage or f"damaged: {RunLayout(run_dir).status} has no state"
-        status.setdefault("state", "damaged")
+    elif damage:
+        status["damaged"] = damage
     return status
 
 
@@ -241,10 +243,7 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunSummary]:
         except JsonFileError as e:
             config, why = None, str(e)
         if why:
-            config, error = (
-                None,
-                f"damaged: {why if str(layout.config) in why else f'{layout.config}: {why}'}",
-            )
+            config, error = None, why if str(layout.config) in why else f"{layout.config}: {why}"
         else:
             error = None
         status = read_status(d)
@@ -446,14 +445,12 @@ def check_resume(run_dir: str | Path, resume_from: str = "last.pt") -> None:
         history = epochs_done or layout.embedding_epochs() or layout.mask_epochs()
         if resume_from == "last.pt" and not history:
             return  # killed before its first checkpoint: nothing to lose
+        if resume_from != "last.pt":
+            raise RunError(f"cannot resume from {start}: it does not exist")
         raise RunError(
-            f"{run_dir.name} has no checkpoint to resume from ({start} does not exist)"
-            + (
-                "; `python -m engine resume RUN --restart` trains it again from epoch 1, "
-                "replacing its metrics and snapshots"
-                if resume_from == "last.pt"
-                else ""
-            )
+            f"{run_dir.name} has no checkpoint to resume from ({start} does not exist); "
+            "`python -m engine resume RUN --restart` trains it again from epoch 1, replacing "
+            "its metrics and snapshots"
         )
     from engine.train.checkpoint import check_training_checkpoint, load_checkpoint
 

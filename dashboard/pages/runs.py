@@ -186,6 +186,12 @@ if len(picked) == 1:
         epochs = layout.embedding_epochs()
         if epochs:
             epoch = st.select_slider("Embedding snapshot epoch", epochs, value=epochs[-1])
+            try:  # checked now: a download's data is made after the click, where no error shows
+                export.snapshot(run_dir, epoch)
+            except ValueError as e:
+                widgets.show_error(e)
+                epochs = []
+        if epochs:
             e1, e2, e3 = st.columns(3)
             try:  # thumbnails come from the run's data folder: only under the data roots
                 widgets.check_run_data(run_dir)

@@ -98,6 +98,8 @@ def render_run(run_dir) -> None:
         if log.exists():
             with st.expander("Last lines of the run's log"):
                 st.code("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+    if status.get("damaged"):  # a live run whose status file has damaged fields
+        st.warning(f"status.json is damaged: {status['damaged']}")
     fraction, caption = widgets.progress_of(status, events)
     st.progress(fraction, text=caption)
 
@@ -150,7 +152,7 @@ if run is None:
     widgets.no_runs_message()
 else:
     if run.error:  # config.json damaged: said once, above the run's status
-        st.error(run.error)
+        st.error(f"damaged: {run.error}")
     if run.active:
         st.fragment(run_every=0.5)(render_run)(run.path)  # live: redraws twice a second
     else:

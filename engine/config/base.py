@@ -27,7 +27,7 @@ MAX_LIST = 100_000  # entries in a config list (classes, counts, milestones)
 # that would exhaust memory or overflow (the CLI and the dashboard name them in the message).
 MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
-MAX_THREADS = 1_024
+MAX_THREADS = 256
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
 MAX_LR = 10.0
 
@@ -80,7 +80,6 @@ class DataConfig:
             f"data.image_size must be in [8, 512], got {self.image_size}",
         )
         _bounded("data.split_seed", self.split_seed, 0, MAX_SEED)
-        _bounded("data.imbalance_ratio", self.imbalance_ratio, 1, 1e6)
         _require(
             all(n <= 10**8 for n in self.class_counts),
             f"data.class_counts must be at most 1e+08 each, got {max(self.class_counts or [0])}",
@@ -105,6 +104,7 @@ class DataConfig:
             f"data.imbalance_ratio must be >= 1 (head / tail class size), got "
             f"{self.imbalance_ratio:g}",
         )
+        _bounded("data.imbalance_ratio", self.imbalance_ratio, 1, 1e6)
         _require(
             all(n >= 1 for n in self.class_counts),
             f"data.class_counts must be >= 1 each, got {self.class_counts}",

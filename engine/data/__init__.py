@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from engine.config import DataConfig
+from engine.data.checks import check_source
 from engine.data.datasets import (
     DataError,
     ImageSet,
@@ -18,7 +19,6 @@ from engine.data.datasets import (
 )
 from engine.data.loader import BatchLoader, FeatureLoader, SegmentationLoader, random_crop_flip
 from engine.data.sources import (
-    check_source,
     presplit_folders,
     read_cifar10,
     read_digits,
@@ -88,16 +88,16 @@ def _load_all_classes(cfg: DataConfig) -> Splits:
 def _presplit(folders: dict, size: int, fractions: tuple[float, float, int]) -> Splits:
     """The splits given as folders; a missing val/ or test/ is a stratified part of train/."""
     val_fraction, test_fraction, seed = fractions
-    x, y, classes = read_image_folder(folders["train"], size)
+    root = folders["train"].parent
+    x, y, classes = read_image_folder(folders["train"], size, within=root)
     n = len(y)
     train = ImageSet(x, y, torch.arange(n))
     given = {}
     for name in ("val", "test"):
         if name in folders:
-            gx, gy, _ = read_image_folder(folders[name], size, classes)
+            gx, gy, _ = read_image_folder(folders[name], size, classes, within=root)
             given[name] = ImageSet(gx, gy, torch.arange(n, n + len(gy)))
             n += len(gy)
-    root = folders["train"].parent
     source = f"image folders {root} ({', '.join(f'{k}/' for k in folders)})"
     for name, fraction, salt in (("test", test_fraction, 0), ("val", val_fraction, 1)):
         if name not in given:  # carved out of train/, stratified and seeded

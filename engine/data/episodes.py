@@ -6,7 +6,6 @@ every time, and a resumed training epoch replays the episodes it would have seen
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +15,12 @@ import numpy as np
 import torch
 
 from engine.data.datasets import DataError, ImageSet, Splits
+from engine.data.fewshot_lists import (  # noqa: F401 (read_image_list: re-exported)
+    check_lists,
+    load_lists,
+    read_episode_csv,
+    read_image_list,
+)
 from engine.data.loader import Normaliser, _generator
 from engine.models.protonet import Episode
 
@@ -151,99 +156,7 @@ def mean_and_ci95(accuracies) -> tuple[float, float]:
     return float(a.mean()), float(1.96 * a.std() / math.sqrt(len(a)))
 
 
-def read_episode_csv(path: str | Path, names: list[str]) -> list[dict]:
-    """A fixed list of episodes, as the seed's course gives them: a header `episode_id`,
-    then `class<i>_support<j>` columns (file names) and `query<k>` columns. Returns per
-    episode {"id", "support": [[file, ...] per class], "query": [file, ...]}; every file must
-    be one of `names` (the image list it refers to), or the message names it."""
-    path = Path(path)
-    known = set(names)
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise DataError(f"cannot read episode file {path}: {e.strerror}") from None
-    if not rows or "episode_id" not in rows[0]:
-        raise DataError(f"{path}: expected a header starting with episode_id")
-    columns = list(rows[0])
-    support_cols = [c for c in columns if c.startswith("class") and "_support" in c]
-    query_cols = [c for c in columns if c.startswith("query")]
-    ways = sorted({c.split("_support")[0] for c in support_cols}, key=lambda c: int(c[5:]))
-    if not ways or not query_cols:
-        raise DataError(f"{path}: no class<i>_support<j> or query<k> columns")
-    out = []
-    for line, row in enumerate(rows, start=2):
-        files = [row[c] for c in support_cols + query_cols]
-        missing = [f for f in files if f not in known]
-        if missing:
-            raise DataError(f"{path}, line {line}: {missing[0]} is not in the image list")
-        support = [[row[c] for c in support_cols if c.startswith(w + "_")] for w in ways]
-        out.append({"id": row["episode_id"], "support": support,
-                    "query": [row[c] for c in query_cols]})  # fmt: skip
-    return out
-
-
 DIGITS_META_TEST = [str(c) for c in range(5, 10)]
-
-
-def read_image_list(path: Path, size: int):
-    """A `filename,label` CSV (an `id` column may come first), as the seed's course gives
-    mini-ImageNet: images under `<csv stem>/` beside it, or beside it. Returns (images,
-    label names per image, file names)."""
-    from engine.data.sources import read_image
-
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise DataError(f"cannot read image list {path}: {e.strerror}") from None
-    if not rows or not {"filename", "label"} <= set(rows[0]):
-        raise DataError(f"{path}: expected a header with filename and label columns")
-    folder = path.parent / path.stem if (path.parent / path.stem).is_dir() else path.parent
-    images = []
-    for line, row in enumerate(rows, start=2):
-        file = folder / row["filename"]
-        if not file.is_file():
-            raise DataError(f"{path}, line {line}: {row['filename']} is not in {folder}")
-        images.append(read_image(file, size))
-    return torch.stack(images), [r["label"] for r in rows], [r["filename"] for r in rows]
-
-
-def _load_lists(root: Path, size: int, val_fraction: float, seed: int) -> Splits:
-    """train.csv (meta-train), test.csv or else val.csv (meta-test), and val.csv as the
-    validation classes when test.csv is there too."""
-    from engine.data.datasets import _split
-
-    files = {"train": root / "train.csv"}
-    if (root / "test.csv").is_file():
-        files["test"] = root / "test.csv"
-        if (root / "val.csv").is_file():
-            files["val"] = root / "val.csv"
-    elif (root / "val.csv").is_file():
-        files["test"] = root / "val.csv"
-    else:
-        raise DataError(
-            f"{root} has train.csv but no val.csv or test.csv for the meta-test classes"
-        )
-    parts, classes, names = {}, [], []
-    for split, path in files.items():
-        x, labels, filenames = read_image_list(path, size)
-        mine = sorted(set(labels))
-        clash = sorted(set(mine) & set(classes))
-        if clash:
-            raise DataError(f"{path} repeats classes of another list: {', '.join(clash[:5])}; "
-                            "few-shot splits must have disjoint classes")  # fmt: skip
-        index = {c: len(classes) + i for i, c in enumerate(mine)}
-        classes += mine
-        y = torch.tensor([index[c] for c in labels])
-        parts[split] = ImageSet(x, y, torch.arange(len(names), len(names) + len(y)))
-        names += filenames
-    if "val" not in parts:
-        train = parts["train"]
-        rest, held = _split(np.arange(len(train)), train.labels.numpy(), val_fraction, seed)
-        parts["train"], parts["val"] = train.subset(rest), train.subset(held)
-    source = f"few-shot image lists in {root} ({', '.join(p.name for p in files.values())})"
-    return Splits(parts["train"], parts["val"], parts["test"], classes, source, names=names)
 
 
 def episodes_from_csv(path: str | Path, splits: Splits) -> list[EpisodeIndex]:
@@ -269,10 +182,13 @@ def episodes_from_csv(path: str | Path, splits: Splits) -> list[EpisodeIndex]:
     return out
 
 
-def check_fewshot_source(name: str, path: str | None) -> None:
-    """Cheap checks before a few-shot run starts: the folders exist, and the meta-train and
-    meta-test classes are disjoint (the image folders of classification want the opposite)."""
-    from engine.data.sources import _class_dirs, _existing_dir
+def check_fewshot_source(name: str, path: str | None, episodes_csv: str | None = None) -> None:
+    """The checks before a few-shot run starts: the folders or image lists exist, every image
+    is whole and in bounds, the meta-train and meta-test classes are disjoint (the image
+    folders of classification want the opposite), and the episode file, if given, names
+    images of the meta-test list."""
+    from engine.data.checks import check_images
+    from engine.data.sources import _existing_dir, image_folder_files
 
     if name == "digits":
         return
@@ -280,22 +196,34 @@ def check_fewshot_source(name: str, path: str | None) -> None:
         raise DataError(f"the {name!r} dataset needs a folder path")
     root = _existing_dir(path)
     if (root / "train.csv").is_file():
-        if not ((root / "val.csv").is_file() or (root / "test.csv").is_file()):
-            raise DataError(f"{root} has train.csv but no val.csv or test.csv")
+        check_lists(root, episodes_csv)
         return
-    splits = [root / s for s in ("train", "val", "test") if (root / s).is_dir()]
-    if root / "train" not in splits or len(splits) < 2:
-        raise DataError(
-            f"{root} must hold train/<class>/ (meta-train classes) and test/<class>/ or "
-            "val/<class>/ (meta-test classes), as mini-ImageNet"
-        )
     seen: dict[str, str] = {}
-    for folder in splits:
-        for c in _class_dirs(folder):
+    files = []
+    for folder in _split_folders(root).values():
+        paths, _, classes = image_folder_files(folder)
+        for c in classes:
             if c in seen:
                 raise DataError(f"class {c!r} is in both {seen[c]}/ and {folder.name}/ of "
                                 f"{root}; few-shot splits must have disjoint classes")  # fmt: skip
             seen[c] = folder.name
+        files += paths
+    check_images(files, root)
+
+
+def _split_folders(root: Path) -> dict[str, Path]:
+    """train/ and test/ (or val/) of a few-shot dataset; with both val/ and test/, val/ holds
+    the validation classes."""
+    test_dir = root / "test" if (root / "test").is_dir() else root / "val"
+    if not (root / "train").is_dir() or not test_dir.is_dir():
+        raise DataError(
+            f"{root} must hold train/<class>/ (meta-train classes) and test/<class>/ or "
+            "val/<class>/ (meta-test classes), as mini-ImageNet"
+        )
+    folders = {"train": root / "train", "test": test_dir}
+    if test_dir.name == "test" and (root / "val").is_dir():
+        folders["val"] = root / "val"
+    return folders
 
 
 def load_fewshot(cfg) -> Splits:
@@ -331,20 +259,12 @@ def load_fewshot(cfg) -> Splits:
         return Splits(train.subset(rest), train.subset(held), test, classes, source)
     root = _existing_dir(d.path)
     if (root / "train.csv").is_file():
-        return _load_lists(root, size, d.val_fraction, d.split_seed)
-    test_dir = root / "test" if (root / "test").is_dir() else root / "val"
-    if not (root / "train").is_dir() or not test_dir.is_dir():
-        raise DataError(
-            f"{root} must hold train/<class>/ (meta-train classes) and test/<class>/ or "
-            "val/<class>/ (meta-test classes), as mini-ImageNet"
-        )
+        return load_lists(root, size, d.val_fraction, d.split_seed)
     parts, classes = {}, []
-    folders = {"train": root / "train", "test": test_dir}
-    if test_dir.name == "test" and (root / "val").is_dir():
-        folders["val"] = root / "val"
+    folders = _split_folders(root)
     n = 0
     for name, folder in folders.items():
-        x, y, names = read_image_folder(folder, size)
+        x, y, names = read_image_folder(folder, size, within=root)
         clash = sorted(set(names) & set(classes))
         if clash:
             raise DataError(f"{folder} repeats classes of another split: {', '.join(clash[:5])}; "

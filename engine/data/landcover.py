@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from engine.data.datasets import DataError, ImageSet, Splits, resize_uint8
-from engine.data.sources import read_many
+from engine.data.images import check_image, open_image, pil_to_rgb
+from engine.data.sources import _entries, check_bounds, read_many
 
 CLASS_NAMES = ("Urban", "Agriculture", "Rangeland", "Forest", "Water", "Barren", "Unknown")
 CLASS_COLOURS = (
@@ -69,7 +70,7 @@ def find_pairs(folder: Path) -> list[tuple[str, Path, Path]]:
     """(stem, sat file, mask file) of every pair in `folder`, sorted; a half without its
     other half is an error that names it."""
     sats, masks = {}, {}
-    for p in folder.iterdir():
+    for p in _entries(folder):
         if m := _SAT.match(p.name):
             sats[m.group("stem")] = p
         elif m := _MASK.match(p.name):
@@ -83,25 +84,38 @@ def find_pairs(folder: Path) -> list[tuple[str, Path, Path]]:
     return [(stem, sats[stem], masks[stem]) for stem in sorted(sats)]
 
 
+# Masks are colour images; a one-channel mask (class numbers 0..6, or grey levels) would be
+# read as all black, Unknown everywhere, without a word.
+MASK_MODES = ("RGB", "RGBA", "RGBX", "P", "PA")
+
+
+def _colour_mask(im, mask: Path) -> None:
+    if im.mode not in MASK_MODES:
+        raise DataError(
+            f"mask {mask} is not a colour image (PIL mode {im.mode}); masks are RGB colour "
+            "images (cyan Urban, yellow Agriculture, magenta Rangeland, green Forest, blue "
+            "Water, white Barren, black Unknown)"
+        )
+
+
+def _same_size(sat: Path, width_height: tuple[int, int], mask: Path, mask_wh: tuple[int, int]):
+    if width_height != mask_wh:
+        (w, h), (mw, mh) = width_height, mask_wh
+        raise DataError(
+            f"{sat} is {w}x{h} but its mask {mask} is {mw}x{mh}; they must be the same size"
+        )
+
+
 def read_pair(sat: Path, mask: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """-> image (3, size, size) uint8 and labels (size, size) uint8 (nearest-neighbour)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(sat) as im:
-            image = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"cannot read image {sat}: {e}") from None
-    try:
-        with Image.open(mask) as im:
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"cannot read mask {mask}: {e}") from None
-    if image.shape[:2] != rgb.shape[:2]:
-        raise DataError(
-            f"{sat} is {image.shape[1]}x{image.shape[0]} but its mask {mask} is "
-            f"{rgb.shape[1]}x{rgb.shape[0]}; they must be the same size"
-        )
+    with open_image(sat) as im:
+        image = pil_to_rgb(im)  # (H, W, 3) uint8
+    with open_image(mask, "mask") as im:
+        _colour_mask(im, mask)
+        rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    _same_size(sat, image.shape[1::-1], mask, rgb.shape[1::-1])
     labels = mask_to_labels(rgb, mask)
     x = resize_uint8(torch.from_numpy(image.copy()).permute(2, 0, 1)[None], size)[0]
     if labels.shape != (size, size):
@@ -109,15 +123,40 @@ def read_pair(sat: Path, mask: Path, size: int) -> tuple[torch.Tensor, torch.Ten
     return x, torch.from_numpy(labels.copy())
 
 
-def read_pairs(folder: Path, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Every pair in `folder`: images (N, 3, S, S) uint8, masks (N, S, S) uint8, stems."""
+def read_pairs(
+    folder: Path, size: int, within: Path | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Every pair in `folder`: images (N, 3, S, S) uint8, masks (N, S, S) uint8, stems. Every
+    file must lie in `within` (default: `folder`) or under a data root."""
     pairs = find_pairs(folder)
+    check_bounds([p for _, sat, mask in pairs for p in (sat, mask)], within or folder)
     read = read_many(lambda p: read_pair(p[1], p[2], size), pairs)
     return (
         torch.stack([r[0] for r in read]),
         torch.stack([r[1] for r in read]),
         [stem for stem, _, _ in pairs],
     )
+
+
+def check_pairs(root: Path) -> None:
+    """Before a run: every pair complete, in bounds, both files whole (see `check_image`) and
+    of one size, and a folder without splits large enough to split. The masks' colours are
+    read by the run."""
+
+    def check(pair: tuple[str, Path, Path]) -> None:
+        _, sat, mask = pair
+        with open_image(mask, "mask") as im:
+            _colour_mask(im, mask)
+        _same_size(sat, check_image(sat), mask, check_image(mask, "mask"))
+
+    folders = split_folders(root)
+    for folder in folders.values() or [root]:
+        pairs = find_pairs(folder)
+        if not folders and len(pairs) < 3:
+            raise DataError(f"{root} holds {len(pairs)} pair(s): too few to split into "
+                            "train/val/test")  # fmt: skip
+        check_bounds([p for _, sat, mask in pairs for p in (sat, mask)], root)
+        read_many(check, pairs)
 
 
 def split_folders(root: Path) -> dict[str, Path]:
@@ -151,7 +190,7 @@ def load_landcover(
     parts, names = {}, []
     if folders:
         for split, folder in folders.items():
-            x, y, stems = read_pairs(folder, size)
+            x, y, stems = read_pairs(folder, size, within=root)
             ids = torch.arange(len(names), len(names) + len(stems))
             parts[split] = ImageSet(x, y, ids)
             names += stems

@@ -56,7 +56,11 @@ def _check_pages(runs_dir, damaged, healthy) -> None:
         assert "status.json" in note or "config.json" in note
     rp = page("runs").run()
     assert not rp.exception, rp.exception
-    assert {healthy.name, damaged.name} <= set(rp.dataframe[0].value["run"])
+    rows = rp.dataframe[0].value.set_index("run")
+    assert {healthy.name, damaged.name} <= set(rows.index)
+    if state == "damaged":
+        assert rows.loc[damaged.name, "state"] == "damaged"
+        assert ".json" in rows.loc[damaged.name, "note"]
     train = page("train").run()
     assert not train.exception, train.exception
     train.selectbox(key="run_picker").set_value(damaged.name).run()

@@ -145,6 +145,24 @@ def test_export_offers_every_format(two_runs):
             "⬇ embeddings (CSV)", "⬇ the whole run (.zip)"} <= labels  # fmt: skip
 
 
+def test_a_damaged_snapshot_is_said_before_any_download_is_offered(two_runs):
+    import numpy as np
+
+    from engine.layout import RunLayout
+
+    finished, _ = two_runs
+    path = RunLayout(finished).embedding_file(RunLayout(finished).embedding_epochs()[-1])
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    arrays["labels"] = arrays["labels"] + 2**40  # not class indices
+    np.savez(path, **arrays)
+    at = select(page("runs").run(), [1])
+    assert not at.exception
+    assert any(str(path) in e.value and "class indices" in e.value for e in at.error)
+    labels = {b.label for b in at.get("download_button")}
+    assert "⬇ embeddings (.npz)" not in labels and "⬇ metrics (CSV)" in labels
+
+
 def test_the_import_form_is_there_and_an_imported_run_is_listed(two_runs, runs_dir, tmp_path):
     from engine.archive import pack_run, unpack_upload
 

@@ -108,7 +108,7 @@ def test_cardinality_is_for_resnext_only():
     ModelConfig(name="resnext18", cardinality=8, group_width=8).validate()
     with pytest.raises(ConfigError, match="model.cardinality is for the ResNeXt models"):
         ModelConfig(name="resnet18", cardinality=8).validate()
-    with pytest.raises(ConfigError, match="model.group_width must be >= 0"):
+    with pytest.raises(ConfigError, match=r"model.group_width must be in \[0, 1024\], got -1"):
         ModelConfig(name="resnext18", group_width=-1).validate()
 
 

@@ -133,7 +133,7 @@ def lr_not_positive(tmp: Path):
 
 
 def zero_epochs(tmp: Path):
-    return RunConfig(epochs=0).validate, ConfigError, "epochs must be >= 1"
+    return RunConfig(epochs=0).validate, ConfigError, r"epochs must be in \[1, 100000\]"
 
 
 def unknown_model(tmp: Path):
@@ -203,6 +203,92 @@ def runs_folder_that_is_a_file(tmp: Path):
             "cannot create the runs folder .*runs: part of the path is a file")  # fmt: skip
 
 
+def decompression_bomb(tmp: Path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    path = tmp / "bomb.png"  # 150 bytes declaring 20000 x 20000 pixels
+    ihdr = struct.pack(">IIBBBBB", 20_000, 20_000, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))  # fmt: skip
+    return lambda: read_image(path, 8), DataError, "bomb.png has 400 megapixels; at most 64"
+
+
+def cut_jpeg_before_a_run(tmp: Path):
+    from engine.data import check_source
+
+    root = _folder(tmp / "data", {"cat": 3, "dog": 3})
+    full = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(
+        full, format="JPEG"
+    )
+    (root / "dog" / "cut.jpg").write_bytes(full.getvalue()[:500])
+    return lambda: check_source("folder", str(root)), DataError, "cannot read image .*cut.jpg"
+
+
+def cifar_label_of_ten_to_the_thirty(tmp: Path):
+    root = _cifar(tmp / "cifar", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10**30]})
+    return (lambda: read_cifar10(root, 8), DataError,
+            "data_batch_1: 'labels' must lie in 0..9")  # fmt: skip
+
+
+def cifar_data_of_none(tmp: Path):
+    root = _cifar(tmp / "cifar", {b"data": np.array([None, None]), b"labels": [0, 1]})
+    return lambda: read_cifar10(root, 8), DataError, "data_batch_1: 'data' must be an array"
+
+
+def list_row_of_one_column(tmp: Path):
+    from engine.data.episodes import read_image_list
+
+    (tmp / "train.csv").write_text("filename,label\na.png,cat\nb.png\n")
+    return (lambda: read_image_list(tmp / "train.csv", 8), DataError,
+            r"train.csv, line 3: 1 field\(s\), but the header has 2")  # fmt: skip
+
+
+def list_in_latin_1(tmp: Path):
+    from engine.data.episodes import read_image_list
+
+    (tmp / "train.csv").write_bytes("filename,label\na.png,caf\xe9\n".encode("latin-1"))
+    return (lambda: read_image_list(tmp / "train.csv", 8), DataError,
+            r"train.csv, line 2: not UTF-8 text")  # fmt: skip
+
+
+def episode_header_class_x(tmp: Path):
+    from engine.data.episodes import read_episode_csv
+
+    (tmp / "episodes.csv").write_text("episode_id,classX_support0,query0\n0,a.png,b.png\n")
+    return (lambda: read_episode_csv(tmp / "episodes.csv", ["a.png", "b.png"]), DataError,
+            "episodes.csv: column 'classX_support0' is neither")  # fmt: skip
+
+
+def class_folder_linked_out_of_the_dataset(tmp: Path):
+    from engine.data.roots import ENV
+
+    root = _folder(tmp / "data", {"cat": 3, "dog": 3})
+    _folder(tmp / "secret", {"keys": 3})
+    (root / "keys").symlink_to(tmp / "secret" / "keys")
+    (tmp / "roots").mkdir()
+
+    def read():
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(ENV, str(tmp / "roots"))  # only the dataset folder is in bounds
+            read_image_folder(root, 8)
+
+    return read, DataError, "keys/0.png leads outside the dataset folder .*data"
+
+
+def mask_of_class_numbers(tmp: Path):
+    sat, mask = tmp / "0003_sat.png", tmp / "0003_mask.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(sat)
+    Image.fromarray(np.full((8, 8), 4, np.uint8)).save(mask)  # class numbers: all black
+    return lambda: read_pair(sat, mask, 8), DataError, "mask .*0003_mask.png is not a colour image"
+
+
 REFUSED = [
     corrupt_jpeg, truncated_png, empty_class_folder, folder_without_images, missing_folder,
     cifar_not_a_dict, cifar_missing_keys, cifar_that_runs_code, mask_with_unknown_colour,
@@ -210,7 +296,10 @@ REFUSED = [
     zero_epochs, unknown_model, config_with_unknown_fields, config_not_json,
     checkpoint_of_another_architecture, checkpoint_that_runs_code, weights_that_run_code,
     checkpoint_that_is_not_one, classes_not_in_the_dataset, path_outside_the_data_roots,
-    runs_folder_that_is_a_file,
+    runs_folder_that_is_a_file, decompression_bomb, cut_jpeg_before_a_run,
+    cifar_label_of_ten_to_the_thirty, cifar_data_of_none, list_row_of_one_column,
+    list_in_latin_1, episode_header_class_x, class_folder_linked_out_of_the_dataset,
+    mask_of_class_numbers,
 ]  # fmt: skip
 
 

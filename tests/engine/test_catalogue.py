@@ -124,7 +124,9 @@ def test_a_damaged_or_hostile_status_does_not_break_the_table(finished, runs_dir
     # status.json of an imported zip can hold anything JSON (and Python's json reads NaN).
     runs.write_status(finished, created=1e20, started=float("nan"), tags=[1, "a"], summary=[])
     (row,) = catalogue.run_rows(runs_dir)
-    assert row["created"] is None and row["duration s"] is None and row["tags"] == "1, a"
+    # Fields of the wrong type are dropped and the run is shown as damaged (issue 19).
+    assert row["created"] is None and row["duration s"] is None and row["tags"] == ""
+    assert row["state"] == "damaged"
     assert row["best val"] is None and row["metric"] == ""
 
 

@@ -475,3 +475,15 @@ def test_project_never_writes_over_a_run_s_own_files(folder):
     assert rc == 2 and "--force" in err and out.read_text() == "mine"
     rc, _, err = f.cli("project", f.run.name, "--out", str(out), "--force")
     assert rc == 0 and out.read_text().startswith("sample_id,label"), err
+
+
+def test_list_says_why_a_run_is_damaged_and_lists_the_others(folder):
+    f = folder()
+    status = json.loads(RunLayout(f.run).status.read_text())
+    RunLayout(f.run).status.write_text(json.dumps({**status, "pid": "abc", "created": 1e300}))
+    rc, out, _ = f.cli("list")
+    assert rc == 0 and f.other.name in out
+    lines = out.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith(f.run.name))
+    assert "damaged" in lines[row]
+    assert "status.json" in lines[row + 1] and "pid 'abc' is not a process id" in lines[row + 1]

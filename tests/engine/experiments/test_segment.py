@@ -352,7 +352,7 @@ CONFIG_ERRORS = {
         lambda: _cfg(backbone_weights="imagenet21k"),
         "backbone_weights must be 'imagenet' or 'none'",
     ),
-    "no fc channels": (lambda: _cfg(fc_channels=0), "fc_channels must be >= 1"),
+    "no fc channels": (lambda: _cfg(fc_channels=0), "fc_channels must be in [1, 16384]"),
     "too many mask images": (
         lambda: _cfg(mask_images=[f"{i:04d}" for i in range(13)]),
         "mask_images: at most 12 images",

@@ -1,0 +1,206 @@
+"""Few-shot data as CSV files, as the seed's course gives mini-ImageNet: `filename,label`
+image lists (train.csv, val.csv, test.csv) and a list of fixed test episodes. A CSV is read
+as UTF-8 and checked row by row; a fault is one line naming the file and the line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.data.datasets import DataError, ImageSet, Splits
+from engine.data.roots import DatasetBounds
+
+# mini-ImageNet's train.csv (38,400 images) is 1.5 MB; a CSV over this is not a list.
+MAX_CSV_BYTES = 64 * 2**20
+_SUPPORT = re.compile(r"^class(\d+)_support(\d+)$")
+_QUERY = re.compile(r"^query(\d+)$")
+
+
+def read_table(path: Path, what: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """A CSV file's header and its rows as (line number, {column: value}); each row has
+    exactly the header's columns (blank lines are skipped)."""
+    try:
+        if not Path(path).is_file():  # a folder, or a device or pipe that never ends
+            raise DataError(f"cannot read {what} {path}: not a file, or missing")
+        with open(path, "rb") as f:
+            text = f.read(MAX_CSV_BYTES + 1)
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if len(text) > MAX_CSV_BYTES:
+        raise DataError(f"{what} {path} is over {MAX_CSV_BYTES // 2**20} MB; a list of "
+                        "images or episodes is a few MB at most")  # fmt: skip
+    try:
+        text = text.decode("utf-8-sig")  # a byte-order mark, as spreadsheets write, is dropped
+    except UnicodeDecodeError as e:
+        line = text[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: not UTF-8 text (byte 0x{text[e.start]:02x}); "
+                        "save the file as UTF-8") from None  # fmt: skip
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        table = [(reader.line_num, row) for row in reader if row]
+    except csv.Error as e:
+        raise DataError(f"{path}, line {reader.line_num}: {e}") from None
+    if not table:
+        raise DataError(f"{what} {path} is empty")
+    (_, header), *rows = table
+    header = [c.strip() for c in header]
+    if twice := sorted({c for c in header if header.count(c) > 1}):
+        raise DataError(f"{path}: the column {twice[0]!r} appears more than once in the header")
+    out = []
+    for line, row in rows:
+        if len(row) != len(header):
+            raise DataError(f"{path}, line {line}: {len(row)} field(s), but the header has "
+                            f"{len(header)} ({', '.join(header)})")  # fmt: skip
+        out.append((line, dict(zip(header, row, strict=True))))
+    return header, out
+
+
+# --- episode files ---------------------------------------------------------------------------
+def read_episode_csv(path: str | Path, names: list[str]) -> list[dict]:
+    """A fixed list of episodes, as the seed's course gives them: a header `episode_id`,
+    then `class<i>_support<j>` columns (file names) and `query<k>` columns. Returns per
+    episode {"id", "support": [[file, ...] per class], "query": [file, ...]}; every file must
+    be one of `names` (the image list it refers to), or the message names it."""
+    path = Path(path)
+    known = set(names)
+    header, rows = read_table(path, "episode file")
+    if "episode_id" not in header:
+        raise DataError(f"{path}: expected a header starting with episode_id")
+    support: dict[int, list[str]] = {}
+    query_cols = []
+    for column in header:
+        if m := _SUPPORT.match(column):
+            support.setdefault(int(m.group(1)), []).append(column)
+        elif _QUERY.match(column):
+            query_cols.append(column)
+        elif column.startswith(("class", "query")):  # other columns are left alone
+            raise DataError(f"{path}: column {column!r} is neither class<i>_support<j> nor "
+                            "query<k> (i, j and k numbers)")  # fmt: skip
+    if not support or not query_cols:
+        raise DataError(f"{path}: no class<i>_support<j> or query<k> columns")
+    ways = [support[w] for w in sorted(support)]
+    if len({len(cols) for cols in ways}) > 1:
+        shots = ", ".join(f"class{w} {len(support[w])}" for w in sorted(support))
+        raise DataError(f"{path}: every class needs as many support columns ({shots})")
+    out = []
+    for line, row in rows:
+        for column in [c for cols in ways for c in cols] + query_cols:
+            if not row[column]:
+                raise DataError(f"{path}, line {line}: {column} is empty")
+            if row[column] not in known:
+                raise DataError(f"{path}, line {line}: {row[column]} is not in the image list")
+        out.append({"id": row["episode_id"], "support": [[row[c] for c in cols] for cols in ways],
+                    "query": [row[c] for c in query_cols]})  # fmt: skip
+    return out
+
+
+# --- image lists -----------------------------------------------------------------------------
+@dataclass
+class ImageList:
+    """A `filename,label` CSV's rows: the files (resolved, in bounds), labels and names."""
+
+    path: Path
+    files: list[Path]
+    labels: list[str]
+    names: list[str]
+
+
+def image_list(path: Path, dataset: Path) -> ImageList:
+    """A `filename,label` CSV (an `id` column may come first), as the seed's course gives
+    mini-ImageNet: images under `<csv stem>/` beside it, or beside it. Every file must exist
+    and lie in `dataset` or under a data root (an absolute name or '..' that leads out is
+    refused); nothing is decoded."""
+    header, rows = read_table(path, "image list")
+    if not {"filename", "label"} <= set(header):
+        raise DataError(f"{path}: expected a header with filename and label columns")
+    if not rows:
+        raise DataError(f"image list {path} names no images")
+    folder = path.parent / path.stem if (path.parent / path.stem).is_dir() else path.parent
+    bounds = DatasetBounds(dataset)
+    files = []
+    for line, row in rows:
+        name, where = row["filename"], f"{path}, line {line}: "
+        if not name or not row["label"]:
+            raise DataError(f"{where}{'filename' if not name else 'label'} is empty")
+        file = folder / name
+        bounds.check(file, where)
+        if not file.is_file():
+            raise DataError(f"{where}{name} is not in {folder}")
+        files.append(file)
+    return ImageList(path, files, [r["label"] for _, r in rows], [r["filename"] for _, r in rows])
+
+
+def read_image_list(path: Path, size: int, dataset: Path | None = None):
+    """The images of an image list (see `image_list`). Returns (images, label names per
+    image, file names)."""
+    from engine.data.sources import read_image, read_many
+
+    listed = image_list(path, dataset or path.parent)
+    images = read_many(lambda f: read_image(f, size), listed.files)
+    return torch.stack(images), listed.labels, listed.names
+
+
+def list_files(root: Path) -> dict[str, Path]:
+    """train.csv (meta-train), test.csv or else val.csv (meta-test), and val.csv as the
+    validation classes when test.csv is there too."""
+    files = {"train": root / "train.csv"}
+    if (root / "test.csv").is_file():
+        files["test"] = root / "test.csv"
+        if (root / "val.csv").is_file():
+            files["val"] = root / "val.csv"
+    elif (root / "val.csv").is_file():
+        files["test"] = root / "val.csv"
+    else:
+        raise DataError(f"{root} has train.csv but no val.csv or test.csv")
+    return files
+
+
+def _disjoint(path: Path, labels: list[str], classes: list[str]) -> list[str]:
+    """The classes of a list, sorted; DataError if another list has one of them."""
+    mine = sorted(set(labels))
+    if clash := sorted(set(mine) & set(classes)):
+        raise DataError(f"{path} repeats classes of another list: {', '.join(clash[:5])}; "
+                        "few-shot splits must have disjoint classes")  # fmt: skip
+    return mine
+
+
+def check_lists(root: Path, episodes_csv: str | None = None) -> None:
+    """Before a run: every list readable, its files whole images in bounds, the lists'
+    classes disjoint, and the episode file (if any) naming images of the meta-test list."""
+    from engine.data.checks import check_images
+
+    classes: list[str] = []
+    lists = {split: image_list(path, root) for split, path in list_files(root).items()}
+    for listed in lists.values():
+        classes += _disjoint(listed.path, listed.labels, classes)
+        check_images(listed.files, root)
+    if episodes_csv:
+        read_episode_csv(episodes_csv, lists["test"].names)
+
+
+def load_lists(root: Path, size: int, val_fraction: float, seed: int) -> Splits:
+    """The splits of the image lists in `root` (see `list_files`)."""
+    from engine.data.datasets import _split
+
+    files = list_files(root)
+    parts, classes, names = {}, [], []
+    for split, path in files.items():
+        x, labels, filenames = read_image_list(path, size, root)
+        mine = _disjoint(path, labels, classes)
+        index = {c: len(classes) + i for i, c in enumerate(mine)}
+        classes += mine
+        y = torch.tensor([index[c] for c in labels])
+        parts[split] = ImageSet(x, y, torch.arange(len(names), len(names) + len(y)))
+        names += filenames
+    if "val" not in parts:
+        train = parts["train"]
+        rest, held = _split(np.arange(len(train)), train.labels.numpy(), val_fraction, seed)
+        parts["train"], parts["val"] = train.subset(rest), train.subset(held)
+    source = f"few-shot image lists in {root} ({', '.join(p.name for p in files.values())})"
+    return Splits(parts["train"], parts["val"], parts["test"], classes, source, names=names)
