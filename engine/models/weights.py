@@ -64,6 +64,22 @@ def missing_message(wf: WeightFile) -> str:
     )
 
 
+def torch_file_problem(path: Path) -> str | None:
+    """Why `path` cannot be a file torch.save wrote, from its first bytes (a zip since torch
+    1.6, a pickle before), or None. torch's own errors for, say, a text file are riddles
+    ("list index out of range")."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        return f"cannot be read: {e.strerror or e}"
+    if not head:
+        return "is empty"
+    if head.startswith(b"PK") or head[:1] == b"\x80":
+        return None
+    return "is not a PyTorch file (torch.save writes a zip, or a pickle in old versions)"
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a weight file (or the `model` entry of a workbench checkpoint),
     loaded as data only (`weights_only=True`); a damaged file is named in the error."""
@@ -74,8 +90,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"weight file {path} is a folder; give the file inside it (a .pt/.pth)")
     if not path.is_file():
         raise WeightsError(f"weight file {path} is not a regular file (a device or a pipe?)")
-    if path.stat().st_size == 0:
-        raise WeightsError(f"weight file {path} is empty")
+    if problem := torch_file_problem(path):
+        raise WeightsError(f"weight file {path} {problem}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, corrupt, not torch's at all, or pickled code

@@ -12,6 +12,7 @@ import torch
 
 from engine.atomic import write_atomic
 from engine.errors import first_line
+from engine.models.weights import torch_file_problem
 
 
 class CheckpointError(RuntimeError):
@@ -28,6 +29,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a file")
+    if problem := torch_file_problem(path):
+        raise CheckpointError(f"checkpoint {path} {problem}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, corrupt or not a checkpoint at all

@@ -1,6 +1,7 @@
 """Pretrained weight files: the cache folder, reading state dicts safely, and fetch (offline)."""
 
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -183,3 +184,29 @@ def test_a_failed_download_names_the_url_and_where_to_put_the_file(wf, error):
     assert URL in message and str(wf.path()) in message and str(error) in message
     assert not wf.cached()
     assert socket.getdefaulttimeout() == previous
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: tmp, "is a folder; give the file inside it"),
+        (lambda tmp: Path("/dev/null"), "is not a regular file"),
+        (
+            lambda tmp: _write(tmp / "passwd", b"root:x:0:0:root:/root:/bin/bash\n"),
+            "is not a PyTorch file",
+        ),  # fmt: skip
+        (lambda tmp: _write(tmp / "empty.pt", b""), "is empty"),
+        (lambda tmp: tmp / "nothing.pt", "does not exist"),
+    ],
+)
+def test_a_weight_file_that_is_not_one_is_said_as_what_it_is(tmp_path, make, message):
+    # Issue 19: a folder or /dev/null said "does not exist"; /etc/passwd "list index out of range".
+    path = make(tmp_path)
+    with pytest.raises(WeightsError, match=message) as e:
+        load_state_dict_file(path)
+    assert str(path) in str(e.value)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
