@@ -212,7 +212,12 @@ def cmd_project(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine import runs
-    from engine.analysis.projections import load_embedding, project_run, projection_cache_dir
+    from engine.analysis.projections import (
+        load_embedding,
+        project_run,
+        projection_cache_dir,
+        resolve_params,
+    )
     from engine.layout import RunLayout
 
     run_dir = runs.resolve_run(a.run, a.runs_dir)
@@ -222,8 +227,12 @@ def cmd_project(a: argparse.Namespace) -> int:
     epoch = a.epoch if a.epoch is not None else epochs[-1]
     if epoch not in epochs:
         raise ConfigError(f"no snapshot at epoch {epoch}; snapshots exist at epochs {epochs}")
-    params = {k: v for k, v in (("perplexity", a.perplexity), ("n_neighbors", a.n_neighbors)) if v}
-    params = params if a.method != "pca" else {}
+    given = (("perplexity", a.perplexity), ("n_neighbors", a.n_neighbors))
+    params = {k: v for k, v in given if v is not None}
+    try:  # said before the progress bar, not under it
+        resolve_params(a.method, params)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if a.out and not Path(a.out).parent.is_dir():  # say so before minutes of t-SNE, not after
         raise ConfigError(f"--out {a.out}: the folder {Path(a.out).parent} does not exist")
     if a.out:  # never over a run's own files, never over a file without --force

@@ -9,3 +9,9 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     text = str(error).strip()
     text = text.splitlines()[0] if text else type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used (unreadable, damaged, another model's); raised while
+    loading, before anything of the run has changed. Here, not beside the checkpoint code,
+    so that torch-free modules (the run store) can tell it apart."""

@@ -128,6 +128,9 @@ def check_output(
         raise ConfigError(
             f"refused to write {out}: it is a file, and the projector writes a folder"
         )
+    if not folder and out.exists() and not out.is_file():  # a folder was handled by the caller
+        raise ConfigError(f"refused to write {out}: it is not a regular file (a device, a FIFO, "
+                          "a socket or a folder); --force replaces files only")  # fmt: skip
     if force or ours:
         return
     if folder and out.is_dir() and any(out.iterdir()):

@@ -59,17 +59,11 @@ def pid_alive(pid: int | None, start: int | None = None) -> bool:
     # Only a real pid > 1: `True` is 1 (init) to Python; 0 and negatives name process groups.
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_exists(pid):  # a zombie counts only while a thread of it lives on
         return False
-    except PermissionError:
-        return True
     fields = _proc_stat(pid)
-    if fields is None:
-        return True  # no /proc (macOS): trust the signal check
-    if fields[0] == "Z":  # a zombie is not a training process, unless it is only its main
-        return _threads_alive(pid)  # thread: the others (and its open files) may live on a bit
+    if fields is None or fields[0] == "Z":
+        return True  # no /proc (macOS): trust the signal check; or a zombie's last threads
     if start is not None:  # a recycled pid belongs to another process
         return int(fields[19]) == start
     try:

@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import threading
 import time
 import traceback
@@ -21,8 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import CAUSES, sweep_temporaries, write_json
+from engine.atomic import CAUSES, sweep_temporaries, write_atomic, write_json
 from engine.config import ConfigError, RunConfig
+from engine.devices import device_problem
+from engine.errors import CheckpointError
 from engine.jsonfile import JsonFileError, read_json, read_json_object
 from engine.layout import REPO_ROOT, RunLayout
 from engine.liveness import HOST, Heartbeat, judge, pid_alive, process_exists, process_start
@@ -45,6 +48,9 @@ def create_run(cfg: RunConfig, runs_dir: str | Path | None = None) -> Path:
     """A new run folder with its config; the id is unique even for simultaneous calls."""
     cfg.validate()
     cfg.resolve_for_run()
+    problem = device_problem(cfg.device)
+    if problem:  # before the folder exists: a run that cannot start is not made
+        raise ConfigError(f"{problem}; use device 'auto' (the best one here) or 'cpu'")
     if cfg.data.path:  # the run's process may start elsewhere: store where the data really is
         cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
     weights = getattr(cfg, "weights", None)
@@ -328,7 +334,7 @@ def stop(run_dir: str | Path) -> bool:
     if status.get("state") not in ACTIVE or not status.get("pid"):
         return False
     pid = status["pid"]
-    why = _not_ours_to_signal(pid, status.get("pid_start"))
+    why = _not_ours_to_signal(pid, status.get("pid_start"), run_dir)
     if why:
         raise RunError(f"not stopping {run_dir.name}: {RunLayout(run_dir).status} names {why}")
     if not pid_alive(pid, status["pid_start"]):
@@ -338,9 +344,14 @@ def stop(run_dir: str | Path) -> bool:
     return True
 
 
-def _not_ours_to_signal(pid: int, start: int | None) -> str | None:
-    """Why process `pid` (as read_status typed it: an int > 1) must not be signalled as a
-    run's training process, or None."""
+def _not_ours_to_signal(pid: int, start: int | None, run_dir: Path) -> str | None:
+    """Why process `pid` (as read_status typed it: an int > 1) must not be signalled as the
+    training process of `run_dir`, or None.
+
+    A run's process has the run's own files open: a launched one writes its output to the
+    run's log from its first instruction, one trained in a terminal holds the run's
+    `.train.lock`. A command line proves nothing (any process may name "engine", and another
+    live run's process names the engine too); the open files do."""
     if pid in (os.getpid(), os.getppid(), os.getpgrp()):
         return f"process {pid}, which is this program itself or its group"
     if start is None:
@@ -350,13 +361,39 @@ def _not_ours_to_signal(pid: int, start: int | None) -> str | None:
         return (
             f"process {pid} started at {start}, but the live process {pid} started at {live_start}"
         )
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None  # gone (not alive: nothing is sent), or no /proc: the start time matched
-    if b"engine" not in command:
-        return f"process {pid}, which is not a workbench process ({command[:60]!r})"
+    if _holds_run_files(pid, run_dir) is False:
+        return f"process {pid}, which has neither this run's log nor its lock open"
     return None
+
+
+def _holds_run_files(pid: int, run_dir: Path) -> bool | None:
+    """Whether process `pid` has `run_dir`'s log or `.train.lock` open; None where this
+    cannot be known (no /proc, or the process is gone: nothing is sent to it then)."""
+    proc = Path(f"/proc/{pid}")
+    if not proc.is_dir():
+        return None
+    files = set()
+    layout = RunLayout(run_dir)
+    for path in (layout.log, layout.root / ".train.lock"):
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        # Not through a link, and not a second name of another run's file.
+        if st.st_nlink == 1 and stat.S_ISREG(st.st_mode):
+            files.add((st.st_dev, st.st_ino))
+    try:
+        fds = os.listdir(proc / "fd")
+    except OSError:
+        return False  # another user's process (or it just ended): not provably the run's
+    for fd in fds[:100_000]:
+        try:
+            st = os.stat(proc / "fd" / fd)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in files:
+            return True
+    return False
 
 
 def wait_for_turn(run_dir: Path, poll: float = 0.5) -> bool:
@@ -423,9 +460,12 @@ def execute(
             resume, resume_from = True, ""  # the resume path, from no checkpoint
         elif resume:
             check_resume(run_dir, resume_from)
+        # What a refused checkpoint restores for a person at a terminal (see _execute_locked).
+        status_file = RunLayout(run_dir).status
+        before = None if launched or not status_file.is_file() else status_file.read_bytes()
         if not launched:
             write_status(run_dir, after=[], stop_requested=False)
-        return _execute_locked(run_dir, resume, progress, resume_from)
+        return _execute_locked(run_dir, resume, progress, resume_from, before)
     finally:
         lock.close()
 
@@ -457,7 +497,9 @@ def check_resume(run_dir: str | Path, resume_from: str = "last.pt") -> None:
     check_training_checkpoint(load_checkpoint(start), start, load_config(run_dir).epochs)
 
 
-def _execute_locked(run_dir: Path, resume: bool, progress: bool, resume_from: str) -> dict:
+def _execute_locked(
+    run_dir: Path, resume: bool, progress: bool, resume_from: str, before: bytes | None
+) -> dict:
     from engine.experiments import get_experiment
 
     try:
@@ -487,6 +529,7 @@ def _execute_locked(run_dir: Path, resume: bool, progress: bool, resume_from: st
             bar.update(0)
         heartbeat.update(step=state.global_step, epoch=state.epoch)  # written by its next beat
 
+    layout = RunLayout(run_dir)
     pid = os.getpid()
     write_status(
         run_dir, state="running", pid=pid, pid_start=process_start(pid), started=time.time(),
@@ -501,13 +544,21 @@ def _execute_locked(run_dir: Path, resume: bool, progress: bool, resume_from: st
                 on_model=lambda info: write_status(run_dir, model_info=info),
                 resume_from=resume_from,
             )  # fmt: skip
+    except CheckpointError as e:
+        # Refused while loading, before anything of the run changed: a person at a terminal
+        # gets the message and the run as it was; a launched run says it where it is watched.
+        if before is None:  # launched
+            write_status(run_dir, state="failed", error=str(e), ended=time.time())
+        else:
+            write_atomic(layout.status, lambda f: f.write(before))
+        raise
     except BaseException as e:
         state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
         message = (
             str(e) if isinstance(e, (ConfigError, ValueError, RuntimeError, OSError)) else repr(e)
         )
         write_status(run_dir, state=state, error=message, ended=time.time())
-        with open(RunLayout(run_dir).log, "a") as log:
+        with open(layout.log, "a") as log:
             traceback.print_exc(file=log)
         raise
     finally:

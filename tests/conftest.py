@@ -91,3 +91,26 @@ def engine_process():
     yield proc
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture
+def run_process():
+    """`start(run_dir)`: a live stand-in for a run's training process, writing to the run's
+    log as a launched run does (what `stop` takes as proof that the process is the run's)."""
+    procs = []
+
+    def start(run_dir):
+        from engine.layout import RunLayout
+
+        with open(RunLayout(run_dir).log, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "import sys; sys.stdin.read()", "engine"],
+                stdin=subprocess.PIPE, stdout=log,
+            )  # fmt: skip
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()

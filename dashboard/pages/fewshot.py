@@ -14,6 +14,7 @@ from engine import groups, runs
 from engine.config import ConfigError, DataConfig, FewShotConfig, OptimConfig
 from engine.data.episodes import check_fewshot_source, load_fewshot
 from engine.experiments.fewshot import episode_from_images, evaluation_loader, look_at_episode
+from engine.jsonfile import JsonFileError, read_json_object
 from engine.layout import RunLayout
 from engine.models.loading import load_run_model
 from engine.models.protonet import DISTANCES
@@ -195,10 +196,11 @@ def results_of(run_dirs) -> list[dict]:
     out = []
     for run_dir in run_dirs:
         status = runs.read_status(run_dir)
-        summary, cfg = (
-            status.get("summary") or {},
-            json.loads(RunLayout(run_dir).config.read_text()),
-        )
+        try:
+            cfg = read_json_object(RunLayout(run_dir).config)
+        except JsonFileError:
+            continue  # damaged: the run lists say why
+        summary = status.get("summary") or {}
         for key, r in summary.items():
             if key.startswith("test_") and key.endswith("shot") and isinstance(r, dict):
                 out.append({"distance": cfg.get("distance"), "K": int(key[5:-4]), "acc": r["acc"],

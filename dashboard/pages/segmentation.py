@@ -91,6 +91,8 @@ SHOWN_SIZE = 256  # larger images are shown at this size: the timeline holds eve
 def _png(path: str, stamp: tuple[int, int]) -> bytes | None:
     from PIL import Image, UnidentifiedImageError
 
+    if not Path(path).is_file():  # a FIFO would hang the page; a device is no mask
+        return None
     try:
         with Image.open(path) as im:
             if max(im.size) <= SHOWN_SIZE:

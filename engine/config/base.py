@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from engine.jsonfile import JsonFileError, parse_json
+from engine.jsonfile import MAX_JSON_BYTES, JsonFileError, parse_json, read_regular
 
 
 class ConfigError(ValueError):
@@ -288,7 +288,7 @@ class RunConfig:
     def load(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         try:
-            text = path.read_bytes()
+            text = read_regular(path, MAX_JSON_BYTES + 1)  # never a FIFO or /dev/zero
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
         try:
@@ -389,11 +389,25 @@ def _is_int(value: Any) -> bool:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**300:
+        return _num(value)
+    try:
+        text = repr(value)
+    except ValueError:  # a container holding an int too long to print
+        return f"a {type(value).__name__} too large to print"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _bounded(name: str, value: float, low: float, high: float) -> None:
     """`low <= value <= high`, said with the bounds: every number in a config has a ceiling
     (epochs 10**20 would build a snapshot list of that length; threads 10**6 crash)."""
-    _require(low <= value <= high, f"{name} must be in [{low:g}, {high:g}], got {value:g}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be in [{_num(low)}, {_num(high)}], got {_num(value)}")
+
+
+def _num(value: float) -> str:
+    """A number for a message, as %g (1e+20); an int beyond any float (10**400) by its
+    length, since it has no float form (and one of 5000 digits no str form either)."""
+    if isinstance(value, int) and abs(value) >= 10**300:
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return f"{value:g}"

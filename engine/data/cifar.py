@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from engine.data.datasets import DataError, resize_uint8
+from engine.errors import first_line
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer",
@@ -104,7 +105,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise DataError(f"CIFAR-10 batch file {path} is missing") from None
     except Exception as e:  # any unpickling failure means the file is not a CIFAR batch
-        raise DataError(f"{path} is not a CIFAR-10 python batch: {e}") from None
+        raise DataError(f"{path} is not a CIFAR-10 python batch: {first_line(e)}") from None
     if not isinstance(d, dict):
         raise DataError(f"{path} is not a CIFAR-10 python batch: holds a {type(d).__name__}")
     data = _batch_data(_entry(d, path, "data"), path)

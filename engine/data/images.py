@@ -3,7 +3,9 @@ before a pixel is decoded, and any failure is a DataError naming the file."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import threading
 import warnings
 from collections.abc import Iterator
@@ -52,6 +54,12 @@ def open_image(path: Path, what: str = "image") -> Iterator:
     `with` body, is a DataError naming it (`what`: "image", "mask", ...)."""
     from PIL import Image
 
+    try:  # a FIFO would block the open forever; a device is no image
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {_reason(e)}") from None
+    if not regular:
+        raise DataError(f"cannot read {what} {path}: it is not a regular file")
     try:
         with _OPENING, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

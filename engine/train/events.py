@@ -6,11 +6,15 @@ import errno
 import json
 import math
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from engine.atomic import WriteError
+from engine.jsonfile import read_regular
+
+MAX_READ_BYTES = 512 * 2**20  # at most this much per read: a sparse or planted file is not ours
 
 
 class EventLog:
@@ -20,7 +24,17 @@ class EventLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # O_APPEND + one os.write per line: concurrent readers see whole lines or nothing.
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # Without blocking, and only onto a regular file: a FIFO or a device planted in its
+        # place (a run folder may come from a zip or a shared disk) is refused, not waited on.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK
+        try:
+            self._fd = os.open(self.path, flags, 0o644)
+        except OSError as e:
+            raise WriteError(self.path, e) from e
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            os.close(self._fd)
+            self._fd = -1
+            raise WriteError(self.path, OSError(errno.EINVAL, "not a regular file"))
 
     def emit(self, name: str, value: float, **fields: Any) -> None:
         value = float(value)
@@ -56,10 +70,8 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict], int]:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
+        data = read_regular(path, MAX_READ_BYTES, offset)
+    except OSError:  # missing, or a device or FIFO planted in its place: no events
         return [], offset
     end = data.rfind(b"\n") + 1
     events = []
@@ -68,7 +80,7 @@ def read_events(path: str | Path, offset: int = 0) -> tuple[list[dict], int]:
             continue
         try:
             event = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, a 5000-digit number
             continue  # a damaged line costs that line only, never the whole history
         if _well_formed(event):
             events.append(event)

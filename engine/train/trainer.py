@@ -16,10 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.data.loader import BatchLoader
+from engine.devices import device_problem
 from engine.errors import first_line
 from engine.train import distributed
 from engine.train.checkpoint import (
     CheckpointError,
+    check_optimizer_fits,
+    check_optimizer_values,
+    check_scheduler_fits,
     check_training_checkpoint,
     load_checkpoint,
     load_into,
@@ -284,10 +288,18 @@ class Trainer:
         ckpt = load_checkpoint(path, map_location="cpu")
         check_training_checkpoint(ckpt, path, self.epochs)
         load_into(self.model, ckpt["model"], path)
+        fresh_groups = [dict(g) for g in self.optimizer.state_dict()["param_groups"]]
+        saved_schedule = ckpt.get("scheduler")
         try:
+            if self.scheduler is not None and saved_schedule is not None:
+                check_scheduler_fits(self.scheduler.state_dict(), saved_schedule, path)
+            check_optimizer_values(ckpt["optimizer"], path)
             self.optimizer.load_state_dict(ckpt["optimizer"])
-            if self.scheduler is not None and ckpt.get("scheduler") is not None:
-                self.scheduler.load_state_dict(ckpt["scheduler"])
+            check_optimizer_fits(self.optimizer, fresh_groups, path)
+            if self.scheduler is not None and saved_schedule is not None:
+                self.scheduler.load_state_dict(saved_schedule)
+        except CheckpointError:
+            raise
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
             raise CheckpointError(
                 f"checkpoint {path}: its optimizer state does not fit this run: {first_line(e)}"
@@ -331,6 +343,7 @@ def resolve_device(name: str) -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for, but no CUDA GPU is available here")
+    problem = device_problem(name)
+    if problem:
+        raise RuntimeError(problem)
     return torch.device(name)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from engine import runs
 from engine.__main__ import main
@@ -107,6 +108,16 @@ def test_missing_dataset_folder_exits_with_an_error_naming_it(tmp_path):
     assert runs.list_runs(tmp_path / "runs") == []
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_a_device_that_is_not_here_exits_2_and_creates_no_run(tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    assert main(["--runs-dir", str(runs_dir), "train", "--device", "cuda", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: device 'cuda' was asked for, but no CUDA GPU is available")
+    assert "use device 'auto'" in err
+    assert runs.list_runs(runs_dir) == []
+
+
 def test_resume_of_an_unknown_run_exits_2(tmp_path):
     result = cli("resume", "nope", runs_dir=tmp_path / "runs")
     assert result.returncode == 2
@@ -143,6 +154,22 @@ def test_project_of_a_missing_snapshot_epoch_exits_2(trained, capsys):
     _, runs_dir, run_dir = trained
     assert main(["--runs-dir", str(runs_dir), "project", run_dir.name, "--epoch", "5"]) == 2
     assert "no snapshot at epoch 5; snapshots exist at epochs [1, 2]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--method", "tsne", "--perplexity", "0"], "perplexity must be > 0, got 0.0"),
+        (["--method", "umap", "--n-neighbors", "1"], "n_neighbors must be >= 2, got 1"),
+        (["--method", "pca", "--perplexity", "5"], "unknown parameter(s) perplexity for pca"),
+    ],
+)
+def test_project_parameters_are_checked_before_any_work(trained, capsys, args, said):
+    _, runs_dir, run_dir = trained
+    assert main(["--runs-dir", str(runs_dir), "project", run_dir.name, *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {said}") and captured.err.count("\n") == 1
+    assert "projections" not in captured.err + captured.out  # no progress bar came first
 
 
 def test_project_to_a_folder_that_does_not_exist_exits_2_with_one_line(trained, capsys):

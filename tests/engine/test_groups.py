@@ -195,10 +195,11 @@ def test_a_sequential_group_trains_its_runs_one_after_another(runs_dir, base, re
 
 
 def test_stopping_a_group_stops_a_waiting_run_before_it_trains(
-    runs_dir, base, resnet18_cached, engine_process
+    runs_dir, base, resnet18_cached, run_process
 ):
     group = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
     first, second = group.run_dirs(runs_dir)
+    engine_process = run_process(first)
     _running_as(first, engine_process)  # the first run is training
     pids = groups.launch_group(group, runs_dir)
     assert len(pids) == 1  # the active one is left alone; the second queues behind it

@@ -526,6 +526,26 @@ def test_an_existing_file_is_replaced_only_with_force(runs_dir, tmp_path, capsys
     assert out.read_text().startswith("sample_id,label")
 
 
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_force_never_replaces_a_device_or_a_fifo(runs_dir, tmp_path, capsys, kind):
+    run = make_run(runs_dir)
+    if kind == "device":
+        out = tmp_path / "null"
+        out.symlink_to("/dev/null")  # as `--out /dev/null`, without touching the real one
+    else:
+        out = tmp_path / "pipe"
+        os.mkfifo(out)
+    argv = ["--runs-dir", str(runs_dir), "export", run.name, "--format", "csv", "--out", str(out)]
+    assert main([*argv, "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: refused to write {out}: it is ") and "--force" in err
+    assert (
+        out.is_symlink() and Path("/dev/null").is_char_device()
+        if kind == "device"
+        else (out.is_fifo())
+    )
+
+
 def test_a_projector_folder_that_is_not_empty_needs_force(runs_dir, tmp_path, capsys):
     run = make_run(runs_dir)
     out = tmp_path / "p"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import pickle
 import struct
 import time
@@ -139,6 +140,18 @@ def test_a_bomb_in_a_few_shot_image_list_is_named(tmp_path):
         load_fewshot(fewshot_cfg(root))
     with pytest.raises(DataError, match=f"{bomb} has 400 megapixels"):
         check_fewshot_source("folder", str(root))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_mask_or_listed_image_that_is_a_fifo_or_a_device_is_named_not_waited_on(tmp_path, kind):
+    sat = png(tmp_path / "0001_sat.png", size=(16, 16))
+    mask = tmp_path / "0001_mask.png"
+    if kind == "fifo":
+        os.mkfifo(mask)  # opening it to read would wait forever for a writer
+    else:
+        mask.symlink_to("/dev/zero")  # reading it would never end
+    with pytest.raises(DataError, match=f"cannot read mask {mask}: it is not a regular file"):
+        read_pair(sat, mask, 16)
 
 
 # --- damaged images, refused before a run folder is made ----------------------------------------

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -231,16 +232,54 @@ def test_stop_refuses_a_matching_process_that_is_not_the_workbench(folder, signa
         other.wait()
 
 
-def test_stop_signals_the_run_s_own_process(folder, signals, engine_process):
+def test_stop_signals_the_run_s_own_process(folder, signals, run_process):
     from engine.liveness import process_start
 
     f = folder()
-    status = {"state": "running", "pid": engine_process.pid, "host": runs.HOST,
-              "pid_start": process_start(engine_process.pid)}  # fmt: skip
+    proc = run_process(f.run)
+    signals.children.add(proc.pid)  # the recorder lets the fixture's SIGKILL through
+    status = {"state": "running", "pid": proc.pid, "host": runs.HOST,
+              "pid_start": process_start(proc.pid)}  # fmt: skip
     RunLayout(f.run).status.write_text(json.dumps(status))
     rc, out, err = f.cli("stop", f.run.name)
     assert rc == 0, err
-    assert list(signals) == [(engine_process.pid, signal.SIGTERM)]  # the control: stop works
+    assert list(signals) == [(proc.pid, signal.SIGTERM)]  # the control: stop works
+
+
+@pytest.mark.parametrize("whose", ["another run's", "a look-alike's"])
+def test_stop_refuses_a_live_engine_process_that_is_not_this_run_s(
+    folder, signals, run_process, engine_process, whose
+):
+    """A status file naming another live run's process (its pid and start time copied), or
+    any process whose command line says "engine": refused, nothing is signalled."""
+    from engine.liveness import process_start
+
+    f = folder()
+    proc = run_process(f.other) if whose == "another run's" else engine_process
+    signals.children.add(proc.pid)
+    status = {"state": "running", "pid": proc.pid, "host": runs.HOST,
+              "pid_start": process_start(proc.pid)}  # fmt: skip
+    RunLayout(f.run).status.write_text(json.dumps(status))
+    rc, _, err = f.cli("stop", f.run.name)
+    assert rc == 2 and signals == []
+    assert "has neither this run's log nor its lock open" in err and "status.json" in err
+    assert proc.poll() is None  # still alive
+
+
+def test_stop_refuses_a_run_whose_log_is_a_link_to_another_run_s(folder, signals, run_process):
+    from engine.liveness import process_start
+
+    f = folder()
+    proc = run_process(f.other)
+    signals.children.add(proc.pid)
+    log = RunLayout(f.run).log
+    log.unlink(missing_ok=True)
+    log.symlink_to(RunLayout(f.other).log)
+    status = {"state": "running", "pid": proc.pid, "host": runs.HOST,
+              "pid_start": process_start(proc.pid)}  # fmt: skip
+    RunLayout(f.run).status.write_text(json.dumps(status))
+    rc, _, _ = f.cli("stop", f.run.name)
+    assert rc == 2 and signals == []
 
 
 # --- config.json ----------------------------------------------------------------------------
@@ -309,6 +348,49 @@ def test_any_metrics_lines_give_a_clean_answer(folder, signals, events):
     f.assert_other_run_untouched()
 
 
+# --- files that are not files, numbers that are not numbers -----------------------------------
+def _plant(path: Path, kind: str) -> None:
+    path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)  # a reader that opens it blocks until a writer comes: never
+    elif kind == "device":
+        path.symlink_to("/dev/zero")  # a reader that reads it all never ends
+    else:
+        path.write_text('{"state": "stopped", "epochs": 1%s}\n' % ("0" * 5000))
+
+
+def _in_thread(call):
+    """`call()`, bounded: a reader that hangs on a FIFO fails the test instead of the suite."""
+    result = []
+    worker = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "hung reading a FIFO or a device"
+    return result[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "long number"])
+@pytest.mark.parametrize("name", ["status.json", "config.json", "metrics.jsonl"])
+def test_a_run_file_that_is_a_fifo_a_device_or_a_5000_digit_number_is_named(
+    folder, signals, name, kind
+):
+    f = folder()
+    _plant(f.run / name, kind)
+    for command in (["list"], ["show", f.run.name], ["resume", f.run.name]):
+        # resume sets a signal handler: main thread only (the readers it shares were bounded)
+        if command[0] == "resume":
+            rc, out, err = f.cli(*command)
+        else:
+            rc, out, err = _in_thread(lambda command=command: f.cli(*command))
+        assert_clean_outcome(rc, err, (name,))
+        if command == ["list"]:
+            assert rc == 0 and f.other.name in out
+            if name != "metrics.jsonl":  # a metrics file is history: what cannot be read is none
+                assert "damaged: " in out and name in out, out
+    assert signals == []
+    f.assert_other_run_untouched()
+
+
 # --- checkpoints ----------------------------------------------------------------------------
 def _damage(state: dict, path: list[str], value) -> dict:
     target = state
@@ -319,6 +401,19 @@ def _damage(state: dict, path: list[str], value) -> dict:
     else:
         target[path[-1]] = value
     return state
+
+
+def _resume_with_damaged_checkpoint(f, where: list, value) -> tuple[int, str, dict]:
+    """`resume` of a stopped run whose last.pt has `value` at `where`: (exit code, stderr,
+    the run's checksums before), the outcome checked clean."""
+    layout = RunLayout(f.run)
+    state = torch.load(layout.last_checkpoint, weights_only=True)
+    torch.save(_damage(state, where, value), layout.last_checkpoint)
+    runs.write_status(f.run, state="stopped")
+    before = digest(f.run)
+    rc, _, err = f.cli("resume", f.run.name)
+    assert_clean_outcome(rc, err, ("last.pt",))
+    return rc, err, before
 
 
 _DROP = object()
@@ -345,13 +440,7 @@ def test_a_checkpoint_holding_the_wrong_things_is_refused_before_anything_change
     folder, signals, where, value
 ):
     f = folder()
-    layout = RunLayout(f.run)
-    state = torch.load(layout.last_checkpoint, weights_only=True)
-    torch.save(_damage(state, where, value), layout.last_checkpoint)
-    runs.write_status(f.run, state="stopped")
-    before = digest(f.run)
-    rc, _, err = f.cli("resume", f.run.name)
-    assert_clean_outcome(rc, err, ("last.pt",))
+    rc, err, before = _resume_with_damaged_checkpoint(f, where, value)
     if rc == 2:
         assert digest(f.run) == before  # refused before metrics, snapshots or status changed
     f.assert_other_run_untouched()
@@ -383,6 +472,42 @@ def test_a_checkpoint_with_an_absurd_epoch_never_drops_the_history(folder, signa
     rc, _, err = f.cli("resume", f.run.name)
     assert rc == 2 and "progress epoch is -1000000000, not a count" in err
     assert digest(f.run) == before
+
+
+@pytest.mark.parametrize(
+    "where, value, said",
+    [
+        (["optimizer", "param_groups", 0, "lr"], "x", "group 0 lr is 'x'"),
+        (["optimizer", "param_groups", 0, "lr"], 1e6, "group 0 lr is 1000000.0"),
+        (["optimizer", "param_groups", 0, "betas"], 5, "group 0 betas is 5"),
+        (["optimizer", "param_groups", 0, "eps"], None, "group 0 eps is None"),
+        (["optimizer", "param_groups", 0, "amsgrad"], 3, "group 0 amsgrad is 3, not a flag"),
+        (["optimizer", "state", 0, "exp_avg"], torch.zeros(7), "exp_avg is a torch.float32"),
+        (["optimizer", "state", 0, "step"], "x", "its step count is 'x'"),
+        (["scheduler", "T_max"], 0, "T_max is 0, not a positive number"),
+        (["scheduler", "last_epoch"], "x", "last_epoch is 'x', not a count"),
+        (["scheduler", "_last_lr"], [1, 2, 3], "_last_lr is [1, 2, 3], not 1 values"),
+        (["scheduler", "base_lrs"], ["a"], "base_lrs is ['a'], not a number"),
+        (["scheduler", "eta_min"], -1.0, "eta_min is -1.0, negative"),
+    ],
+)  # fmt: skip
+def test_optimizer_and_schedule_contents_of_the_wrong_kind_are_refused_and_change_nothing(
+    folder, signals, where, value, said
+):
+    """They load without complaint (load_state_dict takes any values) and used to fail at
+    the first step, after the resume had dropped the history; now refused up front."""
+    f = folder()
+    rc, err, before = _resume_with_damaged_checkpoint(f, where, value)
+    assert rc == 2 and said in err, err
+    assert digest(f.run) == before  # status.json included: as it was
+
+
+def test_the_unchanged_checkpoint_resumes(folder, signals):
+    """The control of the refusals above: the same run, its checkpoint as saved."""
+    f = folder()
+    runs.write_status(f.run, state="stopped")
+    rc, _, err = f.cli("resume", f.run.name)
+    assert rc == 0, err
 
 
 # --- resume without a checkpoint ---------------------------------------------------------------

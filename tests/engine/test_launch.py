@@ -104,9 +104,10 @@ def test_execute_refuses_a_run_whose_train_lock_is_held(runs_dir, tiny_config):
 
 
 def test_a_stopped_process_reads_as_stopped_and_a_dead_one_as_failed(
-    runs_dir, tiny_config, engine_process
+    runs_dir, tiny_config, run_process
 ):
     run_dir = runs.create_run(tiny_config(), runs_dir)
+    engine_process = run_process(run_dir)
     _running_as(run_dir, engine_process)
     assert runs.stop(run_dir) is True
     assert json.loads(RunLayout(run_dir).status.read_text())["stop_requested"] is True

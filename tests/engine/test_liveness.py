@@ -25,9 +25,10 @@ def test_a_live_process_with_a_recent_heartbeat_is_running(tiny_config, runs_dir
 
 
 def test_a_live_process_whose_heartbeat_stopped_is_stale_and_still_active(
-    tiny_config, runs_dir, engine_process
+    tiny_config, runs_dir, run_process
 ):
     run_dir = runs.create_run(tiny_config(), runs_dir)
+    engine_process = run_process(run_dir)
     _running(run_dir, engine_process, heartbeat=time.time() - 10 * STALE_SECONDS, host=HOST)
     status = runs.read_status(run_dir)
     assert status["state"] == "stale"
