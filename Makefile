@@ -12,13 +12,14 @@ $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) requirements.txt requirements-dev.txt
+$(STAMP): $(PY) requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
 	@touch $(STAMP)
 
 run: $(STAMP)
 	@echo "Dashboard: http://$(ADDRESS):$(PORT)  (Ctrl+C stops it; runs keep going)"
-	PYTHONPATH=$(CURDIR) $(PY) -m streamlit run dashboard/app.py --server.port $(PORT) --server.address $(ADDRESS) --server.headless true
+	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT) --server.address $(ADDRESS) --server.headless true
 
 test: $(STAMP)
 	@$(PY) -m pytest -q; rc=$$?; \
@@ -46,6 +47,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check engine dashboard tests bench
 	$(PY) -m ruff format --check engine dashboard tests bench
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(PY) -m ruff format engine dashboard tests bench

@@ -32,27 +32,27 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads: tiny models, shared cores
 
-import numpy as np  # noqa: E402
-import plotly  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import plotly.io  # noqa: E402
-import plotly.tools  # noqa: E402
-import streamlit  # noqa: E402
-import streamlit.logger  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import plotly
+import plotly.graph_objects as go
+import plotly.io
+import plotly.tools
+import streamlit
+import streamlit.logger
+import torch
 
 streamlit.logger.set_log_level("error")  # no warnings about running outside a server
 
-from dashboard import widgets  # noqa: E402
-from dashboard.embedding_views import figure  # noqa: E402
-from engine import runs  # noqa: E402
-from engine.analysis import DEFAULT_PARAMS, load_embedding, project_run  # noqa: E402
-from engine.atomic import save_npz  # noqa: E402
-from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig  # noqa: E402
-from engine.layout import RunLayout  # noqa: E402
+from dashboard import widgets
+from dashboard.embedding_views import figure
+from engine.analysis import DEFAULT_PARAMS, load_embedding, project_run
+from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig
+from engine.core.atomic import save_npz
+from engine.execution import executor
+from engine.store import runs
+from engine.store.layout import RunLayout
 
 PAGES = ROOT / "dashboard" / "pages"
 CLASSIFIER_PAGES = {  # pages with a view of a finished classification run
@@ -81,7 +81,7 @@ def tiny_run(root: Path, name: str, epochs: int) -> Path:
         epochs=epochs, batch_size=64, seed=0, device="cpu", snapshot_every=1,
     ).validate()  # fmt: skip
     run_dir = runs.create_run(cfg, root)
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     return run_dir
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,11 +31,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from engine.data import BatchLoader  # noqa: E402
-from engine.data.datasets import ImageSet  # noqa: E402
-from engine.data.sources import read_image_folder  # noqa: E402
+from engine.data import BatchLoader
+from engine.data.datasets import ImageSet
+from engine.data.sources import read_image_folder
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 

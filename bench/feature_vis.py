@@ -15,14 +15,11 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from engine.analysis.dream import activation_maximisation, deep_dream  # noqa: E402
-from engine.models.loading import load_imagenet_model  # noqa: E402
+from engine.analysis.dream import activation_maximisation, deep_dream
+from engine.inspect.loading import load_imagenet_model
 
 
 def reference_pass(model, x: torch.Tensor) -> float:

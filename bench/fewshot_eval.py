@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from engine.config import FewShotConfig  # noqa: E402
-from engine.data.episodes import load_fewshot  # noqa: E402
-from engine.experiments.fewshot import evaluation_loader  # noqa: E402
-from engine.models.protonet import PrototypicalNetwork  # noqa: E402
+from engine.config import FewShotConfig
+from engine.data.episodes import load_fewshot
+from engine.experiments.fewshot import evaluation_loader
+from engine.models.protonet import PrototypicalNetwork
 
 
 def main() -> int:

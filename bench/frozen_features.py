@@ -17,10 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from engine import runs  # noqa: E402
-from engine.config import DataConfig, ModelConfig, TransferConfig  # noqa: E402
+from engine.config import DataConfig, ModelConfig, TransferConfig
+from engine.execution import executor
+from engine.store import runs
 
 
 def one_run(root: Path, precompute: bool, a: argparse.Namespace) -> tuple[float, float, float]:
@@ -31,7 +30,7 @@ def one_run(root: Path, precompute: bool, a: argparse.Namespace) -> tuple[float,
         cpu_threads=a.threads,
     )  # fmt: skip
     run_dir = runs.create_run(cfg, root)
-    summary = runs.execute(run_dir)
+    summary = executor.execute(run_dir)
     seconds = [e["value"] for e in runs.read_metrics(run_dir) if e["name"] == "epoch_seconds"]
     return statistics.median(seconds), summary.get("feature_seconds", 0.0), summary["best_val_acc"]
 

@@ -49,12 +49,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from engine.analysis.projections import project, project_run, resolve_params  # noqa: E402
-from engine.atomic import save_npz  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
-from engine.layout import RunLayout  # noqa: E402
+from engine.analysis.projections import project, project_run, resolve_params
+from engine.config import RunConfig
+from engine.core.atomic import save_npz
+from engine.store.layout import RunLayout
 
 PCA_TARGET_S = 1.0
 TSNE_SPEEDUP_TARGET = 3.0

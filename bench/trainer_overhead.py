@@ -21,12 +21,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from engine.config import DataConfig, RunConfig  # noqa: E402
-from engine.data import BatchLoader, load_dataset  # noqa: E402
-from engine.models import build_model  # noqa: E402
-from engine.train import EventLog, Trainer  # noqa: E402
+from engine.config import DataConfig, RunConfig
+from engine.data import BatchLoader, load_dataset
+from engine.models import build_model
+from engine.train import EventLog, Trainer
 
 
 def make(model_name: str, splits, seed: int = 0):

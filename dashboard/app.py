@@ -1,13 +1,8 @@
 """Entry point: `streamlit run dashboard/app.py`. Pages live in dashboard/pages/."""
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `engine` and `dashboard` import from the repo root
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
+import streamlit as st
 
 st.set_page_config(page_title="CNN workbench", page_icon="🔬", layout="wide")
 
@@ -28,7 +23,7 @@ nav = st.navigation(
         st.Page(PAGES / "longtail.py", title="Long tail", icon="🦎"),
     ]
 )
-from engine.worker import prewarm  # noqa: E402
+from engine.execution.worker import prewarm  # noqa: E402
 
 prewarm()  # a warm process waits for the next run: its first live point comes ~2 s sooner
 nav.run()

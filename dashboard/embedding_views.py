@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import projection_jobs, widgets
 from engine.analysis import DEFAULT_PARAMS, load_embedding
-from engine.layout import RunLayout
+from engine.store.layout import RunLayout
 
 METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 

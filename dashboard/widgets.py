@@ -16,9 +16,9 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from engine import runs
-from engine.archive import safe_file_name
-from engine.layout import RunLayout
+from engine.sharing.archive import safe_file_name
+from engine.store import runs
+from engine.store.layout import RunLayout
 
 STATE_ICONS = {
     "queued": "⏳",
@@ -208,7 +208,7 @@ def training_curves(events: list[dict], height: int = 360) -> go.Figure:
 def group_curves(table: list[dict], metrics: dict[str, list[dict]], colours: dict) -> go.Figure:
     """A comparison group's train/val loss and accuracy per epoch (and each logged step at its
     fractional epoch, so a running row moves), one colour per row on every chart. `table`:
-    engine.groups.comparison_table rows; `metrics`: run id -> events."""
+    engine.store.groups.comparison_table rows; `metrics`: run id -> events."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"),
                         horizontal_spacing=0.08)  # fmt: skip
     for r in (r for r in table if r["run"] in metrics):  # rows waiting for a run: no curves
@@ -383,7 +383,7 @@ def read_image_upload(upload, max_mb: int = MAX_UPLOAD_MB):
 
 def ae_grid_table(group) -> None:
     """The A-E grid as the seeds tabulate it: setting, pre-training, fine-tuning, accuracy."""
-    from engine.ae_grid import ae_table
+    from engine.experiments.ae_grid import ae_table
 
     st.dataframe(ae_table(group, runs_dir()), hide_index=True, column_config={
         "validation accuracy": st.column_config.NumberColumn(format="percent"),

@@ -100,7 +100,7 @@ def run_process():
     procs = []
 
     def start(run_dir):
-        from engine.layout import RunLayout
+        from engine.store.layout import RunLayout
 
         with open(RunLayout(run_dir).log, "ab") as log:
             proc = subprocess.Popen(

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from engine import runs
-from engine.layout import RunLayout
+from engine.execution import launcher
+from engine.store import runs
+from engine.store.layout import RunLayout
 from engine.train import read_events
 
 
@@ -28,7 +29,7 @@ def wait_until_ended(run_dir, timeout: float = 120) -> dict:
         wait_for(lambda: runs.read_status(run_dir).get("state") not in runs.ACTIVE, timeout,
                  f"{run_dir} to end")  # fmt: skip
     except pytest.fail.Exception:
-        runs.stop(run_dir)
+        launcher.stop(run_dir)
         raise
     return runs.read_status(run_dir)
 

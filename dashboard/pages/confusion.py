@@ -8,10 +8,10 @@ import streamlit as st
 
 from dashboard import widgets
 from dashboard.embedding_views import embedding
-from engine import runs
 from engine.analysis import normalise_rows, per_class_accuracy
 from engine.config import DataConfig
-from engine.layout import RunLayout
+from engine.store import runs
+from engine.store.layout import RunLayout
 
 widgets.through_app()
 st.title("🧮 Confusion matrix")
@@ -105,7 +105,8 @@ def worst_cell(cm: np.ndarray) -> tuple[int, int]:
 def cell_grad_cams(run_dir: str, stamp: int, ids: tuple, targets: tuple):
     """Grad-CAM maps of the images `ids` for classes `targets`, from the run's best.pt."""
     from engine.analysis.attribution import attribute
-    from engine.models.loading import load_run_model, preprocess
+    from engine.data.images import preprocess
+    from engine.inspect.loading import load_run_model
 
     lm = load_run_model(run_dir)
     data = _dataset(json.dumps(runs.load_config(run_dir).data.__dict__, sort_keys=True))

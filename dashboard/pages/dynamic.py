@@ -11,11 +11,12 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
 from dashboard import widgets
-from engine import groups, runs
 from engine.config import DataConfig, DynamicFilterConfig, OptimConfig
 from engine.data import check_source, load_dataset
-from engine.layout import RunLayout
-from engine.models.loading import load_run_model
+from engine.execution import comparisons
+from engine.inspect.loading import load_run_model
+from engine.store import groups, runs
+from engine.store.layout import RunLayout
 
 widgets.through_app()
 st.title("🎛️ Dynamic filters")
@@ -45,9 +46,9 @@ def new_comparison_form() -> None:
             optim=OptimConfig(lr=float(lr), weight_decay=0.0), epochs=int(epochs),
         )  # fmt: skip
         check_source(base.data.name, base.data.path)
-        group = groups.create_group("dynamic-vs-static", base, widgets.runs_dir(),
+        group = comparisons.create_group("dynamic-vs-static", base, widgets.runs_dir(),
                                     include_frozen=frozen)  # fmt: skip
-        groups.launch_group(group, widgets.runs_dir())
+        comparisons.launch_group(group, widgets.runs_dir())
     except Exception as e:  # ConfigError, DataError, RunError: each says what to do
         widgets.show_error(e)
         return

@@ -7,11 +7,11 @@ import streamlit as st
 
 from dashboard import widgets
 from dashboard.embedding_views import METHOD_LABELS, cached_figure, snapshot_layouts
-from engine import runs
 from engine.analysis import DEFAULT_PARAMS, nearest_neighbours
 from engine.config import DataConfig
 from engine.data import load_dataset
-from engine.layout import RunLayout
+from engine.store import runs
+from engine.store.layout import RunLayout
 
 widgets.through_app()
 st.title("🌌 Embeddings")

@@ -10,14 +10,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import widgets
-from engine import groups, runs
 from engine.config import ConfigError, DataConfig, FewShotConfig, OptimConfig
+from engine.core.jsonfile import JsonFileError, read_json_object
 from engine.data.episodes import check_fewshot_source, load_fewshot
+from engine.execution import comparisons, launcher
 from engine.experiments.fewshot import episode_from_images, evaluation_loader, look_at_episode
-from engine.jsonfile import JsonFileError, read_json_object
-from engine.layout import RunLayout
-from engine.models.loading import load_run_model
+from engine.inspect.loading import load_run_model
 from engine.models.protonet import DISTANCES
+from engine.store import groups, runs
+from engine.store.layout import RunLayout
 
 widgets.through_app()
 st.title("🧩 Few-shot")
@@ -61,11 +62,11 @@ def new_runs_form() -> None:
         ).validate()  # fmt: skip
         check_fewshot_source(base.data.name, base.data.path)
         if grid:
-            group = groups.create_group(GRID, base, widgets.runs_dir())
-            groups.launch_group(group, widgets.runs_dir())
+            group = comparisons.create_group(GRID, base, widgets.runs_dir())
+            comparisons.launch_group(group, widgets.runs_dir())
         else:
             run_dir = runs.create_run(base, widgets.runs_dir())
-            runs.launch(run_dir)
+            launcher.launch(run_dir)
             st.session_state["fewshot_run"] = run_dir.name
     except (ConfigError, ValueError, RuntimeError, OSError) as e:
         widgets.show_error(e)

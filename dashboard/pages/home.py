@@ -4,8 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import widgets
-from engine import runs
 from engine.config import RunConfig
+from engine.execution import launcher
+from engine.store import runs
 
 widgets.through_app()
 st.title("🔬 CNN workbench")
@@ -28,7 +29,7 @@ with left:
         try:
             cfg = RunConfig(name="demo")
             run_dir = runs.create_run(cfg, widgets.runs_dir())
-            runs.launch(run_dir)
+            launcher.launch(run_dir)
         except Exception as e:  # the page stays up; the message says what went wrong
             widgets.show_error(e)
         else:

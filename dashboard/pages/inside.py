@@ -11,15 +11,16 @@ import streamlit as st
 import torch
 
 from dashboard import widgets
-from engine import runs
 from engine.analysis.attribution import METHOD_LABELS, METHODS, attribute, overlay
 from engine.analysis.dream import activation_maximisation, deep_dream
 from engine.analysis.layers import default_cam_layer, list_layers
 from engine.config import DataConfig
 from engine.data import load_dataset
-from engine.layout import RunLayout
+from engine.data.images import preprocess
+from engine.inspect.loading import load_imagenet_model, load_run_model
 from engine.models.backbones import BACKBONES
-from engine.models.loading import load_imagenet_model, load_run_model, preprocess
+from engine.store import runs
+from engine.store.layout import RunLayout
 
 MAX_UPLOAD_MB = widgets.MAX_UPLOAD_MB
 SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")  # shipped inside scikit-learn: offline

@@ -8,10 +8,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import widgets
-from engine import groups, runs
 from engine.analysis.long_tail import long_tail_report
 from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from engine.data import check_source
+from engine.execution import comparisons
+from engine.store import groups, runs
 
 PRESET = "long-tail"
 
@@ -48,8 +49,8 @@ def new_comparison_form() -> None:
             model=ModelConfig(name=model), optim=OptimConfig(lr=float(lr)), epochs=int(epochs),
         ).validate()  # fmt: skip
         check_source(base.data.name, base.data.path)
-        group = groups.create_group(PRESET, base, widgets.runs_dir())
-        groups.launch_group(group, widgets.runs_dir())
+        group = comparisons.create_group(PRESET, base, widgets.runs_dir())
+        comparisons.launch_group(group, widgets.runs_dir())
     except (ValueError, RuntimeError, OSError) as e:  # ConfigError, DataError, RunError
         widgets.show_error(e)
         return

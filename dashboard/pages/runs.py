@@ -13,9 +13,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import widgets
-from engine import catalogue, runs
 from engine.data.roots import check_data_path
-from engine.layout import RunLayout
+from engine.execution import launcher
+from engine.store import catalogue, runs
+from engine.store.layout import RunLayout
 
 widgets.through_app()
 st.title("🗂️ Runs")
@@ -27,7 +28,7 @@ def import_form() -> None:
         upload = st.file_uploader("Run zip", type=["zip"], key="import_zip")
         if upload is None or not st.button("Import", key="import_go"):
             return
-        from engine.archive import unpack_upload
+        from engine.sharing.archive import unpack_upload
 
         try:  # zipfile needs a file it can seek: a private temporary copy, removed at once
             run_dir = unpack_upload(upload.getvalue(), upload.name, widgets.runs_dir())
@@ -41,7 +42,7 @@ def start_config(text: str) -> None:
     """A new run of this config's JSON, launched; the error, if any, shown."""
     try:
         new = catalogue.new_run_from(text, widgets.runs_dir(), check_data_path)
-        runs.launch(new)
+        launcher.launch(new)
     except (ValueError, RuntimeError, OSError) as e:
         widgets.show_error(e)
     else:
@@ -163,7 +164,7 @@ if len(picked) == 1:
                 if st.form_submit_button("▶ Start the edited config"):
                     start_config(edited)
     with t_export:
-        from engine import archive, export
+        from engine.sharing import archive, export
 
         layout = RunLayout(run_dir)
         stem = widgets.safe_file_name(r["run"])

@@ -11,12 +11,13 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from dashboard import widgets
-from engine import groups, runs
 from engine.config import ConfigError, DataConfig, ModelConfig, OptimConfig, SegmentConfig
 from engine.data import check_source
 from engine.data.landcover import CLASS_COLOURS, CLASS_NAMES, SCORED_CLASSES
-from engine.layout import RunLayout
+from engine.execution import comparisons, launcher
 from engine.models.segmentation import SEGMENTATION_MODELS
+from engine.store import groups, runs
+from engine.store.layout import RunLayout
 
 widgets.through_app()
 st.title("🗺️ Segmentation")
@@ -71,12 +72,12 @@ def new_runs_form() -> None:
         ).validate()  # fmt: skip
         check_source(base.data.name, base.data.path)
         if both:
-            group = groups.create_group(PRESET, base, widgets.runs_dir())
-            groups.launch_group(group, widgets.runs_dir())
+            group = comparisons.create_group(PRESET, base, widgets.runs_dir())
+            comparisons.launch_group(group, widgets.runs_dir())
             st.session_state["seg_view"] = f"group:{group.group_id}"
         else:
             run_dir = runs.create_run(base, widgets.runs_dir())
-            runs.launch(run_dir)
+            launcher.launch(run_dir)
             st.session_state["seg_view"] = f"run:{run_dir.name}"
     except (ConfigError, ValueError, RuntimeError, OSError) as e:  # each says what to do
         widgets.show_error(e)

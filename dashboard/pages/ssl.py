@@ -12,13 +12,14 @@ from plotly.subplots import make_subplots
 
 from dashboard import widgets
 from dashboard.embedding_views import compact_projection
-from engine import runs
-from engine.ae_grid import ae_groups_using
 from engine.config import ConfigError, DataConfig, ModelConfig, OptimConfig, SSLConfig
 from engine.data import check_source, load_dataset
+from engine.execution import launcher
+from engine.experiments.ae_grid import ae_groups_using
 from engine.experiments.ssl import view_augmentations
 from engine.models.backbones import BACKBONES
 from engine.ssl import TwoViewLoader, collapse_threshold
+from engine.store import runs
 
 widgets.through_app()
 st.title("🪞 Self-supervised")
@@ -61,7 +62,7 @@ def new_run_form() -> bool:
         ).validate()  # fmt: skip
         check_source(cfg.data.name, cfg.data.path, cfg.data.classes)
         run_dir = runs.create_run(cfg, widgets.runs_dir())
-        runs.launch(run_dir)
+        launcher.launch(run_dir)
     except (ConfigError, ValueError, RuntimeError, OSError) as e:
         widgets.show_error(e)
         return False

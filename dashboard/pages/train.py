@@ -3,7 +3,6 @@
 import streamlit as st
 
 from dashboard import widgets
-from engine import runs
 from engine.config import (
     DATASETS,
     SEGMENTATION_DATASETS,
@@ -15,8 +14,10 @@ from engine.config import (
     parse_epoch_list,
 )
 from engine.data import DataError, check_source
-from engine.layout import RunLayout
+from engine.execution import launcher
 from engine.models import list_models, model_description
+from engine.store import runs
+from engine.store.layout import RunLayout
 
 DATASET_LABELS = {
     "digits": "Handwritten digits (embedded, offline)",
@@ -78,7 +79,7 @@ def start_form() -> None:
         ).validate()
         check_source(cfg.data.name, cfg.data.path)
         run_dir = runs.create_run(cfg, widgets.runs_dir())
-        runs.launch(run_dir)
+        launcher.launch(run_dir)
     except (ConfigError, DataError, runs.RunError, OSError) as e:
         widgets.show_error(e)
         return
@@ -120,7 +121,7 @@ def render_run(run_dir) -> None:
     if active:
         if b1.button("⏹ Stop", help="Saves last.pt, then stops; resume continues from there."):
             try:
-                stopped = runs.stop(run_dir)
+                stopped = launcher.stop(run_dir)
             except runs.RunError as e:  # a status naming a process that is not the run's
                 widgets.show_error(e)
                 stopped = None
@@ -133,7 +134,7 @@ def render_run(run_dir) -> None:
         if b2.button("⏵ Resume", help="Continue from checkpoints/last.pt"):
             try:
                 widgets.check_run_data(run_dir)  # an imported run may name any folder
-                runs.launch(run_dir, resume=True)
+                launcher.launch(run_dir, resume=True)
             except (RuntimeError, ValueError, OSError) as e:  # e.g. already resumed elsewhere
                 widgets.show_error(e)
             else:

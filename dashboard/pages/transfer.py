@@ -1,6 +1,6 @@
 """Transfer: pretrained backbones trained from scratch, fine-tuned, or frozen, side by side.
 
-A comparison is a group of runs on the same split and seed (engine.groups); this page makes
+A comparison is a group of runs on the same split and seed (engine.store.groups); this page makes
 one from a preset, trains its runs one after another, and overlays what they did.
 """
 
@@ -12,14 +12,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import widgets
-from engine import groups, runs
 from engine.analysis import load_embedding, project_run
 from engine.config import DataConfig, ModelConfig, OptimConfig, TransferConfig
 from engine.data import check_source
 from engine.data.roots import check_data_path, data_roots
-from engine.layout import RunLayout
+from engine.execution import comparisons, launcher
+from engine.experiments import presets
 from engine.models.backbones import BACKBONES
-from engine.report import group_report
+from engine.sharing.report import group_report
+from engine.store import groups, runs
+from engine.store.layout import RunLayout
 
 widgets.through_app()
 st.title("🔁 Transfer learning")
@@ -58,8 +60,8 @@ def new_comparison_form() -> None:
     with st.form("new_comparison"):
         c1, c2, c3 = st.columns(3)
         preset = c1.selectbox(
-            "Preset", [p for p in groups.PRESETS if p not in groups.PRESET_KINDS],
-            format_func=lambda p: f"{p}: {groups.PRESETS[p]}",
+            "Preset", [p for p in presets.PRESETS if p not in presets.PRESET_KINDS],
+            format_func=lambda p: f"{p}: {presets.PRESETS[p]}",
             help="the other presets have their own pages (Dynamic filters, Segmentation, "
             "Few-shot, Long tail) or start from the command line (ablation)",
         )  # fmt: skip
@@ -117,12 +119,12 @@ def new_comparison_form() -> None:
             epochs=int(epochs), backbone_lr_scale=float(scale),
         )  # fmt: skip
         check_source(base.data.name, base.data.path, base.data.classes)
-        group = groups.create_group(
+        group = comparisons.create_group(
             preset, base, widgets.runs_dir(), include_scratch=scratch,
             ssl_weights=ssl or None, sequential=not at_once,
             supervised_weights=supervised_source(supervised),
         )  # fmt: skip
-        groups.launch_group(group, widgets.runs_dir())
+        comparisons.launch_group(group, widgets.runs_dir())
     except Exception as e:  # ConfigError, DataError, WeightsError, RunError: all say what to do
         widgets.show_error(e)
         return
@@ -234,12 +236,12 @@ def group_controls(group: groups.Group) -> None:
     c1, c2, _ = st.columns([1, 1, 4])
     if live and c1.button("⏹ Stop all", help="Each run saves last.pt; resume continues it"):
         try:
-            st.toast(f"Asked {groups.stop_group(group, root)} run(s) to stop")
+            st.toast(f"Asked {comparisons.stop_group(group, root)} run(s) to stop")
         except runs.RunError as e:  # a status naming a process that is not the run's
             widgets.show_error(e)
     if pending and not live and c2.button("⏵ Resume the group", help="Unfinished runs, in order"):
         try:
-            groups.launch_group(group, root)
+            comparisons.launch_group(group, root)
         except (RuntimeError, ValueError, OSError) as e:  # RunError, CheckpointError, ...
             widgets.show_error(e)
         else:
@@ -262,7 +264,7 @@ def group_controls(group: groups.Group) -> None:
             help="It saves last.pt; the group's next run then starts. Stop all pauses the group.",
         ):
             try:
-                runs.stop(run_dir)
+                launcher.stop(run_dir)
                 st.toast("Stopping; it saves last.pt first")
             except runs.RunError as e:  # a status naming a process that is not the run's
                 widgets.show_error(e)
@@ -270,7 +272,7 @@ def group_controls(group: groups.Group) -> None:
             if b.button("⏵ Resume this run", help="Queued behind the group's active runs"):
                 busy = [d.name for d in group.run_dirs(root) if d.is_dir() and runs.is_active(d)]
                 try:
-                    runs.launch(
+                    launcher.launch(
                         run_dir, resume=RunLayout(run_dir).last_checkpoint.exists(),
                         warm=not busy, after=busy if group.sequential else [],
                     )  # fmt: skip
@@ -352,7 +354,7 @@ for bad in (g for g in found if isinstance(g, Exception)):
 valid = [
     g for g in found
     if not isinstance(g, Exception)
-    and groups.PRESET_KINDS.get(g.preset) not in ("segment", "fewshot")
+    and presets.PRESET_KINDS.get(g.preset) not in ("segment", "fewshot")
 ]  # fmt: skip
 if not valid:
     st.info("No comparisons yet: pick a preset above and start one.")

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.atomic import save_npy, write_json
-from engine.layout import RunLayout, epoch_name
-from engine.ziplimits import unpack_ratio_problem
+from engine.core.atomic import save_npy, write_json
+from engine.core.ziplimits import unpack_ratio_problem
+from engine.store.layout import RunLayout, epoch_name
 
 METHODS = ("pca", "tsne", "umap")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from engine.jsonfile import MAX_JSON_BYTES, JsonFileError, parse_json, read_regular
+from engine.core.jsonfile import MAX_JSON_BYTES, JsonFileError, parse_json, read_regular
 
 
 class ConfigError(ValueError):

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.core.errors import first_line
 from engine.data.datasets import DataError, resize_uint8
-from engine.errors import first_line
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer",

@@ -127,3 +127,16 @@ def check_image(path: Path, what: str = "image") -> tuple[int, int]:
             im.draft(None, (1, 1))  # JPEG only: the smallest DCT scale
             im.load()
     return size
+
+
+def preprocess(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(C, H, W) uint8 (any size) -> (C, size, size) float in [0, 1]: centre-cropped to a
+    square, then resized, as the ImageNet models were evaluated."""
+    c, h, w = image.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = image[:, top : top + side, left : left + side].float().unsqueeze(0) / 255.0
+    out = torch.nn.functional.interpolate(
+        square, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+    )
+    return out[0].clamp(0, 1)

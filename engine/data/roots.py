@@ -24,7 +24,7 @@ ENV = "WORKBENCH_DATA_ROOTS"
 def data_roots() -> list[Path]:
     """The allowed roots, resolved (symbolic links followed)."""
     from engine.data.landcover import data_root
-    from engine.layout import REPO_ROOT
+    from engine.store.layout import REPO_ROOT
 
     listed = os.environ.get(ENV)
     if listed:

@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from engine.analysis.metrics import confusion_matrix
-from engine.atomic import save_npy, save_npz, write_atomic
 from engine.config import RunConfig
+from engine.core.atomic import save_npy, save_npz, write_atomic
 from engine.data import BatchLoader, ImageSet, Splits, load_dataset
-from engine.layout import RunLayout
 from engine.models import build_model
+from engine.store.events import drop_events_after
+from engine.store.layout import RunLayout
 from engine.train import (
     CheckpointError,
     Classification,
@@ -36,7 +37,6 @@ from engine.train import (
     load_checkpoint,
     resolve_device,
 )
-from engine.train.events import drop_events_after
 from engine.train.trainer import EpochHook, eval_mode
 
 

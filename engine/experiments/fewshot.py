@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.atomic import save_npz
 from engine.config import FewShotConfig
+from engine.core.atomic import save_npz
 from engine.data import ImageSet, Splits
 from engine.data.episodes import (
     EpisodeLoader,
@@ -27,10 +27,10 @@ from engine.data.episodes import (
     load_fewshot,
 )
 from engine.experiments.classify import Prepared, fit_classifier, parameter_counts
-from engine.layout import RunLayout
 from engine.models.protonet import Episode, PrototypicalNetwork
+from engine.store.events import EventLog
+from engine.store.layout import RunLayout
 from engine.train import Trainer, build_optimizer
-from engine.train.events import EventLog
 from engine.train.tasks import Episodic, EvalResult
 from engine.train.trainer import eval_mode
 
@@ -182,7 +182,7 @@ def episode_from_images(support: list[list[torch.Tensor]], query: list[torch.Ten
                         size: int, mean, std) -> Episode:  # fmt: skip
     """An episode from a person's images: `support[c]` the (C, H, W) uint8 images of class c,
     `query` any images; each centre-cropped and resized to `size`, then normalised."""
-    from engine.models.loading import preprocess
+    from engine.data.images import preprocess
 
     def prepared(images):
         x = torch.stack([preprocess(im, size) for im in images])

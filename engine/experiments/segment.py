@@ -11,14 +11,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.atomic import save_npy, write_atomic
 from engine.config import SegmentConfig
+from engine.core.atomic import save_npy, write_atomic
 from engine.data import DataError, ImageSet, SegmentationLoader, Splits
 from engine.data.landcover import CLASS_NAMES, SCORED_CLASSES, UNKNOWN, labels_to_rgb
 from engine.experiments.classify import Prepared, fit_classifier, parameter_counts
-from engine.layout import RunLayout
 from engine.models.backbones import get_backbone
 from engine.models.segmentation import SEGMENTATION_MODELS, build_segmentation_model
+from engine.store.layout import RunLayout
 from engine.train import Segmentation, Trainer, build_optimizer
 from engine.train.tasks import EvalResult
 from engine.train.trainer import eval_mode

@@ -18,11 +18,10 @@ import numpy as np
 import torch
 
 from engine.analysis.metrics import confusion_matrix
-from engine.atomic import save_npy, save_npz
 from engine.config import SSLConfig
+from engine.core.atomic import save_npy, save_npz
 from engine.data import BatchLoader, ImageSet, Splits
 from engine.experiments.classify import Prepared, fit_classifier, parameter_counts, snapshot_subset
-from engine.layout import RunLayout
 from engine.models.backbones import build_transfer_net, get_backbone
 from engine.ssl import (
     BYOL,
@@ -33,9 +32,10 @@ from engine.ssl import (
     knn_probe,
     target_momentum,
 )
+from engine.store.events import EventLog
+from engine.store.layout import RunLayout
 from engine.train import Trainer, build_optimizer, load_checkpoint
 from engine.train.checkpoint import save_checkpoint
-from engine.train.events import EventLog
 from engine.train.tasks import EvalResult
 
 BACKBONE_FILE = "backbone.pt"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from engine.errors import first_line
-from engine.layout import REPO_ROOT
+from engine.core.errors import first_line
+from engine.store.layout import REPO_ROOT
 
 
 class WeightsError(RuntimeError):

@@ -10,8 +10,8 @@ _EXPORTS = {
     "CheckpointError": "checkpoint",
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
-    "EventLog": "events",
-    "read_events": "events",
+    "EventLog": "engine.store.events",
+    "read_events": "engine.store.events",
     "EvalResult": "tasks",
     "Classification": "tasks",
     "Episodic": "tasks",
@@ -29,4 +29,5 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'engine.train' has no attribute {name!r}")
-    return getattr(import_module(f"engine.train.{_EXPORTS[name]}"), name)
+    module = _EXPORTS[name]
+    return getattr(import_module(module if "." in module else f"engine.train.{module}"), name)

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from engine.atomic import write_atomic
-from engine.errors import CheckpointError, first_line
+from engine.core.atomic import write_atomic
+from engine.core.errors import CheckpointError, first_line
 from engine.models.weights import torch_file_problem
 
 

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.core.devices import device_problem
+from engine.core.errors import first_line
 from engine.data.loader import BatchLoader
-from engine.devices import device_problem
-from engine.errors import first_line
+from engine.store.events import EventLog
 from engine.train import distributed
 from engine.train.checkpoint import (
     CheckpointError,
@@ -31,7 +32,6 @@ from engine.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from engine.train.events import EventLog
 from engine.train.tasks import Classification, EvalResult
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

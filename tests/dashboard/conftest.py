@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import runs
 from engine.config import RunConfig
+from engine.execution import executor
+from engine.store import runs
 
 APP = Path(__file__).resolve().parents[2] / "dashboard"
 
@@ -20,7 +21,7 @@ def finished_run_template(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("runs-template")
     cfg = RunConfig(name="fixture", epochs=3, snapshot_every=1, log_every=2)
     run_dir = runs.create_run(cfg, root)
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     return run_dir
 
 
@@ -54,11 +55,11 @@ def app():
 
 def train_group(root: Path, preset: str, base, **options):
     """A comparison group made from `preset` in `root` and trained to the end, in this process."""
-    from engine import groups
+    from engine.execution import comparisons
 
-    group = groups.create_group(preset, base, root, **options)
+    group = comparisons.create_group(preset, base, root, **options)
     for run_dir in group.run_dirs(root):
-        runs.execute(run_dir)
+        executor.execute(run_dir)
     return root, group
 
 

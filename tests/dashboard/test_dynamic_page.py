@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from engine import runs
 from engine.config import DynamicFilterConfig
+from engine.execution import executor
+from engine.store import runs
 from tests.dashboard.conftest import page, private_copy, train_group
 from tests.helpers import plotly_values
 
@@ -69,7 +70,7 @@ def test_a_static_run_on_other_data_is_not_offered(comparison):
     runs_dir, group = comparison
     other = DynamicFilterConfig(dynamic=False, epochs=1, snapshot_size=20)
     other.data.val_fraction = 0.2  # another split: its test images are not the same images
-    runs.execute(runs.create_run(other, runs_dir))
+    executor.execute(runs.create_run(other, runs_dir))
     at = page("dynamic").run()
     box = next(s for s in at.selectbox if s.label == "Static run to compare")
     assert box.options == ["none", f"static · {group.rows[1].run_id}"]

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import runs
 from engine.config import DataConfig, FewShotConfig
 from engine.data.episodes import load_fewshot
+from engine.execution import executor
 from engine.experiments.fewshot import evaluation_loader
+from engine.store import runs
 from tests.dashboard.conftest import page, private_copy, train_group
 from tests.helpers import plotly_values
 
@@ -26,7 +27,7 @@ def fewshot_template(tmp_path_factory):
     """One run tested at K = 1 and 5, and a finished K x distance grid of tiny runs."""
     root = tmp_path_factory.mktemp("fewshot-template") / "runs"
     run_dir = runs.create_run(FewShotConfig(test_shots=[1, 5], **TINY), root)
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     _, group = train_group(root, "fewshot-grid", FewShotConfig(**TINY))
     return root, run_dir.name, group
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import runs
-from engine.layout import RunLayout
+from engine.store import runs
+from engine.store.layout import RunLayout
 from tests.dashboard.conftest import page
 
 JSON = st.recursive(

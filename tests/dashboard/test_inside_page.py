@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from dashboard import widgets
-from engine import runs
-from engine.layout import RunLayout
+from engine.store import runs
+from engine.store.layout import RunLayout
 from tests.dashboard.conftest import page
 
 

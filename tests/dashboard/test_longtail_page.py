@@ -3,8 +3,9 @@ against its training images, two confusion matrices side by side, the drift to t
 
 import pytest
 
-from engine import groups
 from engine.config import DataConfig, RunConfig
+from engine.execution import comparisons
+from engine.store import groups
 from tests.dashboard.conftest import page, private_copy, train_group
 from tests.helpers import plotly_values
 
@@ -73,7 +74,7 @@ def test_without_a_comparison_the_page_says_how_to_start_one(runs_dir):
 
 
 def test_the_form_refuses_a_balanced_split_and_makes_nothing(runs_dir, monkeypatch):
-    monkeypatch.setattr(groups, "launch_group", lambda g, d=None: pytest.fail("launched"))
+    monkeypatch.setattr(comparisons, "launch_group", lambda g, d=None: pytest.fail("launched"))
     at = page("longtail").run()
     at.number_input[0].set_value(1.0)  # ρ = 1: no long tail
     at.button[0].click().run()

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from engine import runs
-from engine.layout import RunLayout
+from engine.execution import launcher
+from engine.store import runs
+from engine.store.layout import RunLayout
 from tests.dashboard.conftest import app, page
 from tests.helpers import plotly_values, wait_for, wait_until_ended
 
@@ -49,7 +50,7 @@ def test_start_the_demo_launches_a_run_and_opens_the_train_page(runs_dir):
         assert runs.read_status(run_dir)["state"] in ("running", "finished")
         assert runs.load_config(run_dir).name == "demo"
     finally:
-        runs.stop(run_dir)
+        launcher.stop(run_dir)
         wait_until_ended(run_dir, 60)
 
 

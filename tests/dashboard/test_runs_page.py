@@ -8,8 +8,9 @@ import shutil
 
 import pytest
 
-from engine import catalogue, runs
 from engine.config import RunConfig
+from engine.execution import launcher
+from engine.store import catalogue, runs
 from tests.dashboard.conftest import page
 from tests.helpers import plotly_values
 
@@ -103,7 +104,7 @@ def test_a_bad_tag_is_explained(two_runs):
 def test_rerun_and_clone_start_new_runs(two_runs, runs_dir, monkeypatch):
     finished, _ = two_runs
     launched = []
-    monkeypatch.setattr(runs, "launch", lambda d, **kw: launched.append(d))
+    monkeypatch.setattr(launcher, "launch", lambda d, **kw: launched.append(d))
     at = select(page("runs").run(), [1])
     next(b for b in at.button if b.label.startswith("⟳ Re-run")).click().run()
     assert not at.exception and len(launched) == 1
@@ -117,7 +118,7 @@ def test_rerun_and_clone_start_new_runs(two_runs, runs_dir, monkeypatch):
 
 def test_a_clone_outside_the_data_roots_is_refused(two_runs, runs_dir, monkeypatch):
     finished, _ = two_runs
-    monkeypatch.setattr(runs, "launch", lambda d, **kw: pytest.fail("launched"))
+    monkeypatch.setattr(launcher, "launch", lambda d, **kw: pytest.fail("launched"))
     before = len(runs.list_runs(runs_dir))
     edited = json.loads(catalogue.config_text(finished))
     edited["data"].update(name="folder", path="/etc")
@@ -148,7 +149,7 @@ def test_export_offers_every_format(two_runs):
 def test_a_damaged_snapshot_is_said_before_any_download_is_offered(two_runs):
     import numpy as np
 
-    from engine.layout import RunLayout
+    from engine.store.layout import RunLayout
 
     finished, _ = two_runs
     path = RunLayout(finished).embedding_file(RunLayout(finished).embedding_epochs()[-1])
@@ -164,7 +165,7 @@ def test_a_damaged_snapshot_is_said_before_any_download_is_offered(two_runs):
 
 
 def test_the_import_form_is_there_and_an_imported_run_is_listed(two_runs, runs_dir, tmp_path):
-    from engine.archive import pack_run, unpack_upload
+    from engine.sharing.archive import pack_run, unpack_upload
 
     finished, _ = two_runs
     pack_run(finished, tmp_path / "shared.zip")
@@ -179,7 +180,7 @@ def test_the_import_form_is_there_and_an_imported_run_is_listed(two_runs, runs_d
 def test_an_imported_run_naming_a_folder_outside_the_data_roots_cannot_resume(
     finished_run, runs_dir, monkeypatch
 ):
-    monkeypatch.setattr(runs, "launch", lambda *a, **kw: pytest.fail("launched"))
+    monkeypatch.setattr(launcher, "launch", lambda *a, **kw: pytest.fail("launched"))
     cfg = json.loads((finished_run / "config.json").read_text())
     cfg["data"].update(name="folder", path="/etc")  # what a zip from elsewhere can say
     (finished_run / "config.json").write_text(json.dumps(cfg))

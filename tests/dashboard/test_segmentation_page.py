@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import runs
 from engine.config import DataConfig, SegmentConfig
 from engine.data.landcover import CLASS_COLOURS, labels_to_rgb, synthetic_scene
-from engine.layout import RunLayout
+from engine.store import runs
+from engine.store.layout import RunLayout
 from tests.dashboard.conftest import page, private_copy, train_group
 from tests.helpers import plotly_values
 

@@ -14,11 +14,12 @@ import torch
 import torchvision
 from PIL import Image
 
-from engine import groups, runs
 from engine.config import DataConfig, ModelConfig, RunConfig, SSLConfig, TransferConfig
-from engine.layout import RunLayout
+from engine.execution import comparisons, executor
 from engine.models.backbones import get_backbone
 from engine.ssl import collapse_threshold
+from engine.store import groups, runs
+from engine.store.layout import RunLayout
 from engine.train import read_events
 from tests.dashboard.conftest import page, private_copy
 from tests.helpers import plotly_values
@@ -54,7 +55,7 @@ def ssl_template(tmp_path_factory):
         snapshot_size=20, snapshot_every=1, log_every=1, seed=0, device="cpu",
     )  # fmt: skip
     run_dir = runs.create_run(cfg, root / "runs")
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     assert runs.read_status(run_dir)["state"] == "finished"
     return root / "runs", run_dir.name
 
@@ -214,7 +215,7 @@ def test_the_grid_tab_tabulates_a_grid_that_uses_the_run(trained, runs_dir, weig
     cfg = runs.load_config(trained)
     base = TransferConfig(model=ModelConfig(name="resnet18"), data=cfg.data, epochs=1,
                           device="cpu")  # fmt: skip
-    group = groups.create_group("a-e", base, runs_dir, ssl_weights=trained.name)
+    group = comparisons.create_group("a-e", base, runs_dir, ssl_weights=trained.name)
     at = page("ssl").run()
     assert not at.exception and not at.error
     assert not [i for i in at.info if "No A–E grid" in i.value]
@@ -328,7 +329,7 @@ def test_the_transfer_form_starts_rows_c_and_e_from_the_byol_runs_backbone(
     torch.save(torchvision.models.resnet18(weights=None).state_dict(),
                weight_cache / get_backbone("resnet18").weight_file().filename)  # fmt: skip
     launched = []
-    monkeypatch.setattr(groups, "launch_group", lambda g, d=None: launched.append(g) or [])
+    monkeypatch.setattr(comparisons, "launch_group", lambda g, d=None: launched.append(g) or [])
     # Other data than the BYOL run's (here a copy): its split is not the grid's concern.
     data_path = shutil.copytree(runs.load_config(trained).data.path, tmp_path / "other")
     at = fill_transfer_form(page("transfer").run(), trained.name, "imagenet", str(data_path))
@@ -354,7 +355,7 @@ def test_the_transfer_form_refuses_a_byol_run_that_does_not_fit_the_grid(
 ):
     """The same folder split otherwise (the BYOL run held out 25% for validation, the grid
     15%: pretraining saw grid test images), or another architecture: refused, nothing made."""
-    monkeypatch.setattr(groups, "launch_group", lambda g, d=None: pytest.fail("launched"))
+    monkeypatch.setattr(comparisons, "launch_group", lambda g, d=None: pytest.fail("launched"))
     data_path = runs.load_config(trained).data.path
     at = fill_transfer_form(page("transfer").run(), trained.name, "imagenet", data_path, backbone)
     assert not at.exception
@@ -366,7 +367,7 @@ def test_the_transfer_form_refuses_a_byol_run_that_does_not_fit_the_grid(
 def test_the_transfer_form_names_a_supervised_backbone_that_is_not_there(
     trained, runs_dir, monkeypatch
 ):
-    monkeypatch.setattr(groups, "launch_group", lambda g, d=None: pytest.fail("launched"))
+    monkeypatch.setattr(comparisons, "launch_group", lambda g, d=None: pytest.fail("launched"))
     data_path = runs.load_config(trained).data.path
     at = fill_transfer_form(page("transfer").run(), trained.name, "no-such-run", data_path)
     assert not at.exception

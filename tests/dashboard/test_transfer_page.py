@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import groups, runs
 from engine.config import DataConfig, ModelConfig, TransferConfig
+from engine.store import groups, runs
 from tests.dashboard.conftest import page, private_copy, train_group
 
 

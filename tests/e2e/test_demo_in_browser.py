@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.demo_timing import CHROMIUM_ARGS, dashboard, run_demo
-from engine.layout import RunLayout
+from engine.store.layout import RunLayout
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -4,11 +4,13 @@ with the seed's milestones scaled to the run's epochs; colour jitter in the augm
 import pytest
 import torch
 
-from engine import groups
 from engine.config import DataConfig, RunConfig
 from engine.data import BatchLoader, ImageSet
 from engine.data.colour import random_colour_jitter, to_gray
-from engine.groups import scaled_milestones
+from engine.execution import comparisons
+from engine.experiments import presets
+from engine.experiments.presets import scaled_milestones
+from engine.store import groups
 
 
 def test_milestones_keep_their_fractions_of_the_epochs():
@@ -20,7 +22,7 @@ def test_milestones_keep_their_fractions_of_the_epochs():
 
 
 def test_the_preset_is_every_combination_once():
-    rows = groups.preset_configs("ablation", RunConfig(epochs=20))
+    rows = presets.preset_configs("ablation", RunConfig(epochs=20))
     assert len(rows) == 8
     combos = {(c.data.augment, c.data.colour_jitter, c.optim.schedule, c.optim.name)
               for _, c, _ in rows}  # fmt: skip
@@ -62,14 +64,15 @@ def test_the_loader_jitters_colours_only_when_asked():
 
 
 def test_an_ablation_group_trains(tmp_path):
-    from engine import runs
+    from engine.execution import executor
+    from engine.store import runs
 
     base = RunConfig(data=DataConfig(image_size=8), epochs=2, batch_size=256, device="cpu",
                      snapshot_size=20)  # fmt: skip
-    group = groups.create_group("ablation", base, tmp_path)
+    group = comparisons.create_group("ablation", base, tmp_path)
     first, last = group.run_dirs(tmp_path)[0], group.run_dirs(tmp_path)[-1]
-    runs.execute(first)
-    runs.execute(last)
+    executor.execute(first)
+    executor.execute(last)
     table = {r["label"]: r for r in groups.comparison_table(group, tmp_path)}
     assert table["SGD · no aug · constant lr"]["best_val_acc"] is not None
     assert table["Adam · augmented · MultiStepLR"]["test_acc"] is not None
@@ -81,4 +84,4 @@ def test_classify_presets_refuse_a_transfer_config(preset):
     from engine.config import ConfigError, TransferConfig
 
     with pytest.raises(ConfigError, match=f"preset '{preset}' compares classify runs"):
-        groups.preset_configs(preset, TransferConfig())
+        presets.preset_configs(preset, TransferConfig())

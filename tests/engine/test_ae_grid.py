@@ -12,12 +12,14 @@ import pytest
 import torch
 import torchvision
 
-from engine import groups, runs
-from engine.__main__ import main
-from engine.ae_grid import FINE_TUNING, ae_groups_using, ae_table, weights_origin
+from engine.cli.main import main
 from engine.config import ConfigError, DataConfig, ModelConfig, SSLConfig, TransferConfig
-from engine.layout import RunLayout
+from engine.execution import comparisons, executor
+from engine.experiments import presets
+from engine.experiments.ae_grid import FINE_TUNING, ae_groups_using, ae_table, weights_origin
 from engine.models.backbones import build_transfer_net
+from engine.store import groups, runs
+from engine.store.layout import RunLayout
 from engine.train import read_events
 
 
@@ -79,29 +81,29 @@ def checkpoint(run_dir: Path, name: str) -> str:
 
 
 def test_imagenet_stays_imagenet(runs_dir):
-    assert groups.backbone_weights_file("imagenet", runs_dir) == "imagenet"
+    assert comparisons.backbone_weights_file("imagenet", runs_dir) == "imagenet"
 
 
 def test_a_weight_file_is_taken_as_its_absolute_path(runs_dir, tmp_path, monkeypatch):
     (tmp_path / "work").mkdir()
     torch.save(resnet18_body(0), tmp_path / "work" / "byol.pt")
     monkeypatch.chdir(tmp_path / "work")
-    found = groups.backbone_weights_file("byol.pt", runs_dir)
+    found = comparisons.backbone_weights_file("byol.pt", runs_dir)
     assert found == str((tmp_path / "work" / "byol.pt").resolve()) and Path(found).is_absolute()
     monkeypatch.setenv("HOME", str(tmp_path / "work"))
-    assert groups.backbone_weights_file("~/byol.pt", runs_dir) == found
+    assert comparisons.backbone_weights_file("~/byol.pt", runs_dir) == found
 
 
 def test_a_byol_run_gives_its_backbone_file(runs_dir, pets):
     run_dir = byol_run(runs_dir, pets)
     want = checkpoint(run_dir, "backbone.pt")
     for value in (str(run_dir), run_dir.name, run_dir.name[:-2]):  # folder, id, id prefix
-        assert groups.backbone_weights_file(value, runs_dir) == want, value
+        assert comparisons.backbone_weights_file(value, runs_dir) == want, value
 
 
 def test_a_run_without_a_backbone_file_gives_its_best_pt(runs_dir, pets):
     for run_dir in (supervised_run(runs_dir, pets), byol_run(runs_dir, pets, backbone=False)):
-        assert groups.backbone_weights_file(run_dir.name, runs_dir) == checkpoint(
+        assert comparisons.backbone_weights_file(run_dir.name, runs_dir) == checkpoint(
             run_dir, "best.pt"
         )
 
@@ -109,7 +111,7 @@ def test_a_run_without_a_backbone_file_gives_its_best_pt(runs_dir, pets):
 def test_a_run_without_checkpoints_is_refused_with_what_is_missing(runs_dir, pets):
     run_dir = runs.create_run(SSLConfig(), runs_dir)
     with pytest.raises(ConfigError) as raised:
-        groups.backbone_weights_file(str(run_dir), runs_dir)
+        comparisons.backbone_weights_file(str(run_dir), runs_dir)
     assert str(raised.value) == f"run {run_dir.name} has no checkpoint yet (no checkpoints/best.pt)"
 
 
@@ -117,7 +119,7 @@ def test_a_run_without_checkpoints_is_refused_with_what_is_missing(runs_dir, pet
 def test_something_that_is_neither_a_file_nor_a_run_is_named(runs_dir, pets, value):
     byol_run(runs_dir, pets)
     with pytest.raises(ConfigError) as raised:
-        groups.backbone_weights_file(value, runs_dir)
+        comparisons.backbone_weights_file(value, runs_dir)
     assert str(raised.value) == f"weights {value!r}: no such weight file, run folder or run id"
 
 
@@ -126,7 +128,7 @@ def test_an_ambiguous_run_prefix_names_the_runs_it_matches(runs_dir, pets):
     prefix = os.path.commonprefix([one.name, two.name])  # at least the date
     assert len(prefix) >= 8
     with pytest.raises(ConfigError) as raised:
-        groups.backbone_weights_file(prefix, runs_dir)
+        comparisons.backbone_weights_file(prefix, runs_dir)
     assert one.name in str(raised.value) and two.name in str(raised.value)
 
 
@@ -137,7 +139,7 @@ def test_an_ambiguous_run_prefix_names_the_runs_it_matches(runs_dir, pets):
 def grid(runs_dir, pets, base):
     """An A-E group: B and D from a supervised run's id, C and E from a BYOL run's folder."""
     supervised, byol = supervised_run(runs_dir, pets), byol_run(runs_dir, pets)
-    group = groups.create_group("a-e", base, runs_dir, ssl_weights=str(byol),
+    group = comparisons.create_group("a-e", base, runs_dir, ssl_weights=str(byol),
                                 supervised_weights=supervised.name)  # fmt: skip
     return group, supervised, byol
 
@@ -189,7 +191,7 @@ def test_the_table_says_what_each_row_was_pretrained_on_and_how_it_is_tuned(runs
 def test_a_trained_rows_accuracies_are_its_runs(runs_dir, grid):
     group, _, _ = grid
     row_a = runs_dir / group.rows[0].run_id
-    runs.execute(row_a)
+    executor.execute(row_a)
     table = ae_table(group, runs_dir)
     val = [e["value"] for e in read_events(RunLayout(row_a).metrics)[0]
            if (e["name"], e["split"]) == ("acc", "val")]  # fmt: skip
@@ -201,19 +203,19 @@ def test_a_trained_rows_accuracies_are_its_runs(runs_dir, grid):
 
 
 def test_with_imagenet_and_no_byol_run_the_table_says_so(runs_dir, base, resnet18_cached):
-    group = groups.create_group("a-e", base, runs_dir)
+    group = comparisons.create_group("a-e", base, runs_dir)
     table = ae_table(group, runs_dir)
     assert [r["pre-training"] for r in table] == [
-        "–", "ImageNet, with labels (torchvision)", groups.SSL_WAITING,
-        "ImageNet, with labels (torchvision)", groups.SSL_WAITING,
+        "–", "ImageNet, with labels (torchvision)", presets.SSL_WAITING,
+        "ImageNet, with labels (torchvision)", presets.SSL_WAITING,
     ]  # fmt: skip
     assert [r["fine-tuning"] for r in table] == [FULL, FULL, "–", FROZEN, "–"]
     assert [r["state"] for r in table] == [
         "queued",
         "queued",
-        groups.SSL_WAITING,
+        presets.SSL_WAITING,
         "queued",
-        groups.SSL_WAITING,
+        presets.SSL_WAITING,
     ]
 
 
@@ -261,7 +263,7 @@ def test_the_grids_that_use_a_byol_run_are_found(runs_dir, grid, pets, base):
     assert [g.group_id for g in ae_groups_using(byol, runs_dir)] == [group.group_id]
     assert [g.group_id for g in ae_groups_using(str(byol), runs_dir)] == [group.group_id]
     assert ae_groups_using(other, runs_dir) == []
-    second = groups.create_group("a-e", base, runs_dir, ssl_weights=other.name,
+    second = comparisons.create_group("a-e", base, runs_dir, ssl_weights=other.name,
                                  supervised_weights=supervised.name)  # fmt: skip
     assert [g.group_id for g in ae_groups_using(other, runs_dir)] == [second.group_id]
     assert [g.group_id for g in ae_groups_using(byol, runs_dir)] == [group.group_id]
@@ -271,7 +273,7 @@ def test_a_run_whose_name_extends_another_is_not_confused_with_it(runs_dir, pets
     shorter = byol_run(runs_dir, pets)
     longer = shorter.with_name(shorter.name + "-2")
     shutil.copytree(shorter, longer)
-    group = groups.create_group("a-e", base, runs_dir, ssl_weights=str(longer),
+    group = comparisons.create_group("a-e", base, runs_dir, ssl_weights=str(longer),
                                 supervised_weights=supervised_run(runs_dir, pets).name)  # fmt: skip
     assert [g.group_id for g in ae_groups_using(longer, runs_dir)] == [group.group_id]
     assert ae_groups_using(shorter, runs_dir) == []
@@ -279,7 +281,7 @@ def test_a_run_whose_name_extends_another_is_not_confused_with_it(runs_dir, pets
 
 def test_other_presets_and_damaged_manifests_are_passed_over(runs_dir, grid, resnet18_cached, base):
     group, _, byol = grid
-    groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    comparisons.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
     (groups.groups_dir(runs_dir) / "broken.json").write_text("{")
     assert [g.group_id for g in ae_groups_using(byol, runs_dir)] == [group.group_id]
 
@@ -290,7 +292,7 @@ def test_other_presets_and_damaged_manifests_are_passed_over(runs_dir, grid, res
 def test_compare_a_e_takes_both_backbones_as_runs(runs_dir, pets, monkeypatch, capsys):
     supervised, byol = supervised_run(runs_dir, pets), byol_run(runs_dir, pets)
     launched = []
-    monkeypatch.setattr(groups, "launch_group", lambda g, d=None: launched.append(g) or [])
+    monkeypatch.setattr(comparisons, "launch_group", lambda g, d=None: launched.append(g) or [])
     argv = ["--runs-dir", str(runs_dir), "compare", "--preset", "a-e", "--model", "resnet18",
             "--dataset", "folder", "--data-path", str(pets), "--image-size", "16",
             "--epochs", "1", "--ssl-weights", byol.name, "--supervised-weights", str(supervised),

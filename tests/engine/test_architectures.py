@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from engine.__main__ import main
+from engine.cli.main import main
 from engine.config import ConfigError, ModelConfig
 from engine.models import build_model, list_models
 from engine.models.profile import count_macs, model_costs, train_throughput
@@ -113,14 +113,15 @@ def test_cardinality_is_for_resnext_only():
 
 
 def test_a_resnext_run_builds_what_its_config_asks(tmp_path):
-    from engine import runs
     from engine.config import DataConfig, RunConfig
-    from engine.models.loading import load_run_model
+    from engine.execution import executor
+    from engine.inspect.loading import load_run_model
+    from engine.store import runs
 
     cfg = RunConfig(model=ModelConfig(name="resnext18", cardinality=4, group_width=8),
                     data=DataConfig(image_size=16), epochs=1, batch_size=64, device="cpu",
                     snapshot_size=20)  # fmt: skip
     run_dir = runs.create_run(cfg, tmp_path)
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     model = load_run_model(run_dir).model
     assert {m.groups for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1} == {4}

@@ -196,7 +196,7 @@ def path_outside_the_data_roots(tmp: Path):
 
 def runs_folder_that_is_a_file(tmp: Path):
     from engine.config import RunConfig
-    from engine.runs import RunError, create_run
+    from engine.store.runs import RunError, create_run
 
     (tmp / "runs").write_text("a file where the runs folder should be")
     return (lambda: create_run(RunConfig(), tmp / "runs"), RunError,

@@ -8,14 +8,15 @@ import math
 
 import pytest
 
-from engine import catalogue, runs
 from engine.config import ConfigError
+from engine.execution import executor
+from engine.store import catalogue, runs
 
 
 @pytest.fixture
 def finished(tiny_config, runs_dir):
     run_dir = runs.create_run(tiny_config(epochs=2), runs_dir)
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     return run_dir
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine import runs
-from engine.__main__ import main
-from engine.layout import RunLayout
+from engine.cli.main import main
+from engine.store import runs
+from engine.store.layout import RunLayout
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import groups, runs
-from engine.__main__ import main
+from engine.cli.main import main
+from engine.execution import comparisons
 from engine.models.backbones import BACKBONES, get_backbone
+from engine.store import groups, runs
 from tests.helpers import wait_until_ended
 
 
@@ -107,7 +108,7 @@ def test_compare_a_e_without_ssl_weights_says_which_rows_wait(runs_dir, tiny_fol
         assert main(["--runs-dir", str(runs_dir), "groups"]) == 0
         assert "BYOL" in capsys.readouterr().out
     finally:
-        groups.stop_group(group, runs_dir)
+        comparisons.stop_group(group, runs_dir)
         for run_dir in group.run_dirs(runs_dir):
             wait_until_ended(run_dir, 60)
 

@@ -10,8 +10,9 @@ import signal
 import pytest
 import torch
 
-from engine import runs
-from engine.layout import RunLayout
+from engine.execution import executor, launcher
+from engine.store import runs
+from engine.store.layout import RunLayout
 from engine.train import load_checkpoint, read_events
 from engine.train.checkpoint import save_checkpoint
 from tests.helpers import val_events, wait_for
@@ -33,7 +34,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_numbers_of_an_uninterrupted_one(
     cfg.cpu_threads = 1
     cfg = cfg.validate()
     killed = runs.create_run(cfg, tmp_path / "killed")
-    pid = runs.launch(killed, warm=False)
+    pid = launcher.launch(killed, warm=False)
     wait_for(lambda: _steps_in_epoch(killed, 3), 180, "the launched run to reach epoch 3")
     os.kill(pid, signal.SIGKILL)  # no handler runs: nothing is saved on the way out
     wait_for(lambda: runs.read_status(killed)["state"] == "failed", 30, "the death to show")
@@ -42,9 +43,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_numbers_of_an_uninterrupted_one(
     lost = max(e["epoch"] for e in read_events(RunLayout(killed).metrics)[0]) - saved["epoch"]
     assert lost <= 1  # at most the epoch in progress
 
-    summary = runs.execute(killed, resume=True)
+    summary = executor.execute(killed, resume=True)
     clean = runs.create_run(cfg, tmp_path / "clean")
-    reference = runs.execute(clean)
+    reference = executor.execute(clean)
     assert summary["epochs_done"] == reference["epochs_done"] == 4
     assert summary["best_val_acc"] == reference["best_val_acc"]
     assert summary["test_acc"] == reference["test_acc"]

@@ -21,15 +21,16 @@ import pytest
 import torch
 from torch import nn
 
-from engine import runs
-from engine.__main__ import main
-from engine.cli_launch import torchrun_command
+from engine.cli.launch import torchrun_command
+from engine.cli.main import main
 from engine.config import ConfigError
 from engine.data import BatchLoader, ImageSet
 from engine.data.loader import _generator, random_crop_flip
+from engine.execution import launcher
 from engine.experiments import classify
-from engine.layout import RunLayout
 from engine.models import build_model
+from engine.store import runs
+from engine.store.layout import RunLayout
 from engine.train import Trainer, load_checkpoint, read_events
 from engine.train.distributed import check_batch_size, check_kind
 
@@ -328,7 +329,7 @@ def test_a_stopped_two_process_run_resumes_in_one_and_back_in_two(runs_dir, tiny
         while not any(e["step"] >= 10 for e in read_events(RunLayout(run_dir).metrics)[0]):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
             time.sleep(0.05)
-        assert runs.stop(run_dir)
+        assert launcher.stop(run_dir)
         output, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()

@@ -12,11 +12,13 @@ import torch
 import torchvision
 from torch import nn
 
-from engine import groups, runs
-from engine.config import ConfigError, DynamicFilterConfig
-from engine.layout import RunLayout
+from engine.config import ConfigError, DynamicFilterConfig, TransferConfig
+from engine.execution import executor
+from engine.experiments import presets
 from engine.models.backbones import get_backbone
 from engine.models.dynamic_filter import SCALE, DynamicFilterNet, load_resnet18_layer1
+from engine.store import runs
+from engine.store.layout import RunLayout
 from engine.train import load_checkpoint
 
 
@@ -144,7 +146,7 @@ def test_bad_configs_are_named():
 def test_resume_from_best_restores_model_and_optimiser(runs_dir):
     cfg = DynamicFilterConfig(epochs=2, batch_size=128, snapshot_size=10)
     run_dir = runs.create_run(cfg, runs_dir)
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     layout = RunLayout(run_dir)
     best = load_checkpoint(layout.best_checkpoint)
     best_bytes = layout.best_checkpoint.read_bytes()
@@ -168,7 +170,7 @@ def test_resume_from_best_restores_model_and_optimiser(runs_dir):
 
     trainer_module.Trainer.resume = spy
     try:
-        summary = runs.execute(run_dir, resume=True, resume_from="best.pt")
+        summary = executor.execute(run_dir, resume=True, resume_from="best.pt")
     finally:
         trainer_module.Trainer.resume = original
     assert seen["path"].endswith("best.pt")
@@ -183,7 +185,7 @@ def test_resume_from_best_restores_model_and_optimiser(runs_dir):
     # --from best made best.pt the run's last.pt first: an interrupted resume restarts there.
     with pytest.raises(Exception, match="cannot resume from .*best.pt: it does not exist"):
         layout.best_checkpoint.unlink()
-        runs.execute(run_dir, resume=True, resume_from="best.pt")
+        executor.execute(run_dir, resume=True, resume_from="best.pt")
     epochs = [
         e["epoch"] for e in runs.read_metrics(run_dir) if (e["name"], e["split"]) == ("acc", "val")
     ]
@@ -191,13 +193,13 @@ def test_resume_from_best_restores_model_and_optimiser(runs_dir):
 
 
 def test_the_dynamic_vs_static_preset(runs_dir):
-    rows = groups.preset_configs("dynamic-vs-static", DynamicFilterConfig())
+    rows = presets.preset_configs("dynamic-vs-static", DynamicFilterConfig())
     assert [(label, cfg.dynamic, cfg.freeze_backbone) for label, cfg, _ in rows] == [
         ("dynamic filters", True, False),
         ("static filters", False, False),
         ("dynamic filters, frozen backbone", True, True),
     ]
-    assert len(groups.preset_configs("dynamic-vs-static", DynamicFilterConfig(),
+    assert len(presets.preset_configs("dynamic-vs-static", DynamicFilterConfig(),
                                      include_frozen=False)) == 2  # fmt: skip
     with pytest.raises(ConfigError, match="compares dynamic_filter runs"):
-        groups.preset_configs("dynamic-vs-static", groups.TransferConfig())
+        presets.preset_configs("dynamic-vs-static", TransferConfig())

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from engine.store.events import drop_events_after
 from engine.train import EventLog, read_events
-from engine.train.events import drop_events_after
 
 
 def _strict(line: str) -> dict:

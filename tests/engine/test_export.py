@@ -1,4 +1,4 @@
-"""Export and import (engine.export, `python -m engine export` / `import`): projector files
+"""Export and import (engine.sharing.export, `python -m engine export` / `import`): projector files
 that parse and agree with the snapshot, sprite tiles that are the points' images, CSVs equal
 to the arrays and the events, run zips that round-trip, and malicious zips refused with
 nothing left behind."""
@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import archive, export, projector_check, runs
-from engine.__main__ import main
+from engine.cli.main import main
 from engine.data import load_dataset
-from engine.layout import RunLayout
-from engine.train.events import read_events
+from engine.execution import executor
+from engine.sharing import archive, export, projector_check
+from engine.store import runs
+from engine.store.events import read_events
+from engine.store.layout import RunLayout
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["2", "3", "5", "7", "8"]  # relabelled 0..4: names and indices differ
@@ -36,7 +38,7 @@ def finished(tmp_path_factory, tiny_config):
     cfg = tiny_config(snapshot_size=40)
     cfg.data.classes = list(CLASSES)
     run_dir = runs.create_run(cfg.validate(), tmp_path_factory.mktemp("export_runs"))
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     return run_dir
 
 

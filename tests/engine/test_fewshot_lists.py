@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import runs
-from engine.__main__ import main
+from engine.cli.main import main
 from engine.config import DataConfig, FewShotConfig
 from engine.data import DataError
 from engine.data.episodes import check_fewshot_source, episodes_from_csv, load_fewshot
+from engine.execution import executor
+from engine.store import runs
 
 TRAIN = ["n01", "n02", "n03"]
 TEST = ["n11", "n12"]
@@ -121,7 +122,7 @@ def test_an_episode_file_naming_an_unknown_image_fails_before_training(tmp_path,
     with pytest.raises(
         DataError, match=r"episodes\.csv, line 2: nowhere\.png is not in the image list"
     ):
-        runs.execute(run_dir)
+        executor.execute(run_dir)
     assert runs.read_metrics(run_dir) == []  # nothing was trained
 
 

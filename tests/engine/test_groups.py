@@ -6,11 +6,13 @@ import pytest
 import torch
 import torchvision
 
-from engine import groups, runs
 from engine.config import ConfigError
-from engine.layout import REPO_ROOT, RunLayout
+from engine.execution import comparisons, executor
+from engine.experiments import presets
 from engine.models.backbones import build_transfer_net
 from engine.models.weights import WeightsError
+from engine.store import groups, liveness, runs
+from engine.store.layout import REPO_ROOT, RunLayout
 from tests.helpers import wait_until_ended
 
 
@@ -21,14 +23,14 @@ def _weight_cache_made(cache):
 
 def _running_as(run_dir, proc):
     runs.write_status(
-        run_dir, state="running", pid=proc.pid, pid_start=runs.process_start(proc.pid)
+        run_dir, state="running", pid=proc.pid, pid_start=liveness.process_start(proc.pid)
     )
 
 
 def _rows(preset, base, **kw):
     return [
         (label, cfg and (cfg.mode, cfg.weights, cfg.model.name), note)
-        for label, cfg, note in groups.preset_configs(preset, base, **kw)
+        for label, cfg, note in presets.preset_configs(preset, base, **kw)
     ]
 
 
@@ -49,7 +51,7 @@ def test_finetune_vs_frozen_rows_differ_only_in_mode_and_weights(base):
         ("resnet18: frozen", ("frozen", "imagenet", "resnet18"), ""),
         ("resnet18: from scratch", ("scratch", "imagenet", "resnet18"), ""),
     ]
-    rows = groups.preset_configs("finetune-vs-frozen", base, include_scratch=False)
+    rows = presets.preset_configs("finetune-vs-frozen", base, include_scratch=False)
     assert [label for label, _, _ in rows] == ["resnet18: fine-tuned", "resnet18: frozen"]
     for label, cfg, _ in rows:
         assert cfg.label == label
@@ -74,7 +76,7 @@ def test_a_to_e_waits_for_a_self_supervised_backbone_in_rows_c_and_e(base, tmp_p
     assert rows[1][1] == ("finetune", "imagenet", "resnet18")
     assert rows[3][1] == ("frozen", "imagenet", "resnet18")
     for i in (2, 4):
-        assert rows[i][1] is None and rows[i][2] == groups.SSL_WAITING
+        assert rows[i][1] is None and rows[i][2] == presets.SSL_WAITING
     ssl = str(tmp_path / "byol.pt")
     rows = _rows("a-e", base, ssl_weights=ssl)
     assert rows[2] == ("C: self-supervised, fine-tuned", ("finetune", ssl, "resnet18"), "")
@@ -83,17 +85,17 @@ def test_a_to_e_waits_for_a_self_supervised_backbone_in_rows_c_and_e(base, tmp_p
 
 def test_unknown_preset_is_named(base):
     with pytest.raises(ConfigError, match="unknown preset 'a-z'; choose one of finetune-vs-frozen"):
-        groups.preset_configs("a-z", base)
+        presets.preset_configs("a-z", base)
 
 
 # --- creating a group: whole or not at all ---------------------------------------------------------
 
 
 def test_a_to_e_group_makes_runs_for_rows_that_can_run(runs_dir, base, resnet18_cached):
-    group = groups.create_group("a-e", base, runs_dir, name="my grid")
+    group = comparisons.create_group("a-e", base, runs_dir, name="my grid")
     assert [(r.label[0], bool(r.run_id), r.note) for r in group.rows] == [
-        ("A", True, ""), ("B", True, ""), ("C", False, groups.SSL_WAITING),
-        ("D", True, ""), ("E", False, groups.SSL_WAITING),
+        ("A", True, ""), ("B", True, ""), ("C", False, presets.SSL_WAITING),
+        ("D", True, ""), ("E", False, presets.SSL_WAITING),
     ]  # fmt: skip
     assert _run_folders(runs_dir) == sorted(r.run_id for r in group.rows if r.run_id)
     for row in group.rows:
@@ -108,7 +110,7 @@ def test_a_to_e_group_makes_runs_for_rows_that_can_run(runs_dir, base, resnet18_
 def test_a_to_e_group_with_ssl_weights_fills_every_row(runs_dir, base, resnet18_cached, tmp_path):
     ssl = tmp_path / "byol.pt"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), ssl)
-    group = groups.create_group("a-e", base, runs_dir, ssl_weights=str(ssl))
+    group = comparisons.create_group("a-e", base, runs_dir, ssl_weights=str(ssl))
     assert all(r.run_id and not r.note for r in group.rows)
     c, e = (runs.load_config(runs_dir / group.rows[i].run_id) for i in (2, 4))
     assert (c.mode, c.weights, e.mode, e.weights) == ("finetune", str(ssl), "frozen", str(ssl))
@@ -119,7 +121,7 @@ def test_missing_weights_fail_before_anything_is_created(
     runs_dir, base, resnet18_cached, preset, kw
 ):
     with pytest.raises((WeightsError, ConfigError)) as raised:
-        groups.create_group(preset, base, runs_dir, **kw)
+        comparisons.create_group(preset, base, runs_dir, **kw)
     message = str(raised.value)
     if preset == "seed003":  # resnet34's file is not in the (empty) cache
         assert "python -m engine weights fetch resnet34" in message
@@ -130,8 +132,8 @@ def test_missing_weights_fail_before_anything_is_created(
 
 
 def test_a_damaged_manifest_is_named_and_listed_as_its_error(runs_dir, base, resnet18_cached):
-    damaged = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
-    good = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    damaged = comparisons.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    good = comparisons.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
     path = groups.groups_dir(runs_dir) / f"{damaged.group_id}.json"
     path.write_text('{"group_id": "x", "rows": [')
     with pytest.raises(runs.RunError, match="is damaged") as raised:
@@ -169,8 +171,8 @@ def test_ssl_weights_accepted_at_creation_are_found_by_the_launched_run(
     state = torchvision.models.resnet18(weights=None).state_dict()
     torch.save(state, (home if given == "home" else work) / "byol.pt")
     weights = "~/byol.pt" if given == "home" else "byol.pt"
-    group = groups.create_group("a-e", base, runs_dir, ssl_weights=weights)  # accepted
-    monkeypatch.chdir(REPO_ROOT)  # where runs.launch starts the run's process
+    group = comparisons.create_group("a-e", base, runs_dir, ssl_weights=weights)  # accepted
+    monkeypatch.chdir(REPO_ROOT)  # where launcher.launch starts the run's process
     cfg = runs.load_config(runs_dir / group.rows[2].run_id)
     model, report = build_transfer_net("resnet18", 2, 16, cfg.backbone_weights)
     assert report.loaded == report.total
@@ -181,9 +183,9 @@ def test_ssl_weights_accepted_at_creation_are_found_by_the_launched_run(
 
 
 def test_a_sequential_group_trains_its_runs_one_after_another(runs_dir, base, resnet18_cached):
-    group = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    group = comparisons.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
     first, second = group.run_dirs(runs_dir)
-    pids = groups.launch_group(group, runs_dir)
+    pids = comparisons.launch_group(group, runs_dir)
     assert len(pids) == 2
     assert runs.read_status(second)["after"] == [first.name]
     done = [wait_until_ended(first), wait_until_ended(second)]
@@ -191,23 +193,23 @@ def test_a_sequential_group_trains_its_runs_one_after_another(runs_dir, base, re
         assert status["state"] == "finished", RunLayout(run_dir).log.read_text()
     assert done[1]["started"] >= done[0]["ended"]  # the second waited for the first
     assert [s["summary"]["mode"] for s in done] == ["finetune", "frozen"]
-    assert groups.launch_group(group, runs_dir) == []  # nothing left to train
+    assert comparisons.launch_group(group, runs_dir) == []  # nothing left to train
 
 
 def test_stopping_a_group_stops_a_waiting_run_before_it_trains(
     runs_dir, base, resnet18_cached, run_process
 ):
-    group = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    group = comparisons.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
     first, second = group.run_dirs(runs_dir)
     engine_process = run_process(first)
     _running_as(first, engine_process)  # the first run is training
-    pids = groups.launch_group(group, runs_dir)
+    pids = comparisons.launch_group(group, runs_dir)
     assert len(pids) == 1  # the active one is left alone; the second queues behind it
     status = runs.read_status(second)
     assert status["state"] == "queued" and status["after"] == [first.name]
     assert runs.is_active(second)
 
-    assert groups.stop_group(group, runs_dir) == 2
+    assert comparisons.stop_group(group, runs_dir) == 2
     status = wait_until_ended(second, timeout=60)
     assert status["state"] == "stopped" and "started" not in status
     layout = RunLayout(second)
@@ -221,7 +223,9 @@ def test_wait_for_turn_waits_while_an_earlier_run_is_active(runs_dir, base, engi
     runs.write_status(run_dir, after=[before.name])
     _running_as(before, engine_process)
     result = []
-    waiter = threading.Thread(target=lambda: result.append(runs.wait_for_turn(run_dir, poll=0.01)))
+    waiter = threading.Thread(
+        target=lambda: result.append(executor.wait_for_turn(run_dir, poll=0.01))
+    )
     waiter.start()
     waiter.join(timeout=0.5)
     assert waiter.is_alive() and result == []  # still waiting
@@ -236,8 +240,8 @@ def test_a_waiting_run_asked_to_stop_ends_stopped_without_training(runs_dir, bas
     run_dir = runs.create_run(base, runs_dir)
     _running_as(before, engine_process)
     runs.write_status(run_dir, after=[before.name], stop_requested=True)
-    assert runs.wait_for_turn(run_dir) is False
-    assert runs.execute(run_dir, launched=True) == {"stopped_before_start": True}
+    assert executor.wait_for_turn(run_dir) is False
+    assert executor.execute(run_dir, launched=True) == {"stopped_before_start": True}
     status = runs.read_status(run_dir)
     assert status["state"] == "stopped" and "started" not in status
     assert not RunLayout(run_dir).metrics.exists()
@@ -247,7 +251,7 @@ def test_a_waiting_run_asked_to_stop_ends_stopped_without_training(runs_dir, bas
 
 
 def test_remove_row_run_deletes_the_folder_and_keeps_the_row(runs_dir, base, resnet18_cached):
-    group = groups.create_group("finetune-vs-frozen", base, runs_dir)
+    group = comparisons.create_group("finetune-vs-frozen", base, runs_dir)
     gone = group.rows[1].run_id
     kept = [r.run_id for r in group.rows if r.run_id != gone]
     groups.remove_row_run(group, gone, runs_dir)
@@ -263,7 +267,7 @@ def test_remove_row_run_deletes_the_folder_and_keeps_the_row(runs_dir, base, res
 
 
 def test_an_active_run_is_not_deleted(runs_dir, base, resnet18_cached, engine_process):
-    group = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    group = comparisons.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
     run_dir = group.run_dirs(runs_dir)[0]
     _running_as(run_dir, engine_process)
     with pytest.raises(runs.RunError, match="still active; stop it before removing it"):
@@ -286,7 +290,7 @@ def test_an_active_run_is_not_deleted(runs_dir, base, resnet18_cached, engine_pr
 def test_a_group_run_stopped_while_waiting_resumes_from_the_command_line(
     runs_dir, base, resnet18_cached, engine_process, capsys
 ):
-    from engine.__main__ import main
+    from engine.cli.main import main
 
     before = runs.create_run(base, runs_dir)
     run_dir = runs.create_run(base, runs_dir)
@@ -303,10 +307,10 @@ def test_running_a_run_that_another_process_has_queued_is_refused(runs_dir, base
     run_dir = runs.create_run(base, runs_dir)
     runs.write_status(
         run_dir, state="queued", pid=engine_process.pid,
-        pid_start=runs.process_start(engine_process.pid),
+        pid_start=liveness.process_start(engine_process.pid),
     )  # fmt: skip
     with pytest.raises(runs.RunError, match="queued in another process"):
-        runs.execute(run_dir)
+        executor.execute(run_dir)
 
 
 def test_a_weight_file_that_is_not_a_state_dict_is_refused_before_anything_is_made(
@@ -315,16 +319,16 @@ def test_a_weight_file_that_is_not_a_state_dict_is_refused_before_anything_is_ma
     bogus = tmp_path / "bogus.pt"
     torch.save({"epoch": 3}, bogus)
     with pytest.raises(WeightsError, match="not a state dict"):
-        groups.create_group("a-e", base, runs_dir, ssl_weights=str(bogus))
+        comparisons.create_group("a-e", base, runs_dir, ssl_weights=str(bogus))
     other = tmp_path / "other.pt"
     torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), other)
     with pytest.raises(WeightsError, match="fit the resnet18 backbone"):
-        groups.create_group("a-e", base, runs_dir, ssl_weights=str(other))
+        comparisons.create_group("a-e", base, runs_dir, ssl_weights=str(other))
     assert _run_folders(runs_dir) == [] and groups.list_groups(runs_dir) == []
 
 
 def test_the_table_carries_a_failed_runs_error(runs_dir, base, resnet18_cached):
-    group = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    group = comparisons.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
     runs.write_status(runs_dir / group.rows[0].run_id, state="failed", error="out of memory")
     table = groups.comparison_table(group, runs_dir)
     assert (table[0]["state"], table[0]["error"]) == ("failed", "out of memory")
@@ -345,12 +349,12 @@ def test_a_manifest_with_wrong_types_is_named_not_a_crash(
 ):
     import json
 
-    group = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    group = comparisons.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
     path = groups.groups_dir(runs_dir) / f"{group.group_id}.json"
     d = json.loads(path.read_text())
     change(d)
     path.write_text(json.dumps(d))
-    good = groups.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
+    good = comparisons.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
     listed = groups.list_groups(runs_dir)
     assert [g.group_id for g in listed if isinstance(g, groups.Group)] == [good.group_id]
     (error,) = [g for g in listed if not isinstance(g, groups.Group)]

@@ -1,4 +1,4 @@
-"""Hostile and damaged files on the sharing path (engine.archive, engine.export, `python -m
+"""Hostile and damaged files on the sharing path (engine.sharing.archive, engine.sharing.export, `python -m
 engine export` / `import`): decompression bombs, unsupported or encrypted members, damaged
 JSON, control characters in names, snapshots of the wrong shape or type, spreadsheet formulas,
 and exports aimed at a run's own files. Each is refused with one line naming the file (and
@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import archive, export, projector_check, runs
-from engine.__main__ import main
+from engine.cli.main import main
 from engine.config import ConfigError
-from engine.layout import RunLayout
+from engine.sharing import archive, export, projector_check
+from engine.store import runs
+from engine.store.layout import RunLayout
 
 RUN_ID = "20260101-120000-small_cnn-abc123"
 CONFIG = json.dumps({"model": {"name": "small_cnn"}, "epochs": 1}).encode()
@@ -317,7 +318,7 @@ def test_the_same_path_twice_is_refused_before_anything_is_written(present, runs
      ({"state": "running\nfinished"}, "stopped", "imported in no known state")],
 )  # fmt: skip
 def test_an_imported_run_never_has_our_process(status, state, note, present, runs_dir, tmp_path):
-    from engine.liveness import HOST, process_start
+    from engine.store.liveness import HOST, process_start
 
     live = {"pid": os.getpid(), "pid_start": process_start(os.getpid()), "host": HOST,
             "heartbeat": 4e9, "stop_requested": True}  # this very process, beating  # fmt: skip

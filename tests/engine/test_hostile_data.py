@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import runs
-from engine.__main__ import main
+from engine.cli.main import main
 from engine.config import DataConfig, FewShotConfig
 from engine.data import DataError, check_source, load_dataset
 from engine.data.episodes import check_fewshot_source, load_fewshot, read_episode_csv
@@ -28,6 +27,7 @@ from engine.data.images import MAX_IMAGE_MEGAPIXELS, check_image, read_image
 from engine.data.landcover import labels_to_rgb, load_landcover, read_pair
 from engine.data.roots import ENV
 from engine.data.sources import read_cifar10, read_image_folder, read_prefixed
+from engine.store import runs
 
 
 # --- files ---------------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import runs
-from engine.__main__ import main
-from engine.layout import RunLayout
+from engine.cli.main import main
+from engine.execution import executor
+from engine.store import liveness, runs
+from engine.store.layout import RunLayout
 
 SETTINGS = settings(
     max_examples=40,
@@ -65,7 +66,7 @@ def template(tmp_path_factory) -> Path:
         batch_size=128, snapshot_size=50, cpu_threads=1,
     )  # fmt: skip
     run_dir = runs.create_run(cfg, tmp_path_factory.mktemp("template"))
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     return run_dir
 
 
@@ -184,12 +185,12 @@ def test_any_status_json_gives_a_clean_answer_and_sends_no_signal(folder, signal
 
 @pytest.mark.parametrize("pid", [True, 1, 0, -1, "abc", os.getpid(), os.getpgrp()])
 def test_stop_never_signals_a_process_a_status_file_merely_names(folder, signals, pid):
-    from engine.liveness import process_start
+    from engine.store.liveness import process_start
 
     f = folder()
     ours = pid in (os.getpid(), os.getpgrp()) and not isinstance(pid, bool)
     start = process_start(pid) if ours else 0  # ourselves: even the start time matches
-    status = {"state": "running", "pid": pid, "host": runs.HOST, "pid_start": start}
+    status = {"state": "running", "pid": pid, "host": liveness.HOST, "pid_start": start}
     RunLayout(f.run).status.write_text(json.dumps(status))
     rc, _, err = f.cli("stop", f.run.name)
     assert rc in (1, 2) and signals == []
@@ -201,7 +202,7 @@ def test_stop_refuses_a_live_process_whose_start_time_does_not_match(
     folder, signals, engine_process
 ):
     f = folder()
-    status = {"state": "running", "pid": engine_process.pid, "host": runs.HOST,
+    status = {"state": "running", "pid": engine_process.pid, "host": liveness.HOST,
               "pid_start": 12345}  # fmt: skip
     RunLayout(f.run).status.write_text(json.dumps(status))
     rc, _, _ = f.cli("stop", f.run.name)
@@ -214,14 +215,14 @@ def test_stop_refuses_a_matching_process_that_is_not_the_workbench(folder, signa
     import subprocess
     import sys
 
-    from engine.liveness import process_start
+    from engine.store.liveness import process_start
 
     other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                              stdin=subprocess.PIPE)  # fmt: skip
     signals.children.add(other.pid)
     try:
         f = folder()
-        status = {"state": "running", "pid": other.pid, "host": runs.HOST,
+        status = {"state": "running", "pid": other.pid, "host": liveness.HOST,
                   "pid_start": process_start(other.pid)}  # fmt: skip
         RunLayout(f.run).status.write_text(json.dumps(status))
         # Its pid check alone says "not the engine": judged dead, so nothing to stop.
@@ -233,12 +234,12 @@ def test_stop_refuses_a_matching_process_that_is_not_the_workbench(folder, signa
 
 
 def test_stop_signals_the_run_s_own_process(folder, signals, run_process):
-    from engine.liveness import process_start
+    from engine.store.liveness import process_start
 
     f = folder()
     proc = run_process(f.run)
     signals.children.add(proc.pid)  # the recorder lets the fixture's SIGKILL through
-    status = {"state": "running", "pid": proc.pid, "host": runs.HOST,
+    status = {"state": "running", "pid": proc.pid, "host": liveness.HOST,
               "pid_start": process_start(proc.pid)}  # fmt: skip
     RunLayout(f.run).status.write_text(json.dumps(status))
     rc, out, err = f.cli("stop", f.run.name)
@@ -252,12 +253,12 @@ def test_stop_refuses_a_live_engine_process_that_is_not_this_run_s(
 ):
     """A status file naming another live run's process (its pid and start time copied), or
     any process whose command line says "engine": refused, nothing is signalled."""
-    from engine.liveness import process_start
+    from engine.store.liveness import process_start
 
     f = folder()
     proc = run_process(f.other) if whose == "another run's" else engine_process
     signals.children.add(proc.pid)
-    status = {"state": "running", "pid": proc.pid, "host": runs.HOST,
+    status = {"state": "running", "pid": proc.pid, "host": liveness.HOST,
               "pid_start": process_start(proc.pid)}  # fmt: skip
     RunLayout(f.run).status.write_text(json.dumps(status))
     rc, _, err = f.cli("stop", f.run.name)
@@ -267,7 +268,7 @@ def test_stop_refuses_a_live_engine_process_that_is_not_this_run_s(
 
 
 def test_stop_refuses_a_run_whose_log_is_a_link_to_another_run_s(folder, signals, run_process):
-    from engine.liveness import process_start
+    from engine.store.liveness import process_start
 
     f = folder()
     proc = run_process(f.other)
@@ -275,7 +276,7 @@ def test_stop_refuses_a_run_whose_log_is_a_link_to_another_run_s(folder, signals
     log = RunLayout(f.run).log
     log.unlink(missing_ok=True)
     log.symlink_to(RunLayout(f.other).log)
-    status = {"state": "running", "pid": proc.pid, "host": runs.HOST,
+    status = {"state": "running", "pid": proc.pid, "host": liveness.HOST,
               "pid_start": process_start(proc.pid)}  # fmt: skip
     RunLayout(f.run).status.write_text(json.dumps(status))
     rc, _, _ = f.cli("stop", f.run.name)
@@ -544,8 +545,8 @@ def test_a_unique_prefix_still_names_a_run(folder):
 def test_temporary_files_of_dead_writers_are_swept_when_the_run_is_next_opened(
     folder, engine_process
 ):
-    from engine.atomic import sweep_temporaries
-    from engine.liveness import process_exists
+    from engine.core.atomic import sweep_temporaries
+    from engine.store.liveness import process_exists
 
     f = folder()
     layout = RunLayout(f.run)
@@ -572,7 +573,7 @@ def test_the_training_process_sweeps_on_open(folder):
 def test_write_atomic_names_its_temporary_file_after_its_writer(tmp_path, monkeypatch):
     import tempfile
 
-    from engine.atomic import write_bytes
+    from engine.core.atomic import write_bytes
 
     seen = []
     real = tempfile.mkstemp

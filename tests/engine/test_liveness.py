@@ -7,8 +7,9 @@ from __future__ import annotations
 import threading
 import time
 
-from engine import liveness, runs
-from engine.liveness import HOST, STALE_SECONDS, Heartbeat, judge
+from engine.execution import executor, launcher
+from engine.store import liveness, runs
+from engine.store.liveness import HOST, STALE_SECONDS, Heartbeat, judge
 
 
 def _running(run_dir, proc=None, **fields):
@@ -37,7 +38,7 @@ def test_a_live_process_whose_heartbeat_stopped_is_stale_and_still_active(
     # Stale is not dead: it may wake up, so it cannot be deleted or launched twice, and Stop
     # still reaches its process.
     assert runs.is_active(run_dir)
-    assert runs.stop(run_dir)
+    assert launcher.stop(run_dir)
     engine_process.wait(timeout=30)  # SIGTERM ended the stand-in
 
 
@@ -59,7 +60,7 @@ def test_a_run_on_another_machine_is_judged_by_its_heartbeat_alone(tiny_config, 
     runs.write_status(run_dir, state="running", pid=999_999_999, host="gpu-box-7",
                       heartbeat=time.time())  # fmt: skip
     assert runs.read_status(run_dir)["state"] == "running"
-    assert not runs.stop(run_dir)  # its process cannot be signalled from here
+    assert not launcher.stop(run_dir)  # its process cannot be signalled from here
     runs.write_status(run_dir, heartbeat=time.time() - 2 * STALE_SECONDS)
     status = runs.read_status(run_dir)
     assert status["state"] == "stale" and "gpu-box-7" in status["error"]
@@ -108,14 +109,14 @@ def test_a_failing_write_does_not_stop_the_heartbeat():
 
 def test_a_finished_run_keeps_its_final_state_and_records_its_host(tiny_config, runs_dir):
     run_dir = runs.create_run(tiny_config(epochs=1), runs_dir)
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     status = runs.read_status(run_dir)
     assert status["state"] == "finished"  # the heartbeat stopped before the final write
     assert status["host"] == HOST and status["heartbeat"] <= status["ended"]
 
 
 def test_another_machines_run_silent_for_long_is_taken_as_ended(tiny_config, runs_dir):
-    from engine.liveness import GONE_SECONDS
+    from engine.store.liveness import GONE_SECONDS
 
     run_dir = runs.create_run(tiny_config(), runs_dir)
     runs.write_status(run_dir, state="running", pid=4242, host="old-container-id",
@@ -128,11 +129,11 @@ def test_another_machines_run_silent_for_long_is_taken_as_ended(tiny_config, run
 
 
 def test_launch_claims_the_run_for_this_machine(tiny_config, runs_dir, monkeypatch):
-    from engine import worker
+    from engine.execution import worker
 
     run_dir = runs.create_run(tiny_config(), runs_dir)
     runs.write_status(run_dir, host="elsewhere", heartbeat=1.0)  # e.g. an imported run
     monkeypatch.setattr(worker, "spawn_cold", lambda command, d: 999_999_999)
-    runs.launch(run_dir, warm=False)
+    launcher.launch(run_dir, warm=False)
     status = runs._read_json(runs.RunLayout(run_dir).status)
     assert status["host"] == HOST and status["heartbeat"] is None

@@ -6,14 +6,16 @@ import shutil
 import pytest
 import torch
 
-from engine import runs
 from engine.config import DataConfig, ModelConfig, TransferConfig
 from engine.data import load_dataset
-from engine.layout import RunLayout
+from engine.data.images import preprocess
+from engine.execution import executor
+from engine.inspect.loading import load_imagenet_model, load_run_model
 from engine.models import build_model
 from engine.models.backbones import get_backbone
-from engine.models.loading import load_imagenet_model, load_run_model, preprocess
 from engine.models.weights import WeightsError
+from engine.store import runs
+from engine.store.layout import RunLayout
 from engine.train import CheckpointError
 
 
@@ -21,7 +23,7 @@ from engine.train import CheckpointError
 def finished_run(tmp_path_factory, tiny_config):
     """One small_cnn run trained for an epoch, shared: tests that damage it work on a copy."""
     run_dir = runs.create_run(tiny_config(epochs=1), tmp_path_factory.mktemp("runs"))
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     return run_dir
 
 
@@ -73,7 +75,7 @@ def test_a_frozen_transfer_run_loads_as_a_model_of_images(runs_dir):
         mode="frozen", epochs=1, batch_size=64, device="cpu", seed=0,
     )  # fmt: skip
     run_dir = runs.create_run(cfg, runs_dir)
-    summary = runs.execute(run_dir)
+    summary = executor.execute(run_dir)
     loaded = load_run_model(run_dir)
     # The run trained its head on precomputed features; the loaded model takes images.
     assert loaded.model.inputs_are_features is False

@@ -7,12 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import groups, runs
-from engine.__main__ import main
 from engine.analysis.long_tail import long_tail_report, shot_groups
-from engine.cli_common import config_from_flags
+from engine.cli.common import config_from_flags
+from engine.cli.main import main
 from engine.config import ConfigError, DataConfig, FewShotConfig, RunConfig, SegmentConfig
 from engine.data import DataError, ImageSet, Splits, load_dataset, long_tail_counts
+from engine.execution import comparisons, executor
+from engine.experiments import presets
+from engine.store import runs
 from engine.train.losses import balanced_softmax_loss, classification_loss
 
 
@@ -115,9 +117,9 @@ def long_tail_group(tmp_path_factory):
     root = tmp_path_factory.mktemp("lt")
     base = RunConfig(data=DataConfig(image_size=16, imbalance_ratio=20), epochs=2,
                      batch_size=32, device="cpu", snapshot_size=20)  # fmt: skip
-    group = groups.create_group("long-tail", base, root)
+    group = comparisons.create_group("long-tail", base, root)
     for run_dir in group.run_dirs(root):
-        runs.execute(run_dir)
+        executor.execute(run_dir)
     return root, group
 
 
@@ -142,7 +144,7 @@ def test_the_preset_trains_one_split_with_three_losses(long_tail_group):
 
 def test_the_preset_wants_a_long_tailed_split():
     with pytest.raises(ConfigError, match="needs a long-tailed training split"):
-        groups.preset_configs("long-tail", RunConfig())
+        presets.preset_configs("long-tail", RunConfig())
 
 
 def test_the_report_splits_classes_by_training_images():
@@ -161,7 +163,7 @@ def test_the_report_splits_classes_by_training_images():
 
 
 def test_long_tail_flags_reach_the_config(tmp_path, capsys):
-    from engine.__main__ import build_parser
+    from engine.cli.main import build_parser
 
     a = build_parser().parse_args(["train", "--imbalance-ratio", "50", "--loss",
                                    "balanced_softmax"])  # fmt: skip
@@ -177,8 +179,8 @@ def test_long_tail_flags_reach_the_config(tmp_path, capsys):
 def test_validation_loss_is_plain_cross_entropy_whatever_the_training_loss(long_tail_group):
     """So the rows of one comparison report comparable validation and test losses."""
     from engine.data import BatchLoader
-    from engine.layout import RunLayout
     from engine.models import build_model
+    from engine.store.layout import RunLayout
     from engine.train import load_checkpoint
 
     root, group = long_tail_group

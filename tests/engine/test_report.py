@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from engine import runs
-from engine.__main__ import main
-from engine.groups import Group, Row, save_group
-from engine.report import group_report
+from engine.cli.main import main
+from engine.execution import executor
+from engine.sharing.report import group_report
+from engine.store import runs
+from engine.store.groups import Group, Row, save_group
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def group(tiny_config, runs_dir):
         cfg = tiny_config(epochs=2)
         cfg.optim.lr = lr
         run_dir = runs.create_run(cfg.validate(), runs_dir)
-        runs.execute(run_dir)
+        executor.execute(run_dir)
         made.append(run_dir)
     g = Group("g-test", "two learning rates <b>", "ablation", time.time(),
               [Row("lr 3e-3", made[0].name), Row("lr 1e-2", made[1].name),

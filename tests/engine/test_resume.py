@@ -3,9 +3,10 @@ the run is in metrics.jsonl exactly once, as if it had never been interrupted.""
 
 from collections import Counter
 
-from engine import runs
+from engine.execution import executor, launcher
 from engine.experiments import classify
-from engine.layout import RunLayout
+from engine.store import runs
+from engine.store.layout import RunLayout
 from engine.train import EventLog, load_checkpoint, read_events
 from tests.helpers import wait_until_ended
 
@@ -77,7 +78,7 @@ def test_resume_after_a_hard_kill_logs_each_event_once(runs_dir, tmp_path, tiny_
             log.emit(name, FAKE, split=split, epoch=2, step=end)
         log.emit("acc", FAKE, split="test", epoch=2, step=end)
 
-    summary = runs.execute(run_dir, resume=True)
+    summary = executor.execute(run_dir, resume=True)
     assert summary["epochs_done"] == 2
     _assert_each_event_once(run_dir, epochs=2)
     (test_acc,) = [
@@ -99,7 +100,7 @@ def test_resume_without_a_checkpoint_starts_over(runs_dir, tmp_path, tiny_config
         log.emit("loss", FAKE, split="train", epoch=1, step=5)
     assert not RunLayout(run_dir).last_checkpoint.exists()
 
-    summary = runs.execute(run_dir, resume=True)
+    summary = executor.execute(run_dir, resume=True)
     _assert_each_event_once(run_dir, epochs=1)
     straight = tmp_path / "straight"
     assert classify.run(cfg, straight) == summary  # trained from scratch, exactly
@@ -115,7 +116,7 @@ def test_launch_resume_of_a_stopped_run_continues_from_last_pt(runs_dir, tiny_co
     runs.write_status(run_dir, state="stopped", stop_requested=True)  # as a stopped run leaves it
 
     logged_before = _events(run_dir)
-    runs.launch(run_dir, resume=True)
+    launcher.launch(run_dir, resume=True)
     wait_until_ended(run_dir)
 
     status = runs.read_status(run_dir)

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine import runs
 from engine.config import ConfigError, DataConfig
 from engine.data import DataError, load_dataset
+from engine.execution import executor, launcher
 from engine.experiments import classify
-from engine.layout import RunLayout
+from engine.store import runs
+from engine.store.layout import RunLayout
 from engine.train import load_checkpoint, read_events
 from tests.helpers import val_events
 
@@ -160,7 +161,7 @@ def executed(tmp_path_factory, tiny_config):
     """A tiny digits run (small_cnn, 2 epochs, a snapshot every epoch), executed once."""
     cfg = tiny_config(image_size=16, epochs=2, snapshot_every=1)
     run_dir = runs.create_run(cfg, tmp_path_factory.mktemp("runs"))
-    summary = runs.execute(run_dir)
+    summary = executor.execute(run_dir)
     return run_dir, cfg, summary
 
 
@@ -230,7 +231,7 @@ def test_execute_with_a_bad_dataset_path_ends_failed_naming_the_path(runs_dir, t
     cfg.data = DataConfig(name="folder", path=str(missing), image_size=16)
     run_dir = runs.create_run(cfg.validate(), runs_dir)
     with pytest.raises(DataError):
-        runs.execute(run_dir)
+        executor.execute(run_dir)
     status = runs.read_status(run_dir)
     assert status["state"] == "failed"
     assert str(missing) in status["error"]
@@ -297,7 +298,7 @@ def test_a_status_json_that_is_not_an_object_reads_as_damaged(runs_dir, tiny_con
     RunLayout(run_dir).status.write_text(content)
     status = runs.read_status(run_dir)
     assert status["state"] == "damaged" and "status.json" in status["error"]
-    assert runs.is_active(run_dir) is False and runs.stop(run_dir) is False
+    assert runs.is_active(run_dir) is False and launcher.stop(run_dir) is False
     (listed,) = runs.list_runs(runs_dir)
     assert listed.path == run_dir and listed.state == "damaged"
     assert listed.config is not None and listed.error is None  # config.json is fine

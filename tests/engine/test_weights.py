@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.layout import REPO_ROOT
 from engine.models.weights import (
     WeightFile,
     WeightsError,
@@ -17,6 +16,7 @@ from engine.models.weights import (
     torchvision_weight_file,
     weights_dir,
 )
+from engine.store.layout import REPO_ROOT
 
 URL = "https://download.example.org/models/tinynet-0123abcd.pth"
 

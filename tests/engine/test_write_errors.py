@@ -9,12 +9,13 @@ import os
 
 import pytest
 
-from engine import runs
-from engine.atomic import WriteError, write_bytes, write_json
-from engine.layout import RunLayout
-from engine.train import events as events_module
+from engine.core.atomic import WriteError, write_bytes, write_json
+from engine.execution import executor
+from engine.store import events as events_module
+from engine.store import runs
+from engine.store.events import EventLog, read_events
+from engine.store.layout import RunLayout
 from engine.train import load_checkpoint
-from engine.train.events import EventLog, read_events
 
 
 def _disk_full(*args, **kwargs):
@@ -29,7 +30,7 @@ def test_a_full_disk_is_said_in_words_and_the_old_file_stays(tmp_path):
         f.write(b'{"state": "fini')
         _disk_full()
 
-    from engine.atomic import write_atomic
+    from engine.core.atomic import write_atomic
 
     with pytest.raises(WriteError) as caught:
         write_atomic(path, half_then_full)
@@ -89,7 +90,7 @@ def test_a_run_that_fills_the_disk_fails_with_our_message_and_keeps_its_checkpoi
 
     monkeypatch.setattr(torch, "save", save_until_full)
     with pytest.raises(WriteError):
-        runs.execute(run_dir)
+        executor.execute(run_dir)
     monkeypatch.undo()
     status = runs.read_status(run_dir)
     assert status["state"] == "failed"

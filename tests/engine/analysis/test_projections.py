@@ -15,7 +15,7 @@ from engine.analysis.projections import (
     projection_cache_dir,
     resolve_params,
 )
-from engine.layout import RunLayout
+from engine.store.layout import RunLayout
 
 FAST = {"pca": {}, "tsne": {"n_iter": 250}, "umap": {}}
 

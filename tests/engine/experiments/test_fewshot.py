@@ -14,9 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import groups, runs
-from engine.__main__ import build_parser, main
-from engine.cli_common import config_from_flags
+from engine.cli.common import config_from_flags
+from engine.cli.main import build_parser, main
 from engine.config import (
     ConfigError,
     DataConfig,
@@ -27,9 +26,11 @@ from engine.config import (
 )
 from engine.data import DataError
 from engine.data.episodes import EpisodeSampler, load_fewshot, mean_and_ci95
-from engine.experiments import fewshot
-from engine.layout import RunLayout
+from engine.execution import comparisons, executor
+from engine.experiments import fewshot, presets
 from engine.models.protonet import PrototypicalNetwork
+from engine.store import groups, runs
+from engine.store.layout import RunLayout
 from engine.train import load_checkpoint, read_events
 from engine.train.tasks import Episodic
 
@@ -67,7 +68,7 @@ def trained(tmp_path_factory):
     """One finished run with the defaults above (10-way asked: capped at 5), and its stdout."""
     run_dir = runs.create_run(_cfg(), tmp_path_factory.mktemp("runs"))
     with contextlib.redirect_stdout(io.StringIO()) as out:
-        runs.execute(run_dir)
+        executor.execute(run_dir)
     assert runs.read_status(run_dir)["state"] == "finished"
     return SimpleNamespace(dir=run_dir, stdout=out.getvalue())
 
@@ -261,7 +262,7 @@ def test_a_parametric_run_trains_5_shot_and_tests_on_the_same_episodes(splits, r
     cfg = _cfg(distance="parametric", seed=3, epochs=1, episodes_per_epoch=3, val_episodes=3,
                train_way=5, train_shot=5, test_shots=[1, 5], test_episodes=10)  # fmt: skip
     run_dir = runs.create_run(cfg, runs_dir)
-    s = runs.execute(run_dir)
+    s = executor.execute(run_dir)
     assert runs.read_status(run_dir)["state"] == "finished"
     assert s["distance"] == "parametric"
     net = PrototypicalNetwork("parametric", True, 28)
@@ -305,7 +306,7 @@ def _folder_cfg(root) -> FewShotConfig:
 
 def test_a_mini_imagenet_style_folder_trains(mini_imagenet, runs_dir, capsys):
     run_dir = runs.create_run(_folder_cfg(mini_imagenet), runs_dir)
-    s = runs.execute(run_dir)
+    s = executor.execute(run_dir)
     assert runs.read_status(run_dir)["state"] == "finished"
     assert s["train_way"] == 3 and "the meta-train classes are 3" in capsys.readouterr().out
     assert s["data"].startswith(f"few-shot folders {mini_imagenet} (train/, test/, val/)")
@@ -328,7 +329,7 @@ def test_too_few_meta_test_classes_fail_before_training(runs_dir):
                val_episodes=2, test_episodes=3, test_shots=[1])  # fmt: skip
     run_dir = runs.create_run(cfg, runs_dir)
     try:
-        summary = runs.execute(run_dir)
+        summary = executor.execute(run_dir)
     except DataError as e:  # refused, as it should be: but before any training
         assert "5-way episodes need 5 classes" in str(e)
         assert not RunLayout(run_dir).last_checkpoint.exists()
@@ -475,8 +476,8 @@ def test_fewshot_flags_reach_the_config():
 
 def test_the_fewshot_grid_makes_nine_runs_and_trains_none(runs_dir):
     base = FewShotConfig(data=DataConfig(name="digits", image_size=28), epochs=1, device="cpu")
-    group = groups.create_group("fewshot-grid", base, runs_dir)
-    assert groups.PRESET_KINDS["fewshot-grid"] == "fewshot"
+    group = comparisons.create_group("fewshot-grid", base, runs_dir)
+    assert presets.PRESET_KINDS["fewshot-grid"] == "fewshot"
     assert len(group.rows) == 9
     configs = [runs.load_config(d) for d in group.run_dirs(runs_dir)]
     assert all(isinstance(c, FewShotConfig) for c in configs)
@@ -498,4 +499,4 @@ def test_the_fewshot_grid_makes_nine_runs_and_trains_none(runs_dir):
 
 def test_the_fewshot_grid_refuses_other_kinds():
     with pytest.raises(ConfigError, match="compares fewshot runs, got a transfer config"):
-        groups.preset_configs("fewshot-grid", TransferConfig())
+        presets.preset_configs("fewshot-grid", TransferConfig())

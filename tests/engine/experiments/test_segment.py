@@ -12,9 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from engine import groups, runs
-from engine.__main__ import build_parser, main
-from engine.cli_common import config_from_flags
+from engine.cli.common import config_from_flags
+from engine.cli.main import build_parser, main
 from engine.config import (
     ConfigError,
     DataConfig,
@@ -25,10 +24,12 @@ from engine.config import (
 )
 from engine.data import DataError, ImageSet, SegmentationLoader, landcover, load_dataset
 from engine.data.landcover import CLASS_COLOURS, CLASS_NAMES, SCORED_CLASSES, labels_to_rgb
-from engine.experiments import segment
-from engine.layout import RunLayout
+from engine.execution import comparisons, executor
+from engine.experiments import presets, segment
 from engine.models.backbones import get_backbone
 from engine.models.segmentation import UNetSmall
+from engine.store import groups, runs
+from engine.store.layout import RunLayout
 from engine.train import load_checkpoint, read_events
 
 COUNTS = {"train": 24, "validation": 8, "test": 8}  # the synthetic default, made small
@@ -64,7 +65,7 @@ def _cfg(**overrides) -> SegmentConfig:
 @pytest.fixture(scope="module")
 def trained(synthetic, tmp_path_factory):
     run_dir = runs.create_run(_cfg(), tmp_path_factory.mktemp("runs"))
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     assert runs.read_status(run_dir)["state"] == "finished", RunLayout(run_dir).log
     return run_dir
 
@@ -244,7 +245,7 @@ def test_mask_snapshots_write_each_image_s_own_prediction(tmp_path):
 
 def test_mask_images_chosen_by_stem(synthetic, runs_dir, val_set):
     run_dir = runs.create_run(_cfg(epochs=1, mask_images=["0031", "0025"]), runs_dir)
-    runs.execute(run_dir)
+    executor.execute(run_dir)
     layout = RunLayout(run_dir)
     assert mask_stems(layout, 1) == ["0025", "0031"]
     for stem in ("0025", "0031"):
@@ -262,7 +263,7 @@ def test_mask_images_chosen_by_stem(synthetic, runs_dir, val_set):
 def test_an_unknown_mask_image_fails_with_examples_of_real_stems(synthetic, runs_dir):
     run_dir = runs.create_run(_cfg(epochs=1, mask_images=["0025", "9999"]), runs_dir)
     with pytest.raises(DataError) as e:
-        runs.execute(run_dir)
+        executor.execute(run_dir)
     message = str(e.value)
     assert "mask_images: 9999 not in the validation split" in message
     assert "8 images, e.g. 0024, 0025" in message
@@ -297,7 +298,7 @@ def test_a_stopped_run_resumes_to_the_same_numbers_and_masks(synthetic, runs_dir
     assert "stale.png" not in {p.name for p in layout.mask_dir(3).iterdir()}
     assert np.load(layout.confusion_file(3)).sum() == VAL_PIXELS
 
-    runs.execute(straight)
+    executor.execute(straight)
     assert resumed["best_val_miou"] == pytest.approx(
         runs.read_status(straight)["summary"]["best_val_miou"]
     )
@@ -413,7 +414,7 @@ def test_fcn32s_without_cached_vgg_weights_still_trains(synthetic, runs_dir, wei
     assert json.loads(RunLayout(run_dir).config.read_text())["backbone_weights"].startswith(
         "none (ImageNet weights for vgg16 were not cached at "
     )
-    summary = runs.execute(run_dir)
+    summary = executor.execute(run_dir)
     assert runs.read_status(run_dir)["state"] == "finished"
     assert summary["weights_report"] == "random initialisation"
     assert summary["model"] == "fcn32s" and 0 <= summary["test_miou"] <= 1
@@ -479,7 +480,7 @@ def test_a_tile_that_is_all_no_data_does_not_stop_the_run(tmp_path, runs_dir):
     cfg = _cfg(data=DataConfig(name="deepglobe", path=str(tmp_path), image_size=64),
                batch_size=1, epochs=1)  # fmt: skip
     run_dir = runs.create_run(cfg, runs_dir)
-    summary = runs.execute(run_dir)
+    summary = executor.execute(run_dir)
     assert runs.read_status(run_dir)["state"] == "finished"
     assert np.isfinite(summary["test_loss"])
     losses = [e for e in read_events(RunLayout(run_dir).metrics)[0] if e["name"] == "loss"]
@@ -526,7 +527,7 @@ def test_fcn32s_vs_improved_makes_two_comparable_runs(deepglobe, runs_dir):
         data=DataConfig(name="deepglobe", path=str(deepglobe), image_size=64),
         epochs=1, batch_size=8, fc_channels=8, device="cpu",
     )  # fmt: skip
-    group = groups.create_group("fcn32s-vs-improved", base, runs_dir)
+    group = comparisons.create_group("fcn32s-vs-improved", base, runs_dir)
     assert [r.label for r in group.rows] == ["A: FCN-32s (VGG-16)", "B: fcn8s_lite0"]
     a_dir, b_dir = group.run_dirs(runs_dir)
     a, b = runs.load_config(a_dir), runs.load_config(b_dir)
@@ -538,7 +539,7 @@ def test_fcn32s_vs_improved_makes_two_comparable_runs(deepglobe, runs_dir):
     assert a.backbone_weights.startswith("none (ImageNet weights for vgg16 were not cached")
     assert b.backbone_weights == "imagenet"
 
-    runs.execute(b_dir)  # the improved row only: FCN-32s is the slow one
+    executor.execute(b_dir)  # the improved row only: FCN-32s is the slow one
     table = groups.comparison_table(group, runs_dir)
     assert [r["label"] for r in table] == ["A: FCN-32s (VGG-16)", "B: fcn8s_lite0"]
     assert table[0]["state"] == "queued" and table[0]["best_val_miou"] is None
@@ -552,11 +553,11 @@ def test_fcn32s_vs_improved_makes_two_comparable_runs(deepglobe, runs_dir):
 def test_the_improved_row_follows_the_base_model_and_other_kinds_are_refused(deepglobe):
     base = SegmentConfig(data=DataConfig(name="deepglobe", path=str(deepglobe), image_size=64),
                          model=ModelConfig(name="unet_small"))  # fmt: skip
-    rows = groups.preset_configs("fcn32s-vs-improved", base)
+    rows = presets.preset_configs("fcn32s-vs-improved", base)
     assert [cfg.model.name for _, cfg, _ in rows] == ["fcn32s", "unet_small"]
     base.model = ModelConfig(name="fcn32s")  # A is FCN-32s: B is the default improved model
-    rows = groups.preset_configs("fcn32s-vs-improved", base)
+    rows = presets.preset_configs("fcn32s-vs-improved", base)
     assert [cfg.model.name for _, cfg, _ in rows] == ["fcn32s", "fcn8s_lite0"]
-    assert groups.PRESET_KINDS["fcn32s-vs-improved"] == "segment"
+    assert presets.PRESET_KINDS["fcn32s-vs-improved"] == "segment"
     with pytest.raises(ConfigError, match="compares segment runs, got a transfer config"):
-        groups.preset_configs("fcn32s-vs-improved", TransferConfig())
+        presets.preset_configs("fcn32s-vs-improved", TransferConfig())

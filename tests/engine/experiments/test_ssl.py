@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from engine import runs
-from engine.__main__ import build_parser, main
-from engine.cli_common import config_from_flags, print_summary
+from engine.cli.common import config_from_flags, print_summary
+from engine.cli.main import build_parser, main
 from engine.config import (
     ConfigError,
     DataConfig,
@@ -32,12 +31,14 @@ from engine.config import (
     SSLConfig,
 )
 from engine.data import BatchLoader, DataError, ImageSet, load_dataset
+from engine.execution import executor
 from engine.experiments import ssl
-from engine.layout import RunLayout
 from engine.models import build_model
 from engine.models.backbones import build_transfer_net, get_backbone
 from engine.ssl import knn_predict, knn_probe
 from engine.ssl.monitor import backbone_features
+from engine.store import runs
+from engine.store.layout import RunLayout
 from engine.train import Trainer, build_optimizer, load_checkpoint, read_events
 from tests.helpers import val_events
 
@@ -83,7 +84,7 @@ def trained(tmp_path_factory, folder):
     cfg = _cfg(folder)
     run_dir = runs.create_run(cfg, tmp_path_factory.mktemp("runs"))
     with contextlib.redirect_stdout(io.StringIO()) as out:
-        runs.execute(run_dir)
+        executor.execute(run_dir)
     assert runs.read_status(run_dir)["state"] == "finished"
     return SimpleNamespace(
         dir=run_dir, cfg=cfg, stdout=out.getvalue(), splits=load_dataset(cfg.data)

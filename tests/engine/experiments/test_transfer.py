@@ -8,13 +8,14 @@ import torch
 import torchvision
 from PIL import Image
 
-from engine import runs
 from engine.config import ConfigError, DataConfig, ModelConfig, RunConfig, TransferConfig
 from engine.data import BatchLoader, load_dataset
+from engine.execution import executor
 from engine.experiments import transfer
 from engine.experiments.transfer import FeatureBank, prepare
-from engine.layout import RunLayout
 from engine.models.backbones import get_backbone
+from engine.store import runs
+from engine.store.layout import RunLayout
 from engine.train import load_checkpoint
 from tests.helpers import val_events
 
@@ -87,7 +88,7 @@ def trained(tmp_path_factory, pets, weights_file):
     done = {}
     for name, overrides in variants.items():
         run_dir = runs.create_run(_cfg(pets, weights_file, **overrides), root)
-        runs.execute(run_dir)
+        executor.execute(run_dir)
         assert runs.read_status(run_dir)["state"] == "finished", RunLayout(run_dir).log
         done[name] = run_dir
     return done

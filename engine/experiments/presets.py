@@ -1,5 +1,5 @@
 """Comparison presets: which runs a comparison of each kind holds, each a copy of one base
-config that differs only in what the comparison is about. Groups (engine.groups) make them."""
+config that differs only in what the comparison is about. Groups (engine.store.groups) make them."""
 
 from __future__ import annotations
 

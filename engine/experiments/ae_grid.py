@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine import runs
-from engine.groups import Group, comparison_table
-from engine.jsonfile import read_json_object
+from engine.core.jsonfile import read_json_object
+from engine.store import runs
+from engine.store.groups import Group, comparison_table
 
 FINE_TUNING = {
     "scratch": "train full model (backbone + classifier)",
@@ -72,7 +72,7 @@ def ae_table(group: Group, runs_dir: str | Path | None = None) -> list[dict]:
 
 def ae_groups_using(run_dir: str | Path, runs_dir: str | Path | None = None) -> list[Group]:
     """The A-E groups whose self-supervised rows start from this (BYOL) run's weights."""
-    from engine.groups import list_groups
+    from engine.store.groups import list_groups
 
     root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
     mine = str(Path(run_dir).resolve())

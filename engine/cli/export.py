@@ -13,7 +13,8 @@ SNAPSHOT_FORMATS = ("projector", "npz", "csv")
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from engine import archive, export, runs
+    from engine.sharing import archive, export
+    from engine.store import runs
 
     run_dir = runs.resolve_run(a.run, a.runs_dir)
     misplaced = [
@@ -77,7 +78,8 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_import(a: argparse.Namespace) -> int:
-    from engine import archive, runs
+    from engine.sharing import archive
+    from engine.store import runs
 
     root = Path(a.runs_dir) if a.runs_dir else runs.default_runs_dir()
     run_dir = archive.unpack_run(a.zip, root)

@@ -2,7 +2,8 @@
 waits for one run to train. Starting a run through it saves the ~2 s that importing torch
 and its optimiser machinery costs, which is most of the wait for the first live point.
 
-The worker reads one line, `train RUN_DIR` or `resume RUN_DIR`, from its stdin. If its
+The worker reads one line, `train RUN_DIR` or `resume RUN_DIR`, from its stdin, and runs it
+through the executor as `python -m engine train|resume --run-dir RUN_DIR` would. If its
 parent (the dashboard) goes away first, stdin closes and the idle worker exits; once it has
 a run, it is that run's own process and outlives the dashboard like any other run.
 """
@@ -15,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from engine.layout import REPO_ROOT, RunLayout
+from engine.store.layout import REPO_ROOT, RunLayout
 
 _lock = threading.Lock()
 _idle: subprocess.Popen | None = None
@@ -106,6 +107,15 @@ def serve() -> int:
     with open(RunLayout(run_dir).log, "ab") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-    from engine.__main__ import main
+    from engine.execution.executor import execute
+    from engine.store.summary import summary_line
 
-    return main([command, "--run-dir", str(run_dir)])
+    try:  # what the command line does with `train|resume --run-dir RUN`, minus its printing
+        summary = execute(run_dir, resume=command == "resume", launched=True)
+    except (ValueError, OSError, RuntimeError) as e:  # status.json says it too
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(summary_line(summary))
+    return 1 if summary.get("stopped_before_start") else 0

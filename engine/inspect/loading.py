@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 
@@ -24,12 +23,12 @@ class LoadedModel:
 
 def load_run_model(run_dir: str | Path, which: str = "best.pt", device="cpu") -> LoadedModel:
     """The model of a run, from `checkpoints/<which>`, in eval mode."""
-    from engine import runs
     from engine.config import DynamicFilterConfig, FewShotConfig, TransferConfig
-    from engine.layout import RunLayout
     from engine.models import build_model
     from engine.models.backbones import build_transfer_net
     from engine.models.dynamic_filter import DynamicFilterNet
+    from engine.store import runs
+    from engine.store.layout import RunLayout
     from engine.train import CheckpointError, load_checkpoint
 
     run_dir = Path(run_dir)
@@ -73,16 +72,3 @@ def load_imagenet_model(name: str = "efficientnet_lite0", device="cpu") -> Loade
         model.to(device).eval(), f"{name} (ImageNet)", spec.native_size, list(spec.mean),
         list(spec.std), list(_IMAGENET_CATEGORIES),
     )  # fmt: skip
-
-
-def preprocess(image: torch.Tensor, size: int) -> torch.Tensor:
-    """(C, H, W) uint8 (any size) -> (C, size, size) float in [0, 1]: centre-cropped to a
-    square, then resized, as the ImageNet models were evaluated."""
-    c, h, w = image.shape
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = image[:, top : top + side, left : left + side].float().unsqueeze(0) / 255.0
-    out = torch.nn.functional.interpolate(
-        square, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-    )
-    return out[0].clamp(0, 1)

@@ -17,16 +17,16 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.atomic import CAUSES, write_atomic
 from engine.config import ConfigError, RunConfig
-from engine.jsonfile import JsonFileError, parse_json, read_json_object
-from engine.layout import RunLayout
-from engine.runs import RunError, write_status
-from engine.ziplimits import (  # noqa: F401  (re-exported)
+from engine.core.atomic import CAUSES, write_atomic
+from engine.core.jsonfile import JsonFileError, parse_json, read_json_object
+from engine.core.ziplimits import (  # noqa: F401  (re-exported)
     MAX_COMPRESSION_RATIO,
     RATIO_FREE_BYTES,
     unpack_ratio_problem,
 )
+from engine.store.layout import RunLayout
+from engine.store.runs import RunError, write_status
 
 # What a run folder may unpack to. Module attributes, read at each call.
 MAX_UNPACKED_BYTES = 20 * 10**9

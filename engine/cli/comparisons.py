@@ -6,14 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli_common import config_from_flags, print_summary
+from engine.cli.common import config_from_flags, print_summary
 from engine.config import ConfigError
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    from engine import groups, runs
     from engine.data import check_source
-    from engine.groups import PRESET_KINDS
+    from engine.execution import comparisons, executor
+    from engine.experiments.presets import PRESET_KINDS
+    from engine.store import runs
 
     a.kind = PRESET_KINDS.get(a.preset, "transfer")
     a.mode, a.weights, a.config, a.name = "finetune", "imagenet", None, None
@@ -31,14 +32,14 @@ def cmd_compare(a: argparse.Namespace) -> int:
         check_fewshot_source(base.data.name, base.data.path, getattr(base, "episodes_csv", None))
     else:
         check_source(base.data.name, base.data.path, base.data.classes, base.data.class_counts)
-    group = groups.create_group(
+    group = comparisons.create_group(
         a.preset, base, a.runs_dir, include_scratch=not a.no_scratch,
         ssl_weights=a.ssl_weights, sequential=not a.at_once, include_frozen=not a.no_frozen,
         supervised_weights=a.supervised_weights,
     )  # fmt: skip
     print(f"group {group.group_id}: {len(group.run_dirs(Path('.')))} runs")
     if a.background:
-        groups.launch_group(group, a.runs_dir)
+        comparisons.launch_group(group, a.runs_dir)
         print(f"started; watch with: python -m engine groups {group.group_id}")
         return 0
     root = Path(a.runs_dir) if a.runs_dir else runs.default_runs_dir()
@@ -47,7 +48,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
         if row.run_id:
             print(f"--- {row.label}", flush=True)
             try:  # the rows are independent: one failing does not cancel the others
-                print_summary(runs.execute(root / row.run_id, progress=sys.stderr.isatty()))
+                print_summary(executor.execute(root / row.run_id, progress=sys.stderr.isatty()))
             except (ValueError, OSError, RuntimeError) as e:
                 print(f"error: {row.label}: {e}", file=sys.stderr)
                 failed += 1
@@ -56,21 +57,22 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_groups(a: argparse.Namespace) -> int:
-    from engine import groups
+    from engine.execution import comparisons
+    from engine.store import groups
 
     if (a.stop or a.resume or a.report) and not a.group:
         raise ConfigError("--stop, --resume and --report need a group id")
     if a.report:
-        from engine.report import write_group_report
+        from engine.sharing.report import write_group_report
 
         out = write_group_report(groups.load_group(a.group, a.runs_dir), a.report, a.runs_dir)
         print(f"wrote {out}: the table, curves and configs of {a.group} (opens offline)")
         return 0
     if a.stop:
-        print(f"asked {groups.stop_group(groups.load_group(a.group, a.runs_dir), a.runs_dir)} "
+        print(f"asked {comparisons.stop_group(groups.load_group(a.group, a.runs_dir), a.runs_dir)} "
               "run(s) to stop; each saves last.pt")  # fmt: skip
     if a.resume:
-        pids = groups.launch_group(groups.load_group(a.group, a.runs_dir), a.runs_dir)
+        pids = comparisons.launch_group(groups.load_group(a.group, a.runs_dir), a.runs_dir)
         print(f"queued {len(pids)} unfinished run(s)")
     found = [groups.load_group(a.group, a.runs_dir)] if a.group else groups.list_groups(a.runs_dir)
     if not found:
@@ -84,7 +86,7 @@ def cmd_groups(a: argparse.Namespace) -> int:
 
 
 def _print_group(group, runs_dir) -> None:
-    from engine.groups import comparison_table
+    from engine.store.groups import comparison_table
 
     def pct(v):
         return "–" if v is None else f"{v:.2%}"

@@ -1,5 +1,5 @@
 """Export: a snapshot's embeddings for TensorBoard's Embedding Projector, as .npz or as CSV;
-the metrics as CSV. A whole run folder as a zip, and its import: engine.archive.
+the metrics as CSV. A whole run folder as a zip, and its import: engine.sharing.archive.
 
 A snapshot is read as untrusted data (it may come from a zip or a shared disk): its sizes,
 types and ranges are checked before use, and text from the run (class names) cannot break a
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.atomic import save_npz, write_atomic, write_bytes
 from engine.config import ConfigError
-from engine.layout import RunLayout, epoch_name
-from engine.runs import load_config, read_status
-from engine.train.events import read_events
+from engine.core.atomic import save_npz, write_atomic, write_bytes
+from engine.store.events import read_events
+from engine.store.layout import RunLayout, epoch_name
+from engine.store.runs import load_config, read_status
 
 # The Embedding Projector's files (TensorBoard reads paths relative to the config's folder).
 TENSORS, METADATA, SPRITE, PROJECTOR_CONFIG = (

@@ -1,4 +1,4 @@
-"""Reads an Embedding Projector folder (what engine.export.export_projector writes) back, and
+"""Reads an Embedding Projector folder (what engine.sharing.export.export_projector writes) back, and
 checks that its four files agree: the config, the tensors, the metadata and the sprite."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.export import PROJECTOR_CONFIG, SPRITE_MAX_PX
+from engine.sharing.export import PROJECTOR_CONFIG, SPRITE_MAX_PX
 
 
 @dataclass

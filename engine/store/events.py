@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import WriteError
-from engine.jsonfile import read_regular
+from engine.core.atomic import WriteError
+from engine.core.jsonfile import read_regular
 
 MAX_READ_BYTES = 512 * 2**20  # at most this much per read: a sparse or planted file is not ours
 
@@ -113,7 +113,7 @@ def drop_events_after(path: str | Path, global_step: int, epoch: int) -> int:
     """Forget what a run logged after the checkpoint it resumes from (a killed run replays
     those steps): keeps step events up to `global_step`, epoch events up to `epoch`, and
     no test results. Rewrites the file atomically; returns how many events were dropped."""
-    from engine.atomic import write_bytes
+    from engine.core.atomic import write_bytes
 
     events, _ = read_events(path)
     kept = [

@@ -98,8 +98,8 @@ def run_torchrun(
     is the run's own process (status.json, events, checkpoints), as a 1-process run is."""
     import subprocess
 
-    from engine import runs
-    from engine.worker import child_env
+    from engine.execution.worker import child_env
+    from engine.store import runs
 
     run_dir = run_dir.resolve()
     if runs.is_active(run_dir):
@@ -134,7 +134,7 @@ def follow(run_dir: Path, resume: bool, resume_from: str) -> None:
     from contextlib import redirect_stdout
 
     from engine.experiments import get_experiment
-    from engine.runs import load_config
+    from engine.store.runs import load_config
 
     cfg = load_config(run_dir)
     stop = threading.Event()

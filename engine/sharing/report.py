@@ -11,9 +11,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine import runs
-from engine.atomic import write_bytes
-from engine.groups import Group, comparison_table
+from engine.core.atomic import write_bytes
+from engine.store import runs
+from engine.store.groups import Group, comparison_table
 
 COLUMNS = [  # (key in comparison_table's rows, heading, format)
     ("label", "setting", "{}"),
@@ -83,7 +83,7 @@ def group_report(group: Group, runs_dir: str | Path | None = None) -> str:
               if r.get("run") and (root / r["run"]).is_dir()}  # fmt: skip
     parts = [f"<h2>Results</h2>{table_html(table)}"]
     if group.preset == "a-e":
-        from engine.ae_grid import ae_table
+        from engine.experiments.ae_grid import ae_table
 
         parts.append("<h2>The A–E grid</h2>" + table_html_any(ae_table(group, root)))
     chart = curves_figure(table, events).to_html(full_html=False, include_plotlyjs=True)

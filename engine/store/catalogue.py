@@ -11,8 +11,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from engine import runs
 from engine.config import ConfigError, RunConfig
+from engine.store import runs
 
 TAG = re.compile(r"[\w.+-]{1,32}")  # letters, digits, _ . + -: no spaces, no commas
 MAX_TITLE = 120

@@ -1,0 +1,1 @@
+"""Lowest layer: no torch, imports nothing else of engine."""

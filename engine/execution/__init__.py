@@ -1,0 +1,1 @@
+"""Running runs: the executor, the launcher, the warm worker."""

@@ -1,0 +1,1 @@
+"""What pages call to look at a trained run."""

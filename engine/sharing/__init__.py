@@ -1,0 +1,1 @@
+"""Exports, run zips and reports."""

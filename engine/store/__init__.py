@@ -1,0 +1,1 @@
+"""The run folder as a database: no torch, no subprocess."""
