@@ -45,7 +45,7 @@ import torch
 
 streamlit.logger.set_log_level("error")  # no warnings about running outside a server
 
-from dashboard import widgets
+from dashboard.components import pictures
 from dashboard.embedding_views import figure
 from engine.analysis import DEFAULT_PARAMS, load_embedding, project_run
 from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig
@@ -54,7 +54,7 @@ from engine.execution import executor
 from engine.store import runs
 from engine.store.layout import RunLayout
 
-PAGES = ROOT / "dashboard" / "pages"
+PAGES = ROOT / "dashboard" / "views"
 CLASSIFIER_PAGES = {  # pages with a view of a finished classification run
     "Home": "home",
     "Train": "train",
@@ -255,7 +255,7 @@ def main() -> int:
     write_large_snapshots(large, a.points)
     layouts = project_run(large, "pca", DEFAULT_PARAMS["pca"])  # the page's default; disk cache
     embs = {e: load_embedding(large, e) for e in layouts}
-    classes = widgets.class_names(runs.read_status(large), 10)
+    classes = pictures.class_names(runs.read_status(large), 10)
     print(f"setup {time.perf_counter() - started:.1f} s: two {a.epochs}-epoch digits runs, "
           f"{a.points:,} synthetic points in each snapshot of the second")  # fmt: skip
 

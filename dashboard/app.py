@@ -1,4 +1,6 @@
-"""Entry point: `streamlit run dashboard/app.py`. Pages live in dashboard/pages/."""
+"""Entry point: `streamlit run dashboard/app.py`. Pages live in dashboard/views/, not pages/:
+a pages/ folder beside the script switches on Streamlit's older page discovery, which ran a
+deep link's first request without this script (no navigation, no wide layout)."""
 
 from pathlib import Path
 
@@ -6,7 +8,7 @@ import streamlit as st
 
 st.set_page_config(page_title="CNN workbench", page_icon="🔬", layout="wide")
 
-PAGES = Path("pages")  # st.Page resolves it against this script's folder
+PAGES = Path("views")  # st.Page resolves it against this script's folder
 nav = st.navigation(
     [
         st.Page(PAGES / "home.py", title="Home", icon="🏠", default=True),

@@ -5,7 +5,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import projection_jobs, widgets
+from dashboard import projection_jobs
+from dashboard.components import cache, charts, inputs
 from engine.analysis import DEFAULT_PARAMS, load_embedding
 from engine.store.layout import RunLayout
 
@@ -36,7 +37,7 @@ def scatter_traces(xy, emb, classes, colour_by: str, selected: int | None) -> li
     names = np.asarray(classes, dtype=object)
     traces = []
     for c, name in enumerate(classes):
-        colour_hex = widgets.PALETTE[c % len(widgets.PALETTE)]
+        colour_hex = charts.PALETTE[c % len(charts.PALETTE)]
         for miss in (False, True):
             idx = np.flatnonzero((colour == c) & (wrong == miss))
             if miss:  # true and predicted differ: say both
@@ -83,7 +84,7 @@ def figure(layouts, embs, epoch, classes, colour_by, selected):
         xaxis=dict(range=[lo[0], hi[0]], showticklabels=False, title=None),
         yaxis=dict(range=[lo[1], hi[1]], showticklabels=False, title=None),
         legend=dict(title=colour_by, itemsizing="constant"),
-        **widgets.animation_controls([str(e) for e in frames_epochs], frames_epochs.index(epoch)),
+        **charts.animation_controls([str(e) for e in frames_epochs], frames_epochs.index(epoch)),
     )  # fmt: skip
     return fig
 
@@ -94,7 +95,7 @@ def snapshot_layouts(run_dir, method: str, params: dict) -> tuple[dict, dict, tu
     computing in the background."""
     layout = RunLayout(run_dir)
     epochs = layout.embedding_epochs()
-    stamps = {e: widgets.file_stamp(layout.embedding_file(e)) for e in epochs}
+    stamps = {e: cache.file_stamp(layout.embedding_file(e)) for e in epochs}
     # The stamps ((epoch, mtime) of every snapshot) key the job: a rewritten one is re-read.
     job = projection_jobs.worker().submit(str(run_dir), method, params, tuple(stamps.items()))
     try:
@@ -128,10 +129,10 @@ def compact_projection(run_dir, classes: list[str], key: str) -> None:
     try:
         found = snapshot_layouts(run_dir, method, dict(DEFAULT_PARAMS[method]))
     except (OSError, ValueError, EOFError) as e:
-        widgets.show_error(e)
+        inputs.show_error(e)
         return
     if found is None:  # still computing: its progress is shown
         return
     layouts, embs, version = found
     fig = cached_figure(version, epoch, tuple(classes), "true label", None, layouts, embs)
-    widgets.chart(st, fig, key=f"{key}_scatter")
+    charts.chart(st, fig, key=f"{key}_scatter")

@@ -11,12 +11,12 @@ from engine.config import ConfigError
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    from engine.data import check_source
-    from engine.execution import comparisons, executor
+    from engine.execution import executor
+    from engine.execution.start import start_group
     from engine.experiments.presets import PRESET_KINDS
     from engine.store import runs
 
-    a.kind = PRESET_KINDS.get(a.preset, "transfer")
+    a.kind = PRESET_KINDS[a.preset]
     a.mode, a.weights, a.config, a.name = "finetune", "imagenet", None, None
     a.static = a.freeze_backbone = a.fixed_upsampling = False
     a.backbone_weights = a.fc_channels = a.mask_images = None
@@ -26,20 +26,13 @@ def cmd_compare(a: argparse.Namespace) -> int:
     a.cardinality = a.group_width = None
     a.snapshot_every = a.snapshot_epochs = None  # the kind's defaults
     base = config_from_flags(a)
-    if base.kind == "fewshot":
-        from engine.data.episodes import check_fewshot_source
-
-        check_fewshot_source(base.data.name, base.data.path, getattr(base, "episodes_csv", None))
-    else:
-        check_source(base.data.name, base.data.path, base.data.classes, base.data.class_counts)
-    group = comparisons.create_group(
-        a.preset, base, a.runs_dir, include_scratch=not a.no_scratch,
+    group = start_group(
+        a.preset, base, a.runs_dir, launch=a.background, include_scratch=not a.no_scratch,
         ssl_weights=a.ssl_weights, sequential=not a.at_once, include_frozen=not a.no_frozen,
         supervised_weights=a.supervised_weights,
     )  # fmt: skip
     print(f"group {group.group_id}: {len(group.run_dirs(Path('.')))} runs")
     if a.background:
-        comparisons.launch_group(group, a.runs_dir)
         print(f"started; watch with: python -m engine groups {group.group_id}")
         return 0
     root = Path(a.runs_dir) if a.runs_dir else runs.default_runs_dir()

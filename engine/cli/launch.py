@@ -53,9 +53,10 @@ def wants_torchrun(a: argparse.Namespace) -> bool:
 
 def check_launch(cfg: RunConfig, a: argparse.Namespace) -> None:
     """What would make the processes fail once started, said before anything starts."""
+    from engine.experiments.kinds import check_processes
     from engine.train import distributed, resolve_device
 
-    distributed.check_kind(cfg.kind, a.nproc * a.nnodes)
+    check_processes(cfg.kind, a.nproc * a.nnodes)
     distributed.check_batch_size(cfg.batch_size, a.nproc * a.nnodes)
     if getattr(cfg, "loss", "cross_entropy") == "weighted_cross_entropy":
         # Its mean divides by the batch's summed class weights, not its image count: the

@@ -28,7 +28,6 @@ from engine.cli.launch import (
 from engine.config import (
     CONFIG_KINDS,
     ConfigError,
-    TransferConfig,
 )
 from engine.experiments.presets import PRESETS  # light: no torch
 from engine.store.summary import best_metric
@@ -48,24 +47,13 @@ def cmd_train(a: argparse.Namespace) -> int:
             "train ... --nproc N` makes one and prints the torchrun command)"
         )
     else:
-        from engine.data import check_source
+        from engine.execution.start import start_run
 
         cfg = config_from_flags(a)
-        if cfg.kind == "fewshot":
-            from engine.data.episodes import check_fewshot_source
-
-            check_fewshot_source(cfg.data.name, cfg.data.path, cfg.episodes_csv)
-        else:
-            check_source(
-                cfg.data.name, cfg.data.path, cfg.data.classes, cfg.data.class_counts
-            )  # before a run folder
-        if isinstance(cfg, TransferConfig):
-            from engine.execution.comparisons import check_weights
-
-            check_weights(cfg)
         if several:
             check_launch(cfg, a)
-        run_dir = runs.create_run(cfg, a.runs_dir)
+        # Everything checked before the run folder is made; then trained here, not launched.
+        run_dir = start_run(cfg, a.runs_dir, launch=False)
         print(f"run folder: {run_dir}")
     if several:
         return run_torchrun("train", run_dir, a)

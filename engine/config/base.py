@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from engine.core.errors import WorkbenchError
 from engine.core.jsonfile import MAX_JSON_BYTES, JsonFileError, parse_json, read_regular
 
 
-class ConfigError(ValueError):
+class ConfigError(WorkbenchError, ValueError):
     """A config field has a value that cannot work; the message says which and why."""
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.errors import WorkbenchError
+
 CAUSES = {
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is used up",
@@ -26,7 +28,7 @@ CAUSES = {
 }
 
 
-class WriteError(OSError):
+class WriteError(WorkbenchError, OSError):
     """A write that failed, said in words: the file, the cause, and that nothing was left
     half-written. Its `errno` is the operating system's."""
 

@@ -11,7 +11,14 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class CheckpointError(RuntimeError):
+class WorkbenchError(Exception):
+    """What the workbench says to a person: a message that names the file, the field or the
+    value and what to do, never a traceback. Every error of ours derives from it (each also
+    from the builtin it refines: ValueError for bad input, RuntimeError, OSError), so a page
+    or a command catches `WorkbenchError` (and OSError) at its one boundary."""
+
+
+class CheckpointError(WorkbenchError, RuntimeError):
     """A checkpoint that cannot be used (unreadable, damaged, another model's); raised while
     loading, before anything of the run has changed. Here, not beside the checkpoint code,
     so that torch-free modules (the run store) can tell it apart."""

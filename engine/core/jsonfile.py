@@ -15,10 +15,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from engine.core.errors import WorkbenchError
+
 MAX_JSON_BYTES = 64 * 2**20  # a config or a status is a few KB; anything this big is not ours
 
 
-class JsonFileError(ValueError):
+class JsonFileError(WorkbenchError, ValueError):
     """A JSON file (or text) that cannot be read; the message names it and says why."""
 
 

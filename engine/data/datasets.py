@@ -7,8 +7,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from engine.core.errors import WorkbenchError
 
-class DataError(ValueError):
+
+class DataError(WorkbenchError, ValueError):
     """A dataset cannot be read; the message names the file or folder and the problem."""
 
 

@@ -20,6 +20,7 @@ from engine.analysis.metrics import confusion_matrix
 from engine.config import RunConfig
 from engine.core.atomic import save_npy, save_npz, write_atomic
 from engine.data import BatchLoader, ImageSet, Splits, load_dataset
+from engine.experiments.kinds import check_processes
 from engine.models import build_model
 from engine.store.events import drop_events_after
 from engine.store.layout import RunLayout
@@ -154,7 +155,7 @@ def fit_classifier(
     Under torchrun, every process runs this with the same arguments; rank 0 alone writes
     the run folder and reports (on_data, on_model; the others are given none)."""
     processes = distributed.World.from_env().size
-    distributed.check_kind(cfg.kind, processes)
+    check_processes(cfg.kind, processes)
     distributed.check_batch_size(cfg.batch_size, processes)
     with distributed.process_group(resolve_device(cfg.device)) as device:
         return _fit(cfg, run_dir, prepare, device, resume, should_stop, on_step, on_data,
@@ -263,3 +264,8 @@ def _fit(cfg, run_dir, prepare, device, resume, should_stop, on_step, on_data, o
         if any("/" in k for k in test.metrics):  # per-class values, e.g. IoU per class
             summary["test_per_class"] = {k: v for k, v in test.metrics.items() if "/" in k}
     return summary
+
+
+def inspection_model(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
+    """The untrained network a classify run's checkpoints load into."""
+    return build_model(cfg.model.name, num_classes, **cfg.model.build_options())

@@ -46,3 +46,8 @@ def prepare(cfg: DynamicFilterConfig, splits: Splits, device: torch.device) -> P
 
 def run(cfg: DynamicFilterConfig, run_dir: str | Path, **kw) -> dict:
     return fit_classifier(cfg, run_dir, prepare, **kw)
+
+
+def inspection_model(cfg: DynamicFilterConfig, num_classes: int) -> torch.nn.Module:
+    """The untrained network a dynamic-filter run's checkpoints load into."""
+    return DynamicFilterNet(num_classes, dynamic=cfg.dynamic)

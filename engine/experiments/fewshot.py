@@ -190,3 +190,15 @@ def episode_from_images(support: list[list[torch.Tensor]], query: list[torch.Ten
 
     labels = torch.cat([torch.full((len(ims),), c) for c, ims in enumerate(support)])
     return Episode(prepared([im for ims in support for im in ims]), labels, prepared(query))
+
+
+def inspection_model(cfg: FewShotConfig, num_classes: int) -> torch.nn.Module:
+    """The untrained protonet a few-shot run's checkpoints load into (class-free)."""
+    return PrototypicalNetwork(cfg.distance, cfg.mlp_head, cfg.data.image_size)
+
+
+def check_data(cfg: FewShotConfig) -> None:
+    """The class folders (or the digits) and, when given, the episode file."""
+    from engine.data.episodes import check_fewshot_source
+
+    check_fewshot_source(cfg.data.name, cfg.data.path, cfg.episodes_csv)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from engine.config import ConfigError, RunConfig, TransferConfig
+from engine.experiments.kinds import KINDS
 
 PRESETS = {
     "finetune-vs-frozen": "one backbone fine-tuned, frozen as a feature extractor, and "
@@ -25,13 +26,7 @@ PRESETS = {
     "MultiStepLR on/off x SGD vs Adam, 8 runs of one model",
 }
 # Every other preset: transfer.
-PRESET_KINDS = {
-    "long-tail": "classify",
-    "ablation": "classify",
-    "dynamic-vs-static": "dynamic_filter",
-    "fcn32s-vs-improved": "segment",
-    "fewshot-grid": "fewshot",
-}
+PRESET_KINDS = {p: k.name for k in KINDS.values() for p in k.presets}  # preset -> kind
 FEWSHOT_SHOTS, FEWSHOT_DISTANCES = (1, 5, 10), ("euclidean", "cosine", "parametric")
 IMPROVED_DEFAULT = "fcn8s_lite0"
 SSL_WAITING = (
@@ -71,7 +66,7 @@ def preset_configs(
             changes["label"] = label
         return label, replace(base, **changes), ""
 
-    expected = PRESET_KINDS.get(preset, "transfer")
+    expected = PRESET_KINDS.get(preset)
     if preset in PRESETS and base.kind != expected:
         raise ConfigError(f"preset {preset!r} compares {expected} runs, got a {base.kind} config")
     if preset == "dynamic-vs-static":

@@ -97,3 +97,9 @@ def prepare(cfg: TransferConfig, splits: Splits, device: torch.device) -> Prepar
 
 def run(cfg: TransferConfig, run_dir: str | Path, **kw) -> dict:
     return fit_classifier(cfg, run_dir, prepare, **kw)
+
+
+def inspection_model(cfg: TransferConfig, num_classes: int) -> torch.nn.Module:
+    """The untrained network a transfer run's checkpoints load into (no weights fetched)."""
+    model, _ = build_transfer_net(cfg.model.name, num_classes, cfg.data.image_size, "none")
+    return model

@@ -22,33 +22,28 @@ class LoadedModel:
 
 
 def load_run_model(run_dir: str | Path, which: str = "best.pt", device="cpu") -> LoadedModel:
-    """The model of a run, from `checkpoints/<which>`, in eval mode."""
-    from engine.config import DynamicFilterConfig, FewShotConfig, TransferConfig
-    from engine.models import build_model
-    from engine.models.backbones import build_transfer_net
-    from engine.models.dynamic_filter import DynamicFilterNet
+    """The model of a run, from `checkpoints/<which>`, in eval mode. A kind whose model cannot
+    be rebuilt here (segmentation, BYOL: their own pages look at them) is a CheckpointError
+    saying so, before any checkpoint is read."""
+    from engine.experiments.kinds import get_kind
     from engine.store import runs
     from engine.store.layout import RunLayout
     from engine.train import CheckpointError, load_checkpoint
 
     run_dir = Path(run_dir)
     cfg = runs.load_config(run_dir)
+    kind = get_kind(cfg.kind)
+    if not kind.inspectable:
+        raise CheckpointError(
+            f"{run_dir.name} is a {kind.title.lower()} run: its model is not rebuilt here"
+        )
     path = RunLayout(run_dir).checkpoints / which
     ckpt = load_checkpoint(path, map_location="cpu")
     extra = ckpt.get("extra") or {}
     classes = [str(c) for c in extra.get("classes") or []]
     if not classes or "mean" not in extra:
         raise CheckpointError(f"{path} lacks the class names or normalisation it was trained with")
-    if isinstance(cfg, TransferConfig):
-        model, _ = build_transfer_net(cfg.model.name, len(classes), cfg.data.image_size, "none")
-    elif isinstance(cfg, DynamicFilterConfig):
-        model = DynamicFilterNet(len(classes), dynamic=cfg.dynamic)
-    elif isinstance(cfg, FewShotConfig):
-        from engine.models.protonet import PrototypicalNetwork
-
-        model = PrototypicalNetwork(cfg.distance, cfg.mlp_head, cfg.data.image_size)
-    else:
-        model = build_model(cfg.model.name, len(classes), **cfg.model.build_options())
+    model = kind.experiment().inspection_model(cfg, len(classes))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from engine.core.errors import first_line
+from engine.core.errors import WorkbenchError, first_line
 from engine.store.layout import REPO_ROOT
 
 
-class WeightsError(RuntimeError):
+class WeightsError(WorkbenchError, RuntimeError):
     """A weight file is missing or unusable; the message says what to do about it."""
 
 

@@ -116,14 +116,14 @@ def config_text(run_dir: str | Path) -> str:
     return runs.load_config(run_dir).to_json()
 
 
-def new_run_from(text: str, runs_dir: str | Path | None = None, check_paths=None) -> Path:
-    """A new run (queued, not launched) from a config's JSON, e.g. a run's config as it is
-    (re-run) or edited (clone). `check_paths(path)`: raises for a data path not allowed here
-    (the dashboard confines typed paths to its data roots)."""
+def config_from_text(text: str, check_paths=None) -> RunConfig:
+    """A config from its JSON, e.g. a run's config as it is (re-run) or edited (clone), to
+    start as any new run is (engine.execution.start). `check_paths(path)`: raises for a data
+    path not allowed here (the dashboard confines typed paths to its data roots)."""
     cfg = RunConfig.from_json(text, source="the edited config")
     if check_paths is not None and cfg.data.path:
         cfg.data.path = str(check_paths(cfg.data.path))
-    return runs.create_run(cfg, runs_dir)
+    return cfg
 
 
 def smooth(values: list[float], weight: float) -> list[float]:

@@ -21,6 +21,7 @@ from typing import Any
 from engine.config import ConfigError, RunConfig
 from engine.core.atomic import CAUSES, write_json
 from engine.core.devices import device_problem
+from engine.core.errors import WorkbenchError
 from engine.core.jsonfile import JsonFileError, read_json, read_json_object
 from engine.store.events import read_events
 from engine.store.layout import REPO_ROOT, RunLayout
@@ -30,7 +31,7 @@ from engine.store.status import clean_status, config_problem
 ACTIVE = ("queued", "running", "stale")  # stale: alive as far as anyone can tell
 
 
-class RunError(RuntimeError):
+class RunError(WorkbenchError, RuntimeError):
     pass
 
 

@@ -28,10 +28,6 @@ from engine.config import ConfigError
 # collective may wait this long before it gives up (torch's default for NCCL is 10 minutes).
 TIMEOUT = timedelta(minutes=30)
 
-# Kinds whose training is plain supervised classification through BatchLoader batches.
-# The others (episodes, BYOL's moving target, per-pixel losses) would need their own thought.
-KINDS = ("classify", "transfer")
-
 
 @dataclass(frozen=True)
 class World:
@@ -45,14 +41,6 @@ class World:
         env = os.environ
         return cls(
             int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
-        )
-
-
-def check_kind(kind: str, processes: int) -> None:
-    if processes > 1 and kind not in KINDS:
-        raise ConfigError(
-            f"{kind} runs train in one process; several processes (--nproc, torchrun) "
-            f"are for {' and '.join(KINDS)} runs"
         )
 
 

@@ -44,7 +44,7 @@ def finished_run(runs_dir, finished_run_template) -> Path:
 def page(name: str):
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_file(str(APP / "pages" / f"{name}.py"), default_timeout=60)
+    return AppTest.from_file(str(APP / "views" / f"{name}.py"), default_timeout=60)
 
 
 def app():

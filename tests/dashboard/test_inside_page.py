@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboard import widgets
+from dashboard.components import pictures
 from engine.store import runs
 from engine.store.layout import RunLayout
 from tests.dashboard.conftest import page
@@ -60,14 +60,14 @@ def test_a_runs_checkpoint_and_its_test_images(finished_run):
 )
 def test_an_upload_that_is_not_a_usable_image_is_refused_with_its_name(name, data, message):
     with pytest.raises(ValueError, match=message) as raised:
-        widgets.read_image_upload(_Upload(name, data))
+        pictures.read_image_upload(_Upload(name, data))
     assert name in str(raised.value)
 
 
 def test_a_real_upload_is_read_as_rgb():
     buf = io.BytesIO()
     Image.fromarray(np.full((10, 14), 200, np.uint8)).save(buf, format="PNG")  # grey, 1 channel
-    image = widgets.read_image_upload(_Upload("grey.png", buf.getvalue()))
+    image = pictures.read_image_upload(_Upload("grey.png", buf.getvalue()))
     assert tuple(image.shape) == (3, 10, 14) and int(image.max()) == 200
 
 
@@ -107,12 +107,12 @@ def test_uploads_with_transparency_or_16_bits_keep_their_content():
     rgba[..., 0] = 255  # red, fully transparent: shown as the white it sits on
     rgba[0, 0, 3] = 255  # one opaque red pixel
     Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
-    image = widgets.read_image_upload(_Upload("alpha.png", buf.getvalue()))
+    image = pictures.read_image_upload(_Upload("alpha.png", buf.getvalue()))
     assert image[:, 0, 0].tolist() == [255, 0, 0] and image[:, 1, 1].tolist() == [255, 255, 255]
     buf = io.BytesIO()
     ramp = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)
     Image.fromarray(ramp).save(buf, format="PNG")  # 16-bit grey
-    image = widgets.read_image_upload(_Upload("ramp16.png", buf.getvalue()))
+    image = pictures.read_image_upload(_Upload("ramp16.png", buf.getvalue()))
     assert int(image.min()) == 0 and int(image.max()) == 255
     assert len(np.unique(image[0].numpy())) == 64  # the ramp survives, not clipped at 255
 
@@ -126,3 +126,20 @@ def test_visualisations_rerun_only_for_what_was_asked(finished_run):
     assert "DeepDream, octave by octave:" not in _captions(at)
     at.number_input(key="dream_channel").set_value(0).run()  # back: shown again (cached)
     assert "DeepDream, octave by octave:" in _captions(at)
+
+
+def test_the_confusion_page_offers_only_runs_whose_model_classifies_an_image(
+    finished_run, runs_dir
+):
+    """A BYOL, segmentation or few-shot run has no class scores for one image: not offered
+    (a click on one of its cells could only end in an error)."""
+    from engine.config import FewShotConfig, SegmentConfig, SSLConfig
+
+    others = [
+        runs.create_run(c(), runs_dir).name for c in (SSLConfig, SegmentConfig, FewShotConfig)
+    ]
+    at = page("confusion").run()
+    assert not at.exception
+    offered = at.selectbox(key="run_picker").options
+    assert any(finished_run.name in o for o in offered)  # the control: a classify run is
+    assert not any(name in o for o in offered for name in others), offered

@@ -92,8 +92,8 @@ def test_demo_trains_live_and_every_page_renders(browser, tmp_path, shots):
 
 
 def test_a_deep_link_opened_first_on_a_fresh_server_gets_the_app_navigation(browser, tmp_path):
-    # Streamlit runs a fresh server's first request the old pages/ way, without app.py;
-    # widgets.through_app() reruns it through app.py (titles and icons from st.navigation).
+    # With a pages/ folder, Streamlit ran a fresh server's first request without app.py;
+    # the pages live in views/, so every request goes through app.py's st.navigation.
     with dashboard(tmp_path / "runs") as url:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{url}/transfer")

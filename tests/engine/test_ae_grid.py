@@ -14,7 +14,7 @@ import torchvision
 
 from engine.cli.main import main
 from engine.config import ConfigError, DataConfig, ModelConfig, SSLConfig, TransferConfig
-from engine.execution import comparisons, executor
+from engine.execution import checks, comparisons, executor
 from engine.experiments import presets
 from engine.experiments.ae_grid import FINE_TUNING, ae_groups_using, ae_table, weights_origin
 from engine.models.backbones import build_transfer_net
@@ -81,29 +81,29 @@ def checkpoint(run_dir: Path, name: str) -> str:
 
 
 def test_imagenet_stays_imagenet(runs_dir):
-    assert comparisons.backbone_weights_file("imagenet", runs_dir) == "imagenet"
+    assert checks.backbone_weights_file("imagenet", runs_dir) == "imagenet"
 
 
 def test_a_weight_file_is_taken_as_its_absolute_path(runs_dir, tmp_path, monkeypatch):
     (tmp_path / "work").mkdir()
     torch.save(resnet18_body(0), tmp_path / "work" / "byol.pt")
     monkeypatch.chdir(tmp_path / "work")
-    found = comparisons.backbone_weights_file("byol.pt", runs_dir)
+    found = checks.backbone_weights_file("byol.pt", runs_dir)
     assert found == str((tmp_path / "work" / "byol.pt").resolve()) and Path(found).is_absolute()
     monkeypatch.setenv("HOME", str(tmp_path / "work"))
-    assert comparisons.backbone_weights_file("~/byol.pt", runs_dir) == found
+    assert checks.backbone_weights_file("~/byol.pt", runs_dir) == found
 
 
 def test_a_byol_run_gives_its_backbone_file(runs_dir, pets):
     run_dir = byol_run(runs_dir, pets)
     want = checkpoint(run_dir, "backbone.pt")
     for value in (str(run_dir), run_dir.name, run_dir.name[:-2]):  # folder, id, id prefix
-        assert comparisons.backbone_weights_file(value, runs_dir) == want, value
+        assert checks.backbone_weights_file(value, runs_dir) == want, value
 
 
 def test_a_run_without_a_backbone_file_gives_its_best_pt(runs_dir, pets):
     for run_dir in (supervised_run(runs_dir, pets), byol_run(runs_dir, pets, backbone=False)):
-        assert comparisons.backbone_weights_file(run_dir.name, runs_dir) == checkpoint(
+        assert checks.backbone_weights_file(run_dir.name, runs_dir) == checkpoint(
             run_dir, "best.pt"
         )
 
@@ -111,7 +111,7 @@ def test_a_run_without_a_backbone_file_gives_its_best_pt(runs_dir, pets):
 def test_a_run_without_checkpoints_is_refused_with_what_is_missing(runs_dir, pets):
     run_dir = runs.create_run(SSLConfig(), runs_dir)
     with pytest.raises(ConfigError) as raised:
-        comparisons.backbone_weights_file(str(run_dir), runs_dir)
+        checks.backbone_weights_file(str(run_dir), runs_dir)
     assert str(raised.value) == f"run {run_dir.name} has no checkpoint yet (no checkpoints/best.pt)"
 
 
@@ -119,7 +119,7 @@ def test_a_run_without_checkpoints_is_refused_with_what_is_missing(runs_dir, pet
 def test_something_that_is_neither_a_file_nor_a_run_is_named(runs_dir, pets, value):
     byol_run(runs_dir, pets)
     with pytest.raises(ConfigError) as raised:
-        comparisons.backbone_weights_file(value, runs_dir)
+        checks.backbone_weights_file(value, runs_dir)
     assert str(raised.value) == f"weights {value!r}: no such weight file, run folder or run id"
 
 
@@ -128,7 +128,7 @@ def test_an_ambiguous_run_prefix_names_the_runs_it_matches(runs_dir, pets):
     prefix = os.path.commonprefix([one.name, two.name])  # at least the date
     assert len(prefix) >= 8
     with pytest.raises(ConfigError) as raised:
-        comparisons.backbone_weights_file(prefix, runs_dir)
+        checks.backbone_weights_file(prefix, runs_dir)
     assert one.name in str(raised.value) and two.name in str(raised.value)
 
 

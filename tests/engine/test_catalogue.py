@@ -10,6 +10,7 @@ import pytest
 
 from engine.config import ConfigError
 from engine.execution import executor
+from engine.execution.start import start_run
 from engine.store import catalogue, runs
 
 
@@ -66,7 +67,7 @@ def test_a_too_long_title_is_refused(finished):
 
 
 def test_a_rerun_is_a_new_run_with_the_same_config(finished, runs_dir):
-    new = catalogue.new_run_from(catalogue.config_text(finished), runs_dir)
+    new = start_run(catalogue.config_from_text(catalogue.config_text(finished)), runs_dir, False)
     assert new != finished and runs.read_status(new)["state"] == "queued"
     assert runs.load_config(new).to_dict() == runs.load_config(finished).to_dict()
 
@@ -74,13 +75,13 @@ def test_a_rerun_is_a_new_run_with_the_same_config(finished, runs_dir):
 def test_a_clone_takes_the_edited_config_and_refuses_a_bad_one(finished, runs_dir):
     edited = json.loads(catalogue.config_text(finished))
     edited["epochs"] = 7
-    new = catalogue.new_run_from(json.dumps(edited), runs_dir)
+    new = start_run(catalogue.config_from_text(json.dumps(edited)), runs_dir, launch=False)
     assert runs.load_config(new).epochs == 7
     edited["epochs"] = 0
     with pytest.raises(ConfigError, match="epochs"):
-        catalogue.new_run_from(json.dumps(edited), runs_dir)
+        catalogue.config_from_text(json.dumps(edited))
     with pytest.raises(ConfigError, match="not valid JSON"):
-        catalogue.new_run_from("{not json", runs_dir)
+        catalogue.config_from_text("{not json")
 
 
 def test_a_clone_checks_its_data_path(finished, runs_dir):
@@ -91,7 +92,20 @@ def test_a_clone_checks_its_data_path(finished, runs_dir):
         raise ConfigError(f"{path} is outside")
 
     with pytest.raises(ConfigError, match="/etc is outside"):
-        catalogue.new_run_from(json.dumps(edited), runs_dir, check_paths=refuse)
+        catalogue.config_from_text(json.dumps(edited), check_paths=refuse)
+    assert len(runs.list_runs(runs_dir)) == 1  # nothing made
+
+
+def test_a_clone_is_checked_like_any_new_run_before_a_folder_is_made(finished, runs_dir, tmp_path):
+    """Re-run and clone go through start_run: data that cannot be read is refused first."""
+    from engine.data.datasets import DataError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    edited = json.loads(catalogue.config_text(finished))
+    edited["data"].update(name="folder", path=str(empty))
+    with pytest.raises(DataError):
+        start_run(catalogue.config_from_text(json.dumps(edited)), runs_dir, launch=False)
     assert len(runs.list_runs(runs_dir)) == 1  # nothing made
 
 

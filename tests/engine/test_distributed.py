@@ -28,11 +28,12 @@ from engine.data import BatchLoader, ImageSet
 from engine.data.loader import _generator, random_crop_flip
 from engine.execution import launcher
 from engine.experiments import classify
+from engine.experiments.kinds import check_processes
 from engine.models import build_model
 from engine.store import runs
 from engine.store.layout import RunLayout
 from engine.train import Trainer, load_checkpoint, read_events
-from engine.train.distributed import check_batch_size, check_kind
+from engine.train.distributed import check_batch_size
 
 REPO = Path(__file__).resolve().parents[2]
 MEAN, STD = [0.5] * 3, [0.25] * 3
@@ -127,9 +128,9 @@ def test_what_cannot_be_split_is_refused_with_a_reason():
         check_batch_size(6, 4)
     check_batch_size(6, 1)
     with pytest.raises(ConfigError, match="fewshot runs train in one process"):
-        check_kind("fewshot", 2)
-    check_kind("transfer", 2)
-    check_kind("segment", 1)
+        check_processes("fewshot", 2)
+    check_processes("transfer", 2)
+    check_processes("segment", 1)
 
 
 # --- the command line --------------------------------------------------------------------

@@ -5,26 +5,18 @@ import json
 
 import streamlit as st
 
-from dashboard import widgets
+from dashboard.components import cache, charts, inputs, picking, pictures
 from dashboard.embedding_views import METHOD_LABELS, cached_figure, snapshot_layouts
 from engine.analysis import DEFAULT_PARAMS, nearest_neighbours
-from engine.config import DataConfig
-from engine.data import load_dataset
 from engine.store import runs
 from engine.store.layout import RunLayout
 
-widgets.through_app()
 st.title("🌌 Embeddings")
-
-
-@st.cache_resource(show_spinner="Loading the run's dataset…", max_entries=4)
-def dataset(data_json: str):
-    return load_dataset(DataConfig(**json.loads(data_json)))
 
 
 def neighbour_gallery(run_cfg, emb, row: int, classes, k: int) -> None:
     try:
-        data = dataset(json.dumps(run_cfg["data"], sort_keys=True))
+        data = cache.dataset(json.dumps(run_cfg["data"], sort_keys=True))
     except Exception as e:
         st.warning(f"Cannot show images: the run's dataset does not load here ({e}).")
         return
@@ -37,15 +29,15 @@ def neighbour_gallery(run_cfg, emb, row: int, classes, k: int) -> None:
         mark = "✓" if true == pred else "✗"
         title = "selected" if i == 0 else f"#{i}"
         col.image(
-            widgets.png_bytes(images[i], scale=3),
+            pictures.png_bytes(images[i], scale=3),
             caption=f"{title} · {true}→{pred} {mark}",
             width=96,
         )
 
 
-run = widgets.run_picker(require_snapshots=True)
+run = picking.run_picker(require_snapshots=True)
 if run is None:
-    widgets.no_runs_message("embedding snapshots")
+    picking.no_runs_message("embedding snapshots")
     st.stop()
 
 layout = RunLayout(run.path)
@@ -70,14 +62,14 @@ try:
     found = snapshot_layouts(run.path, method, params)
     run_cfg = runs.load_config(run.path).to_dict()
 except (OSError, ValueError, EOFError) as e:  # ConfigError is a ValueError
-    widgets.show_error(e)
+    inputs.show_error(e)
     st.stop()
 if found is None:  # computing in the background; its progress is shown, and the page
     st.stop()  # draws itself again when it is done
 layouts, embs, version = found
 
 n_classes = int(max(max(e["labels"].max(), e["predictions"].max()) for e in embs.values())) + 1
-classes = widgets.class_names(run.status, n_classes)
+classes = pictures.class_names(run.status, n_classes)
 emb = embs[epoch]
 wrong = int((emb["labels"] != emb["predictions"]).sum())
 st.caption(
@@ -90,7 +82,7 @@ n_points = len(emb["labels"])
 if st.session_state.get(row_key, 0) >= n_points:
     st.session_state[row_key] = 0
 selected = st.session_state.get(row_key)
-event = widgets.chart(st,
+event = charts.chart(st,
     cached_figure(version, epoch, tuple(classes), colour_by, selected, layouts, embs),
     on_select="rerun", selection_mode=("points",), key=f"scatter:{run.run_id}:{method}",
 )  # fmt: skip

@@ -3,12 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import widgets
+from dashboard.components import inputs, picking
 from engine.config import RunConfig
-from engine.execution import launcher
+from engine.core.errors import WorkbenchError
+from engine.execution.start import start_run
 from engine.store import runs
 
-widgets.through_app()
 st.title("🔬 CNN workbench")
 st.markdown(
     "Watch convolutional networks learn: live loss and accuracy curves, penultimate-layer "
@@ -27,14 +27,12 @@ with left:
     )
     if st.button("▶ Start the demo", type="primary", width="stretch"):
         try:
-            cfg = RunConfig(name="demo")
-            run_dir = runs.create_run(cfg, widgets.runs_dir())
-            launcher.launch(run_dir)
-        except Exception as e:  # the page stays up; the message says what went wrong
-            widgets.show_error(e)
+            run_dir = start_run(RunConfig(name="demo"), picking.runs_dir())
+        except (WorkbenchError, OSError) as e:  # the page stays up; the message says why
+            inputs.show_error(e)
         else:
             st.session_state["run"] = run_dir.name
-            st.switch_page("pages/train.py")
+            st.switch_page("views/train.py")
 
 
 def model_caption(r: runs.RunSummary) -> str:
@@ -55,9 +53,9 @@ def model_caption(r: runs.RunSummary) -> str:
 
 
 st.subheader("Runs")
-all_runs = runs.list_runs(widgets.runs_dir())
+all_runs = runs.list_runs(picking.runs_dir())
 if not all_runs:
-    widgets.no_runs_message()
+    picking.no_runs_message()
 else:
     rows = []
     for r in all_runs:
@@ -65,7 +63,7 @@ else:
         rows.append(
             {
                 "run": r.run_id,
-                "status": f"{widgets.STATE_ICONS.get(r.state, '')} {r.state}",
+                "status": f"{picking.STATE_ICONS.get(r.state, '')} {r.state}",
                 "model": model_caption(r),
                 "data": r.dataset,
                 "epochs": (r.config or {}).get("epochs"),
@@ -88,4 +86,4 @@ else:
             "best val mIoU": st.column_config.NumberColumn(format="%.4f"),
         },
     )
-    st.caption(f"Runs folder: `{widgets.runs_dir()}`")
+    st.caption(f"Runs folder: `{picking.runs_dir()}`")

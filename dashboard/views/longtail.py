@@ -7,16 +7,15 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import widgets
+from dashboard.components import charts, inputs, picking
 from engine.analysis.long_tail import long_tail_report
 from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig
-from engine.data import check_source
-from engine.execution import comparisons
+from engine.core.errors import WorkbenchError
+from engine.execution.start import start_group
 from engine.store import groups, runs
 
 PRESET = "long-tail"
 
-widgets.through_app()
 st.title("🦎 Long tail")
 st.caption(
     "Real data is rarely balanced: a few head classes have most images, many tail classes "
@@ -44,15 +43,13 @@ def new_comparison_form() -> None:
             return
     try:
         base = RunConfig(
-            data=DataConfig(name=dataset, path=widgets.typed_path(path),
+            data=DataConfig(name=dataset, path=inputs.typed_path(path),
                             imbalance_ratio=float(ratio)),
             model=ModelConfig(name=model), optim=OptimConfig(lr=float(lr)), epochs=int(epochs),
-        ).validate()  # fmt: skip
-        check_source(base.data.name, base.data.path)
-        group = comparisons.create_group(PRESET, base, widgets.runs_dir())
-        comparisons.launch_group(group, widgets.runs_dir())
-    except (ValueError, RuntimeError, OSError) as e:  # ConfigError, DataError, RunError
-        widgets.show_error(e)
+        )  # fmt: skip
+        group = start_group(PRESET, base, picking.runs_dir())
+    except (WorkbenchError, OSError) as e:  # ConfigError, DataError, RunError
+        inputs.show_error(e)
         return
     st.session_state["lt_group"] = group.group_id
     st.toast(f"Started {group.group_id}")
@@ -109,7 +106,7 @@ def confusion_heatmap(cm: np.ndarray, classes: list[str], title: str) -> go.Figu
 
 
 def render(group: groups.Group) -> None:
-    root = widgets.runs_dir()
+    root = picking.runs_dir()
     table = groups.comparison_table(group, root)
     st.dataframe([{"row": r["label"], "state": r["state"], "progress": r.get("progress"),
                    "test acc": r.get("test_acc")} for r in table], hide_index=True,
@@ -128,7 +125,7 @@ def render(group: groups.Group) -> None:
     first = next(iter(done.values()))
     counts = np.asarray(first["train_counts"])
     classes = [str(c) for c in first.get("classes") or range(len(counts))]
-    widgets.chart(st, counts_chart(counts, classes), key="lt_counts")
+    charts.chart(st, counts_chart(counts, classes), key="lt_counts")
     top = int(counts.max())
     if top >= 3:
         c1, c2 = st.columns(2)
@@ -141,9 +138,9 @@ def render(group: groups.Group) -> None:
         reports = {label: long_tail_report(s["test_confusion"], s["train_counts"], many, few)
                    for label, s in done.items()}  # fmt: skip
     except ValueError as e:
-        widgets.show_error(e)
+        inputs.show_error(e)
         return
-    colours = {label: widgets.PALETTE[i % 10] for i, label in enumerate(done)}
+    colours = {label: charts.PALETTE[i % 10] for i, label in enumerate(done)}
     groups_of = next(iter(reports.values())).groups
     sizes = {k: len(v) for k, v in groups_of.items()}
     st.dataframe([{"loss": label, "test acc": done[label].get("test_acc"),
@@ -151,16 +148,16 @@ def render(group: groups.Group) -> None:
                   for label, rep in reports.items()], hide_index=True,
                  column_config={c: st.column_config.NumberColumn(format="percent") for c in
                                 ["test acc", *(f"{k} ({sizes[k]} classes)" for k in sizes)]})  # fmt: skip
-    widgets.chart(st, per_class_chart(reports, classes, colours), key="lt_per_class")
+    charts.chart(st, per_class_chart(reports, classes, colours), key="lt_per_class")
     labels = list(done)
     a, b = st.columns(2)
     left = a.selectbox("Left", labels, index=0, key="lt_left")
     right = b.selectbox("Right", labels, index=min(1, len(labels) - 1), key="lt_right")
-    widgets.chart(a, confusion_heatmap(np.asarray(done[left]["test_confusion"]), classes, left),
+    charts.chart(a, confusion_heatmap(np.asarray(done[left]["test_confusion"]), classes, left),
                    key="lt_cm_left")  # fmt: skip
-    widgets.chart(b, confusion_heatmap(np.asarray(done[right]["test_confusion"]), classes, right),
+    charts.chart(b, confusion_heatmap(np.asarray(done[right]["test_confusion"]), classes, right),
                    key="lt_cm_right")  # fmt: skip
-    widgets.chart(st, drift_chart(reports, classes, colours), key="lt_drift")
+    charts.chart(st, drift_chart(reports, classes, colours), key="lt_drift")
 
 
 with st.expander("New long-tail comparison", expanded=False):
@@ -168,14 +165,14 @@ with st.expander("New long-tail comparison", expanded=False):
     st.caption("The same from a terminal: `python -m engine compare --preset long-tail "
                "--imbalance-ratio 50`.")  # fmt: skip
 
-found = [g for g in groups.list_groups(widgets.runs_dir())
+found = [g for g in groups.list_groups(picking.runs_dir())
          if isinstance(g, groups.Group) and g.preset == PRESET]  # fmt: skip
 if not found:
     st.info("No long-tail comparison yet: start one above.")
     st.stop()
 by_id = {g.group_id: g for g in found}
-group = by_id[widgets.remembered_select("Comparison", list(by_id), "lt_group")]
-live = any(d.is_dir() and runs.is_active(d) for d in group.run_dirs(widgets.runs_dir()))
+group = by_id[picking.remembered_select("Comparison", list(by_id), "lt_group")]
+live = any(d.is_dir() and runs.is_active(d) for d in group.run_dirs(picking.runs_dir()))
 
 
 @st.fragment(run_every=3.0 if live else None)

@@ -10,22 +10,18 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from dashboard import widgets
+from dashboard.components import cache, charts, inputs, picking, pictures
 from engine.analysis.attribution import METHOD_LABELS, METHODS, attribute, overlay
 from engine.analysis.dream import activation_maximisation, deep_dream
 from engine.analysis.layers import default_cam_layer, list_layers
-from engine.config import DataConfig
-from engine.data import load_dataset
 from engine.data.images import preprocess
-from engine.inspect.loading import load_imagenet_model, load_run_model
 from engine.models.backbones import BACKBONES
 from engine.store import runs
 from engine.store.layout import RunLayout
 
-MAX_UPLOAD_MB = widgets.MAX_UPLOAD_MB
+MAX_UPLOAD_MB = pictures.MAX_UPLOAD_MB
 SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")  # shipped inside scikit-learn: offline
 
-widgets.through_app()
 st.title("🔭 Inside the network")
 st.caption(
     "What do a layer's units respond to, and why did the network predict what it did? "
@@ -35,15 +31,9 @@ st.caption(
 )
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def model_of(source: str, key: str, stamp: int):
     # `stamp`: the checkpoint's mtime, so a rewritten best.pt is loaded again.
-    return load_imagenet_model(key) if source == "backbone" else load_run_model(key)
-
-
-@st.cache_resource(show_spinner="Loading the run's dataset…", max_entries=2)
-def dataset_of(data_json: str):
-    return load_dataset(DataConfig(**json.loads(data_json)))
+    return cache.imagenet_model(key) if source == "backbone" else cache.run_model(key, stamp)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -66,9 +56,8 @@ def sample_photo(name: str) -> torch.Tensor:
 # Segmentation, few-shot and self-supervised runs are looked at on their own pages.
 finished = [
     r
-    for r in runs.list_runs(widgets.runs_dir())
-    if RunLayout(r.path).best_checkpoint.exists()
-    and (r.config or {}).get("kind") not in ("segment", "fewshot", "ssl")
+    for r in runs.list_runs(picking.runs_dir())
+    if RunLayout(r.path).best_checkpoint.exists() and picking.classifies_images(r)
 ]
 c1, c2 = st.columns([1, 2])
 source = c1.radio(
@@ -81,8 +70,8 @@ if source == "run":
         c2.info("No run has a checkpoint yet; start one on the Home or Train page.")
         st.stop()
     by_id = {r.run_id: r for r in finished}
-    run_id = widgets.remembered_select(
-        "Run", list(by_id), "run", lambda i: widgets.run_label(by_id[i]), where=c2
+    run_id = picking.remembered_select(
+        "Run", list(by_id), "run", lambda i: picking.run_label(by_id[i]), where=c2
     )
     key = str(by_id[run_id].path)
     stamp = RunLayout(by_id[run_id].path).best_checkpoint.stat().st_mtime_ns
@@ -97,7 +86,7 @@ try:
     lm = model_of(source, key, stamp)
     layers = layers_of(source, key, stamp)
 except Exception as e:  # a damaged checkpoint, missing weights: say so, keep the page up
-    widgets.show_error(e)
+    inputs.show_error(e)
     st.stop()
 
 # --- choose an image --------------------------------------------------------------------------
@@ -115,17 +104,17 @@ if origin == "upload":
         st.info("Upload an image to look at it through the network.")
         st.stop()
     try:
-        raw = widgets.read_image_upload(upload, MAX_UPLOAD_MB)
+        raw = pictures.read_image_upload(upload, MAX_UPLOAD_MB)
     except ValueError as e:
-        widgets.show_error(e)
+        inputs.show_error(e)
         st.stop()
 elif origin == "photo":
     raw = sample_photo(c2.selectbox("Photo", SAMPLE_PHOTOS))
 else:
     try:
-        data = dataset_of(json.dumps(runs.load_config(key).data.__dict__, sort_keys=True))
+        data = cache.dataset(json.dumps(runs.load_config(key).data.__dict__, sort_keys=True))
     except Exception as e:
-        widgets.show_error(e)
+        inputs.show_error(e)
         st.stop()
     split = data.test
     i = c2.number_input(f"Test image (0 … {len(split) - 1})", 0, len(split) - 1, 0)
@@ -153,15 +142,15 @@ with tab_attr:
         probs = torch.softmax(lm.model(x.unsqueeze(0)), 1)[0].numpy()
     top = np.argsort(-probs)[:5]
     c1, c2 = st.columns([1, 2])
-    c1.image(widgets.png_bytes(image_to_uint8(image), scale=scale), caption=lm.name)
+    c1.image(pictures.png_bytes(image_to_uint8(image), scale=scale), caption=lm.name)
     bars = go.Figure(go.Bar(
         x=probs[top][::-1], y=[lm.classes[k] for k in top][::-1], orientation="h",
-        marker_color=widgets.PALETTE[0], text=[f"{p:.1%}" for p in probs[top][::-1]],
+        marker_color=charts.PALETTE[0], text=[f"{p:.1%}" for p in probs[top][::-1]],
         textposition="auto",
     ))  # fmt: skip
     bars.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title="Top-5 predictions",
                        xaxis=dict(range=[0, 1]))  # fmt: skip
-    widgets.chart(c2, bars, key="top5")
+    charts.chart(c2, bars, key="top5")
     options = [None, *range(len(lm.classes))]
     target = c2.selectbox(
         "Explain the class", options,
@@ -174,13 +163,13 @@ with tab_attr:
         try:
             result = attributions(source, key, stamp, image_key, target, image)
         except Exception as e:
-            widgets.show_error(e)
+            inputs.show_error(e)
         else:
             cols = st.columns(len(METHODS))
             base = image_to_uint8(image)
             for col, method in zip(cols, METHODS, strict=True):
                 col.image(
-                    widgets.png_bytes(overlay(base, result.maps[method]), scale=scale),
+                    pictures.png_bytes(overlay(base, result.maps[method]), scale=scale),
                     caption=METHOD_LABELS[method]
                     + (f" ({result.cam_layer})" if method == "grad_cam" else ""),
                 )
@@ -237,7 +226,7 @@ def actmax_cached(source, key, stamp, layer, channel, steps, param, size):
 def strip(images: list[torch.Tensor], label: str) -> None:
     cols = st.columns(max(len(images), 1))
     for k, (col, im) in enumerate(zip(cols, images, strict=False)):
-        col.image(widgets.png_bytes(image_to_uint8(im), scale=max(1, scale // 2)),
+        col.image(pictures.png_bytes(image_to_uint8(im), scale=max(1, scale // 2)),
                   caption=f"{label} {k + 1}")  # fmt: skip
 
 
@@ -262,14 +251,14 @@ with tab_dream:
                 dream = dream_cached(source, key, stamp, image_key, layer,
                                      None if whole else channel, int(octaves), int(iterations),
                                      float(step), image)  # fmt: skip
-                st.image(widgets.png_bytes(image_to_uint8(dream.image), scale=scale))
+                st.image(pictures.png_bytes(image_to_uint8(dream.image), scale=scale))
             with right:
                 st.markdown(f"**Activation maximisation** · {layer} · channel {channel}")
                 amax = actmax_cached(source, key, stamp, layer, channel, int(steps), param,
                                      lm.image_size)  # fmt: skip
-                st.image(widgets.png_bytes(image_to_uint8(amax.image), scale=scale))
+                st.image(pictures.png_bytes(image_to_uint8(amax.image), scale=scale))
         except Exception as e:
-            widgets.show_error(e)
+            inputs.show_error(e)
         else:
             st.caption("DeepDream, octave by octave:")
             strip(dream.steps, "octave")
@@ -298,7 +287,7 @@ with tab_grid:
                 out = actmax_cached(source, key, stamp, layer, c, int(grid_steps), "fourier",
                                     lm.image_size)  # fmt: skip
             except Exception as e:
-                widgets.show_error(e)
+                inputs.show_error(e)
                 break
-            cols[c % 4].image(widgets.png_bytes(image_to_uint8(out.image), scale=max(1, scale // 2)),
+            cols[c % 4].image(pictures.png_bytes(image_to_uint8(out.image), scale=max(1, scale // 2)),
                               caption=f"channel {c}")  # fmt: skip

@@ -9,18 +9,16 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import widgets
-from engine.config import ConfigError, DataConfig, FewShotConfig, OptimConfig
+from dashboard.components import cache, charts, inputs, picking, pictures
+from engine.config import DataConfig, FewShotConfig, OptimConfig
+from engine.core.errors import WorkbenchError
 from engine.core.jsonfile import JsonFileError, read_json_object
-from engine.data.episodes import check_fewshot_source, load_fewshot
-from engine.execution import comparisons, launcher
+from engine.execution.start import start_group, start_run
 from engine.experiments.fewshot import episode_from_images, evaluation_loader, look_at_episode
-from engine.inspect.loading import load_run_model
 from engine.models.protonet import DISTANCES
 from engine.store import groups, runs
 from engine.store.layout import RunLayout
 
-widgets.through_app()
 st.title("🧩 Few-shot")
 st.caption(
     "Seed 000, problem 1: a prototypical network (Conv-4 → 1600, MLP → 400) learns from "
@@ -55,39 +53,23 @@ def new_runs_form() -> None:
         return
     try:
         base = FewShotConfig(
-            data=DataConfig(name=dataset, path=widgets.typed_path(path), image_size=84),
+            data=DataConfig(name=dataset, path=inputs.typed_path(path), image_size=84),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0, schedule="none"),
             epochs=int(epochs), episodes_per_epoch=int(episodes), distance=distance,
             train_way=int(way), train_shot=int(shot),
-        ).validate()  # fmt: skip
-        check_fewshot_source(base.data.name, base.data.path)
+        )  # fmt: skip
         if grid:
-            group = comparisons.create_group(GRID, base, widgets.runs_dir())
-            comparisons.launch_group(group, widgets.runs_dir())
+            start_group(GRID, base, picking.runs_dir())
         else:
-            run_dir = runs.create_run(base, widgets.runs_dir())
-            launcher.launch(run_dir)
-            st.session_state["fewshot_run"] = run_dir.name
-    except (ConfigError, ValueError, RuntimeError, OSError) as e:
-        widgets.show_error(e)
+            st.session_state["fewshot_run"] = start_run(base, picking.runs_dir()).name
+    except (WorkbenchError, OSError) as e:
+        inputs.show_error(e)
         return
     st.toast("Started: the viewer opens when the first epoch ends")
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def model_of(run_dir: str, stamp: int):
-    return load_run_model(run_dir)
-
-
-@st.cache_resource(show_spinner="Loading the meta-test images…", max_entries=2)
-def data_of(data_json: str, meta_test: tuple[str, ...]):
-    """The splits, shared by every run on the same data (not reloaded per run)."""
-    data = DataConfig(**json.loads(data_json))
-    return load_fewshot(FewShotConfig(data=data, meta_test_classes=list(meta_test)))
-
-
 def fewshot_runs() -> list[runs.RunSummary]:
-    return [r for r in runs.list_runs(widgets.runs_dir())
+    return [r for r in runs.list_runs(picking.runs_dir())
             if (r.config or {}).get("kind") == "fewshot"]  # fmt: skip
 
 
@@ -112,7 +94,7 @@ def projection(look, names: list[str], true: np.ndarray) -> go.Figure:
                              line=dict(color="rgba(120,120,120,0.35)", width=1),
                              hoverinfo="skip"))  # fmt: skip
     for c, name in enumerate(names):
-        colour = widgets.PALETTE[c % 10]
+        colour = charts.PALETTE[c % 10]
         mine = look.support_labels == c
         fig.add_trace(go.Scatter(x=s[mine, 0], y=s[mine, 1], mode="markers", name=f"{name} · support",
                                  legendgroup=name, marker=dict(color=colour, size=9)))  # fmt: skip
@@ -136,9 +118,11 @@ def projection(look, names: list[str], true: np.ndarray) -> go.Figure:
 def episode_viewer(run: runs.RunSummary, lm) -> None:
     cfg = FewShotConfig.from_dict(run.config)
     try:
-        splits = data_of(json.dumps(asdict(cfg.data), sort_keys=True), tuple(cfg.meta_test_classes))
+        splits = cache.fewshot_data(
+            json.dumps(asdict(cfg.data), sort_keys=True), tuple(cfg.meta_test_classes)
+        )
     except Exception as e:  # the data moved or changed: say so, keep the page
-        widgets.show_error(e)
+        inputs.show_error(e)
         return
     c1, c2 = st.columns(2)
     shots = c1.selectbox("K (shots)", cfg.test_shots, key="fs_shots")
@@ -147,7 +131,7 @@ def episode_viewer(run: runs.RunSummary, lm) -> None:
     try:
         loader = evaluation_loader(cfg, splits, shots, lm.mean, lm.std, "cpu")
     except ValueError as e:
-        widgets.show_error(e)
+        inputs.show_error(e)
         return
     episode, labels, ix = loader.get(number)
     look = look_at_episode(lm.model, episode)
@@ -161,17 +145,17 @@ def episode_viewer(run: runs.RunSummary, lm) -> None:
         st.markdown("**Support set**")
         for c, name in enumerate(names):
             images = splits.test.images[ix.support[c * shots : (c + 1) * shots]]
-            st.image([widgets.png_bytes(im.numpy()) for im in images[:10]], width=56,
+            st.image([pictures.png_bytes(im.numpy()) for im in images[:10]], width=56,
                      caption=[name] + [""] * (min(len(images), 10) - 1))  # fmt: skip
-    widgets.chart(right, projection(look, names, true), key="fs_projection")
+    charts.chart(right, projection(look, names, true), key="fs_projection")
     st.markdown("**Queries**, one row per true class; each labelled with its prediction, "
                 "framed green when right and red when wrong")  # fmt: skip
-    grid = widgets.tile_grid(
+    grid = pictures.tile_grid(
         splits.test.images[ix.query].numpy(), rows=len(names),
         labels=[names[p] for p in look.predictions],
         ok=list(look.predictions == true),
     )  # fmt: skip
-    st.image(widgets.png_bytes(grid), caption=f"rows: {', '.join(names)}", width="stretch")
+    st.image(pictures.png_bytes(grid), caption=f"rows: {', '.join(names)}", width="stretch")
 
 
 def per_k_chart(rows: list[dict]) -> go.Figure:
@@ -181,7 +165,7 @@ def per_k_chart(rows: list[dict]) -> go.Figure:
         mine = sorted((r for r in rows if r["distance"] == distance), key=lambda r: r["K"])
         fig.add_trace(go.Scatter(
             x=[r["K"] for r in mine], y=[r["acc"] for r in mine], name=distance,
-            mode="lines+markers", line=dict(color=widgets.PALETTE[k % 10]),
+            mode="lines+markers", line=dict(color=charts.PALETTE[k % 10]),
             error_y=dict(type="data", array=[r["ci95"] for r in mine], visible=True),
         ))  # fmt: skip
     shots = sorted({r["K"] for r in rows})
@@ -210,7 +194,7 @@ def results_of(run_dirs) -> list[dict]:
 
 
 def grid_view() -> None:
-    found = [g for g in groups.list_groups(widgets.runs_dir())
+    found = [g for g in groups.list_groups(picking.runs_dir())
              if isinstance(g, groups.Group) and g.preset == GRID]  # fmt: skip
     if not found:
         st.info("No K × distance grid yet: **Train the K × distance grid** above, or "
@@ -218,7 +202,7 @@ def grid_view() -> None:
         return
     ids = [g.group_id for g in found]
     group = found[ids.index(st.selectbox("Grid", ids, key="fs_grid"))]
-    root = widgets.runs_dir()
+    root = picking.runs_dir()
     table = groups.comparison_table(group, root)
     st.dataframe([{"row": r["label"], "state": r["state"], "progress": r.get("progress")}
                   for r in table], hide_index=True,
@@ -234,7 +218,7 @@ def grid_view() -> None:
     ks = sorted({r["K"] for r in rows})
     st.dataframe([{"distance": d, **{f"K = {k}": cells[d].get(f"K = {k}", "–") for k in ks}}
                   for d in DISTANCES if d in cells], hide_index=True)  # fmt: skip
-    widgets.chart(st, per_k_chart(rows), key="fs_grid_chart")
+    charts.chart(st, per_k_chart(rows), key="fs_grid_chart")
 
 
 def try_your_own(lm) -> None:
@@ -253,16 +237,16 @@ def try_your_own(lm) -> None:
         st.info("Every class needs at least one support image, and there must be a query.")
         return
     try:
-        s_images = [[widgets.read_image_upload(f) for f in files] for files in support]
-        q_images = [widgets.read_image_upload(f) for f in queries]
+        s_images = [[pictures.read_image_upload(f) for f in files] for files in support]
+        q_images = [pictures.read_image_upload(f) for f in queries]
     except ValueError as e:
-        widgets.show_error(e)
+        inputs.show_error(e)
         return
     episode = episode_from_images(s_images, q_images, lm.image_size, lm.mean, lm.std)
     look = look_at_episode(lm.model, episode)
     probs = np.exp(look.logits - look.logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
-    st.image([widgets.png_bytes(im.numpy()) for im in q_images], width=96, caption=[
+    st.image([pictures.png_bytes(im.numpy()) for im in q_images], width=96, caption=[
         f"{names[p]} ({probs[i, p]:.0%})" for i, p in enumerate(look.predictions)])  # fmt: skip
 
 
@@ -276,15 +260,15 @@ if not found:
     st.info("No few-shot run has a checkpoint yet: start one above.")
     st.stop()
 by_id = {r.run_id: r for r in found}
-run = by_id[widgets.remembered_select(
+run = by_id[picking.remembered_select(
     "Run", list(by_id), "fewshot_run",
-    lambda i: widgets.run_label(by_id[i])
+    lambda i: picking.run_label(by_id[i])
     + ("" if by_id[i].config.get("name") else f" · {by_id[i].config.get('distance')}"),
 )]  # fmt: skip
 try:
-    lm = model_of(str(run.path), RunLayout(run.path).best_checkpoint.stat().st_mtime_ns)
+    lm = cache.run_model(str(run.path), RunLayout(run.path).best_checkpoint.stat().st_mtime_ns)
 except Exception as e:  # a damaged checkpoint: say so, keep the page
-    widgets.show_error(e)
+    inputs.show_error(e)
     st.stop()
 
 viewer, training, grid, own = st.tabs(
@@ -293,9 +277,9 @@ viewer, training, grid, own = st.tabs(
 with viewer:
     episode_viewer(run, lm)
 with training:
-    events = widgets.load_metrics(run.path)
-    st.markdown(widgets.status_line(run.status))
-    widgets.chart(st, widgets.training_curves(events), key="fs_curves")
+    events = cache.load_metrics(run.path)
+    st.markdown(picking.status_line(run.status))
+    charts.chart(st, charts.training_curves(events), key="fs_curves")
     st.caption("One training step is one episode: loss and accuracy of its queries.")
     mine = results_of([run.path])
     given = (run.status.get("summary") or {}).get("test_csv")

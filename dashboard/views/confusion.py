@@ -6,14 +6,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import widgets
+from dashboard.components import cache, charts, inputs, picking, pictures
 from dashboard.embedding_views import embedding
 from engine.analysis import normalise_rows, per_class_accuracy
-from engine.config import DataConfig
 from engine.store import runs
 from engine.store.layout import RunLayout
 
-widgets.through_app()
 st.title("🧮 Confusion matrix")
 
 
@@ -23,9 +21,9 @@ def load_confusion(path: str, stamp: int) -> np.ndarray:
 
 
 # Segmentation (pixels) and few-shot runs (episodes) have their own pages.
-run = widgets.run_picker(exclude_kinds=("segment", "fewshot"))
+run = picking.run_picker(classifiers_only=True)
 if run is None:
-    widgets.no_runs_message()
+    picking.no_runs_message()
     st.stop()
 layout = RunLayout(run.path)
 epochs = layout.confusion_epochs()
@@ -40,14 +38,14 @@ path = layout.confusion_file(epoch)
 try:
     cm = load_confusion(str(path), path.stat().st_mtime_ns)
 except (OSError, ValueError, EOFError) as e:
-    widgets.show_error(ValueError(f"cannot read {path}: {e}"))
+    inputs.show_error(ValueError(f"cannot read {path}: {e}"))
     st.stop()
 if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
     st.error(f"{path} is not a square confusion matrix (shape {cm.shape})")
     st.stop()
 
 n = cm.shape[0]
-classes = widgets.class_names(run.status, n)
+classes = pictures.class_names(run.status, n)
 z = normalise_rows(cm) if normalised else cm
 text = [[f"{v:.2f}" if normalised else str(int(v)) for v in row] for row in z]
 heat = go.Figure(
@@ -74,7 +72,7 @@ heat.update_layout(
 acc = per_class_accuracy(cm)
 bars = go.Figure(
     go.Bar(
-        x=acc, y=classes, orientation="h", marker_color=widgets.PALETTE[0],
+        x=acc, y=classes, orientation="h", marker_color=charts.PALETTE[0],
         text=[f"{a:.1%}" if np.isfinite(a) else "no samples" for a in acc], textposition="auto",
     )
 )  # fmt: skip
@@ -85,8 +83,8 @@ bars.update_layout(
 )  # fmt: skip
 
 left, right = st.columns([3, 2])
-event = widgets.chart(left, heat, key="confusion", on_select="rerun", selection_mode=("points",))
-widgets.chart(right, bars, key="per_class")
+event = charts.chart(left, heat, key="confusion", on_select="rerun", selection_mode=("points",))
+charts.chart(right, bars, key="per_class")
 total = int(cm.sum())
 st.caption(
     f"Epoch {epoch}: {int(np.trace(cm))} of {total} validation images right "
@@ -109,7 +107,7 @@ def cell_grad_cams(run_dir: str, stamp: int, ids: tuple, targets: tuple):
     from engine.inspect.loading import load_run_model
 
     lm = load_run_model(run_dir)
-    data = _dataset(json.dumps(runs.load_config(run_dir).data.__dict__, sort_keys=True))
+    data = cache.dataset(json.dumps(runs.load_config(run_dir).data.__dict__, sort_keys=True))
     images = data.images_by_id(np.array(ids))
     out = []
     for im, t in zip(images, targets, strict=True):
@@ -118,13 +116,6 @@ def cell_grad_cams(run_dir: str, stamp: int, ids: tuple, targets: tuple):
         out.append(((x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
                     cam.maps["grad_cam"]))  # fmt: skip
     return out
-
-
-@st.cache_resource(show_spinner="Loading the run's dataset…", max_entries=2)
-def _dataset(data_json: str):
-    from engine.data import load_dataset
-
-    return load_dataset(DataConfig(**json.loads(data_json)))
 
 
 st.subheader("Images of a cell")
@@ -146,7 +137,7 @@ if not emb_path.exists() or not layout.best_checkpoint.exists():
     st.info("The images of a cell need this epoch's embedding snapshot and the run's best.pt.")
     st.stop()
 try:
-    emb = embedding(str(run.path), epoch, widgets.file_stamp(emb_path))  # cached, read whole
+    emb = embedding(str(run.path), epoch, cache.file_stamp(emb_path))  # cached, read whole
     rows = np.flatnonzero((emb["labels"] == true_c) & (emb["predictions"] == pred_c))[:12]
     ids = tuple(int(i) for i in emb["sample_ids"][rows])
     if not ids:
@@ -156,14 +147,14 @@ try:
     cams = cell_grad_cams(str(run.path), layout.best_checkpoint.stat().st_mtime_ns, ids,
                           (pred_c,) * len(ids))  # fmt: skip
 except Exception as e:  # a damaged snapshot or checkpoint: say so, keep the page
-    widgets.show_error(e)
+    inputs.show_error(e)
     st.stop()
 from engine.analysis.attribution import overlay  # noqa: E402
 
 cols = st.columns(6)
 scale = max(1, 96 // cams[0][0].shape[0])
 for k, ((img, heat), sid) in enumerate(zip(cams, ids, strict=True)):
-    cols[k % 6].image(widgets.png_bytes(overlay(img, heat), scale=scale),
+    cols[k % 6].image(pictures.png_bytes(overlay(img, heat), scale=scale),
                       caption=f"sample {sid}")  # fmt: skip
 in_cell = int(((emb["labels"] == true_c) & (emb["predictions"] == pred_c)).sum())
 st.caption(f"{len(ids)} of the validation images of class **{classes[true_c]}** predicted as "

@@ -10,16 +10,15 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from dashboard import widgets
-from engine.config import ConfigError, DataConfig, ModelConfig, OptimConfig, SegmentConfig
-from engine.data import check_source
+from dashboard.components import cache, charts, inputs, picking, pictures
+from engine.config import DataConfig, ModelConfig, OptimConfig, SegmentConfig
+from engine.core.errors import WorkbenchError
 from engine.data.landcover import CLASS_COLOURS, CLASS_NAMES, SCORED_CLASSES
-from engine.execution import comparisons, launcher
+from engine.execution.start import start_group, start_run
 from engine.models.segmentation import SEGMENTATION_MODELS
 from engine.store import groups, runs
 from engine.store.layout import RunLayout
 
-widgets.through_app()
 st.title("🗺️ Segmentation")
 st.caption(
     "Seed 001, problem 3: land cover of satellite images in seven DeepGlobe classes. Mean IoU "
@@ -65,22 +64,19 @@ def new_runs_form() -> None:
         return
     try:
         base = SegmentConfig(
-            data=DataConfig(name=dataset, path=widgets.typed_path(path), image_size=int(size)),
+            data=DataConfig(name=dataset, path=inputs.typed_path(path), image_size=int(size)),
             model=ModelConfig(name=improved),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0), epochs=int(epochs),
             batch_size=int(batch), mask_images=[s.strip() for s in stems.split(",") if s.strip()],
-        ).validate()  # fmt: skip
-        check_source(base.data.name, base.data.path)
+        )  # fmt: skip
         if both:
-            group = comparisons.create_group(PRESET, base, widgets.runs_dir())
-            comparisons.launch_group(group, widgets.runs_dir())
+            group = start_group(PRESET, base, picking.runs_dir())
             st.session_state["seg_view"] = f"group:{group.group_id}"
         else:
-            run_dir = runs.create_run(base, widgets.runs_dir())
-            launcher.launch(run_dir)
+            run_dir = start_run(base, picking.runs_dir())
             st.session_state["seg_view"] = f"run:{run_dir.name}"
-    except (ConfigError, ValueError, RuntimeError, OSError) as e:  # each says what to do
-        widgets.show_error(e)
+    except (WorkbenchError, OSError) as e:  # each says what to do
+        inputs.show_error(e)
         return
     st.toast("Started: the masks appear after the first epoch")
 
@@ -100,20 +96,20 @@ def _png(path: str, stamp: tuple[int, int]) -> bytes | None:
                 return Path(path).read_bytes()
             # Nearest neighbour: a mask keeps its exact class colours.
             small = im.convert("RGB").resize((SHOWN_SIZE, SHOWN_SIZE), Image.Resampling.NEAREST)
-            return widgets.png_bytes(np.asarray(small))
+            return pictures.png_bytes(np.asarray(small))
     except (OSError, UnidentifiedImageError):
         return None  # being written, or damaged: shown as missing
 
 
 def png(path) -> bytes | None:
-    stamp = widgets.file_stamp(path)
+    stamp = cache.file_stamp(path)
     return None if stamp[0] < 0 else _png(str(path), stamp)
 
 
 def data_uri(data: bytes | None) -> str:
     """A PNG as a data URI; a missing one as a grey pixel."""
     if data is None:
-        data = widgets.png_bytes(np.full((1, 1, 3), 200, np.uint8))
+        data = pictures.png_bytes(np.full((1, 1, 3), 200, np.uint8))
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
@@ -164,7 +160,7 @@ def timeline_figure(columns: list[tuple[str, RunLayout]], stems, epochs, epoch, 
     width_per = 220 if cols <= 4 else 180
     fig.update_layout(
         height=len(stems) * width_per + 110, margin=dict(l=5, r=5, t=30, b=60),
-        **widgets.animation_controls([str(e) for e in epochs], epochs.index(epoch), y=-0.01),
+        **charts.animation_controls([str(e) for e in epochs], epochs.index(epoch), y=-0.01),
     )  # fmt: skip
     return fig
 
@@ -201,20 +197,18 @@ def iou_curves(named_events: list[tuple[str, list[dict]]]) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
                         subplot_titles=("Validation mean IoU", right))  # fmt: skip
     for k, (name, events) in enumerate(named_events):
-        x, y = widgets.epoch_series(events, "miou", "val")
+        x, y = charts.epoch_series(events, "miou", "val")
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, legendgroup=name,
-                                 line=dict(color=widgets.PALETTE[k % 10])), row=1, col=1)  # fmt: skip
+                                 line=dict(color=charts.PALETTE[k % 10])), row=1, col=1)  # fmt: skip
         if several:
-            latest = [
-                widgets.epoch_series(events, f"iou/{cls}", "val")[1] for cls in SCORED_CLASSES
-            ]
+            latest = [charts.epoch_series(events, f"iou/{cls}", "val")[1] for cls in SCORED_CLASSES]
             fig.add_trace(go.Bar(
                 x=list(SCORED_CLASSES), y=[v[-1] if v else None for v in latest], name=name,
-                legendgroup=name, showlegend=False, marker_color=widgets.PALETTE[k % 10],
+                legendgroup=name, showlegend=False, marker_color=charts.PALETTE[k % 10],
             ), row=1, col=2)  # fmt: skip
     if not several:
         for c, cls in enumerate(SCORED_CLASSES):
-            x, y = widgets.epoch_series(named_events[0][1], f"iou/{cls}", "val")
+            x, y = charts.epoch_series(named_events[0][1], f"iou/{cls}", "val")
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=cls,
                                      line=dict(color=class_colour(c))), row=1, col=2)  # fmt: skip
         fig.update_xaxes(title_text="epoch", row=1, col=2)
@@ -245,37 +239,37 @@ def pixel_confusion(layout: RunLayout, epochs: list[int], key: str) -> None:
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis_title="predicted", yaxis=dict(title="true", autorange="reversed"),
                       title=f"Pixels at epoch {epoch} (share of each true class)")  # fmt: skip
-    widgets.chart(st, fig, key=f"{key}_cm")
+    charts.chart(st, fig, key=f"{key}_cm")
     st.caption("Unknown is a true class only: no loss is trained on it, and whatever is "
                "predicted there counts as a false positive in that class's IoU.")  # fmt: skip
 
 
 def segment_runs() -> list[runs.RunSummary]:
     return [
-        r for r in runs.list_runs(widgets.runs_dir()) if (r.config or {}).get("kind") == "segment"
+        r for r in runs.list_runs(picking.runs_dir()) if (r.config or {}).get("kind") == "segment"
     ]
 
 
 def views() -> dict[str, str]:
     """key -> label: comparison groups first, then single runs."""
     out = {}
-    for g in groups.list_groups(widgets.runs_dir()):
+    for g in groups.list_groups(picking.runs_dir()):
         if isinstance(g, groups.Group) and g.preset == PRESET:
             out[f"group:{g.group_id}"] = f"⚖️ {g.group_id}"
     for r in segment_runs():
         label = (r.config or {}).get("label") or ""
-        out[f"run:{r.run_id}"] = widgets.run_label(r) + (f" · {label}" if label else "")
+        out[f"run:{r.run_id}"] = picking.run_label(r) + (f" · {label}" if label else "")
     return out
 
 
 def show_run(run_dir, key: str, timeline: bool = True) -> None:
     layout = RunLayout(run_dir)
     status = runs.read_status(run_dir)
-    events = widgets.load_metrics(run_dir)
-    st.markdown(widgets.status_line(status))
+    events = cache.load_metrics(run_dir)
+    st.markdown(picking.status_line(status))
     if status.get("error"):
         st.error(status["error"])
-    frac, text = widgets.progress_of(status, events)
+    frac, text = picking.progress_of(status, events)
     if status.get("state") != "finished":
         st.progress(frac, text=text)
     info = status.get("model_info") or {}
@@ -289,23 +283,23 @@ def show_run(run_dir, key: str, timeline: bool = True) -> None:
     name = info.get("model") or run_dir.name
     if timeline:
         opacity = st.slider("Mask opacity", 0.0, 1.0, 0.75, 0.05, key=f"{key}_opacity")
-        widgets.chart(st, timeline_figure([(name, layout)], stems, epochs, epochs[-1], opacity),
+        charts.chart(st, timeline_figure([(name, layout)], stems, epochs, epochs[-1], opacity),
                         key=f"{key}_timeline")  # fmt: skip
     st.subheader("Early, middle, final")
     strip(layout, stems, epochs)
     st.subheader("IoU per epoch")
-    widgets.chart(st, iou_curves([(name, events)]), key=f"{key}_iou")
+    charts.chart(st, iou_curves([(name, events)]), key=f"{key}_iou")
     st.subheader("Pixel confusion matrix")
     pixel_confusion(layout, epochs, key)
 
 
 def show_group(group_id: str) -> None:
     try:
-        g = groups.load_group(group_id, widgets.runs_dir())
+        g = groups.load_group(group_id, picking.runs_dir())
     except runs.RunError as e:
-        widgets.show_error(e)
+        inputs.show_error(e)
         return
-    root = widgets.runs_dir()
+    root = picking.runs_dir()
     table = groups.comparison_table(g, root)
     st.dataframe(
         [{"row": r["label"], "state": r["state"], "progress": r.get("progress"),
@@ -333,11 +327,11 @@ def show_group(group_id: str) -> None:
     epochs = sorted(set().union(*(lay.mask_epochs() for _, lay in with_masks)))
     stems = stems_of(with_masks[0][1])
     opacity = st.slider("Mask opacity", 0.0, 1.0, 0.75, 0.05, key="group_opacity")
-    widgets.chart(st, timeline_figure(present, stems, epochs, epochs[-1], opacity),
+    charts.chart(st, timeline_figure(present, stems, epochs, epochs[-1], opacity),
                     key="group_timeline")  # fmt: skip
     st.caption("A row that has not reached an epoch yet shows the bare image there.")
-    named = [(n, widgets.load_metrics(lay.root)) for n, lay in present]
-    widgets.chart(st, iou_curves(named), key="group_iou")
+    named = [(n, cache.load_metrics(lay.root)) for n, lay in present]
+    charts.chart(st, iou_curves(named), key="group_iou")
     pick = st.selectbox("Details of one row", [n for n, _ in present], key="group_detail")
     show_run(dict(present)[pick].root, key="detail", timeline=False)
 
@@ -352,15 +346,15 @@ options = views()
 if not options:
     st.info("No segmentation runs yet: start one above.")
     st.stop()
-view = widgets.remembered_select("Show", list(options), "seg_view", options.get)
+view = picking.remembered_select("Show", list(options), "seg_view", options.get)
 kind, _, ident = view.partition(":")
 try:
     watched = (
-        groups.load_group(ident, widgets.runs_dir()).run_dirs(widgets.runs_dir())
-        if kind == "group" else [widgets.runs_dir() / ident]
+        groups.load_group(ident, picking.runs_dir()).run_dirs(picking.runs_dir())
+        if kind == "group" else [picking.runs_dir() / ident]
     )  # fmt: skip
 except runs.RunError as e:  # a damaged group file
-    widgets.show_error(e)
+    inputs.show_error(e)
     st.stop()
 live = any(p.is_dir() and runs.is_active(p) for p in watched)
 
@@ -370,7 +364,7 @@ def body() -> None:
     if kind == "group":
         show_group(ident)
     else:
-        show_run(widgets.runs_dir() / ident, key="run")
+        show_run(picking.runs_dir() / ident, key="run")
 
 
 body()

@@ -10,15 +10,13 @@ import torch
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
-from dashboard import widgets
+from dashboard.components import cache, charts, inputs, picking, pictures
 from engine.config import DataConfig, DynamicFilterConfig, OptimConfig
-from engine.data import check_source, load_dataset
-from engine.execution import comparisons
-from engine.inspect.loading import load_run_model
+from engine.core.errors import WorkbenchError
+from engine.execution.start import start_group
 from engine.store import groups, runs
 from engine.store.layout import RunLayout
 
-widgets.through_app()
 st.title("🎛️ Dynamic filters")
 st.caption(
     "Seed 002 (Jia et al., Dynamic Filter Networks): a ResNet-18 up to layer1 encodes the "
@@ -42,33 +40,20 @@ def new_comparison_form() -> None:
             return
     try:
         base = DynamicFilterConfig(
-            data=DataConfig(name=dataset, path=widgets.typed_path(path)),
+            data=DataConfig(name=dataset, path=inputs.typed_path(path)),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0), epochs=int(epochs),
         )  # fmt: skip
-        check_source(base.data.name, base.data.path)
-        group = comparisons.create_group("dynamic-vs-static", base, widgets.runs_dir(),
-                                    include_frozen=frozen)  # fmt: skip
-        comparisons.launch_group(group, widgets.runs_dir())
-    except Exception as e:  # ConfigError, DataError, RunError: each says what to do
-        widgets.show_error(e)
+        group = start_group("dynamic-vs-static", base, picking.runs_dir(), include_frozen=frozen)
+    except (WorkbenchError, OSError) as e:  # ConfigError, DataError, RunError: each says why
+        inputs.show_error(e)
         return
     st.session_state["dynamic_group"] = group.group_id
     st.toast(f"Started {group.group_id}")
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=6)
-def model_of(run_dir: str, stamp: int):
-    return load_run_model(run_dir)
-
-
-@st.cache_resource(show_spinner="Loading the run's dataset…", max_entries=2)
-def dataset_of(data_json: str):
-    return load_dataset(DataConfig(**json.loads(data_json)))
-
-
 def dynamic_runs() -> list[runs.RunSummary]:
     return [
-        r for r in runs.list_runs(widgets.runs_dir())
+        r for r in runs.list_runs(picking.runs_dir())
         if (r.config or {}).get("kind") == "dynamic_filter"
         and RunLayout(r.path).best_checkpoint.exists()
     ]  # fmt: skip
@@ -83,7 +68,7 @@ def run_label(r: runs.RunSummary) -> str:
 
 def look(run: runs.RunSummary, image: torch.Tensor):
     """(response maps (C, H, W) upsampled, scores (C,), filters (C, 64), classes) of one run."""
-    lm = model_of(str(run.path), RunLayout(run.path).best_checkpoint.stat().st_mtime_ns)
+    lm = cache.run_model(str(run.path), RunLayout(run.path).best_checkpoint.stat().st_mtime_ns)
     x = (image.float() / 255 - torch.tensor(lm.mean).view(3, 1, 1)) / torch.tensor(lm.std).view(
         3, 1, 1
     )
@@ -161,12 +146,12 @@ def embedding_views(lm) -> None:
         fig.add_trace(go.Scatter(
             x=xy[:, 0], y=xy[:, 1], mode="markers+text", text=lm.classes,
             textposition="top center", showlegend=False,
-            marker=dict(size=11, color=[widgets.PALETTE[k % 10] for k in range(len(xy))]),
+            marker=dict(size=11, color=[charts.PALETTE[k % 10] for k in range(len(xy))]),
         ), row=1, col=col)  # fmt: skip
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
-    widgets.chart(st, fig, key="dyn_pca")
+    charts.chart(st, fig, key="dyn_pca")
 
 
 with st.expander("New comparison", expanded=not dynamic_runs()):
@@ -197,9 +182,9 @@ other = c2.selectbox("Static run to compare", [None] + [r.run_id for r in static
                      index=1 if same_group else 0,
                      format_func=lambda i: "none" if i is None else run_label(by_id[i]))  # fmt: skip
 try:
-    data = dataset_of(json.dumps((run.config or {}).get("data"), sort_keys=True))
+    data = cache.dataset(json.dumps((run.config or {}).get("data"), sort_keys=True))
 except Exception as e:
-    widgets.show_error(e)
+    inputs.show_error(e)
     st.stop()
 i = int(c3.number_input(f"Test image (0 … {len(data.test) - 1})", 0, len(data.test) - 1, 0))
 image, true = data.test.images[i], int(data.test.labels[i])
@@ -207,14 +192,14 @@ image, true = data.test.images[i], int(data.test.labels[i])
 try:
     maps, scores, lm = look(run, image)
 except Exception as e:  # a damaged checkpoint: say so, keep the page
-    widgets.show_error(e)
+    inputs.show_error(e)
     st.stop()
 left, right = st.columns([1, 4])
-left.image(widgets.png_bytes(image.permute(1, 2, 0).numpy(), scale=max(1, 128 // image.shape[-1])),
+left.image(pictures.png_bytes(image.permute(1, 2, 0).numpy(), scale=max(1, 128 // image.shape[-1])),
            caption=f"true: {lm.classes[true]}")  # fmt: skip
-widgets.chart(right, score_bars(scores, lm.classes, true), key="dyn_scores")
+charts.chart(right, score_bars(scores, lm.classes, true), key="dyn_scores")
 st.subheader("Response maps, dynamic filters")
-widgets.chart(st, response_grid(image, maps, scores, lm.classes, true), key="dyn_maps")
+charts.chart(st, response_grid(image, maps, scores, lm.classes, true), key="dyn_maps")
 st.caption("Each class's 8x8 response map (scaled by √64), upsampled to the image "
            "(bilinear); one colour scale for all ten.")  # fmt: skip
 
@@ -222,11 +207,11 @@ if other is not None:
     try:
         s_maps, s_scores, s_lm = look(by_id[other], image)
     except Exception as e:
-        widgets.show_error(e)
+        inputs.show_error(e)
     else:
         st.subheader("The same image, static filters")
-        widgets.chart(st, score_bars(s_scores, s_lm.classes, true), key="static_scores")
-        widgets.chart(st, response_grid(image, s_maps, s_scores, s_lm.classes, true),
+        charts.chart(st, score_bars(s_scores, s_lm.classes, true), key="static_scores")
+        charts.chart(st, response_grid(image, s_maps, s_scores, s_lm.classes, true),
                         key="static_maps")  # fmt: skip
 
 st.subheader("What the dynamic run learned per class")
@@ -234,16 +219,16 @@ embedding_views(lm)
 
 if group:
     try:
-        g = groups.load_group(group, widgets.runs_dir())
+        g = groups.load_group(group, picking.runs_dir())
     except runs.RunError as e:
-        widgets.show_error(e)
+        inputs.show_error(e)
     else:
         st.subheader("Training curves of the comparison")
-        table = groups.comparison_table(g, widgets.runs_dir())
-        colours = {r["label"]: widgets.PALETTE[k % 10] for k, r in enumerate(table)}
-        metrics = {r["run"]: widgets.load_metrics(widgets.runs_dir() / r["run"])
+        table = groups.comparison_table(g, picking.runs_dir())
+        colours = {r["label"]: charts.PALETTE[k % 10] for k, r in enumerate(table)}
+        metrics = {r["run"]: cache.load_metrics(picking.runs_dir() / r["run"])
                    for r in table if r["run"] and r["state"] != "removed"}  # fmt: skip
-        widgets.chart(st, widgets.group_curves(table, metrics, colours), key="dyn_curves")
+        charts.chart(st, charts.group_curves(table, metrics, colours), key="dyn_curves")
         st.dataframe(
             [{"row": r["label"], "state": r["state"], "params": r.get("total_params"),
               "s / epoch": r.get("seconds_per_epoch"), "best val acc": r.get("best_val_acc"),

@@ -2,19 +2,19 @@
 
 import streamlit as st
 
-from dashboard import widgets
+from dashboard.components import cache, charts, inputs, picking
 from engine.config import (
     DATASETS,
     SEGMENTATION_DATASETS,
-    ConfigError,
     DataConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
     parse_epoch_list,
 )
-from engine.data import DataError, check_source
+from engine.core.errors import WorkbenchError
 from engine.execution import launcher
+from engine.execution.start import start_run
 from engine.models import list_models, model_description
 from engine.store import runs
 from engine.store.layout import RunLayout
@@ -26,7 +26,6 @@ DATASET_LABELS = {
     "cifar10": "CIFAR-10 python batches",
 }
 
-widgets.through_app()
 st.title("📈 Train")
 
 
@@ -68,7 +67,7 @@ def start_form() -> None:
         snapshot_epochs = parse_epoch_list(exact)
         cfg = RunConfig(
             name=name,
-            data=DataConfig(name=dataset, path=widgets.typed_path(path), augment=augment),
+            data=DataConfig(name=dataset, path=inputs.typed_path(path), augment=augment),
             model=ModelConfig(name=model),
             optim=OptimConfig(name=optimizer, lr=float(lr), schedule=schedule),
             epochs=int(epochs),
@@ -76,12 +75,10 @@ def start_form() -> None:
             seed=int(seed),
             snapshot_every=int(snapshot_every),
             snapshot_epochs=snapshot_epochs,
-        ).validate()
-        check_source(cfg.data.name, cfg.data.path)
-        run_dir = runs.create_run(cfg, widgets.runs_dir())
-        launcher.launch(run_dir)
-    except (ConfigError, DataError, runs.RunError, OSError) as e:
-        widgets.show_error(e)
+        )
+        run_dir = start_run(cfg, picking.runs_dir())
+    except (WorkbenchError, OSError) as e:
+        inputs.show_error(e)
         return
     st.session_state["run"] = run_dir.name
     st.toast(f"Started {run_dir.name}")
@@ -89,10 +86,10 @@ def start_form() -> None:
 
 def render_run(run_dir) -> None:
     status = runs.read_status(run_dir)
-    events = widgets.load_metrics(run_dir)
+    events = cache.load_metrics(run_dir)
     state = status.get("state")
     active = runs.status_is_active(status)
-    st.markdown(widgets.status_line(status))
+    st.markdown(picking.status_line(status))
     if status.get("error"):
         (st.warning if state == "stale" else st.error)(f"{state}: {status['error']}")
         log = RunLayout(run_dir).log
@@ -101,11 +98,11 @@ def render_run(run_dir) -> None:
                 st.code("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
     if status.get("damaged"):  # a live run whose status file has damaged fields
         st.warning(f"status.json is damaged: {status['damaged']}")
-    fraction, caption = widgets.progress_of(status, events)
+    fraction, caption = picking.progress_of(status, events)
     st.progress(fraction, text=caption)
 
     summary = status.get("summary") or {}
-    val_x, val_acc = widgets.epoch_series(events, "acc", "val")
+    val_x, val_acc = charts.epoch_series(events, "acc", "val")
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Epoch", f"{val_x[-1] if val_x else 0}")
     m2.metric("Val accuracy", f"{val_acc[-1]:.2%}" if val_acc else "–")
@@ -115,7 +112,7 @@ def render_run(run_dir) -> None:
     if not events:
         st.info("Waiting for the first training steps…")
     # Drawn even before the first point, so the chart is ready and the first point shows at once.
-    widgets.chart(st, widgets.training_curves(events), key="curves")
+    charts.chart(st, charts.training_curves(events), key="curves")
 
     b1, b2, _ = st.columns([1, 1, 4])
     if active:
@@ -123,7 +120,7 @@ def render_run(run_dir) -> None:
             try:
                 stopped = launcher.stop(run_dir)
             except runs.RunError as e:  # a status naming a process that is not the run's
-                widgets.show_error(e)
+                inputs.show_error(e)
                 stopped = None
             if stopped:
                 st.toast("Asked the run to stop; it saves its checkpoint first.")
@@ -133,10 +130,10 @@ def render_run(run_dir) -> None:
     elif state in ("stopped", "failed") and RunLayout(run_dir).last_checkpoint.exists():
         if b2.button("⏵ Resume", help="Continue from checkpoints/last.pt"):
             try:
-                widgets.check_run_data(run_dir)  # an imported run may name any folder
+                inputs.check_run_data(run_dir)  # an imported run may name any folder
                 launcher.launch(run_dir, resume=True)
             except (RuntimeError, ValueError, OSError) as e:  # e.g. already resumed elsewhere
-                widgets.show_error(e)
+                inputs.show_error(e)
             else:
                 st.rerun()
     if st.session_state.get(f"active:{run_dir}") and not active:
@@ -145,12 +142,12 @@ def render_run(run_dir) -> None:
     st.session_state[f"active:{run_dir}"] = active
 
 
-with st.expander("New run", expanded=not runs.list_runs(widgets.runs_dir())):
+with st.expander("New run", expanded=not runs.list_runs(picking.runs_dir())):
     start_form()
 
-run = widgets.run_picker()
+run = picking.run_picker()
 if run is None:
-    widgets.no_runs_message()
+    picking.no_runs_message()
 else:
     if run.error:  # config.json damaged: said once, above the run's status
         st.error(f"damaged: {run.error}")

@@ -11,19 +11,20 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import widgets
+from dashboard.components import cache, charts, inputs, picking, pictures
 from engine.analysis import load_embedding, project_run
 from engine.config import DataConfig, ModelConfig, OptimConfig, TransferConfig
-from engine.data import check_source
+from engine.core.errors import WorkbenchError
 from engine.data.roots import check_data_path, data_roots
 from engine.execution import comparisons, launcher
+from engine.execution.start import start_group
 from engine.experiments import presets
 from engine.models.backbones import BACKBONES
+from engine.sharing import archive
 from engine.sharing.report import group_report
 from engine.store import groups, runs
 from engine.store.layout import RunLayout
 
-widgets.through_app()
 st.title("🔁 Transfer learning")
 st.caption(
     "Does a pretrained backbone help, and how should it be trained? Each comparison trains "
@@ -48,7 +49,7 @@ def supervised_source(typed: str) -> str:
     """'imagenet', a run id of this runs folder, or a folder or file under the data roots or
     the runs folder (engine.data.roots): a typed path never reaches beyond them."""
     typed = typed.strip() or "imagenet"
-    root = widgets.runs_dir()
+    root = picking.runs_dir()
     bare = Path(typed).name == typed  # a run id, or a name the engine will say it cannot find
     if typed == "imagenet" or (bare and ((root / typed).is_dir() or not Path(typed).exists())):
         return typed
@@ -60,7 +61,7 @@ def new_comparison_form() -> None:
     with st.form("new_comparison"):
         c1, c2, c3 = st.columns(3)
         preset = c1.selectbox(
-            "Preset", [p for p in presets.PRESETS if p not in presets.PRESET_KINDS],
+            "Preset", [p for p in presets.PRESETS if presets.PRESET_KINDS[p] == "transfer"],
             format_func=lambda p: f"{p}: {presets.PRESETS[p]}",
             help="the other presets have their own pages (Dynamic filters, Segmentation, "
             "Few-shot, Long tail) or start from the command line (ablation)",
@@ -93,7 +94,7 @@ def new_comparison_form() -> None:
                                    "another is faster for each run")  # fmt: skip
         augment = c3.checkbox("Augment (crop + flip)", False,
                               help="Frozen runs then compute features per batch, not once")  # fmt: skip
-        byol = {r.run_id: widgets.run_label(r) for r in runs.list_runs(widgets.runs_dir())
+        byol = {r.run_id: picking.run_label(r) for r in runs.list_runs(picking.runs_dir())
                 if (r.config or {}).get("kind") == "ssl" and r.state == "finished"}  # fmt: skip
         c1, c2 = st.columns(2)
         ssl = c1.selectbox(
@@ -112,21 +113,19 @@ def new_comparison_form() -> None:
     try:
         base = TransferConfig(
             model=ModelConfig(name=backbone),
-            data=DataConfig(name=dataset, path=widgets.typed_path(path), image_size=int(size),
+            data=DataConfig(name=dataset, path=inputs.typed_path(path), image_size=int(size),
                             augment=augment,
                             classes=[c.strip() for c in classes.split(",") if c.strip()]),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0),
             epochs=int(epochs), backbone_lr_scale=float(scale),
         )  # fmt: skip
-        check_source(base.data.name, base.data.path, base.data.classes)
-        group = comparisons.create_group(
-            preset, base, widgets.runs_dir(), include_scratch=scratch,
+        group = start_group(
+            preset, base, picking.runs_dir(), include_scratch=scratch,
             ssl_weights=ssl or None, sequential=not at_once,
             supervised_weights=supervised_source(supervised),
         )  # fmt: skip
-        comparisons.launch_group(group, widgets.runs_dir())
-    except Exception as e:  # ConfigError, DataError, WeightsError, RunError: all say what to do
-        widgets.show_error(e)
+    except (WorkbenchError, OSError) as e:  # ConfigError, DataError, WeightsError, RunError
+        inputs.show_error(e)
         return
     st.session_state["group"] = group.group_id
     st.toast(f"Started {group.group_id}")
@@ -147,16 +146,16 @@ def time_bars(table: list[dict], colours: dict) -> go.Figure:
 
 
 def render_group(group: groups.Group) -> None:
-    table = groups.comparison_table(group, widgets.runs_dir())
+    table = groups.comparison_table(group, picking.runs_dir())
     live = any(r["state"] in runs.ACTIVE for r in table)
     key = f"live:{group.group_id}"
     if st.session_state.get(key) and not live:
         st.session_state[key] = False
         st.rerun()  # the last run just ended: redraw the page once, static from now on
     st.session_state[key] = live
-    colours = {r["label"]: widgets.PALETTE[i % len(widgets.PALETTE)] for i, r in enumerate(table)}
+    colours = {r["label"]: charts.PALETTE[i % len(charts.PALETTE)] for i, r in enumerate(table)}
     metrics = {
-        r["run"]: widgets.load_metrics(widgets.runs_dir() / r["run"])
+        r["run"]: cache.load_metrics(picking.runs_dir() / r["run"])
         for r in table
         if r["run"] and r["state"] != "removed"
     }
@@ -164,7 +163,7 @@ def render_group(group: groups.Group) -> None:
         [
             {
                 "row": r["label"],
-                "state": f"{widgets.STATE_ICONS.get(r['state'], '')} {r['state']}",
+                "state": f"{picking.STATE_ICONS.get(r['state'], '')} {r['state']}",
                 "progress": r.get("progress"),
                 "backbone": r.get("backbone"),
                 "mode": r.get("mode"),
@@ -202,16 +201,16 @@ def render_group(group: groups.Group) -> None:
     )  # fmt: skip
     if group.preset == "a-e":
         st.markdown("**As the seeds tabulate it**")
-        widgets.ae_grid_table(group)
+        charts.ae_grid_table(group)
     for r in table:
-        if r["state"] not in widgets.STATE_ICONS and r["state"] != "removed":
+        if r["state"] not in picking.STATE_ICONS and r["state"] != "removed":
             st.caption(f"**{r['label']}**: {r['state']}")
         if r.get("error"):
             st.error(f"**{r['label']}** {r['state']}: {r['error']}")
-    widgets.chart(st, widgets.group_curves(table, metrics, colours), key="transfer_curves")
+    charts.chart(st, charts.group_curves(table, metrics, colours), key="transfer_curves")
     timed = [r for r in table if r.get("seconds_per_epoch")]
     if timed:
-        widgets.chart(st, time_bars(table, colours), key="transfer_times")
+        charts.chart(st, time_bars(table, colours), key="transfer_times")
         by_mode: dict[str, list[float]] = {}
         for r in timed:
             by_mode.setdefault(r.get("mode"), []).append(r["seconds_per_epoch"])
@@ -227,7 +226,7 @@ def render_group(group: groups.Group) -> None:
 
 
 def group_controls(group: groups.Group) -> None:
-    root = widgets.runs_dir()
+    root = picking.runs_dir()
     live = [d for d in group.run_dirs(root) if d.is_dir() and runs.is_active(d)]
     pending = [
         d for d in group.run_dirs(root)
@@ -238,12 +237,12 @@ def group_controls(group: groups.Group) -> None:
         try:
             st.toast(f"Asked {comparisons.stop_group(group, root)} run(s) to stop")
         except runs.RunError as e:  # a status naming a process that is not the run's
-            widgets.show_error(e)
+            inputs.show_error(e)
     if pending and not live and c2.button("⏵ Resume the group", help="Unfinished runs, in order"):
         try:
             comparisons.launch_group(group, root)
         except (RuntimeError, ValueError, OSError) as e:  # RunError, CheckpointError, ...
-            widgets.show_error(e)
+            inputs.show_error(e)
         else:
             st.rerun()
     with st.expander("One run: stop, resume, remove"):
@@ -267,7 +266,7 @@ def group_controls(group: groups.Group) -> None:
                 launcher.stop(run_dir)
                 st.toast("Stopping; it saves last.pt first")
             except runs.RunError as e:  # a status naming a process that is not the run's
-                widgets.show_error(e)
+                inputs.show_error(e)
         if not active and runs.read_status(run_dir).get("state") != "finished":
             if b.button("⏵ Resume this run", help="Queued behind the group's active runs"):
                 busy = [d.name for d in group.run_dirs(root) if d.is_dir() and runs.is_active(d)]
@@ -277,7 +276,7 @@ def group_controls(group: groups.Group) -> None:
                         warm=not busy, after=busy if group.sequential else [],
                     )  # fmt: skip
                 except (RuntimeError, ValueError, OSError) as e:  # RunError, CheckpointError
-                    widgets.show_error(e)
+                    inputs.show_error(e)
                 else:
                     st.rerun()
         if not active:
@@ -286,13 +285,13 @@ def group_controls(group: groups.Group) -> None:
                 try:
                     groups.remove_row_run(group, run_id, root)
                 except runs.RunError as e:
-                    widgets.show_error(e)
+                    inputs.show_error(e)
                 else:
                     st.rerun()
 
 
 def embeddings_side_by_side(group: groups.Group) -> None:
-    root = widgets.runs_dir()
+    root = picking.runs_dir()
     with_snaps = [
         r for r in group.rows
         if r.run_id and (root / r.run_id).is_dir() and RunLayout(root / r.run_id).embedding_epochs()
@@ -325,13 +324,13 @@ def embeddings_side_by_side(group: groups.Group) -> None:
         except (OSError, ValueError, EOFError) as e:
             col.error(str(e))
             continue
-        classes = widgets.class_names(runs.read_status(run_dir), int(emb["labels"].max()) + 1)
+        classes = pictures.class_names(runs.read_status(run_dir), int(emb["labels"].max()) + 1)
         fig = go.Figure()
         for k, name in enumerate(classes):
             idx = emb["labels"] == k
             fig.add_trace(go.Scattergl(
                 x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name,
-                marker=dict(size=5, color=widgets.PALETTE[k % len(widgets.PALETTE)]),
+                marker=dict(size=5, color=charts.PALETTE[k % len(charts.PALETTE)]),
             ))  # fmt: skip
         acc = float((emb["labels"] == emb["predictions"]).mean())
         fig.update_layout(
@@ -339,15 +338,15 @@ def embeddings_side_by_side(group: groups.Group) -> None:
             margin=dict(l=10, r=10, t=40, b=10), showlegend=(col is cols[1]),
             xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False),
         )  # fmt: skip
-        widgets.chart(col, fig, key=f"emb:{'left' if col is cols[0] else 'right'}")
+        charts.chart(col, fig, key=f"emb:{'left' if col is cols[0] else 'right'}")
     st.caption("PCA of each run's penultimate features of the same validation images, "
                "coloured by true class.")  # fmt: skip
 
 
-found = groups.list_groups(widgets.runs_dir())
+found = groups.list_groups(picking.runs_dir())
 with st.expander("New comparison", expanded=not found):
     new_comparison_form()
-found = groups.list_groups(widgets.runs_dir())  # the form may have made one
+found = groups.list_groups(picking.runs_dir())  # the form may have made one
 for bad in (g for g in found if isinstance(g, Exception)):
     st.warning(str(bad))
 # Segmentation and few-shot comparisons have their own pages.
@@ -361,17 +360,17 @@ if not valid:
     st.stop()
 
 by_id = {g.group_id: g for g in valid}
-chosen = widgets.remembered_select(
+chosen = picking.remembered_select(
     "Comparison", list(by_id), "group", lambda i: f"{i} · {len(by_id[i].rows)} rows"
 )
 group = by_id[chosen]
 st.caption(group.name)
 group_controls(group)
-root = widgets.runs_dir()
+root = picking.runs_dir()
 st.download_button(
     "⬇ report (HTML)", on_click="ignore", mime="text/html",
     data=lambda: group_report(group, root).encode(),
-    file_name=f"{widgets.safe_file_name(group.group_id)}-report.html",
+    file_name=f"{archive.safe_file_name(group.group_id)}-report.html",
     help="the table, the curves and every run's config in one page that opens offline",
 )  # fmt: skip
 if any(d.is_dir() and runs.is_active(d) for d in group.run_dirs(root)):

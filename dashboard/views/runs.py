@@ -12,13 +12,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import widgets
+from dashboard.components import cache, charts, inputs, picking
+from engine.core.errors import WorkbenchError
 from engine.data.roots import check_data_path
-from engine.execution import launcher
+from engine.execution.start import start_run
+from engine.sharing import archive
 from engine.store import catalogue, runs
 from engine.store.layout import RunLayout
 
-widgets.through_app()
 st.title("🗂️ Runs")
 
 
@@ -31,9 +32,9 @@ def import_form() -> None:
         from engine.sharing.archive import unpack_upload
 
         try:  # zipfile needs a file it can seek: a private temporary copy, removed at once
-            run_dir = unpack_upload(upload.getvalue(), upload.name, widgets.runs_dir())
+            run_dir = unpack_upload(upload.getvalue(), upload.name, picking.runs_dir())
         except (ValueError, RuntimeError, OSError) as e:
-            widgets.show_error(e)
+            inputs.show_error(e)
             return
         st.success(f"Imported {upload.name} as run {run_dir.name}.")
 
@@ -41,18 +42,18 @@ def import_form() -> None:
 def start_config(text: str) -> None:
     """A new run of this config's JSON, launched; the error, if any, shown."""
     try:
-        new = catalogue.new_run_from(text, widgets.runs_dir(), check_data_path)
-        launcher.launch(new)
-    except (ValueError, RuntimeError, OSError) as e:
-        widgets.show_error(e)
+        # Checked as any new run is: its data and weights too, before a folder is made.
+        new = start_run(catalogue.config_from_text(text, check_data_path), picking.runs_dir())
+    except (WorkbenchError, OSError) as e:
+        inputs.show_error(e)
     else:
         st.session_state["run"] = new.name
         st.success(f"Started {new.name}: follow it on the Train page.")
 
 
-rows = catalogue.run_rows(widgets.runs_dir())
+rows = catalogue.run_rows(picking.runs_dir())
 if not rows:
-    widgets.no_runs_message()
+    picking.no_runs_message()
     import_form()
     st.stop()
 
@@ -74,7 +75,7 @@ table = pd.DataFrame([{k: v for k, v in r.items() if k != "path"} for r in shown
 if table.empty:
     st.info("No run matches these filters.")
     st.stop()
-table.insert(0, "", [widgets.STATE_ICONS.get(s, "•") for s in table["state"]])
+table.insert(0, "", [picking.STATE_ICONS.get(s, "•") for s in table["state"]])
 # The selection is by position: a table that shows other runs (a filter, a run deleted or
 # added) gets a new key, so a ticked position never lands on another run, and starts with
 # the runs that were ticked before, wherever they are now.
@@ -100,7 +101,7 @@ st.session_state["runs_ticked"] = [r["run"] for r in picked]
 # --- curves of the selected runs -----------------------------------------------------------
 if picked:
     st.subheader(f"Curves of {len(picked)} run{'s' if len(picked) > 1 else ''}")
-    events = {r["run"]: widgets.load_metrics(r["path"]) for r in picked}
+    events = {r["run"]: cache.load_metrics(r["path"]) for r in picked}
     names = sorted({m for ev in events.values() for m in catalogue.metric_names(ev)})
     if not names:
         st.info("These runs have no metrics yet.")
@@ -117,7 +118,7 @@ if picked:
         fig = go.Figure()
         for i, r in enumerate(picked):
             x, y = catalogue.curve(events[r["run"]], metric, x_axis, weight)
-            colour = widgets.PALETTE[i % len(widgets.PALETTE)]
+            colour = charts.PALETTE[i % len(charts.PALETTE)]
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) < 60 else "lines",
                                      name=r["title"] or r["run"], line=dict(color=colour)))  # fmt: skip
         fig.update_layout(
@@ -125,7 +126,7 @@ if picked:
             xaxis_title={"time": "seconds since the run's first event"}.get(x_axis, x_axis),
             legend=dict(orientation="h", y=-0.2), uirevision="runs",
         )  # fmt: skip
-        widgets.chart(st, fig, key="runs_curves", name=f"{metric}-by-{x_axis}")
+        charts.chart(st, fig, key="runs_curves", name=f"{metric}-by-{x_axis}")
 
 # --- one run: title, tags, re-run, clone, export, delete ------------------------------------
 if len(picked) == 1:
@@ -146,14 +147,14 @@ if len(picked) == 1:
                 catalogue.set_title(run_dir, title)
                 catalogue.set_tags(run_dir, tags)
             except ValueError as e:
-                widgets.show_error(e)
+                inputs.show_error(e)
             else:
                 st.rerun()
     with t_rerun:
         try:
             text = catalogue.config_text(run_dir)
         except ValueError as e:
-            widgets.show_error(e)
+            inputs.show_error(e)
             text = None
         if text is not None:
             if st.button("⟳ Re-run with the same config", help="a new run folder; this one "
@@ -167,7 +168,7 @@ if len(picked) == 1:
         from engine.sharing import archive, export
 
         layout = RunLayout(run_dir)
-        stem = widgets.safe_file_name(r["run"])
+        stem = archive.safe_file_name(r["run"])
 
         def file_bytes(write) -> bytes:
             with tempfile.TemporaryDirectory() as tmp:
@@ -190,12 +191,12 @@ if len(picked) == 1:
             try:  # checked now: a download's data is made after the click, where no error shows
                 export.snapshot(run_dir, epoch)
             except ValueError as e:
-                widgets.show_error(e)
+                inputs.show_error(e)
                 epochs = []
         if epochs:
             e1, e2, e3 = st.columns(3)
             try:  # thumbnails come from the run's data folder: only under the data roots
-                widgets.check_run_data(run_dir)
+                inputs.check_run_data(run_dir)
                 sprite = True
             except ValueError:
                 sprite = False
@@ -231,7 +232,7 @@ if len(picked) == 1:
                 try:
                     runs.delete_run(run_dir)
                 except (RuntimeError, OSError) as e:
-                    widgets.show_error(e)
+                    inputs.show_error(e)
                 else:
                     st.toast(f"Deleted {r['run']}")
                     st.rerun()

@@ -10,18 +10,17 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from dashboard import widgets
+from dashboard.components import cache, charts, inputs, picking, pictures
 from dashboard.embedding_views import compact_projection
-from engine.config import ConfigError, DataConfig, ModelConfig, OptimConfig, SSLConfig
-from engine.data import check_source, load_dataset
-from engine.execution import launcher
+from engine.config import DataConfig, ModelConfig, OptimConfig, SSLConfig
+from engine.core.errors import WorkbenchError
+from engine.execution.start import start_run
 from engine.experiments.ae_grid import ae_groups_using
 from engine.experiments.ssl import view_augmentations
 from engine.models.backbones import BACKBONES
 from engine.ssl import TwoViewLoader, collapse_threshold
 from engine.store import runs
 
-widgets.through_app()
 st.title("🪞 Self-supervised")
 st.caption(
     "BYOL: an online network (backbone → projector → predictor) learns to predict a slowly "
@@ -54,17 +53,15 @@ def new_run_form() -> bool:
             return False
     try:
         cfg = SSLConfig(
-            data=DataConfig(name=dataset, path=widgets.typed_path(path), image_size=int(size),
+            data=DataConfig(name=dataset, path=inputs.typed_path(path), image_size=int(size),
                             classes=[c.strip() for c in classes.split(",") if c.strip()]),
             model=ModelConfig(name=backbone),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0, schedule="none"),
             epochs=int(epochs),
-        ).validate()  # fmt: skip
-        check_source(cfg.data.name, cfg.data.path, cfg.data.classes)
-        run_dir = runs.create_run(cfg, widgets.runs_dir())
-        launcher.launch(run_dir)
-    except (ConfigError, ValueError, RuntimeError, OSError) as e:
-        widgets.show_error(e)
+        )  # fmt: skip
+        run_dir = start_run(cfg, picking.runs_dir())
+    except (WorkbenchError, OSError) as e:
+        inputs.show_error(e)
         return False
     st.session_state["ssl_run"] = run_dir.name
     st.toast("Started: the monitor fills in as epochs end")
@@ -72,7 +69,7 @@ def new_run_form() -> bool:
 
 
 def ssl_runs() -> list[runs.RunSummary]:
-    return [r for r in runs.list_runs(widgets.runs_dir()) if (r.config or {}).get("kind") == "ssl"]
+    return [r for r in runs.list_runs(picking.runs_dir()) if (r.config or {}).get("kind") == "ssl"]
 
 
 def monitor_figure(events: list[dict], random_init: float | None, dim: int) -> go.Figure:
@@ -81,24 +78,24 @@ def monitor_figure(events: list[dict], random_init: float | None, dim: int) -> g
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, subplot_titles=(
         "BYOL loss (2 − 2 cos, both directions)", "kNN accuracy (held-out images)",
         "Spread of normalised projections"))  # fmt: skip
-    steps, loss = widgets.series(events, "loss", "train")
+    steps, loss = charts.series(events, "loss", "train")
     fig.add_trace(go.Scatter(x=steps, y=loss, name="train (steps)", mode="lines",
                              line=dict(color="#9ecae1")), 1, 1)  # fmt: skip
     for split, name, colour in (("train_epoch", "train (epoch mean)", "#1f77b4"),
                                 ("val", "validation views", "#ff7f0e")):  # fmt: skip
-        epochs, values = widgets.epoch_series(events, "loss", split)
+        epochs, values = charts.epoch_series(events, "loss", split)
         step_of = {e["epoch"]: e["step"] for e in events if e["name"] == "loss" and
                    e.get("split") == split}  # fmt: skip
         fig.add_trace(go.Scatter(x=[step_of[e] for e in epochs], y=values, name=name,
                                  mode="lines+markers", line=dict(color=colour)), 1, 1)  # fmt: skip
-    epochs, knn = widgets.epoch_series(events, "knn_acc", "val")
+    epochs, knn = charts.epoch_series(events, "knn_acc", "val")
     fig.add_trace(go.Scatter(x=epochs, y=knn, name="BYOL backbone", mode="lines+markers",
                              line=dict(color="#2ca02c")), 1, 2)  # fmt: skip
     if random_init is not None:
         fig.add_hline(y=random_init, line=dict(dash="dash", color="#7f7f7f"), row=1, col=2,
                       annotation_text=f"random init {random_init:.1%}",
                       annotation_position="bottom right")  # fmt: skip
-    epochs, spread = widgets.epoch_series(events, "collapse_std", "val")
+    epochs, spread = charts.epoch_series(events, "collapse_std", "val")
     fig.add_trace(go.Scatter(x=epochs, y=spread, name="std", mode="lines+markers",
                              line=dict(color="#9467bd")), 1, 3)  # fmt: skip
     fig.add_hline(y=1 / math.sqrt(dim), line=dict(dash="dash", color="#2ca02c"), row=1, col=3,
@@ -118,13 +115,13 @@ def monitor_figure(events: list[dict], random_init: float | None, dim: int) -> g
 
 def monitor(run: runs.RunSummary) -> None:
     status = runs.read_status(run.path)
-    events = widgets.load_metrics(run.path)
+    events = cache.load_metrics(run.path)
     info = status.get("model_info") or {}
     cfg = run.config or {}
     dim = int(cfg.get("projection_dim", 256))
-    st.markdown(widgets.status_line(status))
-    _, knn = widgets.epoch_series(events, "knn_acc", "val")
-    _, spread = widgets.epoch_series(events, "collapse_std", "val")
+    st.markdown(picking.status_line(status))
+    _, knn = charts.epoch_series(events, "knn_acc", "val")
+    _, spread = charts.epoch_series(events, "collapse_std", "val")
     random_init = info.get("knn_acc_random_init")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("kNN accuracy, last epoch", f"{knn[-1]:.1%}" if knn else "–",
@@ -146,7 +143,7 @@ def monitor(run: runs.RunSummary) -> None:
     if not events:
         st.info("Waiting for the first steps…")
         return
-    widgets.chart(st, monitor_figure(events, random_init, dim), key="ssl_monitor")
+    charts.chart(st, monitor_figure(events, random_init, dim), key="ssl_monitor")
     summary = status.get("summary") or {}
     if summary.get("backbone_file"):
         baseline = info.get("test_knn_acc_random_init")
@@ -157,17 +154,12 @@ def monitor(run: runs.RunSummary) -> None:
                     "of a transfer run.")  # fmt: skip
 
 
-@st.cache_resource(show_spinner="Loading the run's images…", max_entries=2)
-def dataset(data_json: str):
-    return load_dataset(DataConfig(**json.loads(data_json)))
-
-
 def view_pairs(run: runs.RunSummary, count: int, seed: int) -> None:
     try:
         cfg = SSLConfig.from_dict(run.config)
-        splits = dataset(json.dumps(run.config["data"], sort_keys=True))
+        splits = cache.dataset(json.dumps(run.config["data"], sort_keys=True))
     except Exception as e:  # the data moved: say so, keep the page
-        widgets.show_error(e)
+        inputs.show_error(e)
         return
     count = min(count, len(splits.train))  # a tiny dataset has fewer images than asked for
     pick = np.random.default_rng(seed).choice(len(splits.train), count, replace=False)
@@ -176,9 +168,9 @@ def view_pairs(run: runs.RunSummary, count: int, seed: int) -> None:
                            views=view_augmentations(cfg))  # fmt: skip
     views = (loader.two_views(images) * 255).round().clamp(0, 255).byte()  # (n, 2, 3, H, W)
     tiles = np.concatenate([images.numpy(), views[:, 0].numpy(), views[:, 1].numpy()])
-    grid = widgets.tile_grid(tiles, rows=3, labels=[""] * len(tiles), ok=[True] * len(tiles),
+    grid = pictures.tile_grid(tiles, rows=3, labels=[""] * len(tiles), ok=[True] * len(tiles),
                              scale=max(1, 96 // cfg.data.image_size), frame="white")  # fmt: skip
-    st.image(widgets.png_bytes(grid), width="stretch",
+    st.image(pictures.png_bytes(grid), width="stretch",
              caption="rows: the image, view a (always blurred), view b (rarely blurred)")  # fmt: skip
     view_a = view_augmentations(cfg)[0]
     st.caption(
@@ -191,7 +183,7 @@ def view_pairs(run: runs.RunSummary, count: int, seed: int) -> None:
 
 
 def grid_view(run: runs.RunSummary) -> None:
-    found = ae_groups_using(run.path, widgets.runs_dir())
+    found = ae_groups_using(run.path, picking.runs_dir())
     if not found:
         st.info(
             "No A–E grid uses this backbone yet. On the **Transfer** page pick the preset "
@@ -203,7 +195,7 @@ def grid_view(run: runs.RunSummary) -> None:
         return
     ids = [g.group_id for g in found]
     group = found[ids.index(st.selectbox("A–E grid", ids, key="ssl_grid"))]
-    widgets.ae_grid_table(group)
+    charts.ae_grid_table(group)
 
 
 found = ssl_runs()
@@ -217,8 +209,8 @@ if not found:
     st.info("No self-supervised run yet: start one above.")
     st.stop()
 by_id = {r.run_id: r for r in found}
-run = by_id[widgets.remembered_select("Run", list(by_id), "ssl_run",
-                                      lambda i: widgets.run_label(by_id[i]))]  # fmt: skip
+run = by_id[picking.remembered_select("Run", list(by_id), "ssl_run",
+                                      lambda i: picking.run_label(by_id[i]))]  # fmt: skip
 live = run.state in runs.ACTIVE
 
 
@@ -236,7 +228,7 @@ with tab_embed:
     st.caption("The online backbone's features of held-out images at each snapshot epoch, "
                "coloured by their labels (never seen in training); × where the kNN label is wrong.")  # fmt: skip
     n = len(run.status.get("classes") or []) or 10
-    compact_projection(run.path, widgets.class_names(run.status, n), "ssl_embed")
+    compact_projection(run.path, pictures.class_names(run.status, n), "ssl_embed")
 with tab_views:
     c1, c2 = st.columns([1, 3])
     count = int(c1.number_input("Images", 4, 24, 12, key="ssl_views_n"))

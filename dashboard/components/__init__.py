@@ -1,0 +1,1 @@
+"""The pieces the pages are built from: picking (runs), charts, pictures, inputs, cache."""
