@@ -47,10 +47,12 @@ streamlit.logger.set_log_level("error")  # no warnings about running outside a s
 
 from dashboard.components import pictures
 from dashboard.embedding_views import figure
-from engine.analysis import DEFAULT_PARAMS, load_embedding, project_run
+from engine.analysis import DEFAULT_PARAMS
 from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from engine.core.atomic import save_npz
 from engine.execution import executor
+from engine.inspect.projection_cache import project_run
+from engine.inspect.snapshots import load_embedding
 from engine.store import runs
 from engine.store.layout import RunLayout
 

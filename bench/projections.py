@@ -49,9 +49,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.analysis.projections import project, project_run, resolve_params
+from engine.analysis.projections import project, resolve_params
 from engine.config import RunConfig
 from engine.core.atomic import save_npz
+from engine.inspect.projection_cache import project_run
 from engine.store.layout import RunLayout
 
 PCA_TARGET_S = 1.0

@@ -7,7 +7,8 @@ import streamlit as st
 
 from dashboard import projection_jobs
 from dashboard.components import cache, charts, inputs
-from engine.analysis import DEFAULT_PARAMS, load_embedding
+from engine.analysis import DEFAULT_PARAMS
+from engine.inspect.snapshots import load_embedding
 from engine.store.layout import RunLayout
 
 METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from engine.analysis import project_run
+from engine.inspect.projection_cache import project_run
 
 WAIT_ENV = "WORKBENCH_PROJECTION_WAIT"
 WAIT_SECONDS = 1.0  # a projection that takes less (PCA, a cached one) is drawn in the same run

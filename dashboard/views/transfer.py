@@ -12,13 +12,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.components import cache, charts, inputs, picking, pictures
-from engine.analysis import load_embedding, project_run
 from engine.config import DataConfig, ModelConfig, OptimConfig, TransferConfig
 from engine.core.errors import WorkbenchError
 from engine.data.roots import check_data_path, data_roots
 from engine.execution import comparisons, launcher
 from engine.execution.start import start_group
 from engine.experiments import presets
+from engine.inspect.projection_cache import project_run
+from engine.inspect.snapshots import load_embedding
 from engine.models.backbones import BACKBONES
 from engine.sharing import archive
 from engine.sharing.report import group_report

@@ -1,4 +1,4 @@
-"""Analysis of what a run learned: embedding projections, classification metrics, neighbours."""
+"""Analysis of what a run learned: projections, classification metrics, neighbours (pure\nfunctions; reading a run's snapshots and caching its projections is engine.inspect's)."""
 
 from engine.analysis.metrics import accuracy, confusion_matrix, normalise_rows, per_class_accuracy
 from engine.analysis.neighbours import nearest_neighbours
@@ -6,10 +6,7 @@ from engine.analysis.projections import (
     DEFAULT_PARAMS,
     METHODS,
     align_procrustes,
-    load_embedding,
     project,
-    project_run,
-    projection_cache_dir,
     resolve_params,
 )
 
@@ -19,12 +16,9 @@ __all__ = [
     "accuracy",
     "align_procrustes",
     "confusion_matrix",
-    "load_embedding",
     "nearest_neighbours",
     "normalise_rows",
     "per_class_accuracy",
     "project",
-    "project_run",
-    "projection_cache_dir",
     "resolve_params",
 ]

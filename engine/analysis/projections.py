@@ -1,30 +1,16 @@
-"""2-D projections (PCA / t-SNE / UMAP) of embedding snapshots, aligned and cached per run.
-
-A run writes `artifacts/embeddings/epoch_NNNN.npz` once per epoch. `project_run` turns
-those into a chain of 2-D layouts for an animation: each epoch's t-SNE / UMAP starts from
-the previous epoch's layout and is Procrustes-aligned to it, so points drift smoothly
-instead of flipping or spinning between frames. Results are cached under
-`artifacts/projections/<method>-<hash>/epoch_NNNN.npy`.
-"""
+"""2-D projections (PCA / t-SNE / UMAP) of features, and their alignment: pure functions.
+A run's snapshots are read by engine.inspect.snapshots and projected, chained across epochs
+and cached by engine.inspect.projection_cache."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import warnings
-import zipfile
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from engine.core.atomic import save_npy, write_json
-from engine.core.ziplimits import unpack_ratio_problem
-from engine.store.layout import RunLayout, epoch_name
 
 METHODS = ("pca", "tsne", "umap")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
@@ -32,15 +18,11 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "tsne": {"perplexity": 30.0, "n_iter": 500},
     "umap": {"n_neighbors": 15, "min_dist": 0.1},
 }
-EMBEDDING_KEYS = ("features", "labels", "sample_ids", "predictions")
 MIN_SAMPLES = 3
 
 # Bump when the way a cached layout is computed changes, so old caches are not reused.
-_CACHE_VERSION = 1
 # openTSNE optimises badly from a wide initial layout; its docs ask for std 1e-4.
 _TSNE_INIT_STD = 1e-4
-
-ProgressFn = Callable[[int, int, int], None]
 
 
 # --- parameters ---------------------------------------------------------------------------
@@ -268,220 +250,3 @@ def align_procrustes(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
     aligned = (moving - mov_centre) @ rotation + ref_centre
     out_dtype = moving_in.dtype if np.issubdtype(moving_in.dtype, np.floating) else np.float64
     return aligned.astype(out_dtype)
-
-
-# --- snapshots and the per-run chain ------------------------------------------------------
-
-
-def load_embedding(run_dir: str | Path, epoch: int) -> dict[str, np.ndarray]:
-    """The arrays of one embedding snapshot, checked for keys and consistent shapes."""
-    path = RunLayout(Path(run_dir)).embedding_file(epoch)
-    if not path.is_file():
-        raise FileNotFoundError(f"no embedding snapshot for epoch {epoch}: {path} does not exist")
-    _check_npz_sizes(path)
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array, not named arrays")
-        with loaded as npz:
-            arrays = {k: npz[k] for k in EMBEDDING_KEYS if k in npz.files}
-    # MemoryError: a header's shape that lies; NotImplementedError, RuntimeError: zipfile's
-    # words for a member it cannot read (a damaged header, encryption)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, MemoryError,
-            NotImplementedError, RuntimeError) as e:  # fmt: skip
-        raise ValueError(f"{path} is not a readable embedding snapshot (.npz): {e}") from None
-    missing = [k for k in EMBEDDING_KEYS if k not in arrays]
-    if missing:
-        raise ValueError(
-            f"{path} is missing {', '.join(missing)} "
-            f"(an embedding snapshot holds {', '.join(EMBEDDING_KEYS)})"
-        )
-    _check_embedding_shapes(path, arrays)
-    _check_embedding_types(path, arrays)
-    return arrays
-
-
-# A snapshot is a few thousand points of a few thousand features (tens of MB): anything past
-# these limits is a damaged or hostile file, not ours (it may come from a zip or a shared disk).
-MAX_SNAPSHOT_BYTES = 2 * 2**30  # unpacked, all arrays together
-MAX_CLASSES = 100_000  # labels and predictions are class indices below this
-
-
-def _check_npz_sizes(path: Path) -> None:
-    """An .npz is a zip: what its directory says it unpacks to is bounded before numpy
-    unpacks it (a small file can declare gigabytes of zeros)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            infos = z.infolist()
-        packed = path.stat().st_size
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
-        why = getattr(e, "strerror", None) or e
-        raise ValueError(f"{path} is not a readable embedding snapshot (.npz): {why}") from None
-    for info in infos:  # numpy writes them stored or deflated, never encrypted or patched
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or (
-            info.flag_bits & 0x61
-        ):
-            raise ValueError(f"{path}, member {info.filename!r}: not a readable embedding "
-                              "snapshot (compressed or encrypted as numpy never writes)")  # fmt: skip
-    total = sum(i.file_size for i in infos)
-    if total > MAX_SNAPSHOT_BYTES:
-        raise ValueError(f"{path} unpacks to {total:,} bytes, over the limit of "
-                          f"{MAX_SNAPSHOT_BYTES:,} for an embedding snapshot")  # fmt: skip
-    if problem := unpack_ratio_problem(infos, packed):
-        why, member = problem
-        raise ValueError(f"{path}" + (f", member {member.filename!r}" if member else "")
-                          + f": {why}")  # fmt: skip
-
-
-def _check_embedding_types(path: Path, emb: dict[str, np.ndarray]) -> None:
-    """Numbers where numbers are read, class indices that index a list of names."""
-    if emb["features"].dtype.kind not in "fiu":
-        raise ValueError(f"{path}: features must be numbers, not {emb['features'].dtype}")
-    for key in ("sample_ids", "labels", "predictions"):
-        if emb[key].dtype.kind not in "iu":
-            raise ValueError(f"{path}: {key} must be whole numbers, not {emb[key].dtype}")
-    for key in ("labels", "predictions"):
-        values = emb[key]
-        if values.size and not (values.min() >= 0 and values.max() < MAX_CLASSES):
-            raise ValueError(
-                f"{path}: {key} must be class indices from 0 to {MAX_CLASSES - 1:,}, found "
-                f"{values.min()} to {values.max()}"
-            )
-
-
-def _check_embedding_shapes(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    features = arrays["features"]
-    if features.ndim != 2:
-        raise ValueError(f"{path}: features must be 2-D (N, D), got shape {features.shape}")
-    n = features.shape[0]
-    for key in EMBEDDING_KEYS[1:]:
-        if arrays[key].shape != (n,):
-            raise ValueError(
-                f"{path}: {key} must have shape ({n},) to match features, got {arrays[key].shape}"
-            )
-
-
-def _cache_key(method: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
-    return {"method": method, "params": params, "seed": int(seed), "version": _CACHE_VERSION}
-
-
-def projection_cache_dir(
-    run_dir: str | Path, method: str, params: Mapping[str, Any] | None = None, seed: int = 0
-) -> Path:
-    """Folder holding one run's cached layouts for one (method, params, seed).
-
-    Created on first use, with a `params.json` saying what is inside.
-    """
-    key = _cache_key(method, resolve_params(method, params), seed)
-    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
-    folder = RunLayout(Path(run_dir)).projections / f"{method}-{digest}"
-    if not (folder / "params.json").is_file():
-        write_json(folder / "params.json", {**key, "aligned": "procrustes to previous epoch"})
-    return folder
-
-
-def _read_cached(path: Path) -> np.ndarray | None:
-    """A cached layout, or None when absent or unusable (then it is simply recomputed)."""
-    if not path.is_file():
-        return None
-    try:
-        layout = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
-    if layout.ndim != 2 or layout.shape[1] != 2 or not np.isfinite(layout).all():
-        return None
-    return layout
-
-
-def _is_fresh(cached: Path, snapshot: Path) -> bool:
-    # A snapshot rewritten after its layout was cached (a run restarted in the same folder)
-    # makes that layout, and every later one in the chain, stale.
-    try:
-        return cached.stat().st_mtime_ns >= snapshot.stat().st_mtime_ns
-    except FileNotFoundError:
-        return True  # snapshot gone: keep serving the cached layout
-
-
-def _chain_epochs(layout: RunLayout, epochs: Iterable[int] | None) -> tuple[list[int], list[int]]:
-    """(epochs to walk in order, epochs to return)."""
-    available = layout.embedding_epochs()
-    if epochs is None:
-        return available, available
-    wanted = sorted({int(e) for e in epochs})
-    for epoch in wanted:
-        if epoch not in available:
-            path = layout.embedding_file(epoch)
-            raise FileNotFoundError(
-                f"no embedding snapshot for epoch {epoch}: {path} does not exist"
-            )
-    if not wanted:
-        return [], []
-    return [e for e in available if e <= wanted[-1]], wanted
-
-
-def _project_epoch(
-    run_dir: Path,
-    epoch: int,
-    method: str,
-    params: dict[str, Any],
-    seed: int,
-    previous: np.ndarray | None,
-) -> np.ndarray:
-    features = load_embedding(run_dir, epoch)["features"]
-    path = RunLayout(run_dir).embedding_file(epoch)
-    if previous is not None and previous.shape[0] != features.shape[0]:
-        raise ValueError(
-            f"{path} holds {features.shape[0]} samples but the previous epoch held "
-            f"{previous.shape[0]}; snapshots must cover the same samples"
-        )
-    try:
-        layout = project(features, method, params, seed=seed, init=previous)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from e
-    if previous is not None:
-        layout = align_procrustes(previous, layout)
-    return layout
-
-
-def project_run(
-    run_dir: str | Path,
-    method: str,
-    params: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    epochs: Iterable[int] | None = None,
-    progress: ProgressFn | None = None,
-) -> dict[int, np.ndarray]:
-    """{epoch: (N, 2) float32 layout} for the run's embedding snapshots, computed or cached.
-
-    All snapshot epochs, or only those in `epochs` (computing the chain up to the largest).
-    Each layout after the first is initialised from (t-SNE, UMAP) and aligned to the one
-    before it. `progress(done, total, epoch)` is called after each epoch of the chain.
-    A run with no snapshots yet gives an empty dict.
-    """
-    run_dir = Path(run_dir)
-    params = resolve_params(method, params)
-    layout = RunLayout(run_dir)
-    chain, wanted = _chain_epochs(layout, epochs)
-    if not chain:
-        return {}
-    cache = projection_cache_dir(run_dir, method, params, seed)
-
-    results: dict[int, np.ndarray] = {}
-    previous: np.ndarray | None = None
-    stale = False  # once one layout is recomputed, the ones after it must be too
-    for done, epoch in enumerate(chain, start=1):
-        cached_path = cache / epoch_name(epoch, ".npy")
-        snapshot = layout.embedding_file(epoch)
-        cached = None if stale else _read_cached(cached_path)
-        if cached is not None and _is_fresh(cached_path, snapshot):
-            current = cached
-        else:
-            current = _project_epoch(run_dir, epoch, method, params, seed, previous)
-            save_npy(cached_path, current)
-            stale = True
-        results[epoch] = current
-        previous = current
-        if progress is not None:
-            progress(done, len(chain), epoch)
-    return {e: results[e] for e in wanted}

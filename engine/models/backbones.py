@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from engine.config.registry import BACKBONES as REGISTERED
+from engine.config.registry import IMAGENET_MEAN, IMAGENET_STD
 from engine.models.base import Classifier
 from engine.models.weights import (
     WeightFile,
@@ -22,9 +24,6 @@ from engine.models.weights import (
     load_state_dict_file,
     torchvision_weight_file,
 )
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -98,32 +97,21 @@ def _lite0_state_dict() -> dict[str, torch.Tensor]:
     return load_state_dict_file(path)
 
 
+# What torch needs beyond the registry (engine.config.registry): how to build each backbone
+# and the dotted path of its ImageNet classifier's last Linear, replaced by the head.
+_BUILD = {
+    "efficientnet_lite0": (_lite0, "_fc"),
+    "resnet18": (_torchvision("resnet18"), "fc"),
+    "resnet34": (_torchvision("resnet34"), "fc"),
+    "resnet50": (_torchvision("resnet50"), "fc"),
+    "mobilenet_v3_large": (_torchvision("mobilenet_v3_large"), "classifier.3"),
+    "vgg16": (_torchvision("vgg16"), "classifier.6"),
+    "efficientnet_v2_l": (_torchvision("efficientnet_v2_l"), "classifier.1"),
+}
 _SPECS = [
-    BackboneSpec(
-        "efficientnet_lite0",
-        "EfficientNet-Lite0 (4.7 M params); ImageNet weights ship with the package: works offline",
-        final_layer="_fc",
-        native_size=224,
-        # The TensorFlow Lite models were trained on (pixel - 127) / 128.
-        mean=(127 / 255,) * 3,
-        std=(128 / 255,) * 3,
-        build=_lite0,
-    ),
-    BackboneSpec("resnet18", "ResNet-18 (11.7 M params)", "fc", 224,
-                 enum="ResNet18_Weights.IMAGENET1K_V1", build=_torchvision("resnet18")),
-    BackboneSpec("resnet34", "ResNet-34 (21.8 M params)", "fc", 224,
-                 enum="ResNet34_Weights.IMAGENET1K_V1", build=_torchvision("resnet34")),
-    BackboneSpec("resnet50", "ResNet-50 (25.6 M params)", "fc", 224,
-                 enum="ResNet50_Weights.IMAGENET1K_V1", build=_torchvision("resnet50")),
-    BackboneSpec("mobilenet_v3_large", "MobileNetV3-Large (5.5 M params)", "classifier.3", 224,
-                 enum="MobileNet_V3_Large_Weights.IMAGENET1K_V1",
-                 build=_torchvision("mobilenet_v3_large")),
-    BackboneSpec("vgg16", "VGG-16 (138 M params; large)", "classifier.6", 224,
-                 enum="VGG16_Weights.IMAGENET1K_V1", large=True, build=_torchvision("vgg16")),
-    BackboneSpec("efficientnet_v2_l", "EfficientNetV2-L (118 M params; large, GPU advised)",
-                 "classifier.1", 480, mean=(0.5,) * 3, std=(0.5,) * 3,
-                 enum="EfficientNet_V2_L_Weights.IMAGENET1K_V1", large=True,
-                 build=_torchvision("efficientnet_v2_l")),
+    BackboneSpec(b.name, b.description, _BUILD[b.name][1], b.native_size, b.mean, b.std,
+                 b.enum, b.large, _BUILD[b.name][0])
+    for b in REGISTERED.values()
 ]  # fmt: skip
 BACKBONES: dict[str, BackboneSpec] = {s.name: s for s in _SPECS}
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DISTANCES = ("euclidean", "cosine", "parametric")
+from engine.config.registry import DISTANCES
 
 
 @dataclass

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.config.registry import SEGMENTATION
+
 
 @dataclass(frozen=True)
 class SegmentationSpec:
@@ -179,31 +181,18 @@ class UNetSmall(nn.Module):
         return self.head(x)
 
 
-SEGMENTATION_MODELS: dict[str, SegmentationSpec] = {
-    s.name: s
-    for s in [
-        SegmentationSpec(
-            "fcn32s", "FCN-32s on VGG-16 (the seed's model A; 134 M parameters with 4096-wide fc6/fc7)",
-            "vgg16", lambda c, size, fc_channels, learn_upsampling: FCN32s(c, fc_channels, learn_upsampling),
-        ),
-        SegmentationSpec(
-            "fcn8s_lite0", "FCN-8s skips on EfficientNet-Lite0 (2.9 M parameters; ImageNet weights offline)",
-            "efficientnet_lite0", lambda c, size, **_: FCN8sLite0(c, size),
-        ),
-        SegmentationSpec(
-            "deeplabv3_resnet50", "DeepLabV3 on ResNet-50 (torchvision; 39.6 M parameters; GPU advised)",
-            "resnet50", lambda c, size, **_: TorchvisionSegmentation("deeplabv3_resnet50", c),
-        ),
-        SegmentationSpec(
-            "fcn_resnet50", "FCN on ResNet-50 (torchvision; the seed's model B; 32.9 M parameters)",
-            "resnet50", lambda c, size, **_: TorchvisionSegmentation("fcn_resnet50", c),
-        ),
-        SegmentationSpec(
-            "unet_small", "small U-Net, 16-128 filters, from scratch (0.5 M parameters; the demo)",
-            None, lambda c, size, **_: UNetSmall(c),
-        ),
-    ]
+# How to build each model; names, descriptions and backbones are in engine.config.registry.
+_BUILD: dict[str, Callable[..., nn.Module]] = {
+    "fcn32s": lambda c, size, fc_channels, learn_upsampling: FCN32s(c, fc_channels, learn_upsampling),
+    "fcn8s_lite0": lambda c, size, **_: FCN8sLite0(c, size),
+    "deeplabv3_resnet50": lambda c, size, **_: TorchvisionSegmentation("deeplabv3_resnet50", c),
+    "fcn_resnet50": lambda c, size, **_: TorchvisionSegmentation("fcn_resnet50", c),
+    "unet_small": lambda c, size, **_: UNetSmall(c),
 }  # fmt: skip
+SEGMENTATION_MODELS: dict[str, SegmentationSpec] = {
+    m.name: SegmentationSpec(m.name, m.description, m.backbone, _BUILD[m.name])
+    for m in SEGMENTATION.values()
+}
 
 
 def list_segmentation_models() -> list[str]:

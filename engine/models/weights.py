@@ -7,7 +7,6 @@ where, so a run never hangs on a download.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 
 from engine.core.errors import WorkbenchError, first_line
-from engine.store.layout import REPO_ROOT
+from engine.core.settings import weights_dir
 
 
 class WeightsError(WorkbenchError, RuntimeError):
@@ -39,12 +38,6 @@ class WeightFile:
 
     def cached(self) -> bool:
         return self.path().is_file()
-
-
-def weights_dir() -> Path:
-    """`checkpoints/torchvision/` in the repository, or $WORKBENCH_WEIGHTS_DIR."""
-    env = os.environ.get("WORKBENCH_WEIGHTS_DIR")
-    return Path(env).expanduser() if env else REPO_ROOT / "checkpoints" / "torchvision"
 
 
 def torchvision_weight_file(backbone: str, enum_name: str) -> WeightFile:

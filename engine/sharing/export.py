@@ -42,7 +42,7 @@ class SpriteTooLarge(ValueError):
 def snapshot(run_dir: str | Path, epoch: int | None = None) -> tuple[int, dict[str, np.ndarray]]:
     """The epoch (default: the last) and arrays of one of the run's embedding snapshots;
     ConfigError naming the file when it is damaged, too large or holds the wrong arrays."""
-    from engine.analysis.projections import load_embedding
+    from engine.inspect.snapshots import load_embedding
 
     layout = RunLayout(Path(run_dir))
     epochs = layout.embedding_epochs()

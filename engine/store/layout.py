@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 _EPOCH_FILE = re.compile(r"epoch_(\d{4,})\.(npz|npy)$")
 
 

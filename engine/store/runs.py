@@ -23,8 +23,9 @@ from engine.core.atomic import CAUSES, write_json
 from engine.core.devices import device_problem
 from engine.core.errors import WorkbenchError
 from engine.core.jsonfile import JsonFileError, read_json, read_json_object
+from engine.core.settings import REPO_ROOT
 from engine.store.events import read_events
-from engine.store.layout import REPO_ROOT, RunLayout
+from engine.store.layout import RunLayout
 from engine.store.liveness import judge
 from engine.store.status import clean_status, config_problem
 

@@ -63,7 +63,7 @@ def test_the_environment_lists_the_roots(tmp_path, monkeypatch):
 
 
 def test_by_default_the_projects_data_and_the_home_folder_are_roots(monkeypatch, tmp_path):
-    from engine.store.layout import REPO_ROOT
+    from engine.core.settings import REPO_ROOT
 
     monkeypatch.delenv(ENV, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

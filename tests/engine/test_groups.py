@@ -7,12 +7,13 @@ import torch
 import torchvision
 
 from engine.config import ConfigError
+from engine.core.settings import REPO_ROOT
 from engine.execution import comparisons, executor
 from engine.experiments import presets
 from engine.models.backbones import build_transfer_net
 from engine.models.weights import WeightsError
 from engine.store import groups, liveness, runs
-from engine.store.layout import REPO_ROOT, RunLayout
+from engine.store.layout import RunLayout
 from tests.helpers import wait_until_ended
 
 

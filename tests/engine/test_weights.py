@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.core.settings import REPO_ROOT
 from engine.models.weights import (
     WeightFile,
     WeightsError,
@@ -16,7 +17,6 @@ from engine.models.weights import (
     torchvision_weight_file,
     weights_dir,
 )
-from engine.store.layout import REPO_ROOT
 
 URL = "https://download.example.org/models/tinynet-0123abcd.pth"
 

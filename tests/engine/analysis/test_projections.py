@@ -4,17 +4,16 @@ import os
 import numpy as np
 import pytest
 
-from engine.analysis import projections
 from engine.analysis.projections import (
     DEFAULT_PARAMS,
     METHODS,
     align_procrustes,
-    load_embedding,
     project,
-    project_run,
-    projection_cache_dir,
     resolve_params,
 )
+from engine.inspect import projection_cache
+from engine.inspect.projection_cache import project_run, projection_cache_dir
+from engine.inspect.snapshots import load_embedding
 from engine.store.layout import RunLayout
 
 FAST = {"pca": {}, "tsne": {"n_iter": 250}, "umap": {}}
@@ -285,7 +284,7 @@ def test_project_run_computes_then_reads_cache(tmp_path, monkeypatch):
         "epoch_0003.npy",
     ]
 
-    monkeypatch.setattr(projections, "project", forbid_projecting)
+    monkeypatch.setattr(projection_cache, "project", forbid_projecting)
     second = project_run(run, "pca")
     assert list(second) == [1, 2, 3]
     for epoch in first:
@@ -295,7 +294,7 @@ def test_project_run_computes_then_reads_cache(tmp_path, monkeypatch):
 def test_project_run_computes_only_the_chain_it_needs(tmp_path, monkeypatch):
     run = fake_run(tmp_path)
     counting = CountingProject()
-    monkeypatch.setattr(projections, "project", counting)
+    monkeypatch.setattr(projection_cache, "project", counting)
     only_two = project_run(run, "pca", epochs=[2])
     assert list(only_two) == [2]
     assert counting.calls == 2
@@ -325,7 +324,7 @@ def test_project_run_chains_nonlinear_methods(tmp_path, monkeypatch, method):
     layouts = project_run(run, method, FAST[method], seed=1)
     assert list(layouts) == [1, 2]
     assert all(np.isfinite(p).all() and p.shape == (45, 2) for p in layouts.values())
-    monkeypatch.setattr(projections, "project", forbid_projecting)
+    monkeypatch.setattr(projection_cache, "project", forbid_projecting)
     cached = project_run(run, method, FAST[method], seed=1)
     np.testing.assert_array_equal(cached[2], layouts[2])
 
@@ -338,7 +337,7 @@ def test_rewritten_snapshot_invalidates_the_rest_of_the_chain(tmp_path, monkeypa
     later = os.stat(path).st_mtime_ns + 10**9
     os.utime(path, ns=(later, later))
     counting = CountingProject()
-    monkeypatch.setattr(projections, "project", counting)
+    monkeypatch.setattr(projection_cache, "project", counting)
     project_run(run, "pca")
     assert counting.calls == 2  # epochs 2 and 3; epoch 1 still valid
 
