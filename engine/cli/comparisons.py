@@ -17,14 +17,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from engine.store import runs
 
     a.kind = PRESET_KINDS[a.preset]
-    a.mode, a.weights, a.config, a.name = "finetune", "imagenet", None, None
-    a.static = a.freeze_backbone = a.fixed_upsampling = False
-    a.backbone_weights = a.fc_channels = a.mask_images = None
-    a.distance = a.train_way = a.train_shot = a.test_shots = a.test_episodes = None
-    a.episodes_per_epoch, a.episodes_csv, a.test_way, a.no_mlp_head = None, None, None, False
-    a.projection_dim = a.base_momentum = a.crop_scale_min = a.knn_k = a.flip = None
-    a.cardinality = a.group_width = None
-    a.snapshot_every = a.snapshot_epochs = None  # the kind's defaults
+    a.config, a.name = None, None  # a kind's own flags are not compare's: its defaults hold
     base = config_from_flags(a)
     group = start_group(
         a.preset, base, a.runs_dir, launch=a.background, include_scratch=not a.no_scratch,

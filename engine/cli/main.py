@@ -253,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_data_and_optim_flags(c)
     c.add_argument(
-        "--backbone-lr-scale", type=float, default=1.0,
-        help="fine-tuned rows: the backbone's lr is --lr times this (e.g. 0.1)",
+        "--backbone-lr-scale", type=float, default=None,
+        help="transfer presets, fine-tuned rows: the backbone's lr is --lr times this (1; "
+        "e.g. 0.1)",
     )  # fmt: skip
     c.add_argument("--no-scratch", action="store_true", help="finetune-vs-frozen: no scratch row")
     c.add_argument(

@@ -13,8 +13,50 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from types import ModuleType
+from typing import Any
 
 from engine.config import CONFIG_KINDS, ConfigError, RunConfig
+
+
+def comma_list(text: str) -> list[str]:
+    """ "0013, 0062" -> ["0013", "0062"]."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def shot_list(text: str) -> list[int]:
+    """ "1,5,10" -> [1, 5, 10], for --test-shots."""
+    import argparse
+
+    try:
+        return sorted({int(t) for t in text.replace(" ", "").split(",") if t})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"shots must be whole numbers like 1,5,10; got {text!r}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A `python -m engine train` flag that sets one field of its kind's config. The command
+    line is generated from these: its flags, their help, and the refusal of a flag given to
+    another kind ("--static and --freeze-backbone need --kind dynamic_filter")."""
+
+    option: str  # "--fc-channels"
+    field: str  # the config field it sets
+    help: str
+    type: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    switch: bool | None = None  # a flag without a value: sets `field` to this
+    both_ways: bool = False  # --flip / --no-flip
+
+    @property
+    def dest(self) -> str:
+        return self.option.removeprefix("--").replace("-", "_")
+
+    @property
+    def shown(self) -> str:
+        return f"--[no-]{self.option[2:]}" if self.both_ways else self.option
 
 
 @dataclass(frozen=True)
@@ -26,6 +68,7 @@ class Kind:
     inspectable: bool  # its module has inspection_model(): load_run_model rebuilds its net
     distributed: bool  # trains under several processes (torchrun, DDP)
     presets: tuple[str, ...] = ()  # the comparisons (engine.experiments.presets) of this kind
+    flags: tuple[Flag, ...] = ()  # its own command-line flags
 
     @property
     def config(self) -> type[RunConfig]:
@@ -48,22 +91,140 @@ class Kind:
         return import_module(f"engine.experiments.{self.module}")
 
 
+TRANSFER_FLAGS = (
+    Flag("--mode", "mode", "transfer mode", choices=("scratch", "finetune", "frozen")),
+    Flag(
+        "--weights",
+        "weights",
+        "transfer: 'imagenet', or a weight file (a run's best.pt or a state dict)",
+    ),
+    Flag(
+        "--backbone-lr-scale",
+        "backbone_lr_scale",
+        "transfer, finetune: the backbone's lr is --lr times this (e.g. 0.1)",
+        type=float,
+    ),
+)
+DYNAMIC_FLAGS = (
+    Flag(
+        "--static",
+        "dynamic",
+        "dynamic_filter: trainable per-class filters instead of generated ones",
+        switch=False,
+    ),
+    Flag(
+        "--freeze-backbone",
+        "freeze_backbone",
+        "dynamic_filter: keep the ResNet-18 backbone's weights fixed",
+        switch=True,
+    ),
+)
+SEGMENT_FLAGS = (
+    Flag(
+        "--backbone-weights",
+        "backbone_weights",
+        "segment: start the backbone from ImageNet (when cached) or random weights",
+        choices=("imagenet", "none"),
+    ),
+    Flag(
+        "--fc-channels",
+        "fc_channels",
+        "segment, fcn32s: width of fc6/fc7 (4096 as VGG-16)",
+        type=int,
+    ),
+    Flag(
+        "--fixed-upsampling",
+        "learn_upsampling",
+        "segment, fcn32s: keep the 32x bilinear upsampling fixed",
+        switch=False,
+    ),
+    Flag(
+        "--mask-images",
+        "mask_images",
+        "segment: validation images whose predicted masks are kept every snapshot epoch "
+        "(default: three spread over the validation set)",
+        type=comma_list,
+        metavar="0013,0062,0104",
+    ),
+)
+FEWSHOT_FLAGS = (
+    Flag(
+        "--distance",
+        "distance",
+        "fewshot: distance to the prototypes (euclidean)",
+        choices=("euclidean", "cosine", "parametric"),
+    ),
+    Flag(
+        "--no-mlp-head",
+        "mlp_head",
+        "fewshot: embed with Conv-4 alone (1600-d), no 1600-800-800-400 MLP",
+        switch=False,
+    ),
+    Flag("--train-way", "train_way", "fewshot: N of training episodes (10)", type=int),
+    Flag("--train-shot", "train_shot", "fewshot: K of training episodes (1)", type=int),
+    Flag(
+        "--test-shots",
+        "test_shots",
+        "fewshot: the K of the 5-way test episodes (1,5,10)",
+        type=shot_list,
+        metavar="1,5,10",
+    ),
+    Flag("--test-way", "test_way", "fewshot: N of the test episodes (5)", type=int),
+    Flag("--test-episodes", "test_episodes", "fewshot: test episodes per K (600)", type=int),
+    Flag(
+        "--episodes-per-epoch",
+        "episodes_per_epoch",
+        "fewshot: training episodes per epoch (100)",
+        type=int,
+    ),
+    Flag(
+        "--episodes-csv",
+        "episodes_csv",
+        "fewshot: also test on this fixed episode file (with train.csv / val.csv image lists)",
+        metavar="FILE",
+    ),
+)
+SSL_FLAGS = (
+    Flag("--projection-dim", "projection_dim", "ssl: BYOL's projection size (256)", type=int),
+    Flag(
+        "--base-momentum",
+        "base_momentum",
+        "ssl: the target's moving average at step 0, cosine to 1 (0.996)",
+        type=float,
+    ),
+    Flag(
+        "--crop-scale-min",
+        "crop_scale_min",
+        "ssl: random resized crops keep at least this share of the area (default 0.08, 0.5 "
+        "for digits)",
+        type=float,
+    ),
+    Flag("--knn-k", "knn_k", "ssl: neighbours of the kNN monitor (20)", type=int),
+    Flag(
+        "--flip",
+        "flip",
+        "ssl: horizontal flips in the views (default: on, off for digits)",
+        both_ways=True,
+    ),
+)
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in [
-        # name, title, module, classifies_images, inspectable, distributed, presets
+        # name, title, module, classifies_images, inspectable, distributed, presets, flags
         Kind("classify", "Image classification", "classify", True, True, True,
              ("long-tail", "ablation")),
         Kind("transfer", "Transfer learning", "transfer", True, True, True,
-             ("finetune-vs-frozen", "seed003", "a-e")),
+             ("finetune-vs-frozen", "seed003", "a-e"), TRANSFER_FLAGS),
         Kind("dynamic_filter", "Dynamic filters", "dynamic_filter", True, True, False,
-             ("dynamic-vs-static",)),
+             ("dynamic-vs-static",), DYNAMIC_FLAGS),
         Kind("segment", "Semantic segmentation", "segment", False, False, False,
-             ("fcn32s-vs-improved",)),
+             ("fcn32s-vs-improved",), SEGMENT_FLAGS),
         # The few-shot page looks at a protonet's episodes: inspectable, not image by image.
         Kind("fewshot", "Few-shot learning (prototypical networks)", "fewshot", False, True,
-             False, ("fewshot-grid",)),
-        Kind("ssl", "Self-supervised pretraining (BYOL)", "ssl", False, False, False),
+             False, ("fewshot-grid",), FEWSHOT_FLAGS),
+        Kind("ssl", "Self-supervised pretraining (BYOL)", "ssl", False, False, False, (),
+             SSL_FLAGS),
     ]
 }  # fmt: skip
 
