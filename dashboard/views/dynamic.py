@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
 from dashboard.components import cache, charts, inputs, picking, pictures
+from engine.analysis.projections import pca_2d
 from engine.config import DataConfig, DynamicFilterConfig, OptimConfig
 from engine.core.errors import WorkbenchError
 from engine.execution.start import start_group
@@ -69,9 +70,7 @@ def run_label(r: runs.RunSummary) -> str:
 def look(run: runs.RunSummary, image: torch.Tensor):
     """(response maps (C, H, W) upsampled, scores (C,), filters (C, 64), classes) of one run."""
     lm = cache.run_model(str(run.path), RunLayout(run.path).best_checkpoint.stat().st_mtime_ns)
-    x = (image.float() / 255 - torch.tensor(lm.mean).view(3, 1, 1)) / torch.tensor(lm.std).view(
-        3, 1, 1
-    )
+    x = lm.normalise(image.float() / 255)
     with torch.no_grad():
         maps = lm.model.response_maps(x[None])  # (1, C, 8, 8)
         scores = lm.model.forward_head(maps.flatten(1))[0]
@@ -124,12 +123,6 @@ def score_bars(scores: np.ndarray, classes, true: int) -> go.Figure:
                       title="Scores (green: predicted = true; red: predicted; blue: true)",
                       xaxis=dict(type="category"))  # fmt: skip
     return fig
-
-
-def pca_2d(x: np.ndarray) -> np.ndarray:
-    x = x - x.mean(0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    return x @ vt[:2].T
 
 
 def embedding_views(lm) -> None:

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.components import cache, charts, inputs, picking, pictures
+from engine.analysis.projections import pca_2d
 from engine.config import DataConfig, FewShotConfig, OptimConfig
 from engine.core.errors import WorkbenchError
 from engine.core.jsonfile import JsonFileError, read_json_object
@@ -18,6 +19,7 @@ from engine.experiments.fewshot import episode_from_images, evaluation_loader, l
 from engine.models.protonet import DISTANCES
 from engine.store import groups, runs
 from engine.store.layout import RunLayout
+from engine.store.summary import shot_results
 
 st.title("🧩 Few-shot")
 st.caption(
@@ -71,12 +73,6 @@ def new_runs_form() -> None:
 def fewshot_runs() -> list[runs.RunSummary]:
     return [r for r in runs.list_runs(picking.runs_dir())
             if (r.config or {}).get("kind") == "fewshot"]  # fmt: skip
-
-
-def pca_2d(x: np.ndarray) -> np.ndarray:
-    centred = x - x.mean(0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ vt[:2].T
 
 
 def projection(look, names: list[str], true: np.ndarray) -> go.Figure:
@@ -186,10 +182,9 @@ def results_of(run_dirs) -> list[dict]:
         except JsonFileError:
             continue  # damaged: the run lists say why
         summary = status.get("summary") or {}
-        for key, r in summary.items():
-            if key.startswith("test_") and key.endswith("shot") and isinstance(r, dict):
-                out.append({"distance": cfg.get("distance"), "K": int(key[5:-4]), "acc": r["acc"],
-                            "ci95": r["ci95"], "seconds": r.get("seconds"), "run": run_dir.name})  # fmt: skip
+        for k, r in shot_results(summary).items():
+            out.append({"distance": cfg.get("distance"), "K": k, "acc": r.get("acc"),
+                        "ci95": r.get("ci95"), "seconds": r.get("seconds"), "run": run_dir.name})  # fmt: skip
     return out
 
 

@@ -136,10 +136,7 @@ def attributions(source, key, stamp, image_key, target, _image):
 
 
 with tab_attr:
-    with torch.no_grad():
-        lm.model.eval()
-        x = (image - torch.tensor(lm.mean).view(3, 1, 1)) / torch.tensor(lm.std).view(3, 1, 1)
-        probs = torch.softmax(lm.model(x.unsqueeze(0)), 1)[0].numpy()
+    probs = lm.predict(image).numpy()
     top = np.argsort(-probs)[:5]
     c1, c2 = st.columns([1, 2])
     c1.image(pictures.png_bytes(image_to_uint8(image), scale=scale), caption=lm.name)

@@ -2,9 +2,7 @@
 and what to do with one run: title and tags, re-run, clone and edit, export, delete. A run
 exported from another machine is imported here too."""
 
-import io
 import tempfile
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -175,11 +173,7 @@ if len(picked) == 1:
                 out = Path(tmp) / "out"
                 write(out)
                 if out.is_dir():  # a folder (the projector's): zipped
-                    buf = io.BytesIO()
-                    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-                        for f in sorted(out.iterdir()):
-                            z.write(f, f"{stem}-projector/{f.name}")
-                    return buf.getvalue()
+                    return export.folder_zip_bytes(out, f"{stem}-projector")
                 return out.read_bytes()
 
         st.download_button("⬇ metrics (CSV)", on_click="ignore", mime="text/csv",

@@ -250,3 +250,11 @@ def align_procrustes(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
     aligned = (moving - mov_centre) @ rotation + ref_centre
     out_dtype = moving_in.dtype if np.issubdtype(moving_in.dtype, np.floating) else np.float64
     return aligned.astype(out_dtype)
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """(N, D) -> (N, 2): the two directions of largest variance, by SVD (no seed, no fitting
+    state), for small sets a page draws at once (prototypes, class embeddings)."""
+    centred = x - x.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T

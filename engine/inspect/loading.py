@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 
@@ -19,6 +20,18 @@ class LoadedModel:
     mean: list[float]
     std: list[float]
     classes: list[str]
+
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        """(C, H, W) or (N, C, H, W) float in [0, 1] -> what the model was trained on."""
+        shape = (3, 1, 1) if image.dim() == 3 else (1, 3, 1, 1)
+        mean, std = torch.tensor(self.mean).view(shape), torch.tensor(self.std).view(shape)
+        return (image - mean) / std
+
+    def predict(self, image: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (C,) of one (C, H, W) image in [0, 1]."""
+        self.model.eval()
+        with torch.no_grad():
+            return torch.softmax(self.model(self.normalise(image).unsqueeze(0)), 1)[0]
 
 
 def load_run_model(run_dir: str | Path, which: str = "best.pt", device="cpu") -> LoadedModel:

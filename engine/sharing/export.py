@@ -354,3 +354,16 @@ def export_metrics(run_dir: str | Path, out: str | Path) -> int:
 
     _write_csv(out, rows)
     return len(events)
+
+
+def folder_zip_bytes(folder: Path, top: str) -> bytes:
+    """The files of `folder` (one level, as the projector writes them) zipped in memory under
+    `top/`: what the dashboard offers as one download."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(folder.iterdir()):
+            z.write(f, f"{top}/{f.name}")
+    return buf.getvalue()

@@ -12,9 +12,8 @@ def summary_line(summary: dict) -> str:
     parts = [f"epochs {summary.get('epochs_done')}"]
     if metric:
         parts.append(f"best val {metric} {summary[f'best_val_{metric}']:.4f}")
-    for key, r in summary.items():  # few-shot: each K's accuracy over its test episodes
-        if key.startswith("test_") and key.endswith("shot") and isinstance(r, dict):
-            parts.append(f"{key[5:]} {r['acc']:.2%} ± {r['ci95']:.2%}")
+    for k, r in shot_results(summary).items():  # few-shot: each K's accuracy over its episodes
+        parts.append(f"{k}shot {r['acc']:.2%} ± {r['ci95']:.2%}")
     if isinstance(summary.get("test_csv"), dict):
         r = summary["test_csv"]
         parts.append(f"episode file ({r['episodes']} episodes) {r['acc']:.2%} ± {r['ci95']:.2%}")
@@ -38,3 +37,14 @@ def best_metric(summary: dict) -> str | None:
         if key.startswith("best_val_"):
             return key.removeprefix("best_val_")
     return None
+
+
+def shot_results(summary: dict) -> dict[int, dict]:
+    """A few-shot run's test results by K: {K: {"acc", "ci95", ...}} from its `test_<K>shot`
+    entries (what is not a well-formed result is left out)."""
+    out = {}
+    for key, r in summary.items():
+        k = key.removeprefix("test_").removesuffix("shot")
+        if key.startswith("test_") and key.endswith("shot") and k.isdigit() and isinstance(r, dict):
+            out[int(k)] = r
+    return out
