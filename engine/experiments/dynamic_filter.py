@@ -10,7 +10,7 @@ import torch
 
 from engine.config import DynamicFilterConfig
 from engine.data import Splits
-from engine.experiments.classify import Prepared, fit_classifier, image_loaders, parameter_counts
+from engine.experiments.fit import Prepared, fit, image_loaders, parameter_counts
 from engine.models.dynamic_filter import DynamicFilterNet, load_resnet18_layer1
 from engine.train import build_optimizer
 
@@ -45,7 +45,7 @@ def prepare(cfg: DynamicFilterConfig, splits: Splits, device: torch.device) -> P
 
 
 def run(cfg: DynamicFilterConfig, run_dir: str | Path, **kw) -> dict:
-    return fit_classifier(cfg, run_dir, prepare, **kw)
+    return fit(cfg, run_dir, prepare, **kw)
 
 
 def inspection_model(cfg: DynamicFilterConfig, num_classes: int) -> torch.nn.Module:

@@ -26,7 +26,7 @@ from engine.data.episodes import (
     episodes_from_csv,
     load_fewshot,
 )
-from engine.experiments.classify import Prepared, fit_classifier, parameter_counts
+from engine.experiments.fit import Prepared, fit, parameter_counts
 from engine.models.protonet import Episode, PrototypicalNetwork
 from engine.store.events import EventLog
 from engine.store.layout import RunLayout
@@ -148,7 +148,7 @@ def prepare(cfg: FewShotConfig, splits: Splits, device: torch.device) -> Prepare
 
 
 def run(cfg: FewShotConfig, run_dir: str | Path, **kw) -> dict:
-    return fit_classifier(cfg, run_dir, prepare, load=load_fewshot, **kw)
+    return fit(cfg, run_dir, prepare, load=load_fewshot, **kw)
 
 
 @dataclass

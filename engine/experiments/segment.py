@@ -15,7 +15,7 @@ from engine.config import SegmentConfig
 from engine.core.atomic import save_npy, write_atomic
 from engine.data import DataError, ImageSet, SegmentationLoader, Splits
 from engine.data.landcover import CLASS_NAMES, SCORED_CLASSES, UNKNOWN, labels_to_rgb
-from engine.experiments.classify import Prepared, fit_classifier, parameter_counts
+from engine.experiments.fit import Prepared, fit, parameter_counts
 from engine.models.backbones import get_backbone
 from engine.models.segmentation import SEGMENTATION_MODELS, build_segmentation_model
 from engine.store.layout import RunLayout
@@ -127,4 +127,4 @@ def prepare(cfg: SegmentConfig, splits: Splits, device: torch.device) -> Prepare
 
 
 def run(cfg: SegmentConfig, run_dir: str | Path, **kw) -> dict:
-    return fit_classifier(cfg, run_dir, prepare, **kw)
+    return fit(cfg, run_dir, prepare, **kw)

@@ -21,7 +21,7 @@ from engine.analysis.metrics import confusion_matrix
 from engine.config import SSLConfig
 from engine.core.atomic import save_npy, save_npz
 from engine.data import BatchLoader, ImageSet, Splits
-from engine.experiments.classify import Prepared, fit_classifier, parameter_counts, snapshot_subset
+from engine.experiments.fit import Prepared, fit, parameter_counts, snapshot_subset
 from engine.models.backbones import build_transfer_net, get_backbone
 from engine.ssl import (
     BYOL,
@@ -147,4 +147,4 @@ def prepare(cfg: SSLConfig, splits: Splits, device: torch.device) -> Prepared:
 
 
 def run(cfg: SSLConfig, run_dir: str | Path, **kw) -> dict:
-    return fit_classifier(cfg, run_dir, prepare, **kw)
+    return fit(cfg, run_dir, prepare, **kw)

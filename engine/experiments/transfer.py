@@ -16,7 +16,7 @@ import torch
 
 from engine.config import TransferConfig
 from engine.data import FeatureLoader, ImageSet, Splits
-from engine.experiments.classify import Prepared, fit_classifier, image_loaders, parameter_counts
+from engine.experiments.fit import Prepared, fit, image_loaders, parameter_counts
 from engine.models.backbones import TransferNet, build_transfer_net, get_backbone
 from engine.train import build_optimizer
 
@@ -96,7 +96,7 @@ def prepare(cfg: TransferConfig, splits: Splits, device: torch.device) -> Prepar
 
 
 def run(cfg: TransferConfig, run_dir: str | Path, **kw) -> dict:
-    return fit_classifier(cfg, run_dir, prepare, **kw)
+    return fit(cfg, run_dir, prepare, **kw)
 
 
 def inspection_model(cfg: TransferConfig, num_classes: int) -> torch.nn.Module:
