@@ -113,6 +113,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "small_cnn"
+    # Kept so that configs that name it still load; a classifier trains from scratch (the
+    # pretrained networks are transfer runs' backbones), so only false is valid.
     pretrained: bool = False
     # ResNeXt: cardinality (groups of the grouped convolutions) and width per group;
     # 0 = the model's own (32 and 4: "32x4d").
@@ -121,6 +123,11 @@ class ModelConfig:
 
     def validate(self) -> None:
         _one_of("model.name", self.name, tuple(CLASSIFIERS))
+        _require(
+            not self.pretrained,
+            "model.pretrained: a classify run trains from scratch; for ImageNet weights, "
+            "start a transfer run (--kind transfer)",
+        )
         for name in ("cardinality", "group_width"):
             value = getattr(self, name)
             _bounded(f"model.{name}", value, 0, 1024)

@@ -19,9 +19,7 @@ from engine.train import build_optimizer
 
 def _prepare(cfg: RunConfig, splits: Splits, device: torch.device) -> Prepared:
     mean, std = splits.channel_stats()  # normalised with the training set's own statistics
-    model = build_model(
-        cfg.model.name, splits.num_classes, cfg.model.pretrained, **cfg.model.build_options()
-    ).to(device)
+    model = build_model(cfg.model.name, splits.num_classes, **cfg.model.build_options()).to(device)
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.epochs)
     return Prepared(
         model, optimizer, scheduler, image_loaders(cfg, mean, std, device),

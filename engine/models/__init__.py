@@ -1,4 +1,5 @@
-"""Model registry: `build_model(name, num_classes, pretrained=False, **kw) -> Classifier`."""
+"""The classifiers a classify run trains from scratch: `build_model(name, num_classes, **kw)`.
+Names and descriptions are in engine.config.registry."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ class ModelEntry:
     name: str
     build: Callable[..., Classifier]
     description: str
-    pretrained_available: bool = False
 
 
 def _small_cnn(num_classes: int, **kw) -> Classifier:
@@ -51,10 +51,8 @@ def model_description(name: str) -> str:
     return _REGISTRY[name].description
 
 
-def build_model(name: str, num_classes: int, pretrained: bool = False, **kw) -> Classifier:
+def build_model(name: str, num_classes: int, **kw) -> Classifier:
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(_REGISTRY)}")
     entry = _REGISTRY[name]
-    if pretrained and not entry.pretrained_available:
-        raise ValueError(f"no pretrained weights are available for {name!r}; train it from scratch")
     return entry.build(num_classes, **kw)
