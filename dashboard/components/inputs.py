@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 
 import streamlit as st
 
+from engine.core.errors import WorkbenchError
 from engine.store import runs
+
+# The one boundary of the pages: what loading a run's data, snapshots or model, or computing
+# on them (attributions, dreams), may raise for a damaged or missing file: the workbench's own
+# errors (WorkbenchError: each names the file and says why), the file system's, and what
+# numpy, torch, PIL and captum raise for content they cannot use. A page catches these and
+# says them in one line (show_error), and stays up; anything else is a bug and shows as one.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    WorkbenchError, OSError, ValueError, RuntimeError, LookupError, TypeError, EOFError,
+    MemoryError, AssertionError, zipfile.BadZipFile, pickle.UnpicklingError,
+)  # fmt: skip
 
 
 def show_error(e: Exception) -> None:

@@ -146,7 +146,7 @@ try:
         st.stop()
     cams = cell_grad_cams(str(run.path), layout.best_checkpoint.stat().st_mtime_ns, ids,
                           (pred_c,) * len(ids))  # fmt: skip
-except Exception as e:  # a damaged snapshot or checkpoint: say so, keep the page
+except inputs.LOAD_ERRORS as e:  # a damaged snapshot or checkpoint: say so, keep the page
     inputs.show_error(e)
     st.stop()
 from engine.analysis.attribution import overlay  # noqa: E402

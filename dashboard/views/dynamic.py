@@ -176,7 +176,7 @@ other = c2.selectbox("Static run to compare", [None] + [r.run_id for r in static
                      format_func=lambda i: "none" if i is None else run_label(by_id[i]))  # fmt: skip
 try:
     data = cache.dataset(json.dumps((run.config or {}).get("data"), sort_keys=True))
-except Exception as e:
+except inputs.LOAD_ERRORS as e:
     inputs.show_error(e)
     st.stop()
 i = int(c3.number_input(f"Test image (0 … {len(data.test) - 1})", 0, len(data.test) - 1, 0))
@@ -184,7 +184,7 @@ image, true = data.test.images[i], int(data.test.labels[i])
 
 try:
     maps, scores, lm = look(run, image)
-except Exception as e:  # a damaged checkpoint: say so, keep the page
+except inputs.LOAD_ERRORS as e:  # a damaged checkpoint: say so, keep the page
     inputs.show_error(e)
     st.stop()
 left, right = st.columns([1, 4])
@@ -199,7 +199,7 @@ st.caption("Each class's 8x8 response map (scaled by √64), upsampled to the im
 if other is not None:
     try:
         s_maps, s_scores, s_lm = look(by_id[other], image)
-    except Exception as e:
+    except inputs.LOAD_ERRORS as e:
         inputs.show_error(e)
     else:
         st.subheader("The same image, static filters")

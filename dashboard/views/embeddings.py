@@ -17,7 +17,7 @@ st.title("🌌 Embeddings")
 def neighbour_gallery(run_cfg, emb, row: int, classes, k: int) -> None:
     try:
         data = cache.dataset(json.dumps(run_cfg["data"], sort_keys=True))
-    except Exception as e:
+    except inputs.LOAD_ERRORS as e:
         st.warning(f"Cannot show images: the run's dataset does not load here ({e}).")
         return
     near = nearest_neighbours(emb["features"], row, k)

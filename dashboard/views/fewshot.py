@@ -117,7 +117,7 @@ def episode_viewer(run: runs.RunSummary, lm) -> None:
         splits = cache.fewshot_data(
             json.dumps(asdict(cfg.data), sort_keys=True), tuple(cfg.meta_test_classes)
         )
-    except Exception as e:  # the data moved or changed: say so, keep the page
+    except inputs.LOAD_ERRORS as e:  # the data moved or changed: say so, keep the page
         inputs.show_error(e)
         return
     c1, c2 = st.columns(2)
@@ -262,7 +262,7 @@ run = by_id[picking.remembered_select(
 )]  # fmt: skip
 try:
     lm = cache.run_model(str(run.path), RunLayout(run.path).best_checkpoint.stat().st_mtime_ns)
-except Exception as e:  # a damaged checkpoint: say so, keep the page
+except inputs.LOAD_ERRORS as e:  # a damaged checkpoint: say so, keep the page
     inputs.show_error(e)
     st.stop()
 

@@ -85,7 +85,7 @@ else:
 try:
     lm = model_of(source, key, stamp)
     layers = layers_of(source, key, stamp)
-except Exception as e:  # a damaged checkpoint, missing weights: say so, keep the page up
+except inputs.LOAD_ERRORS as e:  # a damaged checkpoint, missing weights: say so, keep the page up
     inputs.show_error(e)
     st.stop()
 
@@ -113,7 +113,7 @@ elif origin == "photo":
 else:
     try:
         data = cache.dataset(json.dumps(runs.load_config(key).data.__dict__, sort_keys=True))
-    except Exception as e:
+    except inputs.LOAD_ERRORS as e:
         inputs.show_error(e)
         st.stop()
     split = data.test
@@ -159,7 +159,7 @@ with tab_attr:
         st.session_state[f"explained:{key}:{image_key}:{target}"] = True
         try:
             result = attributions(source, key, stamp, image_key, target, image)
-        except Exception as e:
+        except inputs.LOAD_ERRORS as e:
             inputs.show_error(e)
         else:
             cols = st.columns(len(METHODS))
@@ -254,7 +254,7 @@ with tab_dream:
                 amax = actmax_cached(source, key, stamp, layer, channel, int(steps), param,
                                      lm.image_size)  # fmt: skip
                 st.image(pictures.png_bytes(image_to_uint8(amax.image), scale=scale))
-        except Exception as e:
+        except inputs.LOAD_ERRORS as e:
             inputs.show_error(e)
         else:
             st.caption("DeepDream, octave by octave:")
@@ -283,7 +283,7 @@ with tab_grid:
             try:
                 out = actmax_cached(source, key, stamp, layer, c, int(grid_steps), "fourier",
                                     lm.image_size)  # fmt: skip
-            except Exception as e:
+            except inputs.LOAD_ERRORS as e:
                 inputs.show_error(e)
                 break
             cols[c % 4].image(pictures.png_bytes(image_to_uint8(out.image), scale=max(1, scale // 2)),

@@ -158,7 +158,7 @@ def view_pairs(run: runs.RunSummary, count: int, seed: int) -> None:
     try:
         cfg = SSLConfig.from_dict(run.config)
         splits = cache.dataset(json.dumps(run.config["data"], sort_keys=True))
-    except Exception as e:  # the data moved: say so, keep the page
+    except inputs.LOAD_ERRORS as e:  # the data moved: say so, keep the page
         inputs.show_error(e)
         return
     count = min(count, len(splits.train))  # a tiny dataset has fewer images than asked for
