@@ -6,7 +6,7 @@ PORT ?= 8501
 ADDRESS ?= localhost
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow test-e2e bench lint format clean
+.PHONY: run test test-unit test-slow test-e2e bench lint format clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -21,9 +21,14 @@ run: $(STAMP)
 	@echo "Dashboard: http://$(ADDRESS):$(PORT)  (Ctrl+C stops it; runs keep going)"
 	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT) --server.address $(ADDRESS) --server.headless true
 
+# Everything but slow and e2e: tests/unit, tests/integration and tests/dashboard.
 test: $(STAMP)
 	@$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; fi; exit $$rc
+
+# The fast tier alone (under a minute): no subprocess, no launched run, no browser.
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

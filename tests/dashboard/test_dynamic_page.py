@@ -9,8 +9,8 @@ import pytest
 from engine.config import DynamicFilterConfig
 from engine.execution import executor
 from engine.store import runs
-from tests.dashboard.conftest import page, private_copy, train_group
-from tests.helpers import plotly_values
+from tests.support.helpers import plotly_values
+from tests.support.pages import page, private_copy, train_group
 
 
 @pytest.fixture(scope="session")

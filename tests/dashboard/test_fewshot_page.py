@@ -15,8 +15,8 @@ from engine.data.episodes import load_fewshot
 from engine.execution import executor
 from engine.experiments.fewshot import evaluation_loader
 from engine.store import runs
-from tests.dashboard.conftest import page, private_copy, train_group
-from tests.helpers import plotly_values
+from tests.support.helpers import plotly_values
+from tests.support.pages import page, private_copy, train_group
 
 TINY = dict(data=DataConfig(image_size=28), epochs=1, episodes_per_epoch=3, val_episodes=3,
             test_episodes=8, snapshot_size=40, device="cpu")  # fmt: skip

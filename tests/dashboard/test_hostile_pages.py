@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from engine.store import runs
 from engine.store.layout import RunLayout
-from tests.dashboard.conftest import page
+from tests.support.pages import page
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)

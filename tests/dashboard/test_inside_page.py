@@ -11,7 +11,7 @@ from PIL import Image
 from dashboard.components import pictures
 from engine.store import runs
 from engine.store.layout import RunLayout
-from tests.dashboard.conftest import page
+from tests.support.pages import page
 
 
 def _captions(at) -> list[str]:

@@ -6,8 +6,8 @@ import pytest
 from engine.config import DataConfig, RunConfig
 from engine.execution import comparisons
 from engine.store import groups
-from tests.dashboard.conftest import page, private_copy, train_group
-from tests.helpers import plotly_values
+from tests.support.helpers import plotly_values
+from tests.support.pages import page, private_copy, train_group
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import pytest
 from engine.execution import launcher
 from engine.store import runs
 from engine.store.layout import RunLayout
-from tests.dashboard.conftest import app, page
-from tests.helpers import plotly_values, wait_for, wait_until_ended
+from tests.support.helpers import plotly_values, wait_for, wait_until_ended
+from tests.support.pages import app, page
 
 
 def _plotly_specs(at) -> list[dict]:

@@ -11,8 +11,8 @@ import pytest
 from engine.config import RunConfig
 from engine.execution import launcher
 from engine.store import catalogue, runs
-from tests.dashboard.conftest import page
-from tests.helpers import plotly_values
+from tests.support.helpers import plotly_values
+from tests.support.pages import page
 
 
 @pytest.fixture

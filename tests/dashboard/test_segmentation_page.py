@@ -14,8 +14,8 @@ from engine.config import DataConfig, SegmentConfig
 from engine.data.landcover import CLASS_COLOURS, labels_to_rgb, synthetic_scene
 from engine.store import runs
 from engine.store.layout import RunLayout
-from tests.dashboard.conftest import page, private_copy, train_group
-from tests.helpers import plotly_values
+from tests.support.helpers import plotly_values
+from tests.support.pages import page, private_copy, train_group
 
 
 def write_pairs(folder, indices, size=64):

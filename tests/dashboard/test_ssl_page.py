@@ -21,8 +21,8 @@ from engine.ssl import collapse_threshold
 from engine.store import groups, runs
 from engine.store.layout import RunLayout
 from engine.train import read_events
-from tests.dashboard.conftest import page, private_copy
-from tests.helpers import plotly_values
+from tests.support.helpers import plotly_values
+from tests.support.pages import page, private_copy
 
 PROJ = 32
 

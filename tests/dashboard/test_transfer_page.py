@@ -10,7 +10,7 @@ from PIL import Image
 
 from engine.config import DataConfig, ModelConfig, TransferConfig
 from engine.store import groups, runs
-from tests.dashboard.conftest import page, private_copy, train_group
+from tests.support.pages import page, private_copy, train_group
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""`python -m engine ...` as a user runs it: a subprocess in the repository root."""
+"""`python -m engine ...` as a user runs it: a subprocess in the repository root. The error
+paths that need no subprocess are in tests/unit/test_cli_main.py."""
 
 import csv
 import os
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from engine.cli.main import main
 from engine.store import runs
@@ -108,40 +108,14 @@ def test_missing_dataset_folder_exits_with_an_error_naming_it(tmp_path):
     assert runs.list_runs(tmp_path / "runs") == []
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
-def test_a_device_that_is_not_here_exits_2_and_creates_no_run(tmp_path, capsys):
-    runs_dir = tmp_path / "runs"
-    assert main(["--runs-dir", str(runs_dir), "train", "--device", "cuda", "--epochs", "1"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: device 'cuda' was asked for, but no CUDA GPU is available")
-    assert "use device 'auto'" in err
-    assert runs.list_runs(runs_dir) == []
-
-
 def test_resume_of_an_unknown_run_exits_2(tmp_path):
     result = cli("resume", "nope", runs_dir=tmp_path / "runs")
     assert result.returncode == 2
     assert "no run 'nope'" in result.stderr and "Traceback" not in result.stderr
 
 
-# --- quicker error paths, through main() in this process -------------------------------------
-
-
-def test_resume_of_a_missing_path_exits_2(tmp_path, capsys):
-    assert main(["--runs-dir", str(tmp_path), "resume", str(tmp_path / "gone" / "run")]) == 2
-    assert "no run" in capsys.readouterr().err
-
-
-def test_resume_without_a_run_exits_2(capsys):
-    assert main(["resume"]) == 2
-    assert "resume needs a run id or folder" in capsys.readouterr().err
-
-
-def test_train_with_a_broken_config_file_names_it(tmp_path, capsys):
-    path = tmp_path / "broken.json"
-    path.write_text('{"epochs": ')
-    assert main(["--runs-dir", str(tmp_path / "runs"), "train", "--config", str(path)]) == 2
-    assert str(path) in capsys.readouterr().err
+# --- quicker error paths on the trained run, through main() in this process ------------------
+# (those that need no trained run are in tests/unit/test_cli_main.py)
 
 
 def test_stop_of_a_finished_run_says_it_is_not_running(trained, capsys):
@@ -185,31 +159,3 @@ def test_project_to_a_folder_that_does_not_exist_exits_2_with_one_line(trained, 
     # Checked before the projection is computed, not after minutes of t-SNE or UMAP.
     projections = RunLayout(run_dir).projections
     assert not any(projections.glob("umap*")), list(projections.iterdir())
-
-
-def test_train_snapshots_exactly_at_the_epochs_asked_for(runs_dir, capsys):
-    args = ["train", "--epochs", "2", "--batch-size", "64", "--device", "cpu"]
-    assert main([*args, "--snapshot-epochs", "2, 1"]) == 0
-    out = capsys.readouterr().out
-    run_dir = Path(re.search(r"^run folder: (.+)$", out, re.MULTILINE).group(1))
-    assert run_dir.parent == runs_dir
-    assert runs.load_config(run_dir).snapshot_epochs == [1, 2]
-    layout = RunLayout(run_dir)
-    assert layout.embedding_epochs() == layout.confusion_epochs() == [1, 2]
-    assert runs.read_status(run_dir)["state"] == "finished"
-
-
-@pytest.mark.parametrize("value", ["1,x", "x"])
-def test_snapshot_epochs_that_are_not_numbers_are_a_usage_error(runs_dir, capsys, value):
-    with pytest.raises(SystemExit) as e:
-        main(["train", "--epochs", "2", "--snapshot-epochs", value])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert "--snapshot-epochs" in err and repr(value) in err and "Traceback" not in err
-    assert not runs_dir.exists()
-
-
-def test_snapshot_epochs_beyond_the_last_epoch_exit_2(runs_dir, capsys):
-    assert main(["train", "--epochs", "2", "--snapshot-epochs", "1,3"]) == 2
-    assert "snapshot_epochs must lie in [1, 2], got [3]" in capsys.readouterr().err
-    assert not runs_dir.exists()

@@ -12,7 +12,7 @@ from engine.cli.main import main
 from engine.execution import comparisons
 from engine.models.backbones import BACKBONES, get_backbone
 from engine.store import groups, runs
-from tests.helpers import wait_until_ended
+from tests.support.helpers import wait_until_ended
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from engine.store import runs
 from engine.store.layout import RunLayout
 from engine.train import load_checkpoint, read_events
 from engine.train.checkpoint import save_checkpoint
-from tests.helpers import val_events, wait_for
+from tests.support.helpers import val_events, wait_for
 
 
 def _steps_in_epoch(run_dir, epoch: int) -> bool:

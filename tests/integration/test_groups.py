@@ -14,12 +14,12 @@ from engine.models.backbones import build_transfer_net
 from engine.models.weights import WeightsError
 from engine.store import groups, liveness, runs
 from engine.store.layout import RunLayout
-from tests.helpers import wait_until_ended
+from tests.support.helpers import wait_until_ended
 
 
 @pytest.fixture(autouse=True)
 def _weight_cache_made(cache):
-    """Every test here has a (created, empty) weight cache: see tests/engine/conftest.py."""
+    """Every test here has a (created, empty) weight cache: see tests/support/fixtures.py."""
 
 
 def _running_as(run_dir, proc):

@@ -10,7 +10,7 @@ from engine.execution import executor, launcher
 from engine.store import liveness, runs
 from engine.store.layout import RunLayout
 from engine.train import load_checkpoint
-from tests.helpers import val_events, wait_for
+from tests.support.helpers import val_events, wait_for
 
 # --- the launcher: a run in its own process ---------------------------------------------------
 

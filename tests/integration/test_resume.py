@@ -8,7 +8,7 @@ from engine.experiments import classify
 from engine.store import runs
 from engine.store.layout import RunLayout
 from engine.train import EventLog, load_checkpoint, read_events
-from tests.helpers import wait_until_ended
+from tests.support.helpers import wait_until_ended
 
 FAKE = 9.0  # the value of events a killed process logged after its last checkpoint
 

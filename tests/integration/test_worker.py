@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.execution import launcher, worker
 from engine.store import runs
-from tests.helpers import wait_for, wait_until_ended
+from tests.support.helpers import wait_for, wait_until_ended
 
 
 def test_a_prewarmed_worker_takes_the_next_run(runs_dir, tiny_config, monkeypatch):

@@ -1,6 +1,6 @@
-"""Fixtures of the engine tests shared by the comparison-group tests: a private weight cache
-(created), a cached random ResNet-18 "ImageNet" file, a tiny two-class folder and a transfer
-config on it."""
+"""Engine fixtures shared by the unit and integration tiers (their conftest.py imports them):
+a private weight cache (created), a cached random ResNet-18 "ImageNet" file, a tiny two-class
+folder and a transfer config on it."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,6 @@
 """The architecture lab's models (seed 004, task B): ResNeXt-18/50 and the dual-path
-ResNet-18 for 32x32 inputs, their options, and what each costs (parameters, MACs, speed)."""
+ResNet-18 for 32x32 inputs, their options, and what each costs (parameters, MACs, speed). A
+trained ResNeXt run: tests/integration/test_model_runs.py."""
 
 import pytest
 import torch
@@ -110,18 +111,3 @@ def test_cardinality_is_for_resnext_only():
         ModelConfig(name="resnet18", cardinality=8).validate()
     with pytest.raises(ConfigError, match=r"model.group_width must be in \[0, 1024\], got -1"):
         ModelConfig(name="resnext18", group_width=-1).validate()
-
-
-def test_a_resnext_run_builds_what_its_config_asks(tmp_path):
-    from engine.config import DataConfig, RunConfig
-    from engine.execution import executor
-    from engine.inspect.loading import load_run_model
-    from engine.store import runs
-
-    cfg = RunConfig(model=ModelConfig(name="resnext18", cardinality=4, group_width=8),
-                    data=DataConfig(image_size=16), epochs=1, batch_size=64, device="cpu",
-                    snapshot_size=20)  # fmt: skip
-    run_dir = runs.create_run(cfg, tmp_path)
-    executor.execute(run_dir)
-    model = load_run_model(run_dir).model
-    assert {m.groups for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1} == {4}

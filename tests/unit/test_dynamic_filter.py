@@ -1,9 +1,9 @@
 """Dynamic convolutional filters (seed 002): the model's sizes, the vectorised per-class
-filters against the seed's loop, the static baseline, freezing, and best-checkpoint resume."""
+filters against the seed's loop, the static baseline and freezing. Best-checkpoint resume, a
+trained run: tests/integration/test_model_runs.py."""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
@@ -13,13 +13,11 @@ import torchvision
 from torch import nn
 
 from engine.config import ConfigError, DynamicFilterConfig, TransferConfig
-from engine.execution import executor
 from engine.experiments import presets
 from engine.models.backbones import get_backbone
 from engine.models.dynamic_filter import SCALE, DynamicFilterNet, load_resnet18_layer1
 from engine.store import runs
 from engine.store.layout import RunLayout
-from engine.train import load_checkpoint
 
 
 def _linear_params(seq: nn.Sequential) -> list[int]:
@@ -141,55 +139,6 @@ def test_bad_configs_are_named():
         DynamicFilterConfig(
             model=DynamicFilterConfig().model.__class__(name="small_cnn")
         ).validate()
-
-
-def test_resume_from_best_restores_model_and_optimiser(runs_dir):
-    cfg = DynamicFilterConfig(epochs=2, batch_size=128, snapshot_size=10)
-    run_dir = runs.create_run(cfg, runs_dir)
-    executor.execute(run_dir)
-    layout = RunLayout(run_dir)
-    best = load_checkpoint(layout.best_checkpoint)
-    best_bytes = layout.best_checkpoint.read_bytes()
-    assert best["optimizer"]["state"], "the best checkpoint holds the optimiser's state"
-    best_epoch = best["progress"]["epoch"]
-    # Train on from best.pt to 3 epochs: the resumed run starts from best's exact state.
-    config = json.loads(layout.config.read_text())
-    config["epochs"] = 3
-    layout.config.write_text(json.dumps(config))
-    seen = {}
-    from engine.train import trainer as trainer_module
-
-    original = trainer_module.Trainer.resume
-
-    def spy(self, path):
-        original(self, path)
-        seen["path"] = str(path)
-        seen["last_is_best"] = layout.last_checkpoint.read_bytes() == best_bytes
-        seen["model"] = {k: v.clone() for k, v in self.model.state_dict().items()}
-        seen["optimizer"] = copy.deepcopy(self.optimizer.state_dict())  # training mutates it
-
-    trainer_module.Trainer.resume = spy
-    try:
-        summary = executor.execute(run_dir, resume=True, resume_from="best.pt")
-    finally:
-        trainer_module.Trainer.resume = original
-    assert seen["path"].endswith("best.pt")
-    assert seen["last_is_best"]  # an interrupted resume would restart from best, not from later
-    for k, v in best["model"].items():
-        torch.testing.assert_close(seen["model"][k], v)
-    saved, restored = best["optimizer"]["state"], seen["optimizer"]["state"]
-    assert saved.keys() == restored.keys()
-    for k in saved:
-        torch.testing.assert_close(restored[k]["exp_avg"], saved[k]["exp_avg"])
-    assert summary["epochs_done"] == 3
-    # --from best made best.pt the run's last.pt first: an interrupted resume restarts there.
-    with pytest.raises(Exception, match="cannot resume from .*best.pt: it does not exist"):
-        layout.best_checkpoint.unlink()
-        executor.execute(run_dir, resume=True, resume_from="best.pt")
-    epochs = [
-        e["epoch"] for e in runs.read_metrics(run_dir) if (e["name"], e["split"]) == ("acc", "val")
-    ]
-    assert epochs == list(range(1, best_epoch + 1)) + list(range(best_epoch + 1, 4))
 
 
 def test_the_dynamic_vs_static_preset(runs_dir):

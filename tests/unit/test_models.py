@@ -59,6 +59,11 @@ def test_unknown_model_lists_the_valid_names():
     assert all(name in msg for name in ALL)
 
 
-def test_pretrained_without_weights_is_a_clear_error():
-    with pytest.raises(ValueError, match="no pretrained weights are available for 'small_cnn'"):
-        build_model("small_cnn", num_classes=10, pretrained=True)
+def test_a_pretrained_classifier_is_refused_by_the_config_with_the_way_out():
+    """No classifier has pretrained weights (ImageNet networks are transfer backbones): the
+    old config field still loads as false, and true is refused up front, not at run time."""
+    from engine.config import ConfigError, ModelConfig, RunConfig
+
+    assert RunConfig.from_dict({"kind": "classify", "model": {"pretrained": False}}).model
+    with pytest.raises(ConfigError, match="model.pretrained: a classify run trains from scratch"):
+        RunConfig(model=ModelConfig(name="small_cnn", pretrained=True)).validate()

@@ -2,8 +2,6 @@
 
 import json
 import math
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +16,7 @@ from engine.experiments import classify
 from engine.store import runs
 from engine.store.layout import RunLayout
 from engine.train import load_checkpoint, read_events
-from tests.helpers import val_events
+from tests.support.helpers import val_events
 
 # --- the store ------------------------------------------------------------------------------
 
@@ -85,34 +83,6 @@ def test_list_runs_shows_damaged_runs_instead_of_hiding_them(runs_dir, tiny_conf
 
 def test_list_runs_of_a_missing_folder_is_empty(tmp_path):
     assert runs.list_runs(tmp_path / "nothing here") == []
-
-
-def test_read_status_reports_a_dead_running_process_as_failed(runs_dir, tiny_config):
-    run_dir = runs.create_run(tiny_config(), runs_dir)
-    # A live process whose command line names the engine, as a real run's does.
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()", "engine"], stdin=subprocess.PIPE
-    )
-    try:
-        runs.write_status(run_dir, state="running", pid=proc.pid, error=None)  # as execute() does
-        assert runs.read_status(run_dir)["state"] == "running"
-    finally:
-        proc.communicate(b"")  # let it end, and reap it
-    status = runs.read_status(run_dir)
-    assert status["state"] == "failed"
-    assert "ended without saying why" in status["error"]
-    # The file itself is left as the run wrote it.
-    assert json.loads(RunLayout(run_dir).status.read_text())["state"] == "running"
-
-
-def test_read_status_reports_a_launched_run_that_never_started_as_failed(runs_dir, tiny_config):
-    run_dir = runs.create_run(tiny_config(), runs_dir)
-    assert runs.read_status(run_dir)["state"] == "queued"  # not launched yet: no pid
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    runs.write_status(run_dir, state="queued", pid=proc.pid, error=None)  # as launch() does
-    status = runs.read_status(run_dir)
-    assert status["state"] == "failed" and status["error"]
 
 
 def test_write_status_merges_fields(runs_dir, tiny_config):

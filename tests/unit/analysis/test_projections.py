@@ -1,3 +1,8 @@
+"""2-D projections of embedding snapshots (engine.analysis.projections, engine.inspect): the
+parameters, PCA, Procrustes alignment, reading snapshots, and the per-run chain and its cache.
+t-SNE and UMAP fits (a numba compile of several seconds on the first UMAP call):
+tests/integration/analysis/test_projections_nonlinear.py."""
+
 import json
 import os
 
@@ -15,51 +20,13 @@ from engine.inspect import projection_cache
 from engine.inspect.projection_cache import project_run, projection_cache_dir
 from engine.inspect.snapshots import load_embedding
 from engine.store.layout import RunLayout
-
-FAST = {"pca": {}, "tsne": {"n_iter": 250}, "umap": {}}
-
-
-def blobs(n_per_class=30, dim=16, spread=1.0, seed=0):
-    """Three well separated Gaussian blobs: (3 * n_per_class, dim) features and labels."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0.0, 6.0, size=(3, dim))
-    labels = np.repeat(np.arange(3), n_per_class)
-    features = centres[labels] + rng.normal(0.0, spread, size=(labels.size, dim))
-    return features.astype(np.float32), labels
-
-
-def write_snapshot(run_dir, epoch, features, labels):
-    path = RunLayout(run_dir).embedding_file(epoch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = features.shape[0]
-    np.savez(
-        path,
-        features=features,
-        labels=labels.astype(np.int64),
-        sample_ids=np.arange(n, dtype=np.int64),
-        predictions=labels.astype(np.int64),
-    )
-    return path
-
-
-def fake_run(tmp_path, epochs=3, n_per_class=20):
-    """A run folder whose blobs tighten epoch by epoch, as features do while a net learns."""
-    for epoch in range(1, epochs + 1):
-        features, labels = blobs(n_per_class, spread=2.0 / epoch, seed=epoch)
-        write_snapshot(tmp_path, epoch, features, labels)
-    return tmp_path
+from tests.support.projections import blobs, fake_run, forbid_projecting, write_snapshot
 
 
 def centroid_accuracy(points, labels):
     centroids = np.stack([points[labels == c].mean(axis=0) for c in np.unique(labels)])
     nearest = np.argmin(np.linalg.norm(points[:, None] - centroids[None], axis=2), axis=1)
     return np.mean(nearest == labels)
-
-
-def one_nn_accuracy(points, labels):
-    d = np.linalg.norm(points[:, None] - points[None], axis=2)
-    np.fill_diagonal(d, np.inf)
-    return np.mean(labels[np.argmin(d, axis=1)] == labels)
 
 
 class CountingProject:
@@ -71,10 +38,6 @@ class CountingProject:
     def __call__(self, *args, **kwargs):
         self.calls += 1
         return project(*args, **kwargs)
-
-
-def forbid_projecting(*args, **kwargs):
-    raise AssertionError("project() was called although the cache should have been used")
 
 
 # --- parameters ---------------------------------------------------------------------------
@@ -132,35 +95,6 @@ def test_pca_separates_blobs():
     points = project(features, "pca")
     assert points.shape == (90, 2) and points.dtype == np.float32
     assert centroid_accuracy(points, labels) == 1.0
-
-
-@pytest.mark.parametrize("method", ["tsne", "umap"])
-def test_nonlinear_methods_are_finite_deterministic_and_keep_blobs_apart(method):
-    features, labels = blobs()
-    first = project(features, method, FAST[method], seed=3)
-    again = project(features, method, FAST[method], seed=3)
-    assert first.shape == (90, 2) and first.dtype == np.float32
-    assert np.isfinite(first).all()
-    np.testing.assert_array_equal(first, again)
-    assert one_nn_accuracy(first, labels) >= 0.95
-
-
-@pytest.mark.parametrize("method", ["tsne", "umap"])
-def test_init_is_used_and_checked(method):
-    features, _ = blobs(n_per_class=15)
-    start = project(features, "pca")
-    from_pca = project(features, method, FAST[method], init=start)
-    assert np.isfinite(from_pca).all()
-    assert not np.array_equal(from_pca, project(features, method, FAST[method]))
-    with pytest.raises(ValueError, match=r"init must have shape \(45, 2\)"):
-        project(features, method, FAST[method], init=start[:10])
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_tiny_inputs_still_project(method):
-    features = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
-    points = project(features, method, {"n_iter": 50} if method == "tsne" else None)
-    assert points.shape == (4, 2) and np.isfinite(points).all()
 
 
 @pytest.mark.parametrize(
@@ -316,17 +250,6 @@ def test_project_run_aligns_successive_epochs(tmp_path):
     layouts = project_run(tmp_path, "pca")
     assert np.abs(raw - layouts[1]).max() > 1.0
     assert np.abs(layouts[2] - layouts[1]).max() < 1e-3
-
-
-@pytest.mark.parametrize("method", ["tsne", "umap"])
-def test_project_run_chains_nonlinear_methods(tmp_path, monkeypatch, method):
-    run = fake_run(tmp_path, epochs=2, n_per_class=15)
-    layouts = project_run(run, method, FAST[method], seed=1)
-    assert list(layouts) == [1, 2]
-    assert all(np.isfinite(p).all() and p.shape == (45, 2) for p in layouts.values())
-    monkeypatch.setattr(projection_cache, "project", forbid_projecting)
-    cached = project_run(run, method, FAST[method], seed=1)
-    np.testing.assert_array_equal(cached[2], layouts[2])
 
 
 def test_rewritten_snapshot_invalidates_the_rest_of_the_chain(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ import torch
 
 from engine.config import DataConfig
 from engine.data import load_dataset
-from engine.experiments.classify import snapshot_subset
+from engine.experiments.fit import snapshot_subset
 
 
 @pytest.fixture(scope="module")

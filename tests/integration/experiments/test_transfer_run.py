@@ -1,6 +1,6 @@
-"""Transfer learning runs: scratch / finetune / frozen, features computed once, and the config."""
-
-import json
+"""Transfer runs, trained here: what trains in each mode (frozen, finetune, scratch), features
+computed once for a frozen backbone, a run's checkpoint starting another, and resume. The
+config: tests/unit/experiments/test_transfer_config.py."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from engine.config import ConfigError, DataConfig, ModelConfig, RunConfig, TransferConfig
+from engine.config import DataConfig, ModelConfig, TransferConfig
 from engine.data import BatchLoader, load_dataset
 from engine.execution import executor
 from engine.experiments import transfer
@@ -17,7 +17,7 @@ from engine.models.backbones import get_backbone
 from engine.store import runs
 from engine.store.layout import RunLayout
 from engine.train import load_checkpoint
-from tests.helpers import val_events
+from tests.support.helpers import val_events
 
 CPU = torch.device("cpu")
 HEAD_PARAMS = 512 * 3 + 3  # resnet18's 512 features -> 3 classes
@@ -268,68 +268,3 @@ def test_a_stopped_transfer_run_resumes_to_the_same_numbers(
     assert [e[:4] for e in resumed] == [e[:4] for e in uninterrupted]
     for a, b in zip(resumed, uninterrupted, strict=True):
         assert a[4] == pytest.approx(b[4], abs=1e-5), a[:4]
-
-
-# --- the config ------------------------------------------------------------------------------------
-
-
-def test_transfer_config_defaults_validate():
-    cfg = TransferConfig().validate()
-    assert (cfg.kind, cfg.model.name, cfg.mode, cfg.weights) == (
-        "transfer",
-        "efficientnet_lite0",
-        "finetune",
-        "imagenet",
-    )
-    assert cfg.backbone_weights == "imagenet"
-    cfg.mode = "frozen"
-    assert cfg.backbone_weights == "imagenet"
-    cfg.mode = "scratch"
-    assert cfg.backbone_weights == "none"
-
-
-@pytest.mark.parametrize(
-    "changes, message",
-    [
-        ({"model": ModelConfig(name="small_cnn")}, "model.name must be one of efficientnet_lite0"),
-        ({"mode": "partial"}, "mode must be one of scratch, finetune, frozen, got 'partial'"),
-        ({"weights": ""}, "weights must be 'imagenet' or a weight file's path"),
-        ({"backbone_lr_scale": 0.0}, r"backbone_lr_scale must be in \(0, 1\], got 0"),
-        ({"backbone_lr_scale": 1.5}, r"backbone_lr_scale must be in \(0, 1\], got 1.5"),
-        ({"kind": "classify"}, "kind must be 'transfer', got 'classify'"),
-    ],
-)
-def test_transfer_config_errors_say_what_is_wrong(changes, message):
-    cfg = TransferConfig()
-    for key, value in changes.items():
-        setattr(cfg, key, value)
-    with pytest.raises(ConfigError, match=message):
-        cfg.validate()
-
-
-def test_transfer_config_round_trips_through_json_by_its_kind(tmp_path):
-    cfg = TransferConfig(
-        model=ModelConfig(name="resnet18"),
-        mode="frozen",
-        weights="/w/best.pt",
-        backbone_lr_scale=0.5,
-        precompute_features=False,
-        label="D: supervised, frozen",
-    ).validate()
-    again = RunConfig.from_json(cfg.to_json())
-    assert type(again) is TransferConfig and again == cfg
-    path = tmp_path / "config.json"
-    path.write_text(cfg.to_json())
-    assert RunConfig.load(path) == cfg
-    # A file without "kind" is a classification run; the transfer fields do not belong in it.
-    classify = json.loads(RunConfig().to_json())
-    del classify["kind"]
-    assert type(RunConfig.from_json(json.dumps(classify))) is RunConfig
-    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['mode'\]"):
-        RunConfig.from_json(json.dumps({**classify, "mode": "frozen"}))
-    with pytest.raises(
-        ConfigError,
-        match="kind must be one of classify, transfer, dynamic_filter, segment, fewshot, ssl, got "
-        "'gan'",
-    ):
-        RunConfig.from_json(json.dumps({**classify, "kind": "gan"}))

@@ -25,7 +25,7 @@ from engine.train import read_events
 
 @pytest.fixture(autouse=True)
 def _weight_cache_made(cache):
-    """Every test here has a (created, empty) weight cache: see tests/engine/conftest.py."""
+    """Every test here has a (created, empty) weight cache: see tests/support/fixtures.py."""
 
 
 FULL = "train full model (backbone + classifier)"
