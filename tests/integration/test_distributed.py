@@ -2,7 +2,7 @@
 the same batches, they agree on the loss, the sums and when to stop, rank 0 alone writes the
 run folder, and a checkpoint resumes with any number of processes.
 
-Run as `torchrun ... -m tests.engine.test_distributed OUT` it is the processes' own script
+Run as `torchrun ... -m tests.integration.test_distributed OUT` it is the processes' own script
 (`_rank_main`), started by `test_two_processes_take_the_steps_of_one`.
 """
 
@@ -215,7 +215,7 @@ def _rank_main(out: Path) -> None:
 def test_two_processes_take_the_steps_of_one(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "tests.engine.test_distributed", str(tmp_path)]  # fmt: skip
+           "-m", "tests.integration.test_distributed", str(tmp_path)]  # fmt: skip
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
 
