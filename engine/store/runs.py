@@ -1,7 +1,7 @@
-"""The run store (one folder per run) and the launcher (one process per training run).
-
-The dashboard and the CLI only ever talk to runs through this module and the files it
-names (engine.store.layout): a run can be watched, stopped and resumed from anywhere.
+"""The run store: one folder per run, created, resolved, read back (status.json as typed
+values), listed and deleted. No torch, no processes: starting and stopping a run's process
+is engine.execution's (executor, launcher); every reader goes through this module and the
+files it names (engine.store.layout), so a run can be watched from anywhere.
 """
 
 from __future__ import annotations
