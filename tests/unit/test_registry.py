@@ -6,21 +6,31 @@ from __future__ import annotations
 import pytest
 
 from engine.config import registry
-from engine.models import build_model, list_models, model_description
 from engine.models.backbones import BACKBONES
 from engine.models.protonet import DISTANCES
-from engine.models.segmentation import SEGMENTATION_MODELS
+
+ROWS = [*registry.CLASSIFIERS.values(), *registry.BACKBONES.values(),
+        *registry.SEGMENTATION.values()]  # fmt: skip
 
 
-def test_every_registered_network_has_a_builder_and_no_builder_is_unregistered():
-    assert list_models() == list(registry.CLASSIFIERS)
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{type(r).__name__}:{r.name}")
+def test_every_registered_network_names_a_builder_that_exists(row):
+    assert callable(registry.load_builder(row.builder))
+
+
+def test_a_builder_that_does_not_exist_fails_on_build_not_on_import():
+    row = registry.Network("x", "a typo", "engine.models.resnet:NoSuchNet")
+    with pytest.raises(AttributeError, match="NoSuchNet"):
+        row.build(3)
+
+
+def test_the_torch_side_of_a_backbone_is_its_registry_row():
     assert list(BACKBONES) == list(registry.BACKBONES)
-    assert list(SEGMENTATION_MODELS) == list(registry.SEGMENTATION)
+    for name, row in registry.BACKBONES.items():
+        assert vars(BACKBONES[name]) == vars(row)
     assert DISTANCES == registry.DISTANCES
-    for name, description in registry.CLASSIFIERS.items():
-        assert model_description(name) == description
-    for name in registry.SEGMENTATION:
-        assert SEGMENTATION_MODELS[name].backbone == registry.SEGMENTATION[name].backbone
+    for row in registry.SEGMENTATION.values():
+        assert row.backbone is None or row.backbone in registry.BACKBONES
 
 
 @pytest.mark.parametrize("name", [n for n, b in registry.BACKBONES.items() if b.enum])
@@ -39,8 +49,11 @@ def test_weights_are_found_where_the_registry_says(weight_cache):
     assert b.weights_available()  # the control: the same check sees a file that is there
 
 
-def test_a_registered_classifier_builds():
-    assert build_model("small_cnn", 3)(__import__("torch").zeros(1, 3, 32, 32)).shape == (1, 3)
+@pytest.mark.parametrize("name", ["small_cnn", "resnet18"])
+def test_a_registered_classifier_builds(name):
+    from engine.models import build_model
+
+    assert build_model(name, 3)(__import__("torch").zeros(1, 3, 32, 32)).shape == (1, 3)
 
 
 def test_the_registry_imports_without_torch():

@@ -8,9 +8,9 @@ import torch
 import torchvision
 from torch import nn
 
+from engine.config.registry import SEGMENTATION
 from engine.models.backbones import get_backbone
 from engine.models.segmentation import (
-    SEGMENTATION_MODELS,
     FCN32s,
     TorchvisionSegmentation,
     bilinear_kernel,
@@ -19,7 +19,7 @@ from engine.models.segmentation import (
 from engine.models.weights import WeightsError
 
 
-@pytest.mark.parametrize("name", list(SEGMENTATION_MODELS))
+@pytest.mark.parametrize("name", list(SEGMENTATION))
 def test_every_model_maps_images_to_per_pixel_logits_of_the_same_size(name):
     torch.manual_seed(0)
     model, report = build_segmentation_model(name, 6, 64, "none", fc_channels=16)
@@ -52,7 +52,7 @@ def test_fcn8s_lite0_has_no_unused_trainable_parameters():
 
 
 def test_the_registry_names_each_model_s_backbone():
-    backbones = {name: spec.backbone for name, spec in SEGMENTATION_MODELS.items()}
+    backbones = {name: spec.backbone for name, spec in SEGMENTATION.items()}
     assert backbones == {
         "fcn32s": "vgg16",
         "fcn8s_lite0": "efficientnet_lite0",
