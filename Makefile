@@ -6,7 +6,7 @@ PORT ?= 8501
 ADDRESS ?= localhost
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-slow test-e2e bench lint format clean
+.PHONY: run test test-unit test-slow test-e2e bench lint format clean data
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -57,6 +57,21 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format engine dashboard tests bench
 	$(PY) -m ruff check --fix engine dashboard tests bench
+
+# Fashion-MNIST for the benchmark tables: Debian's package where apt and root are at hand,
+# else where to download the four IDX files and where to put them.
+data:
+	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+		echo "Fashion-MNIST is in /usr/share/datasets/fashion-mnist/"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; then \
+		echo "installed Fashion-MNIST in /usr/share/datasets/fashion-mnist/"; \
+	else \
+		echo "Download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,"; \
+		echo "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from"; \
+		echo "https://github.com/zalandoresearch/fashion-mnist (data/fashion/) and put them in"; \
+		echo "$(CURDIR)/data/fashion-mnist/ (or: sudo apt-get install dataset-fashion-mnist)"; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

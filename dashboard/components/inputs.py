@@ -27,6 +27,34 @@ def show_error(e: Exception) -> None:
     st.error(str(e) or type(e).__name__)
 
 
+DATASET_LABELS = {
+    "digits": "Handwritten digits (embedded, offline)",
+    "folder": "Image folder (one sub-folder per class)",
+    "prefixed": "Labelled file names (<label>_<n>.png)",
+    "cifar10": "CIFAR-10 python batches",
+    "fashion_mnist": "Fashion-MNIST (70,000 real images)",
+    "mnist": "MNIST (70,000 handwritten digits)",
+    "kmnist": "Kuzushiji-MNIST (70,000 characters)",
+}
+
+
+def datasets_offered(names: list[str]) -> list[str]:
+    """`names`, then the MNIST-family datasets whose files are where the workbench finds them
+    without a path (engine.data.idx: Debian's package, the project's data/ folder)."""
+    from engine.config.base import IDX_DATASETS
+    from engine.data.datasets import DataError
+    from engine.data.idx import find_idx_files
+
+    found = []
+    for name in IDX_DATASETS:
+        try:
+            find_idx_files(name)
+        except DataError:
+            continue
+        found.append(name)
+    return [*names, *found]
+
+
 def typed_path(text: str) -> str | None:
     """A data folder typed into a form: None when blank; ConfigError (naming the allowed
     folders) when it lies outside the data roots (engine.data.roots)."""

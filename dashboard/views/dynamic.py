@@ -31,8 +31,8 @@ def new_comparison_form() -> None:
     d = DynamicFilterConfig()
     with st.form("new_dynamic"):
         c1, c2, c3, c4 = st.columns(4)
-        dataset = c1.selectbox("Dataset", ["digits", "cifar10"])
-        path = c2.text_input("CIFAR-10 folder (for cifar10)", "")
+        dataset = c1.selectbox("Dataset", inputs.datasets_offered(["digits", "cifar10"]))
+        path = c2.text_input("Folder (for cifar10; optional for the MNIST family)", "")
         epochs = c3.number_input("Epochs", 1, 200, d.epochs)
         lr = c4.number_input("Learning rate", 1e-6, 1.0, d.optim.lr, format="%.5f")
         frozen = st.checkbox("Also dynamic with the backbone frozen", True,

@@ -30,7 +30,9 @@ st.caption(
 def new_comparison_form() -> None:
     with st.form("new_long_tail"):
         c1, c2, c3 = st.columns([1, 2, 1])
-        dataset = c1.selectbox("Dataset", ["digits", "folder", "prefixed", "cifar10"])
+        dataset = c1.selectbox(
+            "Dataset", inputs.datasets_offered(["digits", "folder", "prefixed", "cifar10"])
+        )
         path = c2.text_input("Folder (not for digits)", "")
         model = c3.selectbox("Model", ["small_cnn", "resnet18", "resnext18", "resnet34"])
         c4, c5, c6 = st.columns(3)

@@ -37,7 +37,7 @@ def new_run_form() -> bool:
     d = SSLConfig()
     with st.form("new_ssl"):
         c1, c2, c3 = st.columns([1, 2, 1])
-        dataset = c1.selectbox("Dataset", DATASETS, help="labels, where there are any, are "
+        dataset = c1.selectbox("Dataset", inputs.datasets_offered(DATASETS), help="labels, where there are any, are "
                                "used only by the kNN monitor")  # fmt: skip
         path = c2.text_input("Folder (not for digits)", "")
         backbone = c3.selectbox("Backbone", ["resnet18", "resnet50", *(

@@ -4,8 +4,6 @@ import streamlit as st
 
 from dashboard.components import cache, charts, inputs, picking
 from engine.config import (
-    DATASETS,
-    SEGMENTATION_DATASETS,
     DataConfig,
     ModelConfig,
     OptimConfig,
@@ -19,13 +17,6 @@ from engine.models import list_models, model_description
 from engine.store import runs
 from engine.store.layout import RunLayout
 
-DATASET_LABELS = {
-    "digits": "Handwritten digits (embedded, offline)",
-    "folder": "Image folder (one sub-folder per class)",
-    "prefixed": "Labelled file names (<label>_<n>.png)",
-    "cifar10": "CIFAR-10 python batches",
-}
-
 st.title("📈 Train")
 
 
@@ -34,8 +25,8 @@ def start_form() -> None:
     with st.form("new_run"):
         c1, c2, c3 = st.columns(3)
         dataset = c1.selectbox(
-            "Dataset", [d for d in DATASETS if d not in SEGMENTATION_DATASETS],
-            format_func=DATASET_LABELS.get, help="Land-cover segmentation: the Segmentation page",
+            "Dataset", inputs.datasets_offered(["digits", "folder", "prefixed", "cifar10"]),
+            format_func=inputs.DATASET_LABELS.get, help="Land-cover segmentation: the Segmentation page",
         )  # fmt: skip
         path = c1.text_input(
             "Dataset folder", placeholder="/path/to/data (not needed for the digits)"

@@ -71,7 +71,7 @@ def new_comparison_form() -> None:
             "Backbone", list(BACKBONES), format_func=backbone_label,
             help="seed003 always compares ResNet-34 with MobileNetV3-Large",
         )  # fmt: skip
-        dataset = c3.selectbox("Dataset", ["digits", "folder"],
+        dataset = c3.selectbox("Dataset", inputs.datasets_offered(["digits", "folder"]),
                                help="folder: one sub-folder per class, or train/ and val/ "
                                     "folders each holding one folder per class")  # fmt: skip
         c1, c2 = st.columns([2, 1])

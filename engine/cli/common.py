@@ -91,10 +91,14 @@ def add_data_and_optim_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset", default=None, choices=list(DATASETS),
         help="digits (classification default), landcover (segmentation default: synthetic "
-        "scenes), deepglobe (xxxx_sat.jpg / xxxx_mask.png folders), folder, prefixed, cifar10",
+        "scenes), deepglobe (xxxx_sat.jpg / xxxx_mask.png folders), folder, prefixed, cifar10, "
+        "fashion_mnist / mnist / kmnist (IDX files; found without --data-path where `make "
+        "data` puts them)",
     )  # fmt: skip
     p.add_argument(
-        "--data-path", default=None, help="folder of the dataset (not for digits or landcover)"
+        "--data-path",
+        default=None,
+        help="folder of the dataset (not for digits or landcover; optional for the MNIST family)",
     )
     p.add_argument(
         "--image-size", type=int, default=None, help="input size (32; transfer 64; segment 128)"

@@ -22,7 +22,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     group = start_group(
         a.preset, base, a.runs_dir, launch=a.background, include_scratch=not a.no_scratch,
         ssl_weights=a.ssl_weights, sequential=not a.at_once, include_frozen=not a.no_frozen,
-        supervised_weights=a.supervised_weights,
+        supervised_weights=a.supervised_weights, repeats=a.repeats,
     )  # fmt: skip
     print(f"group {group.group_id}: {len(group.run_dirs(Path('.')))} runs")
     if a.background:
@@ -30,14 +30,14 @@ def cmd_compare(a: argparse.Namespace) -> int:
         return 0
     root = Path(a.runs_dir) if a.runs_dir else runs.default_runs_dir()
     failed = 0
-    for row in group.rows:
-        if row.run_id:
-            print(f"--- {row.label}", flush=True)
-            try:  # the rows are independent: one failing does not cancel the others
-                print_summary(executor.execute(root / row.run_id, progress=sys.stderr.isatty()))
-            except (ValueError, OSError, RuntimeError) as e:
-                print(f"error: {row.label}: {e}", file=sys.stderr)
-                failed += 1
+    labels = {rid: row.label for row in group.rows for rid in row.run_ids}
+    for run_dir in group.run_dirs(root):
+        print(f"--- {labels[run_dir.name]} ({run_dir.name})", flush=True)
+        try:  # the runs are independent: one failing does not cancel the others
+            print_summary(executor.execute(run_dir, progress=sys.stderr.isatty()))
+        except (ValueError, OSError, RuntimeError) as e:
+            print(f"error: {labels[run_dir.name]}: {e}", file=sys.stderr)
+            failed += 1
     _print_group(group, a.runs_dir)
     return 2 if failed else 0
 
@@ -93,6 +93,32 @@ def _print_group(group, runs_dir) -> None:
             print(f"    {r['state']}")
         if r.get("error"):
             print(f"    {r['state']}: {r['error']}")
+    _print_statistics(group, runs_dir)
+
+
+def _print_statistics(group, runs_dir) -> None:
+    """Each row's score with its 95% interval, and each pair's paired test."""
+    from engine.analysis.comparison import (
+        SCORE_NAMES,
+        interval_text,
+        pair_verdicts,
+        row_stats,
+    )
+    from engine.store import runs
+
+    rows = row_stats(group, Path(runs_dir) if runs_dir else runs.default_runs_dir())
+    kind = next((r.kind for r in rows if r.kind), None)
+    if kind is None:
+        return
+    print(f"\n{SCORE_NAMES[kind]}, 95% interval:")
+    for r in rows:
+        print(f"  {r.label[:40]:40} {interval_text(r)}")
+    pairs = pair_verdicts(rows)
+    if pairs:
+        print("pairs (Holm-adjusted over the table):")
+    for v in pairs:
+        how = f" [{v.test.method}]" if v.test else ""
+        print(f"  {v.a[:28]} vs {v.b[:28]}: {v.verdict}{how}")
 
 
 def cmd_weights(a: argparse.Namespace) -> int:

@@ -197,6 +197,21 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
+def repeats_count(text: str) -> int:
+    from engine.store.groups import MAX_REPEATS
+
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= n <= MAX_REPEATS:
+        raise argparse.ArgumentTypeError(
+            f"must be 1..{MAX_REPEATS} runs per row (1: one run; 3 or more for an interval "
+            f"over seeds), got {n}"
+        )
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     p.add_argument(
@@ -269,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--supervised-weights", default="imagenet", metavar="RUN_OR_FILE",
         help="a-e, rows B and D: 'imagenet' (when cached), or a supervised run (e.g. a transfer "
         "run from scratch on other classes) or weight file",
+    )  # fmt: skip
+    c.add_argument(
+        "--repeats", type=repeats_count, default=1, metavar="N",
+        help="runs per row, seeds --seed .. --seed + N - 1 on the same split: the table then "
+        "shows mean +- 95%% CI over seeds and paired tests between rows (1; 3 or 5 to compare)",
     )  # fmt: skip
     c.add_argument("--background", action="store_true", help="queue the runs and return at once")
     c.add_argument(

@@ -31,7 +31,9 @@ MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
 MAX_LR = 10.0
 
 
-DATASETS = ("digits", "folder", "prefixed", "cifar10", "landcover", "deepglobe")
+# MNIST-family IDX files (engine.data.idx): found without a path where a package puts them.
+IDX_DATASETS = ("fashion_mnist", "mnist", "kmnist")
+DATASETS = ("digits", "folder", "prefixed", "cifar10", *IDX_DATASETS, "landcover", "deepglobe")
 # Per-pixel labels: the synthetic land-cover scenes (generated; no path) and DeepGlobe-style
 # xxxx_sat.jpg / xxxx_mask.png folders.
 SEGMENTATION_DATASETS = ("landcover", "deepglobe")
@@ -46,6 +48,7 @@ class DataConfig:
     # digits: the embedded default (scikit-learn's 1,797 handwritten digits at 32x32 RGB).
     # folder: one sub-folder per class; prefixed: files named <label>_<n>.png;
     # cifar10: the python batches (data_batch_1..5, test_batch).
+    # fashion_mnist, mnist, kmnist: the four IDX files (path optional: Debian's package, data/).
     name: str = "digits"
     path: str | None = None
     image_size: int = 32
@@ -63,7 +66,7 @@ class DataConfig:
 
     def validate(self) -> None:
         _one_of("data.name", self.name, DATASETS)
-        if self.name not in ("digits", "landcover"):
+        if self.name not in ("digits", "landcover", *IDX_DATASETS):
             _require(bool(self.path), f"data.path is required for the {self.name!r} dataset")
         _require(
             8 <= self.image_size <= 512,

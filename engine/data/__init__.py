@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from engine.config import DataConfig
+from engine.config.base import IDX_DATASETS
 from engine.data.checks import check_source
 from engine.data.datasets import (
     DataError,
@@ -74,6 +75,15 @@ def _load_all_classes(cfg: DataConfig) -> Splits:
         x, y, tx, ty, classes = read_cifar10(cfg.path, size)
         test = ImageSet(tx, ty, torch.arange(len(y), len(y) + len(ty)))
         return stratified_splits(x, y, classes, f"CIFAR-10 {cfg.path}", *fractions, test=test)
+    if cfg.name in IDX_DATASETS:
+        from engine.data.idx import IDX_DATASETS as SPECS
+        from engine.data.idx import find_idx_files, read_idx_dataset
+
+        x, y, tx, ty, classes = read_idx_dataset(cfg.name, cfg.path, size)
+        test = ImageSet(tx, ty, torch.arange(len(y), len(y) + len(ty)))
+        folder = find_idx_files(cfg.name, cfg.path)["train_images"].parent
+        return stratified_splits(x, y, classes, f"{SPECS[cfg.name].title} {folder}", *fractions,
+                                 test=test)  # fmt: skip
     if cfg.name in ("landcover", "deepglobe"):
         from engine.data.landcover import load_landcover, synthetic_landcover_dir
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from engine.config.base import IDX_DATASETS
 from engine.data.cifar import CIFAR10_CLASSES, check_cifar10
 from engine.data.datasets import DataError
 from engine.data.images import check_image
@@ -61,6 +62,10 @@ def _class_names(name: str, path: str | None) -> list[str]:
         return [str(i) for i in range(10)]
     if name == "cifar10":
         return list(CIFAR10_CLASSES)
+    if name in IDX_DATASETS:
+        from engine.data.idx import IDX_DATASETS as SPECS
+
+        return list(SPECS[name].classes)
     root = Path(path).expanduser()
     if name == "prefixed":
         return sorted(
@@ -71,6 +76,11 @@ def _class_names(name: str, path: str | None) -> list[str]:
 
 def _dataset_folder(name: str, path: str | None) -> Path | None:
     """The dataset's folder, which exists; None for the embedded and generated ones."""
+    if name in IDX_DATASETS:  # found in its usual places when no path is given
+        from engine.data.idx import check_idx_dataset
+
+        check_idx_dataset(name, path)
+        return None
     if name == "digits" or (name == "landcover" and not path):
         return None
     if not path:

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from engine.config import RunConfig, TransferConfig
+from engine.config import ConfigError, RunConfig, TransferConfig
 from engine.execution import launcher
 from engine.execution.checks import backbone_weights_file, check_source_run, check_weights
 from engine.experiments.presets import PRESETS, preset_configs
 from engine.store import runs
-from engine.store.groups import Group, Row, save_group
+from engine.store.groups import MAX_REPEATS, Group, Row, save_group
 from engine.store.layout import RunLayout
 
 
@@ -27,10 +28,14 @@ def create_group(
     sequential: bool = True,
     include_frozen: bool = True,
     supervised_weights: str = "imagenet",
+    repeats: int = 1,
 ) -> Group:
     """Validate every row (configs and weights) first, then create the runs and the manifest:
     a group is made whole or not at all. Weights may be given as runs (see
-    `backbone_weights_file`)."""
+    `backbone_weights_file`). `repeats` N: each row is N runs, seeds base.seed .. base.seed +
+    N - 1, on the same data split (data.split_seed), so rows compare on the same test items."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
+        raise ConfigError(f"repeats must be a whole number in [1, {MAX_REPEATS}], got {repeats!r}")
     if preset == "a-e":
         if ssl_weights:
             ssl_weights = backbone_weights_file(ssl_weights, runs_dir)
@@ -43,16 +48,19 @@ def create_group(
     for _, cfg, _ in rows:
         if cfg is not None:
             cfg.validate()
+            replace(cfg, seed=cfg.seed + repeats - 1).validate()  # the last seed is valid too
             if isinstance(cfg, TransferConfig):
                 check_weights(cfg)
     group_id = f"{datetime.now():%Y%m%d-%H%M%S}-{preset}-{secrets.token_hex(2)}"
     group = Group(group_id, name or PRESETS[preset], preset, time.time(), sequential=sequential)
     for label, cfg, note in rows:
-        run_id = None
-        if cfg is not None:
-            cfg.group, cfg.name = group_id, cfg.name or label
-            run_id = runs.create_run(cfg, runs_dir).name
-        group.rows.append(Row(label, run_id, note))
+        made = []
+        for i in range(repeats if cfg is not None else 0):
+            seeded = replace(cfg, seed=cfg.seed + i, group=group_id,
+                             name=(cfg.name or label) + (f" · seed {cfg.seed + i}" if repeats > 1
+                                                         else ""))  # fmt: skip
+            made.append(runs.create_run(seeded, runs_dir).name)
+        group.rows.append(Row(label, made[0] if made else None, note, made[1:]))
     save_group(group, runs_dir)
     return group
 

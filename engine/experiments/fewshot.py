@@ -30,6 +30,7 @@ from engine.experiments.fit import Prepared, fit, parameter_counts
 from engine.models.protonet import Episode, PrototypicalNetwork
 from engine.store.events import EventLog
 from engine.store.layout import RunLayout
+from engine.store.outcomes import Outcomes
 from engine.train import Trainer, build_optimizer
 from engine.train.tasks import Episodic, EvalResult
 from engine.train.trainer import eval_mode
@@ -110,6 +111,7 @@ def prepare(cfg: FewShotConfig, splits: Splits, device: torch.device) -> Prepare
 
     def test(trainer: Trainer, splits: Splits, events: EventLog) -> dict:
         out, step, epoch = {}, trainer.state.global_step, trainer.state.epoch
+        per_episode = {}
         for shots in cfg.test_shots:
             started = time.perf_counter()
             r = trainer.evaluate(
@@ -121,6 +123,7 @@ def prepare(cfg: FewShotConfig, splits: Splits, device: torch.device) -> Prepare
                                 (f"eval_seconds_{shots}shot", seconds)):  # fmt: skip
                 events.emit(name, value, split="test", epoch=epoch, step=step)
             out[f"test_{shots}shot"] = {"acc": r.acc, "ci95": ci, "seconds": seconds}
+            per_episode[shots] = r.per_item["episode_acc"]
         if given:  # the episode file's episodes too
             started = time.perf_counter()
             loader = EpisodeLoader(splits.test, FixedEpisodes(given), len(given), mean, std,
@@ -133,6 +136,8 @@ def prepare(cfg: FewShotConfig, splits: Splits, device: torch.device) -> Prepare
             out["test_csv"] = {"acc": r.acc, "ci95": ci, "seconds": seconds,
                                "episodes": len(given), "file": cfg.episodes_csv}  # fmt: skip
         first = cfg.train_shot if cfg.train_shot in cfg.test_shots else cfg.test_shots[0]
+        out["outcomes"] = Outcomes("episodes", shots=first,
+                                   episode_acc=per_episode[first].tolist())  # fmt: skip
         out["test_acc"] = out[f"test_{first}shot"]["acc"]
         out["test_ci95"] = out[f"test_{first}shot"]["ci95"]
         return out

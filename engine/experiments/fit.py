@@ -22,6 +22,7 @@ from engine.data import BatchLoader, ImageSet, Splits, load_dataset
 from engine.experiments.kinds import check_processes
 from engine.store.events import drop_events_after
 from engine.store.layout import RunLayout
+from engine.store.outcomes import Outcomes, write_outcomes
 from engine.train import (
     CheckpointError,
     Classification,
@@ -242,9 +243,13 @@ def _train_and_test(layout, splits, p, trainer, device) -> dict:
         best = load_checkpoint(layout.best_checkpoint, map_location=device)
         p.model.load_state_dict(best["model"])
         if p.test is not None:
-            summary.update(p.test(trainer, splits, events))
+            entries = p.test(trainer, splits, events)
+            if (outcomes := entries.pop("outcomes", None)) is not None:
+                write_outcomes(layout.root, outcomes)
+            summary.update(entries)
             return summary
         test = trainer.evaluate(p.loader(splits.test, False, False))
+        write_outcomes(layout.root, test_outcomes(test, splits.test.ids.tolist()))
         events.emit("acc", test.acc, split="test", epoch=state.epoch, step=state.global_step)
         events.emit("loss", test.loss, split="test", epoch=state.epoch, step=state.global_step)
         for name, value in test.metrics.items():
@@ -257,3 +262,11 @@ def _train_and_test(layout, splits, p, trainer, device) -> dict:
         if any("/" in k for k in test.metrics):  # per-class values, e.g. IoU per class
             summary["test_per_class"] = {k: v for k, v in test.metrics.items() if "/" in k}
     return summary
+
+
+def test_outcomes(test: EvalResult, ids: list[int]) -> Outcomes:
+    """Per test image: right or wrong (classification), or IoU counts (segmentation)."""
+    if "tp" in test.per_item:
+        rows = {k: test.per_item[k].tolist() for k in ("tp", "predicted", "actual")}
+        return Outcomes("miou", ids=ids, **rows)
+    return Outcomes("accuracy", ids=ids, correct=(test.predictions == test.labels).tolist())

@@ -1,8 +1,8 @@
 """Comparison groups: several runs on the same data split and seed, shown side by side.
 
 A group is a manifest `<runs>/.groups/<group-id>.json` listing its rows in order; each row is
-a run, or a placeholder that says why it has none yet (the self-supervised rows of the A-E
-grid until a BYOL backbone exists). Presets build the common comparisons in one call. The
+a run (and, with repeats, one more run per further seed: `repeats`), or a placeholder that says
+why it has none yet (the self-supervised rows of the A-E grid until a BYOL backbone exists). Presets build the common comparisons in one call. The
 runs of a group train one after another (each waits for the ones before it), or all at once.
 """
 
@@ -16,12 +16,19 @@ from engine.core.jsonfile import read_json_object
 from engine.store import runs
 from engine.store.layout import RunLayout
 
+MAX_REPEATS = 20
+
 
 @dataclass
 class Row:
     label: str
-    run_id: str | None = None
+    run_id: str | None = None  # the first seed's run: the one pages show in detail
     note: str = ""  # why there is no run (yet)
+    repeats: list[str] = field(default_factory=list)  # the further seeds' runs, in seed order
+
+    @property
+    def run_ids(self) -> list[str]:
+        return ([self.run_id] if self.run_id else []) + list(self.repeats)
 
 
 @dataclass
@@ -34,7 +41,15 @@ class Group:
     sequential: bool = True
 
     def run_dirs(self, runs_dir: Path) -> list[Path]:
-        return [runs_dir / r.run_id for r in self.rows if r.run_id]
+        """Every run of every row, seed by seed: the first seeds of all rows, then the
+        second seeds, ... (so a sequential group finishes one whole repeat before the next)."""
+        most = max((len(r.run_ids) for r in self.rows), default=0)
+        return [runs_dir / r.run_ids[i] for i in range(most) for r in self.rows
+                if i < len(r.run_ids)]  # fmt: skip
+
+    @property
+    def repeats(self) -> int:
+        return max((len(r.run_ids) for r in self.rows), default=0)
 
 
 def groups_dir(runs_dir: str | Path | None = None) -> Path:
@@ -56,7 +71,8 @@ def load_group(group_id: str, runs_dir: str | Path | None = None) -> Group:
     problem = _manifest_problem(d)
     if problem:
         raise runs.RunError(f"comparison group file {path} is damaged: {problem}")
-    rows = [Row(r["label"], r.get("run_id"), r.get("note", "")) for r in d["rows"]]
+    rows = [Row(r["label"], r.get("run_id"), r.get("note", ""), list(r.get("repeats", [])))
+            for r in d["rows"]]  # fmt: skip
     return Group(
         d["group_id"], d["name"], d["preset"], float(d["created"]), rows, bool(d["sequential"])
     )
@@ -77,7 +93,12 @@ def _manifest_problem(d) -> str | None:
             r.get("note", ""), str
         ):
             return f"row {i} ({r['label']}) has a run_id or note of the wrong type"
-        if r.get("run_id") and not _safe_run_id(r["run_id"]):
+        repeats = r.get("repeats", [])
+        if not isinstance(repeats, list) or not all(isinstance(x, str) for x in repeats):
+            return f"row {i} ({r['label']}) has 'repeats' that are not a list of run ids"
+        if len(repeats) >= MAX_REPEATS:
+            return f"row {i} ({r['label']}) has more than {MAX_REPEATS} repeats"
+        if any(not _safe_run_id(x) for x in [r.get("run_id") or "x", *repeats]):
             return f"row {i} ({r['label']}) names a run outside the runs folder"
     return None
 
@@ -107,7 +128,11 @@ def remove_row_run(group: Group, run_id: str, runs_dir: str | Path | None = None
     if (root / run_id).exists():
         runs.delete_run(root / run_id)
     for row in group.rows:
-        if row.run_id == run_id:
+        if run_id in row.repeats:
+            row.repeats.remove(run_id)
+        elif row.run_id == run_id and row.repeats:  # the next seed's run takes its place
+            row.run_id = row.repeats.pop(0)
+        elif row.run_id == run_id:
             row.run_id, row.note = None, "removed"
     save_group(group, runs_dir)
 
@@ -161,5 +186,17 @@ def comparison_table(group: Group, runs_dir: str | Path | None = None) -> list[d
             )
         elif run_dir is not None:
             entry["state"] = "removed"
+        entry["seeds"] = [_test_score(root / rid) for rid in row.run_ids]
         table.append(entry)
     return table
+
+
+def _test_score(run_dir: Path) -> float | None:
+    """The run's test score (accuracy, or mIoU for segmentation); None until it has one."""
+    if not run_dir.is_dir():
+        return None
+    summary = runs.read_status(run_dir).get("summary")
+    if not isinstance(summary, dict):
+        return None
+    value = summary.get("test_miou", summary.get("test_acc"))
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -30,6 +30,11 @@ class RunLayout:
         return self.root / "metrics.jsonl"
 
     @property
+    def test_outcomes(self) -> Path:
+        """Per test item: right or wrong, per-image IoU counts, or per-episode accuracy."""
+        return self.root / "test_outcomes.json"
+
+    @property
     def log(self) -> Path:
         return self.root / "log.txt"
 

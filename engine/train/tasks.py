@@ -22,6 +22,9 @@ class EvalResult:
     score: float | None = None  # what best.pt is chosen by; None: acc
     metrics: dict[str, float] = field(default_factory=dict)  # more values to log, e.g. mIoU
     confusion: np.ndarray | None = None  # (true, predicted) counts, when the task keeps one
+    # Per test item, for paired comparisons (engine.analysis.stats): segmentation: per-image
+    # "tp", "predicted", "actual" (images, classes); few-shot: "episode_acc" (episodes,).
+    per_item: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.score is None:
@@ -79,6 +82,7 @@ class _EpisodicTally(_ClassificationTally):
         r = super().result()
         acc = torch.stack(self.per_episode).cpu().double()
         r.metrics = {"acc_ci95": float(1.96 * acc.std(unbiased=False) / len(acc) ** 0.5)}
+        r.per_item = {"episode_acc": acc.numpy()}
         return r
 
 
@@ -110,12 +114,17 @@ class _SegmentationTally:
         self.rows = max(task.num_classes, task.ignore_index + 1)  # true classes incl. Unknown
         self.loss_sum = torch.zeros((), device=device)
         self.cm = torch.zeros(self.rows * task.num_classes, device=device, dtype=torch.long)
+        self.per_image: list[torch.Tensor] = []  # (B, rows, classes) counts per batch
 
     def add(self, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         valid = (y != self.task.ignore_index).sum()
         self.loss_sum += loss * valid
-        flat = y.long().flatten() * self.task.num_classes + logits.argmax(1).flatten()
-        self.cm += torch.bincount(flat, minlength=len(self.cm))
+        c, b = self.task.num_classes, len(y)
+        flat = y.long().flatten(1) * c + logits.argmax(1).flatten(1)  # (B, pixels)
+        flat += torch.arange(b, device=flat.device).unsqueeze(1) * (self.rows * c)
+        counts = torch.bincount(flat.flatten(), minlength=b * self.rows * c)
+        self.per_image.append(counts.view(b, self.rows, c))
+        self.cm += counts.view(b, -1).sum(0)
 
     def result(self) -> EvalResult:
         cm = self.cm.view(self.rows, self.task.num_classes).cpu().numpy()
@@ -131,8 +140,18 @@ class _SegmentationTally:
         empty = torch.empty(0, dtype=torch.long)
         return EvalResult(
             self.loss_sum.item() / counted, float(np.trace(scored)) / counted, empty, empty,
-            score=metrics["miou"], metrics=metrics, confusion=cm,
+            score=metrics["miou"], metrics=metrics, confusion=cm, per_item=self._per_image(),
         )  # fmt: skip
+
+    def _per_image(self) -> dict[str, np.ndarray]:
+        """Per image and class: true positives, predicted pixels (Unknown rows included, as
+        in the IoU) and actual pixels."""
+        if not self.per_image:
+            return {}
+        c = self.task.num_classes
+        per = torch.cat(self.per_image).cpu().numpy()  # (images, rows, classes)
+        tp = np.diagonal(per[:, :c, :c], axis1=1, axis2=2)
+        return {"tp": tp, "predicted": per.sum(1), "actual": per[:, :c].sum(2)}
 
 
 def iou_per_class(cm: np.ndarray, num_classes: int) -> np.ndarray:

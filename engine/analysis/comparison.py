@@ -1,0 +1,167 @@
+"""The statistics of a comparison group: each row's score with its 95% interval, and every
+pair of rows tested on the same test items ("differs (p = ...)" or "within noise").
+
+A row of one run gets the interval of its own test (Wilson over images for accuracy, a
+bootstrap over images for mIoU, a t interval over the fixed episodes for few-shot); a row of
+N >= 2 seeds gets the mean and a Student-t interval over its seeds. Two rows are compared
+paired: over seeds when both have three or more (seed i against seed i), else item by item
+for each seed they share (exact McNemar, paired bootstrap, paired t over episodes), a pair
+then "differs" only when every shared seed says so in the same direction (the largest p is
+reported). The p-values of a table are Holm-adjusted over its pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from engine.analysis import stats
+from engine.store import runs
+from engine.store.groups import Group
+from engine.store.outcomes import Outcomes, read_outcomes
+
+SCORE_NAMES = {"accuracy": "test accuracy", "miou": "test mIoU", "episodes": "test accuracy"}
+
+
+@dataclass
+class RowStats:
+    label: str
+    kind: str | None  # the outcomes' kind; None: no finished run yet
+    values: list[float] = field(default_factory=list)  # per finished seed, in seed order
+    outcomes: list[Outcomes] = field(default_factory=list)
+    interval: stats.Interval | None = None
+    problem: str = ""  # why there is no interval
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+
+@dataclass
+class PairVerdict:
+    a: str
+    b: str
+    test: stats.PairTest | None
+    p_adjusted: float | None = None
+    problem: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.test is None:
+            return f"not compared: {self.problem}"
+        if self.p_adjusted is not None and self.p_adjusted < stats.ALPHA:
+            better = self.a if self.test.difference > 0 else self.b
+            return f"differs ({_p(self.p_adjusted)}): {better} higher"
+        return f"within noise ({_p(self.p_adjusted)})"
+
+
+def _p(p: float | None) -> str:
+    """'p = 0.032', 'p < 0.001'."""
+    return "p = –" if p is None else f"p = {p:.2g}" if p >= 0.001 else "p < 0.001"
+
+
+def outcome_score(o: Outcomes) -> float:
+    if o.kind == "accuracy":
+        return float(np.mean(o.correct))
+    if o.kind == "miou":
+        return stats.miou(
+            *(np.asarray(getattr(o, k), float) for k in ("tp", "predicted", "actual"))
+        )
+    return float(np.mean(o.episode_acc))
+
+
+def run_interval(o: Outcomes) -> stats.Interval:
+    """One run's test score and its 95% interval over its test items."""
+    if len(o) == 0:
+        raise ValueError("the run was tested on no items")
+    if o.kind == "accuracy":
+        return stats.wilson(int(np.sum(o.correct)), len(o.correct))
+    if o.kind == "miou":
+        return stats.bootstrap_miou(o.tp, o.predicted, o.actual)
+    iv = stats.mean_interval(o.episode_acc)
+    return stats.Interval(iv.value, iv.low, iv.high, iv.n, f"Student t over {iv.n} episodes")
+
+
+def row_stats(group: Group, runs_dir: Path) -> list[RowStats]:
+    """Per row: every finished seed's outcomes, its score and the row's interval."""
+    out = []
+    for row in group.rows:
+        rs = RowStats(row.label, None)
+        for rid in row.run_ids:
+            try:
+                o = read_outcomes(runs_dir / rid)
+            except runs.RunError as e:
+                rs.problem = str(e)
+                continue
+            if o is not None:
+                rs.outcomes.append(o)
+                rs.values.append(outcome_score(o))
+        if rs.outcomes:
+            rs.kind = rs.outcomes[0].kind
+            try:
+                rs.interval = (stats.mean_interval(rs.values) if rs.n >= 2
+                               else run_interval(rs.outcomes[0]))  # fmt: skip
+            except ValueError as e:
+                rs.problem = str(e)
+        elif not rs.problem:
+            rs.problem = "no finished run yet" if row.run_ids else (row.note or "no run")
+        out.append(rs)
+    return out
+
+
+def _item_test(a: Outcomes, b: Outcomes) -> stats.PairTest:
+    if a.kind == "accuracy":
+        return stats.mcnemar(a.correct, b.correct)
+    if a.kind == "miou":
+        keys = ("tp", "predicted", "actual")
+        return stats.paired_bootstrap_miou([getattr(a, k) for k in keys],
+                                           [getattr(b, k) for k in keys])  # fmt: skip
+    return stats.paired_t(a.episode_acc, b.episode_acc, "test episodes")
+
+
+def compare_rows(a: RowStats, b: RowStats) -> PairVerdict:
+    if not a.outcomes or not b.outcomes:
+        return PairVerdict(a.label, b.label, None, problem="a row has no finished run")
+    if a.kind != b.kind or not a.outcomes[0].same_items(b.outcomes[0]):
+        return PairVerdict(a.label, b.label, None,
+                           problem="the rows were tested on different test items (another "
+                           "split, dataset or classes): a paired test needs the same")  # fmt: skip
+    if a.n >= 3 and b.n >= 3:
+        n = min(a.n, b.n)
+        return PairVerdict(a.label, b.label, stats.paired_t(a.values[:n], b.values[:n], "seeds"))
+    tests = [_item_test(x, y) for x, y in zip(a.outcomes, b.outcomes, strict=False)]
+    same_sign = len({np.sign(t.difference) for t in tests}) == 1
+    worst = max(tests, key=lambda t: t.p)
+    p = worst.p if same_sign else 1.0
+    method = worst.method + (f", each of {len(tests)} seeds" if len(tests) > 1 else "")
+    mean_diff = float(np.mean([t.difference for t in tests]))
+    return PairVerdict(a.label, b.label, stats.PairTest(p, method, mean_diff, worst.detail))
+
+
+def pair_verdicts(rows: list[RowStats]) -> list[PairVerdict]:
+    """Every pair of rows that both have results, Holm-adjusted over the table."""
+    pairs = [compare_rows(a, b) for a, b in combinations(rows, 2) if a.outcomes and b.outcomes]
+    tested = [v for v in pairs if v.test is not None]
+    for v, p in zip(tested, stats.holm([v.test.p for v in tested]), strict=True):
+        v.p_adjusted = p
+    return pairs
+
+
+def interval_text(rs: RowStats) -> str:
+    """'97.40% ± 0.61 points (3 seeds)' or '97.40% [95.10%, 98.60%] (Wilson, over test
+    images)'."""
+    iv = rs.interval
+    if iv is None:
+        return rs.problem or "–"
+    pct = rs.kind != "miou"
+    fmt = "{:.2%}" if pct else "{:.4f}"
+    if iv.low is None:
+        return f"{fmt.format(iv.value)} (one seed)"
+    if rs.n >= 2:
+        half = iv.plus_minus()
+        spread = f"{half * 100:.2f} points" if pct else f"{half:.4f}"
+        return f"{fmt.format(iv.value)} ± {spread} ({rs.n} seeds)"
+    return f"{fmt.format(iv.value)} [{fmt.format(iv.low)}, {fmt.format(iv.high)}] ({iv.method})"
