@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
-from dashboard.components import cache, charts, inputs, picking, pictures
+from dashboard.components import cache, charts, inputs, picking, pictures, statistics
 from engine.analysis.projections import pca_2d
 from engine.config import DataConfig, DynamicFilterConfig, OptimConfig
 from engine.core.errors import WorkbenchError
@@ -35,8 +35,10 @@ def new_comparison_form() -> None:
         path = c2.text_input("Folder (for cifar10; optional for the MNIST family)", "")
         epochs = c3.number_input("Epochs", 1, 200, d.epochs)
         lr = c4.number_input("Learning rate", 1e-6, 1.0, d.optim.lr, format="%.5f")
-        frozen = st.checkbox("Also dynamic with the backbone frozen", True,
-                             help="The seed asks what happens then, and why")  # fmt: skip
+        c1, c2 = st.columns([3, 1])
+        frozen = c1.checkbox("Also dynamic with the backbone frozen", True,
+                             help="The lab asks what happens then, and why")  # fmt: skip
+        repeats = statistics.repeats_input(c2)
         if not st.form_submit_button("▶ Train dynamic vs static", type="primary"):
             return
     try:
@@ -44,7 +46,8 @@ def new_comparison_form() -> None:
             data=DataConfig(name=dataset, path=inputs.typed_path(path)),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0), epochs=int(epochs),
         )  # fmt: skip
-        group = start_group("dynamic-vs-static", base, picking.runs_dir(), include_frozen=frozen)
+        group = start_group("dynamic-vs-static", base, picking.runs_dir(), include_frozen=frozen,
+                            repeats=repeats)  # fmt: skip
     except (WorkbenchError, OSError) as e:  # ConfigError, DataError, RunError: each says why
         inputs.show_error(e)
         return
@@ -228,3 +231,4 @@ if group:
               "test acc": r.get("test_acc")} for r in table],
             hide_index=True,
         )  # fmt: skip
+        statistics.show_group_statistics(g, picking.runs_dir(), key="dynamic")

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.components import cache, charts, inputs, picking, pictures
+from dashboard.components import cache, charts, inputs, picking, pictures, statistics
 from engine.analysis.projections import pca_2d
 from engine.config import DataConfig, FewShotConfig, OptimConfig
 from engine.core.errors import WorkbenchError
@@ -47,7 +47,9 @@ def new_runs_form() -> None:
         shot = c5.number_input("Training K-shot", 1, 50, d.train_shot)
         epochs = c6.number_input("Epochs", 1, 500, d.epochs)
         episodes = c7.number_input("Episodes per epoch", 1, 10_000, d.episodes_per_epoch)
-        lr = st.number_input("Learning rate", 1e-6, 1.0, d.optim.lr, format="%.5f")
+        c8, c9 = st.columns(2)
+        lr = c8.number_input("Learning rate", 1e-6, 1.0, d.optim.lr, format="%.5f")
+        repeats = statistics.repeats_input(c9)
         c8, c9 = st.columns(2)
         one = c8.form_submit_button("▶ Train this network", type="primary")
         grid = c9.form_submit_button("▶ Train the K × distance grid (9 runs)")
@@ -61,7 +63,7 @@ def new_runs_form() -> None:
             train_way=int(way), train_shot=int(shot),
         )  # fmt: skip
         if grid:
-            start_group(GRID, base, picking.runs_dir())
+            start_group(GRID, base, picking.runs_dir(), repeats=repeats)
         else:
             st.session_state["fewshot_run"] = start_run(base, picking.runs_dir()).name
     except (WorkbenchError, OSError) as e:
@@ -214,6 +216,7 @@ def grid_view() -> None:
     st.dataframe([{"distance": d, **{f"K = {k}": cells[d].get(f"K = {k}", "–") for k in ks}}
                   for d in DISTANCES if d in cells], hide_index=True)  # fmt: skip
     charts.chart(st, per_k_chart(rows), key="fs_grid_chart")
+    statistics.show_group_statistics(group, root, key="fewshot")
 
 
 def try_your_own(lm) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.components import charts, inputs, picking
+from dashboard.components import charts, inputs, picking, statistics
 from engine.analysis.long_tail import long_tail_report
 from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from engine.core.errors import WorkbenchError
@@ -35,7 +35,8 @@ def new_comparison_form() -> None:
         )
         path = c2.text_input("Folder (not for digits)", "")
         model = c3.selectbox("Model", ["small_cnn", "resnet18", "resnext18", "resnet34"])
-        c4, c5, c6 = st.columns(3)
+        c4, c5, c6, c7 = st.columns(4)
+        repeats = statistics.repeats_input(c7)
         ratio = c4.number_input("Imbalance ratio ρ (head / tail)", 1.0, 1000.0, 50.0,
                                 help="class j keeps n_max · ρ^(−j/(C−1)) training images")  # fmt: skip
         epochs = c5.number_input("Epochs", 1, 500, RunConfig().epochs)
@@ -49,7 +50,7 @@ def new_comparison_form() -> None:
                             imbalance_ratio=float(ratio)),
             model=ModelConfig(name=model), optim=OptimConfig(lr=float(lr)), epochs=int(epochs),
         )  # fmt: skip
-        group = start_group(PRESET, base, picking.runs_dir())
+        group = start_group(PRESET, base, picking.runs_dir(), repeats=repeats)
     except (WorkbenchError, OSError) as e:  # ConfigError, DataError, RunError
         inputs.show_error(e)
         return
@@ -114,6 +115,7 @@ def render(group: groups.Group) -> None:
                    "test acc": r.get("test_acc")} for r in table], hide_index=True,
                  column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=1),
                                 "test acc": st.column_config.NumberColumn(format="percent")})  # fmt: skip
+    statistics.show_group_statistics(group, root, key="long_tail")
     done = {}
     for r in table:
         finished = r["run"] and r["state"] == "finished"

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from dashboard.components import cache, charts, inputs, picking, pictures
+from dashboard.components import cache, charts, inputs, picking, pictures, statistics
 from engine.config import DataConfig, ModelConfig, OptimConfig, SegmentConfig
 from engine.config.registry import SEGMENTATION
 from engine.core.errors import WorkbenchError
@@ -57,7 +57,8 @@ def new_runs_form() -> None:
         batch = c7.number_input("Batch size", 1, 256, d.batch_size)
         stems = st.text_input("Validation images to follow (stems, comma-separated; blank: "
                               "three spread over the set)", "")  # fmt: skip
-        c8, c9 = st.columns(2)
+        c8, c9, c10 = st.columns(3)
+        repeats = statistics.repeats_input(c10)
         both = c8.form_submit_button("▶ Train FCN-32s vs improved", type="primary")
         quick = c9.form_submit_button("▶ Train the improved model only")
     if not (both or quick):
@@ -70,7 +71,7 @@ def new_runs_form() -> None:
             batch_size=int(batch), mask_images=[s.strip() for s in stems.split(",") if s.strip()],
         )  # fmt: skip
         if both:
-            group = start_group(PRESET, base, picking.runs_dir())
+            group = start_group(PRESET, base, picking.runs_dir(), repeats=repeats)
             st.session_state["seg_view"] = f"group:{group.group_id}"
         else:
             run_dir = start_run(base, picking.runs_dir())
@@ -315,6 +316,7 @@ def show_group(group_id: str) -> None:
                for c in ("best val mIoU", "test mIoU", "test pixel acc.")},
         },
     )  # fmt: skip
+    statistics.show_group_statistics(g, root, key="segmentation")
     for r in table:
         if r.get("error"):
             st.error(f"{r['label']}: {r['error']}")

@@ -4,14 +4,14 @@ A comparison is a group of runs on the same split and seed (engine.store.groups)
 one from a preset, trains its runs one after another, and overlays what they did.
 """
 
-import statistics
+import statistics as stats_lib
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.components import cache, charts, inputs, picking, pictures
+from dashboard.components import cache, charts, inputs, picking, pictures, statistics
 from engine.config import DataConfig, ModelConfig, OptimConfig, TransferConfig
 from engine.core.errors import WorkbenchError
 from engine.data.roots import check_data_path, data_roots
@@ -88,8 +88,9 @@ def new_comparison_form() -> None:
             "Backbone lr × (fine-tune)", 0.001, 1.0, 1.0, format="%.3f",
             help="e.g. 0.1: the pretrained layers move ten times slower than the new head",
         )  # fmt: skip
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3, c4 = st.columns(4)
         scratch = c1.checkbox("Include 'from scratch'", True, help="finetune-vs-frozen only")
+        repeats = statistics.repeats_input(c4)
         at_once = c2.checkbox("Train all at once", False,
                               help="Only worth it on a GPU with room; on a CPU one after "
                                    "another is faster for each run")  # fmt: skip
@@ -123,7 +124,7 @@ def new_comparison_form() -> None:
         group = start_group(
             preset, base, picking.runs_dir(), include_scratch=scratch,
             ssl_weights=ssl or None, sequential=not at_once,
-            supervised_weights=supervised_source(supervised),
+            supervised_weights=supervised_source(supervised), repeats=repeats,
         )  # fmt: skip
     except (WorkbenchError, OSError) as e:  # ConfigError, DataError, WeightsError, RunError
         inputs.show_error(e)
@@ -200,6 +201,7 @@ def render_group(group: groups.Group) -> None:
             "test acc": st.column_config.NumberColumn(format="percent"),
         },
     )  # fmt: skip
+    statistics.show_group_statistics(group, picking.runs_dir(), key=group.group_id)
     if group.preset == "a-e":
         st.markdown("**As the seeds tabulate it**")
         charts.ae_grid_table(group)
@@ -216,7 +218,7 @@ def render_group(group: groups.Group) -> None:
         for r in timed:
             by_mode.setdefault(r.get("mode"), []).append(r["seconds_per_epoch"])
         if by_mode.get("finetune") and by_mode.get("frozen"):
-            ratio = statistics.median(by_mode["finetune"]) / statistics.median(by_mode["frozen"])
+            ratio = stats_lib.median(by_mode["finetune"]) / stats_lib.median(by_mode["frozen"])
             once = all(r.get("feature_seconds") for r in timed if r.get("mode") == "frozen")
             why = ("the head trains on features computed once" if once
                    else "the frozen backbone runs without gradients")  # fmt: skip

@@ -12,6 +12,7 @@ reported). The p-values of a table are Holm-adjusted over its pairs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -32,6 +33,7 @@ class RowStats:
     kind: str | None  # the outcomes' kind; None: no finished run yet
     values: list[float] = field(default_factory=list)  # per finished seed, in seed order
     outcomes: list[Outcomes] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # which seed (0-based) each value is
     interval: stats.Interval | None = None
     problem: str = ""  # why there is no interval
 
@@ -90,7 +92,7 @@ def row_stats(group: Group, runs_dir: Path) -> list[RowStats]:
     out = []
     for row in group.rows:
         rs = RowStats(row.label, None)
-        for rid in row.run_ids:
+        for seed, rid in enumerate(row.run_ids):
             try:
                 o = read_outcomes(runs_dir / rid)
             except runs.RunError as e:
@@ -99,6 +101,7 @@ def row_stats(group: Group, runs_dir: Path) -> list[RowStats]:
             if o is not None:
                 rs.outcomes.append(o)
                 rs.values.append(outcome_score(o))
+                rs.seeds.append(seed)
         if rs.outcomes:
             rs.kind = rs.outcomes[0].kind
             try:
@@ -125,14 +128,24 @@ def _item_test(a: Outcomes, b: Outcomes) -> stats.PairTest:
 def compare_rows(a: RowStats, b: RowStats) -> PairVerdict:
     if not a.outcomes or not b.outcomes:
         return PairVerdict(a.label, b.label, None, problem="a row has no finished run")
-    if a.kind != b.kind or not a.outcomes[0].same_items(b.outcomes[0]):
+    # Seed i of one row against seed i of the other, for the seeds both have finished.
+    shared = sorted(set(a.seeds) & set(b.seeds))
+    pairs = [(a.outcomes[a.seeds.index(s)], b.outcomes[b.seeds.index(s)]) for s in shared]
+    if not pairs:
+        return PairVerdict(a.label, b.label, None, problem="no seed finished in both rows")
+    if a.kind != b.kind or not all(x.same_items(y) for x, y in pairs):
         return PairVerdict(a.label, b.label, None,
                            problem="the rows were tested on different test items (another "
-                           "split, dataset or classes): a paired test needs the same")  # fmt: skip
-    if a.n >= 3 and b.n >= 3:
-        n = min(a.n, b.n)
-        return PairVerdict(a.label, b.label, stats.paired_t(a.values[:n], b.values[:n], "seeds"))
-    tests = [_item_test(x, y) for x, y in zip(a.outcomes, b.outcomes, strict=False)]
+                           "split, dataset, classes or K): a paired test needs the same")  # fmt: skip
+    if len(pairs) >= 3:
+        return PairVerdict(
+            a.label,
+            b.label,
+            stats.paired_t(
+                [outcome_score(x) for x, _ in pairs], [outcome_score(y) for _, y in pairs], "seeds"
+            ),
+        )
+    tests = [_item_test(x, y) for x, y in pairs]
     same_sign = len({np.sign(t.difference) for t in tests}) == 1
     worst = max(tests, key=lambda t: t.p)
     p = worst.p if same_sign else 1.0
@@ -161,7 +174,10 @@ def interval_text(rs: RowStats) -> str:
     if iv.low is None:
         return f"{fmt.format(iv.value)} (one seed)"
     if rs.n >= 2:
-        half = iv.plus_minus()
+        symmetric = math.isclose(iv.high + iv.low, 2 * iv.value, abs_tol=1e-12)
+        half = (iv.high - iv.low) / 2 if symmetric else None
+        if half is None:  # clipped at 0 or 1: the bounds, not a ±
+            return f"{fmt.format(iv.value)} [{fmt.format(iv.low)}, {fmt.format(iv.high)}] ({rs.n} seeds)"
         spread = f"{half * 100:.2f} points" if pct else f"{half:.4f}"
         return f"{fmt.format(iv.value)} ± {spread} ({rs.n} seeds)"
     return f"{fmt.format(iv.value)} [{fmt.format(iv.low)}, {fmt.format(iv.high)}] ({iv.method})"

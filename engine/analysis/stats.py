@@ -49,8 +49,9 @@ def wilson(correct: int, n: int, confidence: float = 0.95) -> Interval:
     return Interval(correct / n, float(ci.low), float(ci.high), n, "Wilson, over test images")
 
 
-def mean_interval(values, confidence: float = 0.95) -> Interval:
-    """Mean of `values` (one per seed) and its Student-t interval; none for a single value."""
+def mean_interval(values, confidence: float = 0.95, bounds=(0.0, 1.0)) -> Interval:
+    """Mean of `values` (one per seed) and its Student-t interval, clipped to `bounds` (a
+    score's range: accuracy and mIoU lie in [0, 1]); none for a single value."""
     x = np.asarray(values, dtype=np.float64)
     if len(x) == 0:
         raise ValueError("no values to average")
@@ -58,7 +59,10 @@ def mean_interval(values, confidence: float = 0.95) -> Interval:
     if len(x) < 2:
         return Interval(mean, None, None, 1, "one seed: no interval over seeds")
     half = float(stats.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return Interval(mean, mean - half, mean + half, len(x), f"Student t over {len(x)} seeds")
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(mean, low, high, len(x), f"Student t over {len(x)} seeds")
 
 
 # Segmentation: per test image, per class, true positives, predicted pixels and actual pixels.

@@ -189,6 +189,9 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     epochs: int = 12
+    # Early stopping: end training when the validation loss has not improved for this many
+    # epochs (`epochs` is then the cap); 0: train every epoch. The test uses best.pt either way.
+    patience: int = 0
     batch_size: int = 32
     seed: int = 0
     device: str = "auto"
@@ -225,6 +228,7 @@ class RunConfig:
         self.validate_model()
         self.optim.validate()
         _bounded("epochs", self.epochs, 1, MAX_EPOCHS)
+        _bounded("patience", self.patience, 0, MAX_EPOCHS)
         _bounded("batch_size", self.batch_size, 1, MAX_BATCH)
         _bounded("seed", self.seed, 0, MAX_SEED)
         _one_of("device", self.device, DEVICES)

@@ -44,9 +44,37 @@ def _source_run(weights: str) -> str:
     return path.parent.parent.name if path.parent.name == "checkpoints" else path.name
 
 
+def _against_control(group: Group, root: Path) -> dict[str, str]:
+    """Per setting label: does it beat F, the random-init frozen control? (A paired test on
+    the same test images: engine.analysis.comparison.)"""
+    from engine.analysis.comparison import compare_rows, row_stats
+
+    stats = row_stats(group, root)
+    control = next((r for r in stats if r.label.startswith("F:")), None)
+    if control is None or not control.outcomes:
+        return {}
+    out = {}
+    for r in stats:
+        if r is control or not r.outcomes:
+            continue
+        v = compare_rows(r, control)
+        if v.test is None:
+            out[r.label] = v.problem
+        elif v.test.p < 0.05:
+            word = "beats" if v.test.difference > 0 else "below"
+            out[r.label] = (
+                f"{word} the control by {abs(v.test.difference) * 100:.1f} points (p = {v.test.p:.2g})"
+            )
+        else:
+            out[r.label] = f"within noise of the control (p = {v.test.p:.2g})"
+    return out
+
+
 def ae_table(group: Group, runs_dir: str | Path | None = None) -> list[dict]:
-    """One row per setting, in the seed's columns (plus test accuracy and state)."""
+    """One row per setting, in the seed's columns (plus test accuracy, whether it beats the
+    control F, and state)."""
     root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
+    versus = _against_control(group, root)
     out = []
     for row, entry in zip(group.rows, comparison_table(group, root), strict=True):
         setting, _, _ = row.label.partition(":")
@@ -64,6 +92,7 @@ def ae_table(group: Group, runs_dir: str | Path | None = None) -> list[dict]:
             "fine-tuning": FINE_TUNING.get(mode, "–"),
             "validation accuracy": entry.get("best_val_acc"),
             "test accuracy": entry.get("test_acc"),
+            "vs control (F)": versus.get(row.label, ""),
             "state": entry["state"],
             "backbone from": _source_run(weights) if cfg else "",
         })  # fmt: skip

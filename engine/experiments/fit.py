@@ -180,6 +180,7 @@ def _build(cfg, layout, prepare, device, load, on_data, on_model, should_stop, o
         train_loader=train_loader,
         val_loader=p.loader(splits.val, False, False),
         epochs=cfg.epochs,
+        patience=cfg.patience,
         checkpoint_dir=layout.checkpoints,
         loss_fn=p.loss_fn,
         eval_loss_fn=p.eval_loss_fn,
@@ -228,6 +229,7 @@ def _train_and_test(layout, splits, p, trainer, device) -> dict:
         state = trainer.fit()
         summary = {
             "epochs_done": state.epoch,
+            "early_stopped": state.converged,
             f"best_val_{p.task.score_name}": state.best_score,
             "classes": splits.classes,
             "data": splits.describe(),

@@ -9,26 +9,32 @@ from engine.config import ConfigError, RunConfig, TransferConfig
 from engine.experiments.kinds import KINDS
 
 PRESETS = {
-    "finetune-vs-frozen": "one backbone fine-tuned, frozen as a feature extractor, and "
-    "(optionally) trained from scratch",
-    "seed003": "seed 003: ResNet-34 vs MobileNetV3-Large, each fine-tuned and frozen",
-    "a-e": "settings A-E: no pretraining / supervised / self-supervised backbone, "
-    "trained in full or frozen",
-    "dynamic-vs-static": "seed 002: dynamic (generated) vs static 1x1 filters per class, "
+    "finetune-vs-frozen": "one backbone fine-tuned, frozen as a feature extractor, "
+    "(optionally) trained from scratch, and the control: randomly initialised and frozen",
+    "seed003": "the NTHU transfer-learning homework: ResNet-34 vs MobileNetV3-Large, each "
+    "fine-tuned, frozen, and as the random-init frozen control",
+    "a-e": "the DLCV self-supervised grid: settings A-E (no pretraining / supervised / "
+    "self-supervised backbone, trained in full or frozen) and F, the random-init frozen control",
+    "dynamic-vs-static": "ENGN8536 Lab 4: dynamic (generated) vs static 1x1 filters per class, "
     "and (optionally) dynamic with the backbone frozen",
-    "fcn32s-vs-improved": "seed 001: land-cover segmentation, FCN-32s on VGG-16 vs an "
+    "fcn32s-vs-improved": "DLCV HW1 problem 3: land-cover segmentation, FCN-32s on VGG-16 vs an "
     "improved model (default FCN-8s skips on EfficientNet-Lite0)",
-    "fewshot-grid": "seed 000: prototypical networks, K = 1, 5, 10 shots x Euclidean, cosine "
-    "and parametric distance, each trained and tested 5-way K-shot",
-    "long-tail": "seed 004, task C: one long-tailed training split, trained with "
+    "fewshot-grid": "DLCV HW4 problem 1: prototypical networks, K = 1, 5, 10 shots x "
+    "Euclidean, cosine and parametric distance, each trained and tested 5-way K-shot",
+    "long-tail": "Tsinghua DL HW2 task C: one long-tailed training split, trained with "
     "cross-entropy, Balanced Softmax and class-weighted cross-entropy",
-    "ablation": "seed 004, task B: augmentation (crop, flip, colour jitter) on/off x "
+    "ablation": "Tsinghua DL HW2 task B: augmentation (crop, flip, colour jitter) on/off x "
     "MultiStepLR on/off x SGD vs Adam, 8 runs of one model",
 }
 # Every other preset: transfer.
 PRESET_KINDS = {p: k.name for k in KINDS.values() for p in k.presets}  # preset -> kind
 FEWSHOT_SHOTS, FEWSHOT_DISTANCES = (1, 5, 10), ("euclidean", "cosine", "parametric")
 IMPROVED_DEFAULT = "fcn8s_lite0"
+# A frozen row's head trains on features computed once (cheap): to convergence, early
+# stopping on the validation loss, at most HEAD_EPOCH_CAP epochs; not the fine-tuning rows'
+# epoch count, which would leave a linear head under-trained and the comparison unfair.
+HEAD_EPOCH_CAP, HEAD_PATIENCE = 100, 5
+CONTROL = "random init, frozen (control)"
 SSL_WAITING = (
     "waiting for a self-supervised (BYOL) backbone: pretrain one (train --kind ssl), then "
     "give its run (ssl weights) to fill this row"
@@ -64,7 +70,17 @@ def preset_configs(
     def row(label: str, **changes) -> tuple[str, TransferConfig, str]:
         if hasattr(base, "label"):  # (a plain classify config has none: its name says it)
             changes["label"] = label
+        if changes.get("mode") == "frozen" and base.precompute_features and not base.data.augment:
+            # Features once, then the head to convergence; their embeddings never change
+            # (the backbone is fixed), so one snapshot is all there is to see.
+            changes.update(epochs=max(HEAD_EPOCH_CAP, base.epochs), patience=HEAD_PATIENCE,
+                           snapshot_epochs=[1])  # fmt: skip
         return label, replace(base, **changes), ""
+
+    def control(backbone: str, prefix: str = "", **changes) -> tuple[str, TransferConfig, str]:
+        """The same backbone, randomly initialised and frozen, with the same head budget: what
+        a pretrained frozen row must beat for its pretraining to have helped."""
+        return row(f"{prefix}{backbone}: {CONTROL}", mode="frozen", weights="none", **changes)
 
     expected = PRESET_KINDS.get(preset)
     if preset in PRESETS and base.kind != expected:
@@ -125,7 +141,7 @@ def preset_configs(
         ]
         if include_scratch:
             rows.append(row(f"{backbone}: from scratch", mode="scratch"))
-        return rows
+        return [*rows, control(backbone)]
     if preset == "seed003":
         rows = []
         for name in ("resnet34", "mobilenet_v3_large"):
@@ -134,6 +150,7 @@ def preset_configs(
                 row(f"{name}: fine-tuned", model=model, mode="finetune", weights="imagenet")
             )
             rows.append(row(f"{name}: frozen", model=model, mode="frozen", weights="imagenet"))
+            rows.append(control(name, model=model))
         return rows
     if preset == "a-e":
         rows = [
@@ -150,5 +167,5 @@ def preset_configs(
                 if ssl_weights
                 else (label, None, SSL_WAITING)
             )
-        return rows
+        return [*rows, row(f"F: {CONTROL}", mode="frozen", weights="none")]
     raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")

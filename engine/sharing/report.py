@@ -81,7 +81,7 @@ def group_report(group: Group, runs_dir: str | Path | None = None) -> str:
     table = comparison_table(group, root)
     events = {r["run"]: runs.read_metrics(root / r["run"]) for r in table
               if r.get("run") and (root / r["run"]).is_dir()}  # fmt: skip
-    parts = [f"<h2>Results</h2>{table_html(table)}"]
+    parts = [f"<h2>Results</h2>{table_html(table)}", statistics_html(group, root)]
     if group.preset == "a-e":
         from engine.experiments.ae_grid import ae_table
 
@@ -112,6 +112,30 @@ td:first-child,th:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:
 {"".join(parts)}
 </body></html>
 """
+
+
+def statistics_html(group: Group, root: Path) -> str:
+    """Each row's test score with its 95% interval and every pair's paired test, as on the
+    pages (engine.analysis.comparison)."""
+    from engine.analysis.comparison import SCORE_NAMES, interval_text, pair_verdicts, row_stats
+
+    rows = row_stats(group, root)
+    kind = next((r.kind for r in rows if r.kind), None)
+    if kind is None:
+        return ""
+    name = SCORE_NAMES[kind]
+    scores = table_html_any([{
+        "row": r.label, f"{name} (95% interval)": interval_text(r), "seeds": r.n,
+        "each seed": ", ".join(f"{v:.4f}" for v in r.values),
+    } for r in rows])  # fmt: skip
+    pairs = [v for v in pair_verdicts(rows) if v.test is not None]
+    verdicts = table_html_any([{
+        "pair": f"{v.a} vs {v.b}", "verdict": v.verdict,
+        "test": v.test.method + (f" ({v.test.detail})" if v.test.detail else ""),
+    } for v in pairs]) if pairs else ""  # fmt: skip
+    return f"<h2>{html.escape(name.capitalize())}, with 95% intervals</h2>{scores}" + (
+        f"<h3>Paired tests (Holm-adjusted over the table)</h3>{verdicts}" if pairs else ""
+    )
 
 
 def table_html_any(rows: list[dict]) -> str:

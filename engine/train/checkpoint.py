@@ -77,6 +77,15 @@ def check_training_checkpoint(state: dict[str, Any], path: Path, epochs: int) ->
         v = progress.get(key, -1.0 if key == "best_score" else None)  # older: no best_score
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or abs(v) > 1e30:
             fail(f"progress {key} is {_describe(v)}, not a number")
+    best_loss = progress.get("best_loss")
+    if best_loss is not None and (not isinstance(best_loss, (int, float)) or isinstance(
+            best_loss, bool) or best_loss != best_loss or abs(best_loss) > 1e30):  # fmt: skip
+        fail(f"progress best_loss is {_describe(best_loss)}, not a number")
+    since = progress.get("since_best", 0)
+    if not isinstance(since, int) or isinstance(since, bool) or not 0 <= since <= MAX_PROGRESS:
+        fail(f"progress since_best is {_describe(since)}, not a count")
+    if not isinstance(progress.get("converged", False), bool):
+        fail(f"progress converged is {_describe(progress.get('converged'))}, not true or false")
     rng = state.get("rng")
     if not isinstance(rng, dict) or not _is_rng_state(rng.get("torch")):
         fail("'rng' has no torch generator state (a uint8 tensor)")

@@ -52,6 +52,11 @@ class TrainState:
     correct: int = 0
     seen: int = 0
     stopped: bool = False
+    # Early stopping (Trainer.patience): the best validation loss so far, the epochs since it
+    # and whether training ended on it.
+    best_loss: float | None = None
+    since_best: int = 0
+    converged: bool = False
 
 
 EpochHook = Callable[["Trainer", int, EvalResult], None]
@@ -93,6 +98,9 @@ class Trainer:
     step_hooks: list[Callable[[TrainState], None]] = field(default_factory=list)
     extra_state: dict[str, Any] = field(default_factory=dict)  # saved in every checkpoint
     state: TrainState = field(default_factory=TrainState)
+    # Stop when the validation loss has not improved (by 1e-4) for this many epochs; 0: off.
+    # One process only: under DDP every epoch trains.
+    patience: int = 0
 
     def __post_init__(self) -> None:
         self.device = next(self.model.parameters()).device
@@ -105,7 +113,7 @@ class Trainer:
         # rank 0's weights. self.model stays the bare module for everything else.
         self._forward = distributed.wrap(self.model)
         main = distributed.is_main()
-        while s.epoch < self.epochs:
+        while s.epoch < self.epochs and not s.converged:
             epoch = s.epoch + 1  # 1-based in events, files and the UI
             started = time.perf_counter()
             if not self._train_epoch(epoch):
@@ -132,12 +140,27 @@ class Trainer:
             distributed.barrier()
         return s
 
+    def _early_stop(self, val: EvalResult) -> None:
+        """Count the epochs since the validation loss last improved; converged at `patience`."""
+        s = self.state
+        if not self.patience or distributed.world_size() > 1:
+            return
+        if s.best_loss is None or val.loss < s.best_loss - 1e-4:
+            s.best_loss, s.since_best = val.loss, 0
+        else:
+            s.since_best += 1
+        s.converged = s.since_best >= self.patience and s.epoch < self.epochs
+
     def _end_epoch(self, epoch, train_loss, train_acc, val: EvalResult, seconds) -> None:
         """Events, snapshots and checkpoints of a finished epoch (rank 0's work)."""
         s = self.state
         self._emit_epoch(epoch, train_loss, train_acc, val, seconds)
         for hook in self.epoch_hooks:
             hook(self, epoch, val)
+        self._early_stop(val)
+        if s.converged and self.events is not None:
+            self.events.emit("early_stop", float(epoch), split="train", epoch=epoch,
+                             step=s.global_step)  # fmt: skip
         if val.score > s.best_score:
             s.best_score = val.score
             # best.pt first: a crash between the two writes must not leave it stale.
@@ -268,6 +291,9 @@ class Trainer:
                 "loss_sum": s.loss_sum,
                 "correct": s.correct,
                 "seen": s.seen,
+                "best_loss": s.best_loss,
+                "since_best": s.since_best,
+                "converged": s.converged,
             },
             "rng": rng_state(),
             "extra": self.extra_state,
@@ -313,6 +339,9 @@ class Trainer:
             loss_sum=p["loss_sum"],
             correct=p["correct"],
             seen=p["seen"],
+            best_loss=p.get("best_loss"),  # older checkpoints: no early stopping state
+            since_best=p.get("since_best", 0),
+            converged=p.get("converged", False),
         )
         set_rng_state(ckpt["rng"])
 
