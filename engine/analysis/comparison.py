@@ -54,10 +54,11 @@ class PairVerdict:
     def verdict(self) -> str:
         if self.test is None:
             return f"not compared: {self.problem}"
-        if self.p_adjusted is not None and self.p_adjusted < stats.ALPHA:
+        p = self.test.p if self.p_adjusted is None else self.p_adjusted  # alone: unadjusted
+        if p < stats.ALPHA:
             better = self.a if self.test.difference > 0 else self.b
-            return f"differs ({_p(self.p_adjusted)}): {better} higher"
-        return f"within noise ({_p(self.p_adjusted)})"
+            return f"differs ({_p(p)}): {better} higher"
+        return f"within noise ({_p(p)})"
 
 
 def _p(p: float | None) -> str:

@@ -104,6 +104,11 @@ def read_outcomes(run_dir: Path) -> Outcomes | None:
         if not isinstance(value, list) or len(value) != len(ids):
             raise RunError(f"{path} is damaged: {key!r} must hold one row per id")
         rows[key] = [_numbers(r, path, key, whole=True) for r in value]
-        if len({len(r) for r in rows[key]}) > 1:
-            raise RunError(f"{path} is damaged: the rows of {key!r} differ in length")
+    classes = {len(r) for key in rows for r in rows[key]}
+    if len(classes) > 1:
+        raise RunError(f"{path} is damaged: 'tp', 'predicted' and 'actual' rows differ in length")
+    for tp, predicted, actual in zip(rows["tp"], rows["predicted"], rows["actual"], strict=True):
+        if any(t < 0 or t > p or t > a for t, p, a in zip(tp, predicted, actual, strict=True)):
+            raise RunError(f"{path} is damaged: pixel counts must satisfy 0 <= tp <= predicted "
+                           f"and tp <= actual")  # fmt: skip
     return Outcomes(kind, ids=ids, **rows)
