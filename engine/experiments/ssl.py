@@ -34,6 +34,7 @@ from engine.ssl import (
 )
 from engine.store.events import EventLog
 from engine.store.layout import RunLayout
+from engine.store.outcomes import Outcomes
 from engine.train import Trainer, build_optimizer, load_checkpoint
 from engine.train.checkpoint import save_checkpoint
 from engine.train.tasks import EvalResult
@@ -79,6 +80,20 @@ class FeatureSnapshots:
         )
 
 
+def versus_random_init(probe, random_probe) -> dict:
+    """The pretrained backbone's test kNN accuracy against the random-init one's, on the same
+    test images: both with Wilson intervals, and the exact McNemar test between them."""
+    from engine.analysis import stats
+
+    a = (probe.predictions == probe.labels).numpy()
+    b = (random_probe.predictions == random_probe.labels).numpy()
+    test = stats.mcnemar(a, b)
+    ci, rci = stats.wilson(int(a.sum()), len(a)), stats.wilson(int(b.sum()), len(b))
+    return {"ci95": [ci.low, ci.high], "random_init_ci95": [rci.low, rci.high],
+            "difference": test.difference, "p": test.p, "detail": test.detail,
+            "verdict": "differs" if test.differs else "within noise"}  # fmt: skip
+
+
 def _probe(model, bank_loader, query_loader, splits: Splits, cfg: SSLConfig):
     return knn_probe(model, bank_loader, query_loader, splits.num_classes, cfg.knn_k,
                      cfg.knn_temperature)  # fmt: skip
@@ -111,7 +126,8 @@ def prepare(cfg: SSLConfig, splits: Splits, device: torch.device) -> Prepared:
     # (the seed makes it the same on a resume, which prepares before loading last.pt).
     random_init = task.probe().accuracy
     task.last_probe = None
-    random_init_test = _probe(model, task.bank_loader, plain(splits.test), splits, cfg).accuracy
+    random_probe = _probe(model, task.bank_loader, plain(splits.test), splits, cfg)
+    random_init_test = random_probe.accuracy
     print(f"kNN accuracy of the randomly initialised backbone: {random_init:.2%} (validation), "
           f"{random_init_test:.2%} (test)", flush=True)  # fmt: skip
 
@@ -129,8 +145,12 @@ def prepare(cfg: SSLConfig, splits: Splits, device: torch.device) -> Prepared:
         events.emit("acc", probe.accuracy, split="test", epoch=epoch, step=step)
         path = Path(trainer.checkpoint_dir) / BACKBONE_FILE
         save_checkpoint(path, model.body.state_dict())  # the last online backbone, plain
+        correct = (probe.predictions == probe.labels).tolist()
         return {"test_acc": probe.accuracy, "test_knn_acc": probe.accuracy,
-                "test_knn_acc_best": best.accuracy, "backbone_file": str(path)}  # fmt: skip
+                "test_knn_acc_best": best.accuracy, "backbone_file": str(path),
+                "test_knn_vs_random_init": versus_random_init(probe, random_probe),
+                "outcomes": Outcomes("accuracy", ids=splits.test.ids.tolist(),
+                                     correct=[int(c) for c in correct])}  # fmt: skip
 
     online = sum(p.numel() for p in model.online_parameters())
     info = {
