@@ -16,8 +16,10 @@ from engine.analysis.comparison import (
     PairVerdict,
     RowStats,
     interval_text,
+    is_tuned,
     pair_verdicts,
     row_stats,
+    tuned_choice,
 )
 from engine.store.groups import Group, load_group
 from engine.store.layout import RunLayout
@@ -79,14 +81,7 @@ def _chart(rows: list[RowStats], name: str) -> go.Figure:
     return fig
 
 
-def show_group_statistics(group: Group, root: Path, key: str) -> None:
-    """The statistics section of a comparison: nothing until a row has a finished run."""
-    rows, pairs = _computed(group.group_id, str(root), _stamps(group, root))
-    kind = next((r.kind for r in rows if r.kind), None)
-    if kind is None:
-        return
-    name = SCORE_NAMES[kind]
-    st.markdown(f"**{name.capitalize()}, with 95% intervals**")
+def _score_table(rows: list[RowStats], name: str, kind: str) -> None:
     st.dataframe(
         pd.DataFrame([{
             "row": r.label,
@@ -97,6 +92,24 @@ def show_group_statistics(group: Group, root: Path, key: str) -> None:
         } for r in rows]),
         hide_index=True, width="stretch",
     )  # fmt: skip
+
+
+def show_group_statistics(group: Group, root: Path, key: str) -> None:
+    """The statistics section of a comparison: nothing until a row has a finished run."""
+    rows, pairs = _computed(group.group_id, str(root), _stamps(group, root))
+    kind = next((r.kind for r in rows if r.kind), None)
+    if kind is None:
+        return
+    name = SCORE_NAMES[kind]
+    if is_tuned(rows):  # a learning-rate grid: compare each combination at its chosen rate
+        with st.expander(f"Every learning rate ({len(rows)} rows)"):
+            _score_table(rows, name, kind)
+        rows = tuned_choice(rows)
+        pairs = pair_verdicts(rows)
+        st.caption("Per combination, the learning rate with the best validation accuracy "
+                   "(the test set never chooses); the rows below compare those.")  # fmt: skip
+    st.markdown(f"**{name.capitalize()}, with 95% intervals**")
+    _score_table(rows, name, kind)
     if any(r.interval is not None for r in rows):
         charts.chart(st, _chart(rows, name), key=f"stats:{key}")
     tested = [v for v in pairs if v.test is not None]

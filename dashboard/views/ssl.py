@@ -162,9 +162,11 @@ def versus_random_init(summary: dict, info: dict) -> str:
                                    if baseline is not None else "")  # fmt: skip
     lo, hi = v["ci95"]
     rlo, rhi = v["random_init_ci95"]
-    return (f"**{acc:.1%}** [{lo:.1%}, {hi:.1%}] vs the random-init backbone's {baseline:.1%} "
-            f"[{rlo:.1%}, {rhi:.1%}] on the same images: **{v['verdict']}** (exact McNemar, "
-            f"p = {v['p']:.2g}; {v['detail']})")
+    return (
+        f"**{acc:.1%}** [{lo:.1%}, {hi:.1%}] vs the random-init backbone's {baseline:.1%} "
+        f"[{rlo:.1%}, {rhi:.1%}] on the same images: **{v['verdict']}** (exact McNemar, "
+        f"p = {v['p']:.2g}; {v['detail']})"
+    )
 
 
 def view_pairs(run: runs.RunSummary, count: int, seed: int) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.analysis import stats
 from engine.store import runs
-from engine.store.groups import Group
+from engine.store.groups import LR_MARK, Group
 from engine.store.outcomes import Outcomes, read_outcomes
 
 SCORE_NAMES = {"accuracy": "test accuracy", "miou": "test mIoU", "episodes": "test accuracy"}
@@ -34,6 +34,7 @@ class RowStats:
     values: list[float] = field(default_factory=list)  # per finished seed, in seed order
     outcomes: list[Outcomes] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)  # which seed (0-based) each value is
+    val_values: list[float] = field(default_factory=list)  # best validation score, per seed
     interval: stats.Interval | None = None
     problem: str = ""  # why there is no interval
 
@@ -103,6 +104,7 @@ def row_stats(group: Group, runs_dir: Path) -> list[RowStats]:
                 rs.outcomes.append(o)
                 rs.values.append(outcome_score(o))
                 rs.seeds.append(seed)
+                rs.val_values.append(_best_val(runs_dir / rid))
         if rs.outcomes:
             rs.kind = rs.outcomes[0].kind
             try:
@@ -114,6 +116,38 @@ def row_stats(group: Group, runs_dir: Path) -> list[RowStats]:
             rs.problem = "no finished run yet" if row.run_ids else (row.note or "no run")
         out.append(rs)
     return out
+
+
+def _best_val(run_dir: Path) -> float:
+    """The run's best validation score (what best.pt was chosen by); NaN when unknown."""
+    summary = runs.read_status(run_dir).get("summary")
+    summary = summary if isinstance(summary, dict) else {}
+    for key in ("best_val_miou", "best_val_acc"):
+        v = summary.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+    return float("nan")
+
+
+def tuned_choice(rows: list[RowStats]) -> list[RowStats]:
+    """Rows labelled "<combination> · lr <rate>": per combination, the rate whose runs have
+    the best mean validation score (the test never chooses). Other rows stay as they are."""
+    best: dict[str, RowStats] = {}
+    order: list[str] = []
+    for r in rows:
+        combo = r.label.split(LR_MARK)[0]
+        if combo not in best:
+            order.append(combo)
+        score = float(np.mean(r.val_values)) if r.val_values else float("-inf")
+        kept = best.get(combo)
+        kept_score = float(np.mean(kept.val_values)) if kept and kept.val_values else float("-inf")
+        if kept is None or score > kept_score:
+            best[combo] = r
+    return [best[c] for c in order]
+
+
+def is_tuned(rows: list[RowStats]) -> bool:
+    return any(LR_MARK in r.label for r in rows)
 
 
 def _item_test(a: Outcomes, b: Outcomes) -> stats.PairTest:

@@ -22,7 +22,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     group = start_group(
         a.preset, base, a.runs_dir, launch=a.background, include_scratch=not a.no_scratch,
         ssl_weights=a.ssl_weights, sequential=not a.at_once, include_frozen=not a.no_frozen,
-        supervised_weights=a.supervised_weights, repeats=a.repeats,
+        supervised_weights=a.supervised_weights, repeats=a.repeats, tune_lr=a.tune_lr,
     )  # fmt: skip
     print(f"group {group.group_id}: {len(group.run_dirs(Path('.')))} runs")
     if a.background:
@@ -101,8 +101,10 @@ def _print_statistics(group, runs_dir) -> None:
     from engine.analysis.comparison import (
         SCORE_NAMES,
         interval_text,
+        is_tuned,
         pair_verdicts,
         row_stats,
+        tuned_choice,
     )
     from engine.store import runs
 
@@ -113,6 +115,11 @@ def _print_statistics(group, runs_dir) -> None:
     print(f"\n{SCORE_NAMES[kind]}, 95% interval:")
     for r in rows:
         print(f"  {r.label[:40]:40} {interval_text(r)}")
+    if is_tuned(rows):
+        rows = tuned_choice(rows)
+        print("learning rate chosen on validation, per combination:")
+        for r in rows:
+            print(f"  {r.label[:48]:48} {interval_text(r)}")
     pairs = pair_verdicts(rows)
     if pairs:
         print("pairs (Holm-adjusted over the table):")

@@ -290,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs per row, seeds --seed .. --seed + N - 1 on the same split: the table then "
         "shows mean +- 95%% CI over seeds and paired tests between rows (1; 3 or 5 to compare)",
     )  # fmt: skip
+    c.add_argument(
+        "--tune-lr", action="store_true",
+        help="ablation: each optimiser at each rate of a small grid (SGD 0.1, 0.03, 0.01 with "
+        "momentum 0.9; Adam 3e-3, 1e-3, 3e-4), 24 rows; the table keeps, per combination, the "
+        "rate with the best validation accuracy and compares those",
+    )  # fmt: skip
     c.add_argument("--background", action="store_true", help="queue the runs and return at once")
     c.add_argument(
         "--at-once", action="store_true",

@@ -29,6 +29,7 @@ def create_group(
     include_frozen: bool = True,
     supervised_weights: str = "imagenet",
     repeats: int = 1,
+    tune_lr: bool = False,
 ) -> Group:
     """Validate every row (configs and weights) first, then create the runs and the manifest:
     a group is made whole or not at all. Weights may be given as runs (see
@@ -43,7 +44,7 @@ def create_group(
         for weights in (ssl_weights, supervised_weights):
             check_source_run(weights, base)
     rows = preset_configs(
-        preset, base, include_scratch, ssl_weights, include_frozen, supervised_weights
+        preset, base, include_scratch, ssl_weights, include_frozen, supervised_weights, tune_lr
     )
     for _, cfg, _ in rows:
         if cfg is not None:

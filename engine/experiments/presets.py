@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from engine.config import ConfigError, RunConfig, TransferConfig
 from engine.experiments.kinds import KINDS
+from engine.store.groups import LR_MARK
 
 PRESETS = {
     "finetune-vs-frozen": "one backbone fine-tuned, frozen as a feature extractor, "
@@ -34,6 +35,9 @@ IMPROVED_DEFAULT = "fcn8s_lite0"
 # stopping on the validation loss, at most HEAD_EPOCH_CAP epochs; not the fine-tuning rows'
 # epoch count, which would leave a linear head under-trained and the comparison unfair.
 HEAD_EPOCH_CAP, HEAD_PATIENCE = 100, 5
+# The ablation with `tune_lr`: each optimiser at each of its learning rates (SGD with momentum
+# 0.9); the table then keeps, per combination, the rate with the best validation accuracy.
+LR_GRID = {"sgd": (0.1, 0.03, 0.01), "adam": (3e-3, 1e-3, 3e-4)}
 CONTROL = "random init, frozen (control)"
 SSL_WAITING = (
     "waiting for a self-supervised (BYOL) backbone: pretrain one (train --kind ssl), then "
@@ -62,6 +66,7 @@ def preset_configs(
     ssl_weights: str | None = None,
     include_frozen: bool = True,
     supervised_weights: str = "imagenet",
+    tune_lr: bool = False,
 ) -> list[tuple[str, RunConfig | None, str]]:
     """(label, config or None, note) per row. Every config shares `base`'s data, seed, epochs
     and optimiser: only what the comparison is about differs. A-E: `supervised_weights` (B, D)
@@ -98,6 +103,15 @@ def preset_configs(
             for k in FEWSHOT_SHOTS
             for d in FEWSHOT_DISTANCES
         ]
+    if tune_lr and preset != "ablation":
+        raise ConfigError("tune_lr (--tune-lr) is for the 'ablation' preset")
+    if preset == "ablation" and tune_lr:
+        return [
+            (f"{label}{LR_MARK}{lr:g}", replace(cfg, optim=replace(cfg.optim, lr=lr, momentum=0.9)),
+             note)
+            for label, cfg, note in preset_configs(preset, base)
+            for lr in LR_GRID[cfg.optim.name]
+        ]  # fmt: skip
     if preset == "ablation":
         milestones = scaled_milestones(base.optim.milestones, base.epochs)
         return [

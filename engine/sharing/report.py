@@ -117,9 +117,18 @@ td:first-child,th:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:
 def statistics_html(group: Group, root: Path) -> str:
     """Each row's test score with its 95% interval and every pair's paired test, as on the
     pages (engine.analysis.comparison)."""
-    from engine.analysis.comparison import SCORE_NAMES, interval_text, pair_verdicts, row_stats
+    from engine.analysis.comparison import (
+        SCORE_NAMES,
+        interval_text,
+        is_tuned,
+        pair_verdicts,
+        row_stats,
+        tuned_choice,
+    )
 
     rows = row_stats(group, root)
+    if is_tuned(rows):  # a learning-rate grid: each combination at its rate chosen on validation
+        rows = tuned_choice(rows)
     kind = next((r.kind for r in rows if r.kind), None)
     if kind is None:
         return ""

@@ -17,6 +17,7 @@ from engine.store import runs
 from engine.store.layout import RunLayout
 
 MAX_REPEATS = 20
+LR_MARK = " · lr "  # in the labels of a learning-rate grid's rows (the tuned ablation preset)
 
 
 @dataclass
