@@ -89,6 +89,8 @@ def _score_table(rows: list[RowStats], name: str, kind: str) -> None:
             "seeds": r.n,
             "each seed": ", ".join(f"{v:.2%}" if kind != "miou" else f"{v:.4f}" for v in r.values),
             "interval": r.interval.method if r.interval else "",
+            **({"note": r.problem if r.interval else ""} if any(
+                r.problem and r.interval for r in rows) else {}),
         } for r in rows]),
         hide_index=True, width="stretch",
     )  # fmt: skip
