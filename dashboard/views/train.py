@@ -98,7 +98,12 @@ def render_run(run_dir) -> None:
     m1.metric("Epoch", f"{val_x[-1] if val_x else 0}")
     m2.metric("Val accuracy", f"{val_acc[-1]:.2%}" if val_acc else "–")
     m3.metric("Best val accuracy", f"{max(val_acc):.2%}" if val_acc else "–")
-    m4.metric("Test accuracy", f"{summary['test_acc']:.2%}" if "test_acc" in summary else "–")
+    iv = summary.get("test_interval") if isinstance(summary.get("test_interval"), dict) else {}
+    m4.metric("Test accuracy", f"{summary['test_acc']:.2%}" if "test_acc" in summary else "–",
+              help=f"95% interval {iv['low']:.2%} to {iv['high']:.2%} ({iv.get('method')}, "
+              f"{iv.get('n')} images)" if iv.get("low") is not None else None)  # fmt: skip
+    if iv.get("low") is not None:
+        m4.caption(f"95% interval {iv['low']:.2%} – {iv['high']:.2%}")
 
     if not events:
         st.info("Waiting for the first training steps…")

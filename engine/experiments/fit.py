@@ -251,7 +251,9 @@ def _train_and_test(layout, splits, p, trainer, device) -> dict:
             summary.update(entries)
             return summary
         test = trainer.evaluate(p.loader(splits.test, False, False))
-        write_outcomes(layout.root, test_outcomes(test, splits.test.ids.tolist()))
+        outcomes = test_outcomes(test, splits.test.ids.tolist())
+        write_outcomes(layout.root, outcomes)
+        summary["test_interval"] = test_interval(outcomes)
         events.emit("acc", test.acc, split="test", epoch=state.epoch, step=state.global_step)
         events.emit("loss", test.loss, split="test", epoch=state.epoch, step=state.global_step)
         for name, value in test.metrics.items():
@@ -264,6 +266,18 @@ def _train_and_test(layout, splits, p, trainer, device) -> dict:
         if any("/" in k for k in test.metrics):  # per-class values, e.g. IoU per class
             summary["test_per_class"] = {k: v for k, v in test.metrics.items() if "/" in k}
     return summary
+
+
+def test_interval(outcomes: Outcomes) -> dict | None:
+    """The test score's 95% interval over the test items (Wilson for accuracy, a bootstrap
+    over images for mIoU); None when there are too few items for one."""
+    from engine.analysis.comparison import run_interval
+
+    try:
+        iv = run_interval(outcomes)
+    except ValueError:
+        return None
+    return {"low": iv.low, "high": iv.high, "method": iv.method, "n": iv.n}
 
 
 def test_outcomes(test: EvalResult, ids: list[int]) -> Outcomes:

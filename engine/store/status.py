@@ -136,6 +136,8 @@ def summary_value_problem(key: Any, value: Any) -> str | None:
         return None if ok else "is not a list of " + ("texts" if key == "classes" else "counts")
     if key == "epochs_done":
         return _count(value)
+    if key in _OBJECTS:
+        return _object_problem(value, *_OBJECTS[key])
     if _SHOTS.fullmatch(key) or key == "test_csv":
         if not isinstance(value, dict):
             return "is not an object"
@@ -143,6 +145,28 @@ def summary_value_problem(key: Any, value: Any) -> str | None:
         return f"has a non-numeric {bad[0]}" if bad else None
     if key.startswith(("test_", "best_val_")) and key not in _NON_NUMERIC:
         return None if _finite_or_none(value) else f"is {_short(value)}, not a number"
+    return None
+
+
+# Summary entries that are objects: (may it be null, its numeric fields, its [low, high] fields).
+_OBJECTS = {
+    "test_interval": (True, ("low", "high"), ()),
+    "test_knn_vs_random_init": (False, ("p", "difference"), ("ci95", "random_init_ci95")),
+}
+
+
+def _object_problem(value: Any, nullable: bool, numbers: tuple, pairs: tuple) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, dict):
+        return "is not an object"
+    for k in numbers:
+        if not (_is_number(value.get(k)) and math.isfinite(value[k])):
+            return f"has a non-numeric {k}"
+    for k in pairs:
+        v = value.get(k)
+        if not (isinstance(v, list) and len(v) == 2 and all(_finite_or_none(x) for x in v)):
+            return f"has a {k} that is not [low, high]"
     return None
 
 

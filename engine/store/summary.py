@@ -25,10 +25,20 @@ def summary_line(summary: dict) -> str:
                         if "test_knn_acc_random_init" in summary else ""))  # fmt: skip
     for name in ("miou", "knn_acc", "acc"):
         if f"test_{name}" in summary:
-            parts.append(f"test {name} {summary[f'test_{name}']:.4f}")
+            parts.append(f"test {name} {summary[f'test_{name}']:.4f}" + interval_text(summary))
             if name == "knn_acc":
                 break  # a BYOL run's test acc is its kNN accuracy
     return ", ".join(parts)
+
+
+def interval_text(summary: dict) -> str:
+    """' [0.8231, 0.8377] (95%, Wilson, over test images)', or '' without one."""
+    iv = summary.get("test_interval")
+    if not isinstance(iv, dict) or not all(
+        isinstance(iv.get(k), int | float) for k in ("low", "high")
+    ):
+        return ""
+    return f" [{iv['low']:.4f}, {iv['high']:.4f}] (95%, {iv.get('method', '')})"
 
 
 def best_metric(summary: dict) -> str | None:
