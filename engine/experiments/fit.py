@@ -97,6 +97,7 @@ class Prepared:
     # None: accuracy (and the task's metrics) on the test split.
     test: Callable[[Trainer, Splits, EventLog], dict] | None = None
     step_hooks: list[Callable[[TrainState], None]] = field(default_factory=list)
+    checkpoint_seconds: float = 0.0  # Trainer.checkpoint_seconds: 0 writes every epoch
 
 
 Prepare = Callable[[RunConfig, Splits, torch.device], Prepared]
@@ -181,6 +182,7 @@ def _build(cfg, layout, prepare, device, load, on_data, on_model, should_stop, o
         val_loader=p.loader(splits.val, False, False),
         epochs=cfg.epochs,
         patience=cfg.patience,
+        checkpoint_seconds=p.checkpoint_seconds,
         checkpoint_dir=layout.checkpoints,
         loss_fn=p.loss_fn,
         eval_loss_fn=p.eval_loss_fn,

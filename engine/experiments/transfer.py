@@ -54,6 +54,9 @@ def _parameter_groups(model: TransferNet, cfg: TransferConfig) -> list[dict] | N
     ]
 
 
+HEAD_CHECKPOINT_SECONDS = 5.0
+
+
 def prepare(cfg: TransferConfig, splits: Splits, device: torch.device) -> Prepared:
     spec = get_backbone(cfg.model.name)
     model, report = build_transfer_net(
@@ -78,6 +81,7 @@ def prepare(cfg: TransferConfig, splits: Splits, device: torch.device) -> Prepar
         **parameter_counts(model),
         "weights_report": report.describe() if report else "random initialisation",
     }
+    checkpoint_seconds = 0.0
     if cfg.mode == "frozen" and cfg.precompute_features and not cfg.data.augment:
         model.eval()
         bank = FeatureBank(model, splits, loader)
@@ -87,11 +91,14 @@ def prepare(cfg: TransferConfig, splits: Splits, device: torch.device) -> Prepar
             return FeatureLoader(bank.take(data), cfg.batch_size, device, shuffle, cfg.seed)
 
         info["feature_seconds"] = bank.seconds
+        # A head epoch costs milliseconds, a checkpoint of the whole backbone much more.
+        checkpoint_seconds = HEAD_CHECKPOINT_SECONDS
         print(f"backbone features of {len(bank.features)} images in {bank.seconds:.1f} s")
         loader = feature_loader
     return Prepared(
         model, optimizer, scheduler, loader,
         extra_state={"mean": list(spec.mean), "std": list(spec.std)}, info=info,
+        checkpoint_seconds=checkpoint_seconds,
     )  # fmt: skip
 
 

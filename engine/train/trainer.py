@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -101,9 +102,16 @@ class Trainer:
     # Stop when the validation loss has not improved (by 1e-4) for this many epochs; 0: off.
     # One process only: under DDP every epoch trains.
     patience: int = 0
+    # Write checkpoints at most this often (seconds; the last epoch, a stop and convergence
+    # always write). 0: every epoch. For epochs that cost milliseconds (a head on features
+    # computed once) next to a checkpoint of the whole frozen backbone: a kill -9 then loses
+    # at most this much training; best.pt is kept in memory until last.pt is written.
+    checkpoint_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         self.device = next(self.model.parameters()).device
+        self._pending_best: dict[str, Any] | None = None
+        self._last_write = time.monotonic()
         self._forward = self.model  # what a training step calls: DDP's wrapper, see fit()
 
     # --- the loop ----------------------------------------------------------------------
@@ -118,7 +126,7 @@ class Trainer:
             started = time.perf_counter()
             if not self._train_epoch(epoch):
                 s.stopped = True
-                self.save("last.pt")
+                self._write_checkpoints()
                 return s
             train_loss, train_acc = s.loss_sum / max(s.seen, 1), s.correct / max(s.seen, 1)
             # Several processes: rank 0 alone validates, over the whole set in one process's
@@ -145,7 +153,9 @@ class Trainer:
         s = self.state
         if not self.patience or distributed.world_size() > 1:
             return
-        if s.best_loss is None or val.loss < s.best_loss - 1e-4:
+        if not math.isfinite(val.loss):  # never the best (nor storable in a checkpoint)
+            s.since_best += 1
+        elif s.best_loss is None or val.loss < s.best_loss - 1e-4:
             s.best_loss, s.since_best = val.loss, 0
         else:
             s.since_best += 1
@@ -163,9 +173,23 @@ class Trainer:
                              step=s.global_step)  # fmt: skip
         if val.score > s.best_score:
             s.best_score = val.score
-            # best.pt first: a crash between the two writes must not leave it stale.
-            self.save("best.pt")
+            if self.checkpoint_seconds:  # written with the next last.pt
+                self._pending_best = copy.deepcopy(self.state_dict())
+            else:
+                # best.pt first: a crash between the two writes must not leave it stale.
+                self.save("best.pt")
+        due = time.monotonic() - self._last_write >= self.checkpoint_seconds
+        if due or s.converged or epoch >= self.epochs:
+            self._write_checkpoints()
+
+    def _write_checkpoints(self) -> None:
+        """best.pt (when a better one waits in memory), then last.pt."""
+        if self._pending_best is not None and self.checkpoint_dir is not None:
+            if distributed.is_main():
+                save_checkpoint(Path(self.checkpoint_dir) / "best.pt", self._pending_best)
+            self._pending_best = None
         self.save("last.pt")
+        self._last_write = time.monotonic()
 
     def _train_epoch(self, epoch: int) -> bool:
         """Train from the saved position to the end of `epoch`; False when asked to stop."""

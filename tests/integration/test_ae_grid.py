@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -151,14 +152,16 @@ def row_configs(group, runs_dir) -> list[TransferConfig]:
 def test_rows_b_d_and_c_e_start_from_the_files_the_runs_give(runs_dir, grid):
     group, supervised, byol = grid
     assert [(r.label[0], bool(r.run_id), r.note) for r in group.rows] == [
-        (s, True, "") for s in "ABCDE"
+        (s, True, "") for s in "ABCDEF"
     ]
-    a, b, c, d, e = row_configs(group, runs_dir)
+    a, b, c, d, e, f = row_configs(group, runs_dir)
     assert (a.mode, a.backbone_weights) == ("scratch", "none")
     assert (b.mode, b.weights) == ("finetune", checkpoint(supervised, "best.pt"))
     assert (d.mode, d.weights) == ("frozen", checkpoint(supervised, "best.pt"))
     assert (c.mode, c.weights) == ("finetune", checkpoint(byol, "backbone.pt"))
     assert (e.mode, e.weights) == ("frozen", checkpoint(byol, "backbone.pt"))
+    assert (f.mode, f.backbone_weights) == ("frozen", "none")  # the control: random init
+    assert f.label == "F: random init, frozen (control)"
     # what the runs will load: the BYOL run's online backbone, the supervised run's body
     net, report = build_transfer_net("resnet18", 2, 16, c.backbone_weights)
     assert report.loaded == report.total
@@ -172,19 +175,20 @@ def test_the_table_says_what_each_row_was_pretrained_on_and_how_it_is_tuned(runs
     table = ae_table(group, runs_dir)
     assert [list(r) for r in table] == [
         ["setting", "pre-training", "fine-tuning", "validation accuracy", "test accuracy",
-         "state", "backbone from"]
-    ] * 5  # fmt: skip
-    assert [r["setting"] for r in table] == list("ABCDE")
+         "vs control (F)", "state", "backbone from"]
+    ] * 6  # fmt: skip
+    assert [r["setting"] for r in table] == list("ABCDEF")
     pretraining = [r["pre-training"] for r in table]
-    assert pretraining[0] == "–"
+    assert pretraining[0] == pretraining[5] == "–"
     for i in (1, 3):
         assert pretraining[i] == "supervised, with labels (folder)"
     for i in (2, 4):
         assert pretraining[i] == "BYOL, without labels (folder classes cat,dog)"
     sources = [r["backbone from"] for r in table]
-    assert sources == ["", supervised.name, byol.name, supervised.name, byol.name]
-    assert [r["fine-tuning"] for r in table] == [FULL, FULL, FULL, FROZEN, FROZEN]
+    assert sources == ["", supervised.name, byol.name, supervised.name, byol.name, ""]
+    assert [r["fine-tuning"] for r in table] == [FULL, FULL, FULL, FROZEN, FROZEN, FROZEN]
     assert all(r["state"] == "queued" for r in table)
+    assert all(r["vs control (F)"] == "" for r in table)  # nothing tested yet
     assert all(r["validation accuracy"] is None and r["test accuracy"] is None for r in table)
 
 
@@ -200,6 +204,27 @@ def test_a_trained_rows_accuracies_are_its_runs(runs_dir, grid):
     assert table[0]["validation accuracy"] == pytest.approx(max(val))
     assert table[0]["test accuracy"] == pytest.approx(summary["test_acc"])
     assert table[1]["state"] == "queued" and table[1]["validation accuracy"] is None
+    assert all(r["vs control (F)"] == "" for r in table)  # the control has no test yet
+
+
+def test_a_tested_row_is_judged_against_the_tested_control(runs_dir, base, resnet18_cached):
+    # lr 1e-9: the control's head plateaus at once and stops early (seconds, not 100 epochs).
+    still = replace(base, optim=replace(base.optim, lr=1e-9))
+    group = comparisons.create_group("a-e", still, runs_dir)
+    assert group.rows[5].label == "F: random init, frozen (control)"
+    a, f = (runs_dir / group.rows[i].run_id for i in (0, 5))
+    for run_dir in (a, f):
+        executor.execute(run_dir)
+        assert RunLayout(run_dir).test_outcomes.is_file()
+    assert runs.read_status(f)["summary"]["early_stopped"] is True
+    table = ae_table(group, runs_dir)
+    assert [r["state"] for r in table] == [
+        "finished", "queued", presets.SSL_WAITING, "queued", presets.SSL_WAITING, "finished",
+    ]  # fmt: skip
+    verdict = table[0]["vs control (F)"]
+    assert verdict.startswith(("beats the control", "below the control", "within noise")), verdict
+    assert "p = " in verdict
+    assert all(r["vs control (F)"] == "" for r in table[1:])  # untested rows, and F itself
 
 
 def test_with_imagenet_and_no_byol_run_the_table_says_so(runs_dir, base, resnet18_cached):
@@ -207,15 +232,16 @@ def test_with_imagenet_and_no_byol_run_the_table_says_so(runs_dir, base, resnet1
     table = ae_table(group, runs_dir)
     assert [r["pre-training"] for r in table] == [
         "–", "ImageNet, with labels (torchvision)", presets.SSL_WAITING,
-        "ImageNet, with labels (torchvision)", presets.SSL_WAITING,
+        "ImageNet, with labels (torchvision)", presets.SSL_WAITING, "–",
     ]  # fmt: skip
-    assert [r["fine-tuning"] for r in table] == [FULL, FULL, "–", FROZEN, "–"]
+    assert [r["fine-tuning"] for r in table] == [FULL, FULL, "–", FROZEN, "–", FROZEN]
     assert [r["state"] for r in table] == [
         "queued",
         "queued",
         presets.SSL_WAITING,
         "queued",
         presets.SSL_WAITING,
+        "queued",
     ]
 
 
@@ -299,11 +325,11 @@ def test_compare_a_e_takes_both_backbones_as_runs(runs_dir, pets, monkeypatch, c
             "--background"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
     (group,) = launched
-    assert "group " + group.group_id + ": 5 runs" in capsys.readouterr().out
+    assert "group " + group.group_id + ": 6 runs" in capsys.readouterr().out
     weights = [c.backbone_weights for c in row_configs(group, runs_dir)]
     assert weights == [
         "none", checkpoint(supervised, "best.pt"), checkpoint(byol, "backbone.pt"),
-        checkpoint(supervised, "best.pt"), checkpoint(byol, "backbone.pt"),
+        checkpoint(supervised, "best.pt"), checkpoint(byol, "backbone.pt"), "none",
     ]  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """Comparison groups: presets, creation all-or-nothing, runs one after another, stop, remove."""
 
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -46,42 +47,86 @@ def _run_folders(runs_dir):
 # --- presets ---------------------------------------------------------------------------------------
 
 
+CONTROL = ("frozen", "none")  # the random-init frozen control: mode and weights
+
+
+def _head_budget(cfg, base):
+    """Frozen rows train their head to convergence (the cap, early stopping, one snapshot);
+    every other row keeps the base's epochs and trains every one of them."""
+    if cfg.mode == "frozen":
+        assert cfg.epochs == max(presets.HEAD_EPOCH_CAP, base.epochs) == 100
+        assert (cfg.patience, cfg.snapshot_epochs) == (presets.HEAD_PATIENCE, [1]) == (5, [1])
+    else:
+        assert (cfg.epochs, cfg.patience, cfg.snapshot_epochs) == (base.epochs, 0, None)
+
+
 def test_finetune_vs_frozen_rows_differ_only_in_mode_and_weights(base):
     assert _rows("finetune-vs-frozen", base) == [
         ("resnet18: fine-tuned", ("finetune", "imagenet", "resnet18"), ""),
         ("resnet18: frozen", ("frozen", "imagenet", "resnet18"), ""),
         ("resnet18: from scratch", ("scratch", "imagenet", "resnet18"), ""),
+        ("resnet18: random init, frozen (control)", (*CONTROL, "resnet18"), ""),
     ]
     rows = presets.preset_configs("finetune-vs-frozen", base, include_scratch=False)
-    assert [label for label, _, _ in rows] == ["resnet18: fine-tuned", "resnet18: frozen"]
+    assert [label for label, _, _ in rows] == [
+        "resnet18: fine-tuned", "resnet18: frozen", "resnet18: random init, frozen (control)",
+    ]  # fmt: skip
     for label, cfg, _ in rows:
         assert cfg.label == label
-        assert (cfg.data, cfg.optim, cfg.seed, cfg.epochs) == (base.data, base.optim, 3, 1)
-    assert base.mode == "finetune" and base.label == ""  # the base is not changed
+        assert (cfg.data, cfg.optim, cfg.seed) == (base.data, base.optim, 3)
+        _head_budget(cfg, base)
+        cfg.validate()
+    assert rows[2][1].backbone_weights == "none"  # the control starts from nothing
+    assert base.mode == "finetune" and base.label == "" and base.epochs == 1  # base unchanged
+    assert base.patience == 0 and base.snapshot_epochs is None
+
+
+def test_frozen_rows_keep_a_longer_base_budget_and_only_cap_precomputed_heads(base):
+    longer = replace(base, epochs=150)
+    frozen = {label: cfg for label, cfg, _ in presets.preset_configs("finetune-vs-frozen", longer)}
+    assert frozen["resnet18: frozen"].epochs == 150  # max(cap, base.epochs): never fewer
+    assert frozen["resnet18: frozen"].patience == presets.HEAD_PATIENCE
+    assert frozen["resnet18: fine-tuned"].epochs == 150
+    # Augmented or not precomputed: every epoch costs a backbone pass, the base budget holds.
+    augmented = replace(base, data=replace(base.data, augment=True))
+    for changed in (augmented, replace(base, precompute_features=False)):
+        for label, cfg, _ in presets.preset_configs("finetune-vs-frozen", changed):
+            assert (cfg.epochs, cfg.patience, cfg.snapshot_epochs) == (1, 0, None), label
 
 
 def test_seed003_compares_two_backbones_fine_tuned_and_frozen(base):
     assert _rows("seed003", base) == [
         ("resnet34: fine-tuned", ("finetune", "imagenet", "resnet34"), ""),
         ("resnet34: frozen", ("frozen", "imagenet", "resnet34"), ""),
+        ("resnet34: random init, frozen (control)", (*CONTROL, "resnet34"), ""),
         ("mobilenet_v3_large: fine-tuned", ("finetune", "imagenet", "mobilenet_v3_large"), ""),
         ("mobilenet_v3_large: frozen", ("frozen", "imagenet", "mobilenet_v3_large"), ""),
-    ]
+        ("mobilenet_v3_large: random init, frozen (control)",
+         (*CONTROL, "mobilenet_v3_large"), ""),
+    ]  # fmt: skip
+    for label, cfg, _ in presets.preset_configs("seed003", base):
+        assert cfg.label == label
+        _head_budget(cfg, base)
     assert base.model.name == "resnet18"
 
 
 def test_a_to_e_waits_for_a_self_supervised_backbone_in_rows_c_and_e(base, tmp_path):
+    control = ("F: random init, frozen (control)", (*CONTROL, "resnet18"), "")
     rows = _rows("a-e", base)
-    assert [r[0][0] for r in rows] == list("ABCDE")
+    assert [r[0][0] for r in rows] == list("ABCDEF")
     assert rows[0][1] == ("scratch", "imagenet", "resnet18")
     assert rows[1][1] == ("finetune", "imagenet", "resnet18")
     assert rows[3][1] == ("frozen", "imagenet", "resnet18")
     for i in (2, 4):
         assert rows[i][1] is None and rows[i][2] == presets.SSL_WAITING
+    assert rows[5] == control  # the control needs no weights: it is there from the start
     ssl = str(tmp_path / "byol.pt")
     rows = _rows("a-e", base, ssl_weights=ssl)
     assert rows[2] == ("C: self-supervised, fine-tuned", ("finetune", ssl, "resnet18"), "")
     assert rows[4] == ("E: self-supervised, frozen", ("frozen", ssl, "resnet18"), "")
+    assert rows[5] == control
+    for _, cfg, _ in presets.preset_configs("a-e", base, ssl_weights=ssl):
+        _head_budget(cfg, base)
 
 
 def test_unknown_preset_is_named(base):
@@ -96,7 +141,7 @@ def test_a_to_e_group_makes_runs_for_rows_that_can_run(runs_dir, base, resnet18_
     group = comparisons.create_group("a-e", base, runs_dir, name="my grid")
     assert [(r.label[0], bool(r.run_id), r.note) for r in group.rows] == [
         ("A", True, ""), ("B", True, ""), ("C", False, presets.SSL_WAITING),
-        ("D", True, ""), ("E", False, presets.SSL_WAITING),
+        ("D", True, ""), ("E", False, presets.SSL_WAITING), ("F", True, ""),
     ]  # fmt: skip
     assert _run_folders(runs_dir) == sorted(r.run_id for r in group.rows if r.run_id)
     for row in group.rows:
@@ -184,16 +229,25 @@ def test_ssl_weights_accepted_at_creation_are_found_by_the_launched_run(
 
 
 def test_a_sequential_group_trains_its_runs_one_after_another(runs_dir, base, resnet18_cached):
-    group = comparisons.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
-    first, second = group.run_dirs(runs_dir)
+    # An lr too small to move the loss: the frozen rows' heads plateau at once and stop after
+    # HEAD_PATIENCE epochs without improvement (not at the 100-epoch cap: seconds, not minutes).
+    still = replace(base, optim=replace(base.optim, lr=1e-9))
+    group = comparisons.create_group("finetune-vs-frozen", still, runs_dir, include_scratch=False)
+    first, second, control = group.run_dirs(runs_dir)
     pids = comparisons.launch_group(group, runs_dir)
-    assert len(pids) == 2
+    assert len(pids) == 3
     assert runs.read_status(second)["after"] == [first.name]
-    done = [wait_until_ended(first), wait_until_ended(second)]
-    for status, run_dir in zip(done, (first, second), strict=True):
+    assert runs.read_status(control)["after"] == [first.name, second.name]
+    done = [wait_until_ended(first), wait_until_ended(second), wait_until_ended(control)]
+    for status, run_dir in zip(done, (first, second, control), strict=True):
         assert status["state"] == "finished", RunLayout(run_dir).log.read_text()
     assert done[1]["started"] >= done[0]["ended"]  # the second waited for the first
-    assert [s["summary"]["mode"] for s in done] == ["finetune", "frozen"]
+    assert done[2]["started"] >= done[1]["ended"]  # and the control for the second
+    assert [s["summary"]["mode"] for s in done] == ["finetune", "frozen", "frozen"]
+    summaries = [s["summary"] for s in done]
+    assert (summaries[0]["epochs_done"], summaries[0]["early_stopped"]) == (1, False)  # base's
+    for head in summaries[1:]:  # the best epoch, then HEAD_PATIENCE epochs without improvement
+        assert (head["epochs_done"], head["early_stopped"]) == (1 + presets.HEAD_PATIENCE, True)
     assert comparisons.launch_group(group, runs_dir) == []  # nothing left to train
 
 
@@ -201,20 +255,22 @@ def test_stopping_a_group_stops_a_waiting_run_before_it_trains(
     runs_dir, base, resnet18_cached, run_process
 ):
     group = comparisons.create_group("finetune-vs-frozen", base, runs_dir, include_scratch=False)
-    first, second = group.run_dirs(runs_dir)
+    first, second, third = group.run_dirs(runs_dir)
     engine_process = run_process(first)
     _running_as(first, engine_process)  # the first run is training
     pids = comparisons.launch_group(group, runs_dir)
-    assert len(pids) == 1  # the active one is left alone; the second queues behind it
-    status = runs.read_status(second)
-    assert status["state"] == "queued" and status["after"] == [first.name]
-    assert runs.is_active(second)
+    assert len(pids) == 2  # the active one is left alone; the others queue behind it
+    for waiting, after in ((second, [first.name]), (third, [first.name, second.name])):
+        status = runs.read_status(waiting)
+        assert status["state"] == "queued" and status["after"] == after
+        assert runs.is_active(waiting)
 
-    assert comparisons.stop_group(group, runs_dir) == 2
-    status = wait_until_ended(second, timeout=60)
-    assert status["state"] == "stopped" and "started" not in status
-    layout = RunLayout(second)
-    assert not layout.metrics.exists() and not layout.checkpoints.exists()
+    assert comparisons.stop_group(group, runs_dir) == 3
+    for waiting in (second, third):
+        status = wait_until_ended(waiting, timeout=60)
+        assert status["state"] == "stopped" and "started" not in status
+        layout = RunLayout(waiting)
+        assert not layout.metrics.exists() and not layout.checkpoints.exists()
     assert engine_process.wait(timeout=30) != 0  # the stand-in got its SIGTERM too
 
 
@@ -263,6 +319,7 @@ def test_remove_row_run_deletes_the_folder_and_keeps_the_row(runs_dir, base, res
             (kept[0], ""),
             (None, "removed"),
             (kept[1], ""),
+            (kept[2], ""),
         ]
         assert g.rows[1].label == "resnet18: frozen"
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from engine.config import ConfigError, DataConfig
-from engine.data import DataError, check_source, load_dataset
-from engine.data import idx
+from engine.data import DataError, check_source, idx, load_dataset
 from engine.data.idx import FILES, find_idx_files, read_idx, write_idx
 
 
