@@ -12,14 +12,10 @@ import streamlit as st
 from dashboard.components import charts
 from dashboard.components.cache import file_stamp
 from engine.analysis.comparison import (
-    SCORE_NAMES,
-    PairVerdict,
+    GroupStatistics,
     RowStats,
+    group_statistics,
     interval_text,
-    is_tuned,
-    pair_verdicts,
-    row_stats,
-    tuned_choice,
 )
 from engine.store.groups import Group, load_group
 from engine.store.layout import RunLayout
@@ -38,10 +34,8 @@ def repeats_input(container) -> int:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _computed(group_id: str, root: str, stamps: tuple) -> tuple[list[RowStats], list[PairVerdict]]:
-    group = load_group(group_id, root)
-    rows = row_stats(group, Path(root))
-    return rows, pair_verdicts(rows)
+def _computed(group_id: str, root: str, stamps: tuple) -> GroupStatistics:
+    return group_statistics(load_group(group_id, root), Path(root))
 
 
 def _stamps(group: Group, root: Path) -> tuple:
@@ -98,16 +92,13 @@ def _score_table(rows: list[RowStats], name: str, kind: str) -> None:
 
 def show_group_statistics(group: Group, root: Path, key: str) -> None:
     """The statistics section of a comparison: nothing until a row has a finished run."""
-    rows, pairs = _computed(group.group_id, str(root), _stamps(group, root))
-    kind = next((r.kind for r in rows if r.kind), None)
-    if kind is None:
+    s = _computed(group.group_id, str(root), _stamps(group, root))
+    if s.kind is None:
         return
-    name = SCORE_NAMES[kind]
-    if is_tuned(rows):  # a learning-rate grid: compare each combination at its chosen rate
-        with st.expander(f"Every learning rate ({len(rows)} rows)"):
-            _score_table(rows, name, kind)
-        rows = tuned_choice(rows)
-        pairs = pair_verdicts(rows)
+    rows, pairs, kind, name = s.rows, s.pairs, s.kind, s.score_name
+    if s.every_rate:  # a learning-rate grid: compare each combination at its chosen rate
+        with st.expander(f"Every learning rate ({len(s.every_rate)} rows)"):
+            _score_table(s.every_rate, name, kind)
         st.caption("Per combination, the learning rate with the best validation accuracy "
                    "(the test set never chooses); the rows below compare those.")  # fmt: skip
     st.markdown(f"**{name.capitalize()}, with 95% intervals**")

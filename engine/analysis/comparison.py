@@ -216,3 +216,26 @@ def interval_text(rs: RowStats) -> str:
         spread = f"{half * 100:.2f} points" if pct else f"{half:.4f}"
         return f"{fmt.format(iv.value)} ± {spread} ({rs.n} seeds)"
     return f"{fmt.format(iv.value)} [{fmt.format(iv.low)}, {fmt.format(iv.high)}] ({iv.method})"
+
+
+@dataclass
+class GroupStatistics:
+    """What the pages, `compare` / `groups` and the HTML report show of a group."""
+
+    kind: str | None  # the outcomes' kind; None: no row has a finished run yet
+    rows: list[RowStats]  # as compared: a learning-rate grid's chosen rate per combination
+    pairs: list[PairVerdict]
+    every_rate: list[RowStats]  # a learning-rate grid: all its rows; else []
+
+    @property
+    def score_name(self) -> str:
+        return SCORE_NAMES.get(self.kind, "test score")
+
+
+def group_statistics(group: Group, runs_dir: Path) -> GroupStatistics:
+    rows = row_stats(group, runs_dir)
+    every = rows if is_tuned(rows) else []
+    if every:
+        rows = tuned_choice(rows)
+    kind = next((r.kind for r in rows if r.kind), None)
+    return GroupStatistics(kind, rows, pair_verdicts(rows) if kind else [], every)

@@ -98,32 +98,22 @@ def _print_group(group, runs_dir) -> None:
 
 def _print_statistics(group, runs_dir) -> None:
     """Each row's score with its 95% interval, and each pair's paired test."""
-    from engine.analysis.comparison import (
-        SCORE_NAMES,
-        interval_text,
-        is_tuned,
-        pair_verdicts,
-        row_stats,
-        tuned_choice,
-    )
+    from engine.analysis.comparison import group_statistics, interval_text
     from engine.store import runs
 
-    rows = row_stats(group, Path(runs_dir) if runs_dir else runs.default_runs_dir())
-    kind = next((r.kind for r in rows if r.kind), None)
-    if kind is None:
+    s = group_statistics(group, Path(runs_dir) if runs_dir else runs.default_runs_dir())
+    if s.kind is None:
         return
-    print(f"\n{SCORE_NAMES[kind]}, 95% interval:")
-    for r in rows:
+    print(f"\n{s.score_name}, 95% interval:")
+    for r in s.every_rate or s.rows:
         print(f"  {r.label[:40]:40} {interval_text(r)}")
-    if is_tuned(rows):
-        rows = tuned_choice(rows)
+    if s.every_rate:
         print("learning rate chosen on validation, per combination:")
-        for r in rows:
+        for r in s.rows:
             print(f"  {r.label[:48]:48} {interval_text(r)}")
-    pairs = pair_verdicts(rows)
-    if pairs:
+    if s.pairs:
         print("pairs (Holm-adjusted over the table):")
-    for v in pairs:
+    for v in s.pairs:
         how = f" [{v.test.method}]" if v.test else ""
         print(f"  {v.a[:28]} vs {v.b[:28]}: {v.verdict}{how}")
 

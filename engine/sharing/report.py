@@ -117,27 +117,17 @@ td:first-child,th:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:
 def statistics_html(group: Group, root: Path) -> str:
     """Each row's test score with its 95% interval and every pair's paired test, as on the
     pages (engine.analysis.comparison)."""
-    from engine.analysis.comparison import (
-        SCORE_NAMES,
-        interval_text,
-        is_tuned,
-        pair_verdicts,
-        row_stats,
-        tuned_choice,
-    )
+    from engine.analysis.comparison import group_statistics, interval_text
 
-    rows = row_stats(group, root)
-    if is_tuned(rows):  # a learning-rate grid: each combination at its rate chosen on validation
-        rows = tuned_choice(rows)
-    kind = next((r.kind for r in rows if r.kind), None)
-    if kind is None:
+    s = group_statistics(group, root)  # a learning-rate grid: each combination's chosen rate
+    if s.kind is None:
         return ""
-    name = SCORE_NAMES[kind]
+    name = s.score_name
     scores = table_html_any([{
         "row": r.label, f"{name} (95% interval)": interval_text(r), "seeds": r.n,
         "each seed": ", ".join(f"{v:.4f}" for v in r.values),
-    } for r in rows])  # fmt: skip
-    pairs = [v for v in pair_verdicts(rows) if v.test is not None]
+    } for r in s.rows])  # fmt: skip
+    pairs = [v for v in s.pairs if v.test is not None]
     verdicts = table_html_any([{
         "pair": f"{v.a} vs {v.b}", "verdict": v.verdict,
         "test": v.test.method + (f" ({v.test.detail})" if v.test.detail else ""),
