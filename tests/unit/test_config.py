@@ -33,8 +33,8 @@ def test_defaults_validate():
             "optim.schedule must be one of none, multistep, cosine, got 'step'",
         ),
         (
-            lambda: DataConfig(name="mnist"),
-            "data.name must be one of digits, folder, prefixed, cifar10, landcover, deepglobe, got 'mnist'",
+            lambda: DataConfig(name="svhn"),
+            "data.name must be one of digits, folder, prefixed, cifar10, fashion_mnist, mnist, kmnist, landcover, deepglobe, got 'svhn'",
         ),
         (lambda: DataConfig(name="folder"), "data.path is required for the 'folder' dataset"),
         (lambda: DataConfig(image_size=4), "data.image_size must be in [8, 512], got 4"),
