@@ -55,6 +55,37 @@ def _parameter_groups(model: TransferNet, cfg: TransferConfig) -> list[dict] | N
 
 
 HEAD_CHECKPOINT_SECONDS = 5.0
+CALIBRATION_IMAGES = 5000
+
+
+def calibrate_batch_norm(
+    body: torch.nn.Module, loader, max_images: int = CALIBRATION_IMAGES
+) -> int:
+    """Give a randomly initialised, frozen backbone's BatchNorm layers the statistics of the
+    training images (a pass in train mode, no gradients, cumulative averages). With PyTorch's
+    default statistics (mean 0, variance 1) nothing is normalised in eval mode and a random
+    network's features shrink block by block (EfficientNet-Lite0's to about 1e-10): the
+    random-init control would measure a dead network, not random features. Returns the
+    number of images used."""
+    norms = [m for m in body.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    body.train()
+    seen = 0
+    with torch.no_grad():
+        for x, _, _ in loader.batches(0):
+            body(x)
+            seen += len(x)
+            if seen >= max_images:
+                break
+    body.eval()
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    return seen
 
 
 def prepare(cfg: TransferConfig, splits: Splits, device: torch.device) -> Prepared:
@@ -81,6 +112,8 @@ def prepare(cfg: TransferConfig, splits: Splits, device: torch.device) -> Prepar
         **parameter_counts(model),
         "weights_report": report.describe() if report else "random initialisation",
     }
+    if cfg.mode == "frozen" and cfg.backbone_weights == "none":
+        info["batchnorm_calibrated_on"] = calibrate_batch_norm(model.body, loader(splits.train))
     checkpoint_seconds = 0.0
     if cfg.mode == "frozen" and cfg.precompute_features and not cfg.data.augment:
         model.eval()

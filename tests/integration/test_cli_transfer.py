@@ -86,11 +86,15 @@ def test_compare_runs_a_group_and_prints_its_table(runs_dir, tiny_folder, capsys
     assert [r.label for r in group.rows] == [
         "efficientnet_lite0: fine-tuned",
         "efficientnet_lite0: frozen",
+        "efficientnet_lite0: random init, frozen (control)",
     ]
     out = capsys.readouterr().out
+    assert "test accuracy, 95% interval:" in out and "pairs (Holm-adjusted" in out
+    control = runs.read_status(runs_dir / group.rows[2].run_id)["model_info"]
+    assert control["weights"] == "none" and control["batchnorm_calibrated_on"] > 0
     for row in groups.comparison_table(group, runs_dir):
         assert row["state"] == "finished"
-        line = next(line for line in out.splitlines() if line.startswith(row["label"]))
+        line = next(line for line in out.splitlines() if line.startswith(row["label"][:34]))
         assert f"{row['test_acc']:.2%}" in line
         assert f"{row['trainable_params']:,}/{row['total_params']:,}" in line
     assert main(["--runs-dir", str(runs_dir), "groups", group.group_id]) == 0

@@ -506,3 +506,28 @@ def test_a_validation_loss_that_is_not_a_number_is_never_the_best_and_the_run_re
     again = _trainer(tmp_path, epochs=3, patience=2)
     again.resume(tmp_path / "checkpoints" / "last.pt")  # its progress passes the checks
     assert again.state.epoch == state.epoch
+
+
+class _Batches:
+    def batches(self, epoch):
+        g = torch.Generator().manual_seed(0)
+        for _ in range(3):
+            yield torch.randn(16, 3, 32, 32, generator=g), None, None
+
+
+def test_the_random_control_s_batch_norm_learns_the_data_s_statistics_first():
+    from engine.experiments.transfer import calibrate_batch_norm
+    from engine.models.backbones import build_transfer_net
+
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    model, _ = build_transfer_net("efficientnet_lite0", 3, 32, "none")
+    model.freeze_backbone()
+    with torch.no_grad():
+        dead = model.body(x).abs().mean().item()
+    assert dead < 1e-6  # PyTorch's default statistics: the features vanish block by block
+    assert calibrate_batch_norm(model.body, _Batches()) == 48
+    assert not model.body.training  # still frozen, in eval mode
+    with torch.no_grad():
+        alive = model.body(x)
+    assert alive.abs().mean().item() > 1e-2 and alive.std(0).mean().item() > 1e-2
+    assert calibrate_batch_norm(nn.Linear(2, 2), _Batches()) == 0  # nothing to calibrate
