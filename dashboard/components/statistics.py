@@ -58,19 +58,19 @@ def _chart(rows: list[RowStats], name: str) -> go.Figure:
         if iv.low is not None:
             error = dict(type="data", symmetric=False, array=[(iv.high - iv.value) * scale],
                          arrayminus=[(iv.value - iv.low) * scale], thickness=1.5, width=8)  # fmt: skip
-        fig.add_bar(x=[r.label], y=[iv.value * scale], error_y=error, marker_color=colour,
-                    name=r.label, showlegend=False,
-                    hovertemplate=f"{r.label}<br>{interval_text(r)}<extra></extra>")  # fmt: skip
+        fig.add_scatter(x=[r.label], y=[iv.value * scale], error_y=error, mode="markers",
+                        marker=dict(color=colour, size=14, symbol="diamond"), name=r.label,
+                        showlegend=False,
+                        hovertemplate=f"{r.label}<br>{interval_text(r)}<extra></extra>")  # fmt: skip
         fig.add_scatter(
             x=[r.label] * r.n, y=[v * scale for v in r.values], mode="markers",
             marker=dict(color="black", size=7, symbol="circle-open"), showlegend=False,
             customdata=list(range(r.n)),
             hovertemplate=f"{r.label}<br>seed +%{{customdata}}: %{{y:.2f}}<extra></extra>",
         )  # fmt: skip
-    low = min((r.interval.low or r.interval.value) * scale for r in done) if done else 0
     fig.update_layout(
-        title=f"{name}{unit}: bars 95% interval, circles one seed each", height=360,
-        margin=dict(l=10, r=10, t=40, b=10), yaxis=dict(range=[max(0, low - 5 * scale / 100), None]),
+        title=f"{name}{unit}: diamond the score, whiskers its 95% interval, circles one seed "
+        "each", height=360, margin=dict(l=10, r=10, t=40, b=10),
     )  # fmt: skip
     return fig
 

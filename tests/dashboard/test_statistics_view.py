@@ -8,6 +8,7 @@ import pytest
 
 from engine.config import DataConfig, RunConfig
 from engine.store.layout import RunLayout
+from tests.support.helpers import plotly_values
 from tests.support.pages import page, private_copy, train_group
 
 
@@ -42,10 +43,11 @@ def test_rows_show_mean_and_interval_over_three_seeds_and_every_pair_a_verdict(c
     assert all("paired t over 3 seeds" in t for t in pairs["test"])
     chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
                  if "95% interval" in json.loads(c.proto.spec)["layout"]["title"]["text"])  # fmt: skip
-    bars = [t for t in chart["data"] if t["type"] == "bar"]
-    seeds = [t for t in chart["data"] if t["type"] == "scatter"]
-    assert len(bars) == 3 and all(b.get("error_y", {}).get("array") for b in bars)
+    scores = [t for t in chart["data"] if t.get("error_y")]
+    seeds = [t for t in chart["data"] if not t.get("error_y")]
+    assert len(scores) == 3 and all(s["error_y"].get("array") for s in scores)
     assert len(seeds) == 3  # one trace of circles per row, a circle per seed
+    assert all(len(plotly_values(s["y"])) == 3 for s in seeds)
 
 
 def test_a_damaged_outcomes_file_is_named_and_the_page_stays_up(comparison):
