@@ -196,7 +196,7 @@ left.image(pictures.png_bytes(image.permute(1, 2, 0).numpy(), scale=max(1, 128 /
 charts.chart(right, score_bars(scores, lm.classes, true), key="dyn_scores")
 st.subheader("Response maps, dynamic filters")
 charts.chart(st, response_grid(image, maps, scores, lm.classes, true), key="dyn_maps")
-st.caption("Each class's 8x8 response map (scaled by √64), upsampled to the image "
+st.caption("Each class's 8x8 response map (rescaled by √64), upsampled to the image "
            "(bilinear); one colour scale for all ten.")  # fmt: skip
 
 if other is not None:

@@ -35,6 +35,9 @@ def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(d) - set(known))
     _require(not unknown, f"unknown field(s) {unknown} in {where}; valid: {sorted(known)}")
     hints = get_type_hints(cls)
+    # A field added after runs were made: a stored config without it means what those runs
+    # did, not the new default (e.g. the dynamic filters' response scale).
+    d = {**getattr(cls, "LEGACY_DEFAULTS", {}), **d}
     kwargs = {}
     for key, value in d.items():
         hint = hints[key]

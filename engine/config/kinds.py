@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 from engine.config.base import (
     CONFIG_KINDS,
@@ -16,6 +17,7 @@ from engine.config.fields import _bounded, _one_of, _require
 from engine.config.registry import BACKBONES, DISTANCES, SEGMENTATION
 
 TRANSFER_MODES = ("scratch", "finetune", "frozen")
+RESPONSE_SCALES = ("divide", "multiply")
 
 
 @dataclass
@@ -59,6 +61,8 @@ class DynamicFilterConfig(RunConfig):
     """Dynamic convolutional filters (seed 002): ResNet-18 up to layer1, a 1x1 filter per
     class generated from a class embedding (or, `dynamic: false`, a trainable one)."""
 
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"response_scale": "multiply"}
+
     kind: str = "dynamic_filter"
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="dynamic_filter"))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.0))
@@ -68,9 +72,15 @@ class DynamicFilterConfig(RunConfig):
     # "imagenet" (ResNet-18's, when cached) or "none"; a run made where the weights are not
     # cached says so here: "none (…not cached…)".
     backbone_weights: str = "imagenet"
+    # How the L2-normalised filter's response is rescaled by sqrt(64) "for numerical
+    # stability": divided, as the lab's reference implementation does (scaled-dot-product
+    # style), or multiplied (this workbench before; a 64x larger scale). Configs written
+    # before the option existed read as "multiply": that is what those runs trained with.
+    response_scale: str = "divide"
     label: str = ""
 
     def validate_model(self) -> None:
+        _one_of("response_scale", self.response_scale, RESPONSE_SCALES)
         _require(self.model.name == "dynamic_filter",
                  f"model.name must be 'dynamic_filter', got {self.model.name!r}")  # fmt: skip
         _require(

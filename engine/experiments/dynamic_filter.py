@@ -16,7 +16,8 @@ from engine.train import build_optimizer
 
 
 def prepare(cfg: DynamicFilterConfig, splits: Splits, device: torch.device) -> Prepared:
-    model = DynamicFilterNet(splits.num_classes, dynamic=cfg.dynamic)
+    model = DynamicFilterNet(splits.num_classes, dynamic=cfg.dynamic,
+                             response_scale=cfg.response_scale)  # fmt: skip
     if cfg.backbone_weights == "imagenet":
         from engine.models.backbones import get_backbone
 
@@ -50,4 +51,4 @@ def run(cfg: DynamicFilterConfig, run_dir: str | Path, **kw) -> dict:
 
 def inspection_model(cfg: DynamicFilterConfig, num_classes: int) -> torch.nn.Module:
     """The untrained network a dynamic-filter run's checkpoints load into."""
-    return DynamicFilterNet(num_classes, dynamic=cfg.dynamic)
+    return DynamicFilterNet(num_classes, dynamic=cfg.dynamic, response_scale=cfg.response_scale)

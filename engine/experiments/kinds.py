@@ -118,6 +118,13 @@ DYNAMIC_FLAGS = (
         "dynamic_filter: keep the ResNet-18 backbone's weights fixed",
         switch=True,
     ),
+    Flag(
+        "--response-scale",
+        "response_scale",
+        "dynamic_filter: divide the normalised filter's response by sqrt(64), as the lab's "
+        "reference implementation (default), or multiply by it",
+        choices=("divide", "multiply"),
+    ),
 )
 SEGMENT_FLAGS = (
     Flag(
@@ -217,7 +224,7 @@ KINDS: dict[str, Kind] = {
         Kind("transfer", "Transfer learning", "transfer", True, True, True,
              ("finetune-vs-frozen", "seed003", "a-e"), TRANSFER_FLAGS),
         Kind("dynamic_filter", "Dynamic filters", "dynamic_filter", True, True, False,
-             ("dynamic-vs-static",), DYNAMIC_FLAGS),
+             ("dynamic-vs-static", "response-scale"), DYNAMIC_FLAGS),
         Kind("segment", "Semantic segmentation", "segment", False, False, False,
              ("fcn32s-vs-improved",), SEGMENT_FLAGS),
         # The few-shot page looks at a protonet's episodes: inspectable, not image by image.

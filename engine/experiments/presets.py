@@ -18,6 +18,8 @@ PRESETS = {
     "self-supervised backbone, trained in full or frozen) and F, the random-init frozen control",
     "dynamic-vs-static": "ENGN8536 Lab 4: dynamic (generated) vs static 1x1 filters per class, "
     "and (optionally) dynamic with the backbone frozen",
+    "response-scale": "ENGN8536 Lab 4: dynamic filters whose response is divided by sqrt(64) "
+    "(the lab's reference) vs multiplied by it",
     "fcn32s-vs-improved": "DLCV HW1 problem 3: land-cover segmentation, FCN-32s on VGG-16 vs an "
     "improved model (default FCN-8s skips on EfficientNet-Lite0)",
     "fewshot-grid": "DLCV HW4 problem 1: prototypical networks, K = 1, 5, 10 shots x "
@@ -95,6 +97,10 @@ def preset_configs(
         if include_frozen:
             rows.append(row("dynamic filters, frozen backbone", dynamic=True, freeze_backbone=True))
         return rows
+    if preset == "response-scale":
+        return [row("dynamic filters, response / sqrt(64)", dynamic=True, response_scale="divide"),
+                row("dynamic filters, response x sqrt(64)", dynamic=True,
+                    response_scale="multiply")]  # fmt: skip
     if preset == "fewshot-grid":  # the seed's tables: train and test under the same K
         return [
             row(

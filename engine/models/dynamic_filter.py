@@ -3,7 +3,9 @@
 An image goes through ResNet-18 up to `layer1` (features (B, 64, 8, 8) for 32x32 input).
 Each class has a learned 128-d embedding; an MLP turns it into a 64-d filter, which is
 L2-normalised and used as the weight of a 1x1 convolution 64 -> 1: the class's response
-map (B, 1, 8, 8), scaled by sqrt(64). A shared MLP reads the flattened map and gives that
+map (B, 1, 8, 8), divided by sqrt(64) (the lab's reference implementation, scaled-dot-
+product style; `response_scale="multiply"` multiplies instead, as this workbench did
+before). A shared MLP reads the flattened map and gives that
 class's score; ten classes, ten scores, argmax. The per-class loop of the seed is done for
 all classes at once (one einsum); `forward_loop` keeps the loop, as a reference.
 
@@ -25,6 +27,7 @@ from engine.models.base import Classifier
 
 EMBED_DIM, HIDDEN_DIM, FILTER_DIM = 128, 256, 64
 SCALE = math.sqrt(FILTER_DIM)  # "for numerical stability, rescale by sqrt(64)"
+RESPONSE_FACTORS = {"divide": 1 / SCALE, "multiply": SCALE}
 
 
 def resnet18_to_layer1() -> nn.Sequential:
@@ -36,9 +39,11 @@ def resnet18_to_layer1() -> nn.Sequential:
 
 
 class DynamicFilterNet(Classifier):
-    def __init__(self, num_classes: int = 10, dynamic: bool = True) -> None:
+    def __init__(self, num_classes: int = 10, dynamic: bool = True,
+                 response_scale: str = "divide") -> None:  # fmt: skip
         super().__init__()
         self.num_classes, self.dynamic = num_classes, dynamic
+        self.factor = RESPONSE_FACTORS[response_scale]
         self.backbone = resnet18_to_layer1()  # (B, 3, 32, 32) -> (B, 64, 8, 8)
         if dynamic:
             self.class_embeddings = nn.Embedding(num_classes, EMBED_DIM)
@@ -62,12 +67,12 @@ class DynamicFilterNet(Classifier):
         return self.static_conv.weight.view(self.num_classes, FILTER_DIM)
 
     def response_maps(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, 8, 8): every class's response map (dynamic: scaled by sqrt(64))."""
+        """(B, C, 8, 8): every class's response map (dynamic: rescaled by sqrt(64))."""
         feats = self.backbone(x)  # (B, 64, 8, 8)
         if not self.dynamic:
             return self.static_conv(feats)
         # A 1x1 convolution with each class's filter, all classes at once.
-        return torch.einsum("bchw,kc->bkhw", feats, self.filters()) * SCALE
+        return torch.einsum("bchw,kc->bkhw", feats, self.filters()) * self.factor
 
     # --- the Classifier split ---------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +89,7 @@ class DynamicFilterNet(Classifier):
         for k, w in enumerate(self.filters()):
             if self.dynamic:
                 response = F.conv2d(feats, w.view(1, FILTER_DIM, 1, 1), stride=1, padding=0)
-                response = response * SCALE
+                response = response * self.factor
             else:
                 bias = self.static_conv.bias[k : k + 1]
                 response = F.conv2d(feats, w.view(1, FILTER_DIM, 1, 1), bias, stride=1)

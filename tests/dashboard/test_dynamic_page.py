@@ -48,8 +48,9 @@ def test_response_maps_scores_and_the_static_comparison(comparison):
     assert sum(bool(t.get("showscale")) for t in heatmaps) == 1
     titles = [a["text"] for a in maps["layout"]["annotations"]]
     assert sum("(true)" in t or "✓" in t for t in titles) == 1  # the true class is marked
-    # the static run's scores and maps, then the PCA of embeddings and filters, then curves
-    assert len(charts) == 6
+    # the static run's scores and maps, the PCA of embeddings and filters, curves, statistics
+    assert len(charts) == 7
+    assert "95% interval" in charts[6]["layout"]["title"]["text"]
     pca = charts[4]
     assert [t["text"][0] for t in pca["data"]] == ["0", "0"]  # embeddings and filters, labelled
     assert all(len(plotly_values(t["x"])) == 10 for t in pca["data"])

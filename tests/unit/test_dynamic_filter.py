@@ -38,16 +38,29 @@ def test_sizes_match_the_seed():
     assert model.forward_features(x).shape == (3, 10 * 64)
 
 
-def test_filters_have_unit_norm_and_responses_are_scaled_by_sqrt_64():
+@pytest.mark.parametrize("scale, factor", [("divide", 1 / 8), ("multiply", 8.0)])
+def test_filters_have_unit_norm_and_responses_are_rescaled_by_sqrt_64(scale, factor):
     torch.manual_seed(1)
-    model = DynamicFilterNet(10).eval()
+    model = DynamicFilterNet(10, response_scale=scale).eval()
     norms = model.filters().norm(dim=1)
     torch.testing.assert_close(norms, torch.ones(10))
     x = torch.randn(2, 3, 32, 32)
     feats = model.backbone(x)
     conv = nn.functional.conv2d(feats, model.filters()[3].view(1, 64, 1, 1))  # one class, by hand
-    torch.testing.assert_close(model.response_maps(x)[:, 3:4], conv * math.sqrt(64))
-    assert SCALE == 8.0
+    torch.testing.assert_close(model.response_maps(x)[:, 3:4], conv * factor)
+    assert SCALE == math.sqrt(64) == 8.0
+
+
+def test_the_lab_s_divide_is_the_default_and_older_configs_keep_multiply():
+    from engine.config.kinds import DynamicFilterConfig
+
+    assert DynamicFilterConfig().response_scale == "divide"
+    stored = DynamicFilterConfig().to_dict()
+    assert DynamicFilterConfig.from_dict(stored).response_scale == "divide"  # written: kept
+    del stored["response_scale"]  # a run made before the option existed
+    assert DynamicFilterConfig.from_dict(stored).response_scale == "multiply"
+    with pytest.raises(Exception, match="response_scale must be one of divide, multiply"):
+        DynamicFilterConfig(response_scale="square").validate()
 
 
 @pytest.mark.parametrize("dynamic", [True, False])
