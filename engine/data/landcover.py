@@ -2,7 +2,9 @@
 `xxxx_mask.png` pairs, and a deterministic generator of synthetic scenes in the same format.
 
 Masks are RGB; each channel is thresholded at 128 and the colour names one of seven classes.
-Of the eight colours that thresholding can give, only red is outside the map.
+Of the eight colours that thresholding can give, only red is outside the map: the course's
+reader maps it to Unknown, like black, and so does this one (the data summary says how many
+pixels were red).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ CLASS_COLOURS = (
 UNKNOWN = 6
 SCORED_CLASSES = list(CLASS_NAMES[:UNKNOWN])  # mean IoU is over these six
 
-# Thresholded colour -> class, indexed by 4*R + 2*G + B (each 0 or 1); -1: not in the map (red).
-_CODE_TO_CLASS = np.full(8, -1, dtype=np.int16)
+# Thresholded colour -> class, indexed by 4*R + 2*G + B (each 0 or 1). Red (code 4) is not in
+# the map; the course's reader makes it Unknown.
+RED = 4
+_CODE_TO_CLASS = np.full(8, UNKNOWN, dtype=np.int16)
 for _label, (_r, _g, _b) in enumerate(CLASS_COLOURS):
     _CODE_TO_CLASS[4 * (_r >= 128) + 2 * (_g >= 128) + (_b >= 128)] = _label
 
@@ -43,21 +47,19 @@ _MASK = re.compile(r"^(?P<stem>.+)_mask\.png$", re.IGNORECASE)
 SPLIT_FOLDERS = {"train": ("train",), "val": ("validation", "val", "valid"), "test": ("test",)}
 
 
-def mask_to_labels(rgb: np.ndarray, source: str | Path = "mask") -> np.ndarray:
-    """(H, W, 3) uint8 colour mask -> (H, W) uint8 class indices 0..6."""
+def _codes(rgb: np.ndarray) -> np.ndarray:
     bits = rgb[..., :3] >= 128
-    code = 4 * bits[..., 0] + 2 * bits[..., 1] + bits[..., 2]
-    labels = _CODE_TO_CLASS[code]
-    bad = labels < 0
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise DataError(
-            f"mask {source}: {int(bad.sum())} pixel(s) have a colour outside the land-cover "
-            f"map, e.g. {tuple(int(v) for v in rgb[r, c, :3])} at row {r}, column {c}; "
-            "the colours are cyan Urban, yellow Agriculture, magenta Rangeland, green Forest, "
-            "blue Water, white Barren and black Unknown"
-        )
-    return labels.astype(np.uint8)
+    return 4 * bits[..., 0] + 2 * bits[..., 1] + bits[..., 2]
+
+
+def mask_to_labels(rgb: np.ndarray, source: str | Path = "mask") -> np.ndarray:
+    """(H, W, 3) uint8 colour mask -> (H, W) uint8 class indices 0..6 (red: Unknown)."""
+    return _CODE_TO_CLASS[_codes(rgb)].astype(np.uint8)
+
+
+def red_pixels(rgb: np.ndarray) -> int:
+    """How many pixels of the mask are red after thresholding (read as Unknown)."""
+    return int((_codes(rgb) == RED).sum())
 
 
 def labels_to_rgb(labels: np.ndarray) -> np.ndarray:
@@ -106,8 +108,11 @@ def _same_size(sat: Path, width_height: tuple[int, int], mask: Path, mask_wh: tu
         )
 
 
-def read_pair(sat: Path, mask: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> image (3, size, size) uint8 and labels (size, size) uint8 (nearest-neighbour)."""
+def read_pair(
+    sat: Path, mask: Path, size: int, red: list[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> image (3, size, size) uint8 and labels (size, size) uint8 (nearest-neighbour).
+    `red`: a list to which the mask's count of red pixels (read as Unknown) is appended."""
     from PIL import Image
 
     with open_image(sat) as im:
@@ -117,6 +122,8 @@ def read_pair(sat: Path, mask: Path, size: int) -> tuple[torch.Tensor, torch.Ten
         rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     _same_size(sat, image.shape[1::-1], mask, rgb.shape[1::-1])
     labels = mask_to_labels(rgb, mask)
+    if red is not None:
+        red.append(red_pixels(rgb))
     x = resize_uint8(torch.from_numpy(image.copy()).permute(2, 0, 1)[None], size)[0]
     if labels.shape != (size, size):
         labels = np.asarray(Image.fromarray(labels).resize((size, size), Image.Resampling.NEAREST))
@@ -124,13 +131,14 @@ def read_pair(sat: Path, mask: Path, size: int) -> tuple[torch.Tensor, torch.Ten
 
 
 def read_pairs(
-    folder: Path, size: int, within: Path | None = None
+    folder: Path, size: int, within: Path | None = None, red: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Every pair in `folder`: images (N, 3, S, S) uint8, masks (N, S, S) uint8, stems. Every
-    file must lie in `within` (default: `folder`) or under a data root."""
+    file must lie in `within` (default: `folder`) or under a data root. `red`: each mask's
+    count of red pixels is appended to it."""
     pairs = find_pairs(folder)
     check_bounds([p for _, sat, mask in pairs for p in (sat, mask)], within or folder)
-    read = read_many(lambda p: read_pair(p[1], p[2], size), pairs)
+    read = read_many(lambda p: read_pair(p[1], p[2], size, red), pairs)
     return (
         torch.stack([r[0] for r in read]),
         torch.stack([r[1] for r in read]),
@@ -187,10 +195,10 @@ def load_landcover(
     if not root.is_dir():
         raise DataError(f"land-cover folder {root} does not exist or is not a folder")
     folders = split_folders(root)
-    parts, names = {}, []
+    parts, names, red = {}, [], []
     if folders:
         for split, folder in folders.items():
-            x, y, stems = read_pairs(folder, size, within=root)
+            x, y, stems = read_pairs(folder, size, within=root, red=red)
             ids = torch.arange(len(names), len(names) + len(stems))
             parts[split] = ImageSet(x, y, ids)
             names += stems
@@ -198,7 +206,7 @@ def load_landcover(
             parts["test"] = parts["val"]
             source += " (no test/ folder: the test split is validation/)"
     else:
-        x, y, names = read_pairs(root, size)
+        x, y, names = read_pairs(root, size, red=red)
         n = len(names)
         n_val, n_test = max(1, round(val_fraction * n)), max(1, round(test_fraction * n))
         if n - n_val - n_test < 1:
@@ -208,6 +216,9 @@ def load_landcover(
         parts["test"] = full.subset(np.sort(order[:n_test]))
         parts["val"] = full.subset(np.sort(order[n_test : n_test + n_val]))
         parts["train"] = full.subset(np.sort(order[n_test + n_val :]))
+    if sum(red):
+        source += (f"; {sum(red):,} red mask pixel(s) in {sum(1 for n in red if n)} mask(s) read "
+                   "as Unknown, as the course's reader does")  # fmt: skip
     return Splits(
         parts["train"], parts["val"], parts["test"], list(SCORED_CLASSES), source, names=names
     )

@@ -99,15 +99,6 @@ def cifar_that_runs_code(tmp: Path):
     return lambda: read_cifar10(root, 8), DataError, "data_batch_1"
 
 
-def mask_with_unknown_colour(tmp: Path):
-    sat, mask = tmp / "0001_sat.jpg", tmp / "0001_mask.png"
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(sat)
-    red = np.zeros((16, 16, 3), np.uint8)
-    red[3, 4] = (255, 0, 0)
-    Image.fromarray(red).save(mask)
-    return lambda: read_pair(sat, mask, 16), DataError, "0001_mask.png"
-
-
 def sat_and_mask_of_other_sizes(tmp: Path):
     sat, mask = tmp / "0002_sat.jpg", tmp / "0002_mask.png"
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(sat)
@@ -291,7 +282,7 @@ def mask_of_class_numbers(tmp: Path):
 
 REFUSED = [
     corrupt_jpeg, truncated_png, empty_class_folder, folder_without_images, missing_folder,
-    cifar_not_a_dict, cifar_missing_keys, cifar_that_runs_code, mask_with_unknown_colour,
+    cifar_not_a_dict, cifar_missing_keys, cifar_that_runs_code,
     sat_and_mask_of_other_sizes, more_ways_than_classes, too_few_shots, lr_not_positive,
     zero_epochs, unknown_model, config_with_unknown_fields, config_not_json,
     checkpoint_of_another_architecture, checkpoint_that_runs_code, weights_that_run_code,

@@ -25,6 +25,7 @@ from engine.data.landcover import (
     mask_to_labels,
     read_pair,
     read_pairs,
+    red_pixels,
     split_folders,
     synthetic_scene,
 )
@@ -93,16 +94,15 @@ def test_rgba_masks_ignore_the_alpha_channel():
     assert mask_to_labels(rgba)[0, 0] == CLASS_NAMES.index("Water")
 
 
-def test_red_is_outside_the_map_and_the_message_says_where():
+def test_red_reads_as_unknown_as_in_the_course_s_reader_and_is_counted():
     rgb = labels_to_rgb(np.zeros((4, 5), dtype=np.uint8))
-    rgb[2, 3] = (250, 10, 20)
+    rgb[2, 3] = (250, 10, 20)  # red after thresholding at 128
     rgb[3, 4] = (128, 0, 0)
-    with pytest.raises(DataError) as e:
-        mask_to_labels(rgb, "tiles/0007_mask.png")
-    message = str(e.value)
-    assert "tiles/0007_mask.png" in message
-    assert "2 pixel(s)" in message
-    assert "(250, 10, 20) at row 2, column 3" in message
+    rgb[0, 0] = (127, 0, 0)  # not red: black after thresholding, Unknown as well
+    labels = mask_to_labels(rgb, "tiles/0007_mask.png")
+    assert labels[2, 3] == labels[3, 4] == labels[0, 0] == CLASS_NAMES.index("Unknown")
+    assert (labels[labels != CLASS_NAMES.index("Unknown")] == 0).all()  # the rest unchanged
+    assert red_pixels(rgb) == 2
 
 
 # --- pairs -----------------------------------------------------------------------------------
@@ -171,15 +171,17 @@ def test_an_unreadable_mask_is_named(tmp_path):
     assert str(tmp_path / "0000_mask.png") in str(e.value)
 
 
-def test_a_red_pixel_in_a_file_names_the_file(tmp_path):
-    write_pairs(tmp_path, [0])
+def test_red_pixels_in_the_files_are_unknown_and_the_data_summary_says_how_many(tmp_path):
+    write_pairs(tmp_path, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
     mask = tmp_path / "0000_mask.png"
     rgb = np.asarray(Image.open(mask).convert("RGB")).copy()
-    rgb[5, 7] = (255, 0, 0)
+    rgb[5, 7] = rgb[6, 7] = (255, 0, 0)
     Image.fromarray(rgb).save(mask)
-    with pytest.raises(DataError, match=r"row 5, column 7") as e:
-        read_pairs(tmp_path, 16)
-    assert str(mask) in str(e.value)
+    splits = load_landcover(tmp_path, 16, 0.2, 0.2, 0, "pairs")
+    assert "2 red mask pixel(s) in 1 mask(s) read as Unknown" in splits.source
+    clean = tmp_path / "clean"
+    write_pairs(clean, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    assert "red" not in load_landcover(clean, 16, 0.2, 0.2, 0, "pairs").source  # the control
 
 
 def test_pairs_are_read_as_uint8_images_and_class_masks(tmp_path):
