@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from engine.config.fields import (
     ConfigError,
@@ -115,6 +115,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    # Configs written before `revision` existed name networks as they were defined then.
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"revision": 1}
+
     name: str = "small_cnn"
     # Kept so that configs that name it still load; a classifier trains from scratch (the
     # pretrained networks are transfer runs' backbones), so only false is valid.
@@ -123,8 +126,18 @@ class ModelConfig:
     # 0 = the model's own (32 and 4: "32x4d").
     cardinality: int = 0
     group_width: int = 0
+    # Which definition of the named network: 2 (now); 1, a config written before, whose
+    # "resnext18" was the grouped BasicBlock net now called "resnext18_basic".
+    revision: int = 2
+
+    def network(self) -> str:
+        """The registry name of the network this config builds."""
+        if self.name == "resnext18" and self.revision < 2:
+            return "resnext18_basic"
+        return self.name
 
     def validate(self) -> None:
+        _require(self.revision in (1, 2), f"model.revision must be 1 or 2, got {self.revision!r}")
         _one_of("model.name", self.name, tuple(CLASSIFIERS))
         _require(
             not self.pretrained,
@@ -139,10 +152,11 @@ class ModelConfig:
                 f"model.{name} is for the ResNeXt models, not {self.name!r}",
             )
         _require(
-            self.name != "resnext18" or not self.cardinality or 64 % self.cardinality == 0,
-            f"model.cardinality must divide 64 for resnext18 (its first blocks have 64 "
+            self.network() != "resnext18_basic" or not self.cardinality
+            or 64 % self.cardinality == 0,
+            f"model.cardinality must divide 64 for {self.name} (its first blocks have 64 "
             f"channels to split into groups), got {self.cardinality}",
-        )
+        )  # fmt: skip
 
     def build_options(self) -> dict[str, int]:
         """Keyword arguments for `build_model` beyond the name."""

@@ -55,8 +55,10 @@ CLASSIFIERS: dict[str, Network] = {
         Network("resnet18", "ResNet-18 for 32x32 (3x3 stem, no max-pool)", _RESNET),
         Network("resnet34", "ResNet-34 for 32x32 (3x3 stem, no max-pool)", _RESNET),
         Network("resnet50", "ResNet-50 for 32x32 (3x3 stem, no max-pool)", _RESNET),
-        Network("resnext18", "ResNeXt-18 for 32x32: BasicBlocks with grouped 3x3 convs (32 "
-                "groups x 4)", _RESNET),
+        Network("resnext18", "ResNeXt-18 32x4d for 32x32: ResNeXt bottleneck blocks (1x1 "
+                "reduce, grouped 3x3, 1x1 expand), two per stage", _RESNET),
+        Network("resnext18_basic", "ResNet-18 whose 3x3 convs are grouped (32 x 4), no 1x1 "
+                "mixing: the workbench's earlier 'resnext18'", _RESNET),
         Network("resnext50", "ResNeXt-50 32x4d (torchvision's) for 32x32", _RESNET),
         Network("dlresnet18", "the long-tail assignment's dual-path ResNet-18: a 3x3 and a 5x5 "
                 "path per block, added", _RESNET),

@@ -19,7 +19,8 @@ from engine.train import build_optimizer
 
 def _prepare(cfg: RunConfig, splits: Splits, device: torch.device) -> Prepared:
     mean, std = splits.channel_stats()  # normalised with the training set's own statistics
-    model = build_model(cfg.model.name, splits.num_classes, **cfg.model.build_options()).to(device)
+    model = build_model(cfg.model.network(), splits.num_classes, **cfg.model.build_options())
+    model = model.to(device)
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.epochs)
     return Prepared(
         model, optimizer, scheduler, image_loaders(cfg, mean, std, device),
@@ -35,4 +36,4 @@ def run(cfg: RunConfig, run_dir: str | Path, **kw) -> dict:
 
 def inspection_model(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
     """The untrained network a classify run's checkpoints load into."""
-    return build_model(cfg.model.name, num_classes, **cfg.model.build_options())
+    return build_model(cfg.model.network(), num_classes, **cfg.model.build_options())

@@ -23,8 +23,10 @@ def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
 
 
 class GroupedBasicBlock(nn.Module):
-    """ResNeXt's idea in a BasicBlock (seed 004's ResNeXt-18): both 3x3 convolutions split into
-    `groups` (the cardinality) groups, the inner width `planes * base_width / 64 * groups`."""
+    """A BasicBlock whose two 3x3 convolutions are both split into `groups` groups, the inner
+    width `planes * base_width / 64 * groups` (`resnext18_basic`: this workbench's earlier
+    "ResNeXt-18"). There is no 1x1 convolution: channel groups never exchange information
+    inside a stage, so it is not ResNeXt's aggregated transform; `resnext18` is."""
 
     expansion = 1
 
@@ -93,7 +95,9 @@ _LAYERS = {
     "resnet18": (BasicBlock, [2, 2, 2, 2], 1, 64),
     "resnet34": (BasicBlock, [3, 4, 6, 3], 1, 64),
     "resnet50": (Bottleneck, [3, 4, 6, 3], 1, 64),
-    "resnext18": (GroupedBasicBlock, [2, 2, 2, 2], 32, 4),  # cardinality 32, width 4 (32x4d)
+    # ResNeXt's bottleneck (1x1 reduce, grouped 3x3, 1x1 expand), 32x4d, two blocks a stage.
+    "resnext18": (Bottleneck, [2, 2, 2, 2], 32, 4),
+    "resnext18_basic": (GroupedBasicBlock, [2, 2, 2, 2], 32, 4),  # no 1x1 mixing
     "resnext50": (Bottleneck, [3, 4, 6, 3], 32, 4),  # torchvision's resnext50_32x4d
     "dlresnet18": (DualPathBlock, [2, 2, 2, 2], 1, 64),
     "dlresnet18_cat": (DualPathConcatBlock, [2, 2, 2, 2], 1, 64),

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torchvision.models.resnet import Bottleneck
 
 from engine.cli.main import main
 from engine.config import ConfigError, ModelConfig
@@ -18,7 +19,14 @@ from engine.models.resnet import (
     GroupedBasicBlock,
 )
 
-NEW = ["resnext18", "resnext50", "dlresnet18", "dlresnet18_cat", "dlresnet18_dilated"]
+NEW = [
+    "resnext18",
+    "resnext18_basic",
+    "resnext50",
+    "dlresnet18",
+    "dlresnet18_cat",
+    "dlresnet18_dilated",
+]
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -41,16 +49,52 @@ def test_resnext50_is_torchvisions_32x4d_with_a_3x3_stem():
     assert ours == theirs - 64 * 3 * (7 * 7 - 3 * 3)  # the 7x7 stem replaced by a 3x3
 
 
-def test_resnext18_groups_its_3x3_convolutions_and_the_options_change_them():
+def test_resnext18_is_built_of_resnext_bottlenecks_and_the_options_change_them():
     model = build_model("resnext18", 10)
-    blocks = [m for m in model.modules() if isinstance(m, GroupedBasicBlock)]
-    assert len(blocks) == 8
-    convs = [m for b in blocks for m in b.body if isinstance(m, nn.Conv2d)]
-    assert {c.groups for c in convs} == {32}
-    assert convs[0].out_channels == 64 * 4 // 64 * 32  # planes x width / 64 x cardinality
+    blocks = [m for m in model.modules() if isinstance(m, Bottleneck)]
+    assert len(blocks) == 8  # two per stage
+    for b in blocks:  # 1x1 reduce, grouped 3x3, 1x1 expand
+        assert (b.conv1.kernel_size, b.conv2.kernel_size, b.conv3.kernel_size) == (
+            (1, 1), (3, 3), (1, 1))  # fmt: skip
+        assert (b.conv1.groups, b.conv2.groups, b.conv3.groups) == (1, 32, 1)
+    assert blocks[0].conv2.out_channels == 64 * 4 // 64 * 32  # planes x width / 64 x cardinality
+    assert model.num_features == 512 * 4
     other = build_model("resnext18", 10, groups=8, width_per_group=16)
     convs8 = [m for m in other.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
     assert {c.groups for c in convs8} == {8} and convs8[0].out_channels == 8 * 16
+
+
+def _reach(stage: nn.Module, channels: int) -> torch.Tensor:
+    """Which output channels of `stage` move when only input channel 0 does."""
+    stage.eval()
+    x = torch.randn(1, channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = x.clone()
+    y[:, 0] += 1.0
+    with torch.no_grad():
+        return (stage(y) - stage(x)).abs().amax(dim=(0, 2, 3)) > 1e-6
+
+
+def test_one_input_channel_of_a_stage_reaches_every_output_channel_of_it():
+    torch.manual_seed(0)
+    for name, stage in build_model("resnext18", 10).named_children():
+        if name.startswith("layer"):
+            channels = stage[0].conv1.in_channels
+            assert _reach(stage, channels).all(), name
+    # The control: the grouped BasicBlock net (the earlier "resnext18") keeps its groups
+    # apart inside a stage without a projection shortcut: channel 0 reaches its own group.
+    basic = build_model("resnext18_basic", 10)
+    assert isinstance(basic.layer1[0], GroupedBasicBlock)
+    reached = _reach(basic.layer1, 64)
+    assert 0 < int(reached.sum()) < 64
+
+
+def test_configs_written_before_the_change_keep_building_the_network_they_trained():
+    from engine.config import RunConfig
+
+    stored = RunConfig(model=ModelConfig(name="resnext18")).to_dict()
+    assert RunConfig.from_dict(stored).model.network() == "resnext18"
+    del stored["model"]["revision"]  # a config.json from before the bottleneck ResNeXt-18
+    assert RunConfig.from_dict(stored).model.network() == "resnext18_basic"
 
 
 def test_dual_path_blocks_add_or_concatenate_a_second_kernel():
@@ -83,12 +127,14 @@ def test_macs_count_convolutions_and_linear_layers():
 
 
 def test_the_cost_table_of_the_registry():
-    rows = {r.name: r for r in model_costs(["resnet18", "resnext18"], 32)}
+    rows = {r.name: r for r in model_costs(["resnet18", "resnext18", "resnext18_basic"], 32)}
     assert 0.55e9 < rows["resnet18"].macs < 0.56e9  # CIFAR ResNet-18: 0.56 GMACs
     assert rows["resnet18"].params == sum(
         p.numel() for p in build_model("resnet18", 10).parameters()
     )
-    assert rows["resnext18"].macs < rows["resnet18"].macs
+    # ResNeXt's 4x expanded bottlenecks cost more than ResNet-18's BasicBlocks; the grouped
+    # BasicBlock net, without the 1x1s, a small fraction
+    assert rows["resnext18_basic"].macs < rows["resnet18"].macs < rows["resnext18"].macs
     assert rows["resnet18"].images_per_second is None  # not timed unless asked
 
 

@@ -206,7 +206,7 @@ def test_validation_loss_is_plain_cross_entropy_whatever_the_training_loss(long_
     "argv, message",
     [
         (["--class-counts", "5,4,3"], "data.class_counts gives 3 counts for 10 classes"),
-        (["--model", "resnext18", "--cardinality", "3"], "model.cardinality must divide 64"),
+        (["--model", "resnext18_basic", "--cardinality", "3"], "model.cardinality must divide 64"),
         (["--colour-jitter"], "data.colour_jitter is part of the augmentation"),
         (["--kind", "ssl", "--model", "resnet18", "--cardinality", "8"],
          "are for the registry's ResNeXt models (classify runs), not ssl runs"),

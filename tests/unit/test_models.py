@@ -5,7 +5,7 @@ from torch import nn
 from engine.models import build_model, list_models
 from engine.models.base import Classifier
 
-ALL = ["small_cnn", "resnet18", "resnet34", "resnet50", "resnext18", "resnext50", "dlresnet18",
+ALL = ["small_cnn", "resnet18", "resnet34", "resnet50", "resnext18", "resnext18_basic", "resnext50", "dlresnet18",
        "dlresnet18_cat", "dlresnet18_dilated"]  # fmt: skip
 
 
