@@ -49,6 +49,8 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
         optim=OptimConfig(
             name=given(a.optimizer, d.optim.name), lr=given(a.lr, d.optim.lr),
             schedule=given(a.schedule, d.optim.schedule),
+            milestones=given(a.milestones, d.optim.milestones),
+            gamma=given(a.gamma, d.optim.gamma), step_size=given(a.step_size, d.optim.step_size),
             weight_decay=given(a.weight_decay, d.optim.weight_decay),
         ),
         epochs=given(a.epochs, d.epochs),
@@ -127,7 +129,28 @@ def add_data_and_optim_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
     p.add_argument("--lr", type=float, default=None, help="learning rate (5e-3; transfer 1e-3)")
     p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--schedule", default=None, choices=list(SCHEDULES))
+    p.add_argument("--schedule", default=None, choices=list(SCHEDULES),
+                   help="cosine (default), multistep (--milestones, --gamma), step (--step-size, "
+                   "--gamma: DLCV HW4's 40 epochs x 0.9) or none")  # fmt: skip
+    p.add_argument(
+        "--milestones",
+        type=epoch_list,
+        default=None,
+        metavar="80,120,160",
+        help="multistep: the epochs at which the rate is multiplied by --gamma",
+    )
+    p.add_argument(
+        "--gamma",
+        type=float,
+        default=None,
+        help="multistep / step: the factor (0.2; DLCV HW4: 0.9)",
+    )
+    p.add_argument(
+        "--step-size",
+        type=int,
+        default=None,
+        help="step: multiply the rate by --gamma every this many epochs (40)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="epochs (12; transfer 5)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (32; segment 8)")
     p.add_argument("--seed", type=int, default=d.seed)

@@ -38,7 +38,7 @@ DATASETS = ("digits", "folder", "prefixed", "cifar10", *IDX_DATASETS, "landcover
 # xxxx_sat.jpg / xxxx_mask.png folders.
 SEGMENTATION_DATASETS = ("landcover", "deepglobe")
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("none", "multistep", "cosine")
+SCHEDULES = ("none", "multistep", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LOSSES = ("cross_entropy", "balanced_softmax", "weighted_cross_entropy")
 
@@ -176,7 +176,8 @@ class OptimConfig:
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     milestones: list[int] = field(default_factory=lambda: [80, 120, 160])
-    gamma: float = 0.2
+    gamma: float = 0.2  # multistep and step: the factor at each milestone / step
+    step_size: int = 40  # step: every this many epochs (DLCV HW4's "40 epoch * 0.9")
 
     def validate(self) -> None:
         _one_of("optim.name", self.name, OPTIMIZERS)
@@ -186,6 +187,7 @@ class OptimConfig:
         _require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum:g}")
         _bounded("weight_decay", self.weight_decay, 0, 1)
         _require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma:g}")
+        _bounded("optim.step_size", self.step_size, 1, MAX_EPOCHS)
         _require(
             all(0 < m <= MAX_EPOCHS for m in self.milestones)
             and self.milestones == sorted(self.milestones),

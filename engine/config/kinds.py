@@ -170,6 +170,8 @@ class FewShotConfig(RunConfig):
     classes, so the meta-test classes stay unseen until the test.
     """
 
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"cosine_scale": "learned"}
+
     kind: str = "fewshot"
     data: DataConfig = field(default_factory=lambda: DataConfig(image_size=84))
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="protonet"))
@@ -182,6 +184,9 @@ class FewShotConfig(RunConfig):
     train_shot: int = 1
     train_query: int = 15
     distance: str = "euclidean"
+    # cosine: "fixed", the plain cosine similarity as the assignment compares it; "learned":
+    # scaled by a learned temperature (starting at 10). Configs from before: learned.
+    cosine_scale: str = "fixed"
     mlp_head: bool = True
     test_way: int = 5
     test_shots: list[int] = field(default_factory=lambda: [1, 5, 10])
@@ -202,6 +207,7 @@ class FewShotConfig(RunConfig):
         _require(self.model.name == "protonet",
                  f"model.name must be 'protonet', got {self.model.name!r}")  # fmt: skip
         _one_of("distance", self.distance, DISTANCES)
+        _one_of("cosine_scale", self.cosine_scale, ("fixed", "learned"))
         _require(self.data.name in ("digits", "folder"),
                  f"few-shot data must be digits or folder, got {self.data.name!r}")  # fmt: skip
         _require(not self.data.classes, "few-shot runs choose classes by meta_test_classes, "

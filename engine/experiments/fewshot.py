@@ -79,7 +79,8 @@ class EmbeddingSnapshots:
 
 
 def prepare(cfg: FewShotConfig, splits: Splits, device: torch.device) -> Prepared:
-    model = PrototypicalNetwork(cfg.distance, cfg.mlp_head, cfg.data.image_size).to(device)
+    model = PrototypicalNetwork(cfg.distance, cfg.mlp_head, cfg.data.image_size,
+                                cfg.cosine_scale).to(device)  # fmt: skip
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.epochs)
     mean, std = splits.channel_stats()
     train_classes = len(splits.train.labels.unique())
@@ -199,7 +200,7 @@ def episode_from_images(support: list[list[torch.Tensor]], query: list[torch.Ten
 
 def inspection_model(cfg: FewShotConfig, num_classes: int) -> torch.nn.Module:
     """The untrained protonet a few-shot run's checkpoints load into (class-free)."""
-    return PrototypicalNetwork(cfg.distance, cfg.mlp_head, cfg.data.image_size)
+    return PrototypicalNetwork(cfg.distance, cfg.mlp_head, cfg.data.image_size, cfg.cosine_scale)
 
 
 def check_data(cfg: FewShotConfig) -> None:

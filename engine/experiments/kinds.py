@@ -162,6 +162,13 @@ FEWSHOT_FLAGS = (
         choices=("euclidean", "cosine", "parametric"),
     ),
     Flag(
+        "--cosine-scale",
+        "cosine_scale",
+        "fewshot, cosine distance: fixed (the plain cosine, as the assignment; default) or "
+        "learned (a learned temperature)",
+        choices=("fixed", "learned"),
+    ),
+    Flag(
         "--no-mlp-head",
         "mlp_head",
         "fewshot: embed with Conv-4 alone (1600-d), no 1600-800-800-400 MLP",

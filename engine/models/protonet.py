@@ -79,7 +79,8 @@ class ParametricDistance(nn.Module):
 
 
 class PrototypicalNetwork(nn.Module):
-    def __init__(self, distance: str = "euclidean", mlp_head: bool = True, input_size: int = 84):
+    def __init__(self, distance: str = "euclidean", mlp_head: bool = True, input_size: int = 84,
+                 cosine_scale: str = "fixed"):  # fmt: skip
         super().__init__()
         if distance not in DISTANCES:
             raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
@@ -89,9 +90,13 @@ class PrototypicalNetwork(nn.Module):
             flat = self.backbone(torch.zeros(1, 3, input_size, input_size)).shape[1]
         self.head = MLPHead((flat, 800, 800, 400)) if mlp_head else nn.Identity()
         self.embedding_dim = 400 if mlp_head else flat
-        # Cosine similarity lies in [-1, 1]: too flat for a softmax. A learned temperature,
-        # starting at 10, sharpens it (as in most cosine classifiers).
-        self.scale = nn.Parameter(torch.tensor(10.0)) if distance == "cosine" else None
+        # Cosine similarity lies in [-1, 1]: a flat softmax. "fixed": the plain cosine, as the
+        # assignment compares it; "learned": a temperature starting at 10 sharpens it (as in
+        # most cosine classifiers).
+        if cosine_scale not in ("fixed", "learned"):
+            raise ValueError(f"cosine_scale must be fixed or learned, got {cosine_scale!r}")
+        learned = distance == "cosine" and cosine_scale == "learned"
+        self.scale = nn.Parameter(torch.tensor(10.0)) if learned else None
         self.relation = ParametricDistance(self.embedding_dim) if distance == "parametric" else None
         self.prototypes: torch.Tensor | None = None
 
@@ -113,7 +118,8 @@ class PrototypicalNetwork(nn.Module):
         if self.distance == "euclidean":
             return -torch.cdist(queries, prototypes).pow(2)
         if self.distance == "cosine":
-            return self.scale * F.normalize(queries, dim=1) @ F.normalize(prototypes, dim=1).T
+            cosine = F.normalize(queries, dim=1) @ F.normalize(prototypes, dim=1).T
+            return cosine if self.scale is None else self.scale * cosine
         return self.relation(queries, prototypes)
 
     def forward(self, x: torch.Tensor | Episode) -> torch.Tensor:

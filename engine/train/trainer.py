@@ -371,7 +371,8 @@ class Trainer:
 
 
 def build_optimizer(model: nn.Module, cfg, epochs: int, params: list | None = None):
-    """SGD or Adam, with an optional MultiStepLR or cosine schedule stepped once per epoch.
+    """SGD or Adam, with an optional MultiStepLR, StepLR or cosine schedule stepped once per
+    epoch.
     `params`: parameter groups (e.g. a lower lr for a backbone); default all trainable ones."""
     params = params or [p for p in model.parameters() if p.requires_grad]
     if cfg.name == "sgd":
@@ -382,6 +383,8 @@ def build_optimizer(model: nn.Module, cfg, epochs: int, params: list | None = No
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.schedule == "multistep":
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.milestones, gamma=cfg.gamma)
+    elif cfg.schedule == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, gamma=cfg.gamma)
     elif cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     else:

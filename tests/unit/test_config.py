@@ -29,8 +29,8 @@ def test_defaults_validate():
             "optim.name must be one of sgd, adam, got 'rmsprop'",
         ),
         (
-            lambda: OptimConfig(schedule="step"),
-            "optim.schedule must be one of none, multistep, cosine, got 'step'",
+            lambda: OptimConfig(schedule="exponential"),
+            "optim.schedule must be one of none, multistep, step, cosine, got 'exponential'",
         ),
         (
             lambda: DataConfig(name="svhn"),

@@ -80,7 +80,7 @@ def test_parametric_distance_matches_the_seed_table():
     "distance, mlp_head, extra",
     [
         ("euclidean", True, 0),
-        ("cosine", True, 1),  # the learnable scale
+        ("cosine", True, 0),  # the plain cosine: nothing more
         ("parametric", True, 320_400 + 401),
         ("euclidean", False, 0),
     ],
@@ -133,8 +133,34 @@ def test_euclidean_logits_are_minus_squared_distances():
 
 
 @torch.no_grad()
-def test_cosine_logits_are_a_learnable_scale_times_cosine_similarity():
+def test_the_plain_cosine_is_the_default_and_its_logits_are_the_cosine_similarity():
     net = eval_net("cosine")
+    assert net.scale is None
+    support, labels, query = images(4), torch.tensor([0, 1, 0, 1]), images(3, seed=1)
+    net.process_support_set(support, labels)
+    q, p = net.embed(query), net.prototypes
+    cosine = F.cosine_similarity(q[:, None, :], p[None, :, :], dim=-1)
+    torch.testing.assert_close(net(query), cosine)
+    assert net(query).abs().max() <= 1.0 + 1e-5
+
+
+def test_older_fewshot_configs_keep_the_learned_temperature():
+    from engine.config.kinds import FewShotConfig
+
+    assert FewShotConfig().cosine_scale == "fixed"
+    stored = FewShotConfig(distance="cosine", cosine_scale="learned").to_dict()
+    assert FewShotConfig.from_dict(stored).cosine_scale == "learned"
+    del stored["cosine_scale"]  # a run made before the option: it trained a temperature
+    assert FewShotConfig.from_dict(stored).cosine_scale == "learned"
+    with pytest.raises(ValueError, match="cosine_scale must be fixed or learned"):
+        PrototypicalNetwork("cosine", cosine_scale="both")
+
+
+@torch.no_grad()
+def test_cosine_logits_are_a_learnable_scale_times_cosine_similarity():
+    torch.manual_seed(0)
+    net = PrototypicalNetwork("cosine", True, input_size=16, cosine_scale="learned").eval()
+    assert n_params(net) == n_params(PrototypicalNetwork("cosine", True, 16)) + 1
     assert isinstance(net.scale, nn.Parameter) and net.scale.item() == 10.0
     assert any(p is net.scale for p in net.parameters())  # the optimiser trains it
     support, labels, query = images(4), torch.tensor([0, 1, 0, 1]), images(3, seed=1)

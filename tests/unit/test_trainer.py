@@ -194,3 +194,21 @@ def test_nan_between_logged_steps_is_caught_before_last_pt_is_overwritten(tmp_pa
     assert last["progress"]["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
     assert math.isfinite(last["progress"]["loss_sum"])
+
+
+def test_the_step_schedule_multiplies_the_rate_every_step_size_epochs():
+    from engine.config import OptimConfig
+    from engine.train.trainer import build_optimizer
+
+    model = torch.nn.Linear(2, 2)
+    cfg = OptimConfig(name="sgd", lr=1.0, schedule="step", step_size=40, gamma=0.9)
+    cfg.validate()
+    opt, sched = build_optimizer(model, cfg, epochs=200)
+    rates = []
+    for _ in range(121):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[0] == rates[39] == 1.0
+    assert rates[40] == pytest.approx(0.9) and rates[79] == pytest.approx(0.9)
+    assert rates[80] == pytest.approx(0.81) and rates[120] == pytest.approx(0.729)

@@ -321,7 +321,7 @@ def test_a_tiny_run_through_the_cli_prints_each_k_with_its_ci(runs_dir, capsys):
     argv = ["--runs-dir", str(runs_dir), "train", "--kind", "fewshot", "--image-size", "28",
             "--epochs", "1", "--episodes-per-epoch", "3", "--train-way", "3", "--train-shot", "1",
             "--test-shots", "5,1", "--test-episodes", "10", "--distance", "cosine",
-            "--no-mlp-head", "--device", "cpu"]  # fmt: skip
+            "--cosine-scale", "learned", "--no-mlp-head", "--device", "cpu"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     line = out.strip().splitlines()[-1]
