@@ -38,14 +38,15 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
         name=a.name or "",
         data=DataConfig(
             name=given(a.dataset, d.data.name), path=a.data_path, augment=a.augment,
-            colour_jitter=a.colour_jitter,
+            colour_jitter=a.colour_jitter, rotate=a.rotate or 0.0,
             image_size=given(a.image_size, d.data.image_size), classes=a.classes or [],
             imbalance_ratio=given(a.imbalance_ratio, 1.0), class_counts=a.class_counts or [],
         ),
         loss=a.loss or "cross_entropy",
         model=ModelConfig(name=given(a.model, d.model.name),
                           cardinality=getattr(a, "cardinality", None) or 0,
-                          group_width=getattr(a, "group_width", None) or 0),
+                          group_width=getattr(a, "group_width", None) or 0,
+                          no_max_pool=bool(getattr(a, "no_max_pool", False))),
         optim=OptimConfig(
             name=given(a.optimizer, d.optim.name), lr=given(a.lr, d.optim.lr),
             schedule=given(a.schedule, d.optim.schedule),
@@ -126,6 +127,14 @@ def add_data_and_optim_flags(p: argparse.ArgumentParser) -> None:
         metavar="0,1,2,3,4", help="only these classes of the dataset (e.g. pretrain on digits "
         "0-4, transfer to 5-9; the split is the full dataset's)",
     )  # fmt: skip
+    p.add_argument(
+        "--rotate",
+        type=float,
+        default=None,
+        metavar="DEGREES",
+        help="with --augment: a random rotation within ± this many degrees too "
+        "(DLCV HW1's model B: flip, rotation and crop)",
+    )
     p.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
     p.add_argument("--lr", type=float, default=None, help="learning rate (5e-3; transfer 1e-3)")
     p.add_argument("--weight-decay", type=float, default=None)
@@ -164,6 +173,9 @@ def add_kind_flags(t: argparse.ArgumentParser) -> None:
                    help="resnext18/resnext50: groups of the grouped convolutions (32)")  # fmt: skip
     t.add_argument("--group-width", type=int, default=None,
                    help="resnext18/resnext50: channels per group (4)")  # fmt: skip
+    t.add_argument("--no-max-pool", action="store_true",
+                   help="resnet50: no max-pool after the 3x3 stem (by default it stays, as DLCV "
+                   "HW1 problem 1 writes)")  # fmt: skip
     for kind in KINDS.values():
         for f in kind.flags:
             if f.switch is not None:

@@ -56,6 +56,7 @@ class DataConfig:
     test_fraction: float = 0.15
     augment: bool = False  # random crop (padding 4) + horizontal flip, done per batch
     colour_jitter: bool = False  # with augment: brightness, contrast, saturation, hue too
+    rotate: float = 0.0  # with augment: a random rotation within ± this many degrees too
     split_seed: int = 0
     classes: list[str] = field(default_factory=list)  # [] = all; else only these, relabelled
     # Long-tailed training split (validation and test stay balanced): an exponential profile
@@ -73,6 +74,12 @@ class DataConfig:
             f"data.image_size must be in [8, 512], got {self.image_size}",
         )
         _bounded("data.split_seed", self.split_seed, 0, MAX_SEED)
+        _require(0 <= self.rotate <= 180, f"data.rotate must be in [0, 180] degrees, got "
+                 f"{self.rotate:g}")  # fmt: skip
+        _require(
+            not self.rotate or self.augment,
+            "data.rotate is part of the augmentation: give augment (--augment) too",
+        )
         _require(
             all(n <= 10**8 for n in self.class_counts),
             f"data.class_counts must be at most 1e+08 each, got {max(self.class_counts or [0])}",
@@ -129,6 +136,9 @@ class ModelConfig:
     # Which definition of the named network: 2 (now); 1, a config written before, whose
     # "resnext18" was the grouped BasicBlock net now called "resnext18_basic".
     revision: int = 2
+    # resnet50: drop the max-pool after the stem (by default it stays, as DLCV HW1 problem 1
+    # writes: only conv1 changes for 32x32; configs from before had none)
+    no_max_pool: bool = False
 
     def network(self) -> str:
         """The registry name of the network this config builds."""
@@ -143,6 +153,10 @@ class ModelConfig:
             not self.pretrained,
             "model.pretrained: a classify run trains from scratch; for ImageNet weights, "
             "start a transfer run (--kind transfer)",
+        )
+        _require(
+            not self.no_max_pool or self.name == "resnet50",
+            f"model.no_max_pool is for resnet50 (the others have none), not {self.name!r}",
         )
         for name in ("cardinality", "group_width"):
             value = getattr(self, name)
@@ -160,7 +174,9 @@ class ModelConfig:
 
     def build_options(self) -> dict[str, int]:
         """Keyword arguments for `build_model` beyond the name."""
-        out = {}
+        out: dict = {}
+        if self.name == "resnet50":
+            out["max_pool"] = self.revision >= 2 and not self.no_max_pool
         if self.cardinality:
             out["groups"] = self.cardinality
         if self.group_width:

@@ -145,7 +145,7 @@ SEGMENTATION: dict[str, SegmentationModel] = {
     for s in [
         SegmentationModel("fcn32s", "FCN-32s on VGG-16 (the assignment's model A; 134 M "
                           "parameters with 4096-wide fc6/fc7)", _SEG + "fcn32s", "vgg16"),
-        SegmentationModel("fcn8s_lite0", "FCN-8s skips on EfficientNet-Lite0 (2.9 M parameters; "
+        SegmentationModel("fcn8s_lite0", "FCN-8s skips on EfficientNet-Lite0 (2.96 M parameters; "
                           "ImageNet weights offline)", _SEG + "fcn8s_lite0", "efficientnet_lite0"),
         SegmentationModel("deeplabv3_resnet50", "DeepLabV3 on ResNet-50 (torchvision; 39.6 M "
                           "parameters; GPU advised)", _SEG + "torchvision_segmentation", "resnet50"),

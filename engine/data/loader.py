@@ -54,6 +54,18 @@ def random_crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch
     return crop(padded, oy, ox, flip, pad)
 
 
+def random_rotation(x: torch.Tensor, g: torch.Generator, degrees: float) -> torch.Tensor:
+    """Each image of the batch turned by its own angle in [-degrees, degrees] about its centre
+    (bilinear; corners outside the image are zero, as torchvision's RandomRotation fills)."""
+    b = x.shape[0]
+    angle = (torch.rand(b, generator=g) * 2 - 1) * degrees * torch.pi / 180
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(b)], 1),
+                         torch.stack([sin, cos, torch.zeros(b)], 1)], 1)  # fmt: skip
+    grid = torch.nn.functional.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, align_corners=False)
+
+
 def _crop_flip_slices(padded, oy, ox, flip, pad: int) -> torch.Tensor:
     b, c, hp, wp = padded.shape
     h, w = hp - 2 * pad, wp - 2 * pad
@@ -94,8 +106,10 @@ class BatchLoader:
         augment: bool = False,
         seed: int = 0,
         colour_jitter: bool = False,
+        rotate: float = 0.0,
     ) -> None:
         self.device = torch.device(device)
+        self.rotate = rotate  # with augment: degrees of random rotation, after the crop/flip
         self.colour_jitter = colour_jitter  # with augment: before the crop and flip
         self.images = data.images.to(self.device)  # uint8 stays small on the device
         self.labels = data.labels.to(self.device)
@@ -172,6 +186,8 @@ class BatchLoader:
             x = self.normalise(x)
             if self.augment:
                 x = random_crop_flip(x, _generator(*key, 1))
+                if self.rotate:
+                    x = random_rotation(x, _generator(*key, 3), self.rotate)
             yield x, self.labels[idx], idx
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:

@@ -106,7 +106,8 @@ Prepare = Callable[[RunConfig, Splits, torch.device], Prepared]
 def image_loaders(cfg: RunConfig, mean, std, device) -> Callable[..., BatchLoader]:
     def loader(data: ImageSet, shuffle: bool = False, augment: bool = False) -> BatchLoader:
         return BatchLoader(data, cfg.batch_size, mean, std, device, shuffle, augment, cfg.seed,
-                           colour_jitter=cfg.data.colour_jitter)  # fmt: skip
+                           colour_jitter=cfg.data.colour_jitter,
+                           rotate=cfg.data.rotate)  # fmt: skip
 
     return loader
 
