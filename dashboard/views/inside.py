@@ -26,7 +26,7 @@ st.title("🔭 Inside the network")
 st.caption(
     "What do a layer's units respond to, and why did the network predict what it did? "
     "DeepDream grows a layer's patterns out of a photo; activation maximisation paints, from "
-    "noise, the image that makes one channel fire most; attribution maps (Captum) show which "
+    "noise or from the photo, the image that makes one channel fire most; attribution maps (Captum) show which "
     "pixels the prediction rests on."
 )
 
@@ -209,12 +209,15 @@ def dream_cached(source, key, stamp, image_key, layer, channel, octaves, iterati
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def actmax_cached(source, key, stamp, layer, channel, steps, param, size):
+def actmax_cached(source, key, stamp, layer, channel, steps, param, size, image_key=None,
+                  _start=None):  # fmt: skip
+    """From noise, or (`image_key` naming `_start`) from the chosen image."""
     m = model_of(source, key, stamp)
     bar = st.progress(0.0, text=f"Activation maximisation of channel {channel}…")
     out = activation_maximisation(
         m.model, layer, channel, m.mean, m.std, size=size, steps=steps, parameterisation=param,
         progress=lambda d, t: bar.progress(d / t, text=f"channel {channel}: step {d} of {t}"),
+        start=None if image_key is None else _start,
     )  # fmt: skip
     bar.empty()
     return out
@@ -236,9 +239,15 @@ with tab_dream:
     steps = c4.number_input("Activation-max steps", 16, 1024, 256, step=16)
     param = c5.selectbox("Parameterisation", ["fourier", "pixel"],
                          help="Fourier + decorrelated colour: much cleaner images")  # fmt: skip
-    whole = st.toggle("DeepDream the whole layer (not just the channel)", value=False)
+    c1, c2 = st.columns(2)
+    whole = c1.toggle("DeepDream the whole layer (not just the channel)", value=False)
+    from_image = c2.radio(
+        "Activation maximisation starts from", ["noise", "this image"], horizontal=True,
+        help="this image: forward the image to the layer, then maximise the feature (the "
+        "Tsinghua DL HW2 visualisation); pixels are optimised directly",
+    ) == "this image"  # fmt: skip
     # Shown again on a rerun only for exactly what was asked for (no surprise minutes of work).
-    asked = f"visualised:{key}:{image_key}:{layer}:{channel}:{octaves}:{iterations}:{step}:{steps}:{param}:{whole}"
+    asked = f"visualised:{key}:{image_key}:{layer}:{channel}:{octaves}:{iterations}:{step}:{steps}:{param}:{whole}:{from_image}"
     if st.button("Visualise", type="primary", key="visualise") or st.session_state.get(asked):
         st.session_state[asked] = True
         left, right = st.columns(2)
@@ -250,9 +259,13 @@ with tab_dream:
                                      float(step), image)  # fmt: skip
                 st.image(pictures.png_bytes(image_to_uint8(dream.image), scale=scale))
             with right:
-                st.markdown(f"**Activation maximisation** · {layer} · channel {channel}")
+                st.markdown(
+                    f"**Activation maximisation** · {layer} · channel {channel}"
+                    + (" · from this image" if from_image else " · from noise")
+                )
                 amax = actmax_cached(source, key, stamp, layer, channel, int(steps), param,
-                                     lm.image_size)  # fmt: skip
+                                     lm.image_size, image_key if from_image else None,
+                                     image if from_image else None)  # fmt: skip
                 st.image(pictures.png_bytes(image_to_uint8(amax.image), scale=scale))
         except inputs.LOAD_ERRORS as e:
             inputs.show_error(e)

@@ -196,12 +196,22 @@ def activation_maximisation(
     seed: int = 0,
     snapshots: int = 6,
     progress: Progress | None = None,
+    start: torch.Tensor | None = None,
 ) -> Visualisation:
-    """An image, from noise, that maximises one channel of `layer` (its mean, or with `neuron`
-    its centre position). `channels`: 3 (RGB) or 1 (a grey image for 1-channel models)."""
+    """An image that maximises one channel of `layer` (its mean, or with `neuron` its centre
+    position), from noise or, with `start` ((C, H, W) in [0, 1]), from that image: "forward
+    the image to the layer, then maximise the feature" (the Tsinghua DL HW2 visualisation).
+    A start image is optimised pixel by pixel (its own spectrum is not a 1/f one).
+    `channels`: 3 (RGB) or 1 (a grey image for 1-channel models)."""
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
+    if start is not None:
+        channels, size = start.shape[0], start.shape[-1]
+        parameterisation = "pixel"
     param = _Parameterisation(parameterisation, channels, size, size, g).to(device)
+    if start is not None:
+        with torch.no_grad():  # sigmoid(pixels) is the image to begin with
+            param.pixels.copy_(torch.logit(start.float().clamp(1e-3, 1 - 1e-3))[None])
     m, s = _stats(mean, std, device)
     optimiser = torch.optim.Adam(param.parameters(), lr=lr)
     jitter = max(1, size // 28)

@@ -188,3 +188,21 @@ def test_activation_maximisation_rejects_a_missing_channel_and_an_unknown_parame
         activation_maximisation(
             model, "features.2", 0, MEAN, STD, size=32, steps=2, parameterisation="wavelet"
         )
+
+
+def test_activation_maximisation_from_a_photo_starts_at_it_and_raises_the_feature(model):
+    g = torch.Generator().manual_seed(2)
+    photo = torch.rand(3, 32, 32, generator=g) * 0.6 + 0.2  # a stand-in photo, away from 0/1
+    before = channel_activation(model, "features.1", 3, photo[None], MEAN, STD)
+    result = activation_maximisation(model, "features.1", 3, MEAN, STD, steps=32, snapshots=4,
+                                     start=photo, robust=False)  # fmt: skip
+    torch.testing.assert_close(result.steps[0].shape, photo.shape)
+    first = activation_maximisation(model, "features.1", 3, MEAN, STD, steps=1, snapshots=1,
+                                    start=photo, robust=False, lr=0.0)  # fmt: skip
+    torch.testing.assert_close(first.image, photo, atol=1e-4, rtol=0)  # it began at the photo
+    after = channel_activation(model, "features.1", 3, result.image[None], MEAN, STD)
+    assert after > before
+    # Still the photo, changed: closer to it than to a noise image's maximisation.
+    noise = activation_maximisation(model, "features.1", 3, MEAN, STD, size=32, steps=32,
+                                    parameterisation="pixel", snapshots=1)  # fmt: skip
+    assert (result.image - photo).abs().mean() < (noise.image - photo).abs().mean()
