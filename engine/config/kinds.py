@@ -111,6 +111,8 @@ class SegmentConfig(RunConfig):
     Unknown ignored, mean IoU over the other six classes, predicted masks of chosen validation
     images saved at every snapshot epoch."""
 
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"aux_loss": False}
+
     kind: str = "segment"
     data: DataConfig = field(default_factory=lambda: DataConfig(name="landcover", image_size=128))
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="fcn8s_lite0"))
@@ -123,6 +125,10 @@ class SegmentConfig(RunConfig):
     backbone_weights: str = "imagenet"
     fc_channels: int = 4096  # FCN-32s: the width of fc6 / fc7, as VGG-16's classifier
     learn_upsampling: bool = True  # FCN-32s: the bilinear-initialised 32x upsampling learns
+    # torchvision's FCN / DeepLabV3: train their auxiliary classifier too (loss + 0.4 x aux),
+    # as DLCV HW1's model B ("two classifiers") and torchvision's reference. Older configs:
+    # without (their checkpoints have no auxiliary head).
+    aux_loss: bool = True
     mask_images: list[str] = field(default_factory=list)  # validation stems; [] = three spread
     label: str = ""
 

@@ -94,8 +94,18 @@ def prepare(cfg: SegmentConfig, splits: Splits, device: torch.device) -> Prepare
     model, report = build_segmentation_model(
         cfg.model.name, len(SCORED_CLASSES), cfg.data.image_size, weights,
         fc_channels=cfg.fc_channels, learn_upsampling=cfg.learn_upsampling,
+        aux_loss=cfg.aux_loss,
     )  # fmt: skip
     print(f"weights: {report}", flush=True)  # into the run's log
+    loss_fn = pixel_cross_entropy
+    if getattr(model, "aux_weight", 0.0):  # the auxiliary classifier's loss too (training)
+
+        def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            loss = pixel_cross_entropy(logits, y)
+            if model.aux is not None:
+                loss = loss + model.aux_weight * pixel_cross_entropy(model.aux, y)
+            return loss
+
     model.to(device)
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.epochs)
     mean, std = preprocessing(cfg, splits)
@@ -122,7 +132,8 @@ def prepare(cfg: SegmentConfig, splits: Splits, device: torch.device) -> Prepare
         extra_state={"mean": mean, "std": std, "image_size": cfg.data.image_size},
         info=info,
         task=Segmentation(len(SCORED_CLASSES), UNKNOWN, tuple(SCORED_CLASSES)),
-        loss_fn=pixel_cross_entropy,
+        loss_fn=loss_fn,
+        eval_loss_fn=pixel_cross_entropy,
         snapshots=snapshots,
     )  # fmt: skip
 

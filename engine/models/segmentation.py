@@ -116,19 +116,35 @@ class FCN8sLite0(nn.Module):
         return f"ImageNet EfficientNet-Lite0: {len(body)} tensors"
 
 
-class TorchvisionSegmentation(nn.Module):
-    """torchvision's DeepLabV3 / FCN on ResNet-50, returning the logits tensor."""
+AUX_WEIGHT = 0.4  # torchvision's reference training: loss = out + 0.4 x aux
 
-    def __init__(self, builder: str, num_classes: int):
+
+class TorchvisionSegmentation(nn.Module):
+    """torchvision's DeepLabV3 / FCN on ResNet-50, returning the logits tensor. With
+    `aux_loss`, its auxiliary classifier on layer3 (DLCV HW1's "two classifiers") runs too:
+    in training its logits are kept in `self.aux` for the loss (`aux_weight` x its
+    cross-entropy is added); in evaluation it is not run."""
+
+    def __init__(self, builder: str, num_classes: int, aux_loss: bool = False):
         super().__init__()
         from torchvision.models import segmentation
 
         self.net = getattr(segmentation, builder)(
-            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
+            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss
         )
+        self.aux_weight = AUX_WEIGHT if aux_loss else 0.0
+        self.aux: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)["out"]
+        aux = self.net.aux_classifier
+        if not self.training:
+            self.net.aux_classifier = None  # the auxiliary head is for the loss alone
+        try:
+            out = self.net(x)
+        finally:
+            self.net.aux_classifier = aux
+        self.aux = out.get("aux") if self.training else None
+        return out["out"]
 
     def load_imagenet(self, state: dict[str, torch.Tensor]) -> str:
         body = {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -179,6 +195,7 @@ def fcn32s(
     *,
     fc_channels: int = 4096,
     learn_upsampling: bool = True,
+    **_,
 ) -> nn.Module:
     return FCN32s(num_classes, fc_channels, learn_upsampling)
 
@@ -187,8 +204,9 @@ def fcn8s_lite0(name: str, num_classes: int, size: int, **_) -> nn.Module:
     return FCN8sLite0(num_classes, size)
 
 
-def torchvision_segmentation(name: str, num_classes: int, size: int, **_) -> nn.Module:
-    return TorchvisionSegmentation(name, num_classes)
+def torchvision_segmentation(name: str, num_classes: int, size: int, *, aux_loss: bool = False,
+                             **_) -> nn.Module:  # fmt: skip
+    return TorchvisionSegmentation(name, num_classes, aux_loss)
 
 
 def unet_small(name: str, num_classes: int, size: int, **_) -> nn.Module:
@@ -206,6 +224,7 @@ def build_segmentation_model(
     weights: str = "none",
     fc_channels: int = 4096,
     learn_upsampling: bool = True,
+    aux_loss: bool = False,
 ) -> tuple[nn.Module, str]:
     """The model and what its weights start from, in words. `weights`: "imagenet" for the
     backbone's ImageNet weights (from the cache; WeightsError when missing), else random."""
@@ -215,7 +234,11 @@ def build_segmentation_model(
         )
     spec = SEGMENTATION[name]
     model = spec.build(
-        num_classes, image_size, fc_channels=fc_channels, learn_upsampling=learn_upsampling
+        num_classes,
+        image_size,
+        fc_channels=fc_channels,
+        learn_upsampling=learn_upsampling,
+        aux_loss=aux_loss,
     )
     if weights == "imagenet" and spec.backbone is not None:
         from engine.models.backbones import get_backbone

@@ -276,3 +276,39 @@ def test_fcn32s_starts_from_cached_vgg16_weights(weight_cache):
     assert cfg.backbone_weights == "imagenet"  # cached: nothing to record
     mean, std = preprocessing(cfg, splits=None)  # the weights' own normalisation
     assert (tuple(mean), tuple(std)) == (get_backbone("vgg16").mean, get_backbone("vgg16").std)
+
+
+def test_fcn_resnet50_trains_its_auxiliary_classifier_with_weight_0_4():
+    from engine.config.kinds import SegmentConfig
+    from engine.experiments.segment import pixel_cross_entropy, prepare
+
+    torch.manual_seed(0)
+    model, _ = build_segmentation_model("fcn_resnet50", 6, 64, aux_loss=True)
+    assert model.net.aux_classifier is not None and model.aux_weight == 0.4
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 6, (2, 64, 64))
+    model.train()
+    out = model(x)
+    assert out.shape == (2, 6, 64, 64) and model.aux.shape == (2, 6, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        assert model(x).shape == (2, 6, 64, 64)
+    assert model.aux is None and model.net.aux_classifier is not None  # not run, still there
+    plain, _ = build_segmentation_model("fcn_resnet50", 6, 64)
+    assert plain.net.aux_classifier is None and plain.aux_weight == 0.0
+    # A run's loss adds 0.4 x the auxiliary head's cross-entropy in training (the prepared
+    # loss, on the model prepare builds); validation's is the main head's alone.
+    from engine.config import DataConfig, ModelConfig
+    from engine.data import load_dataset
+
+    cfg = SegmentConfig(model=ModelConfig(name="fcn_resnet50"), backbone_weights="none",
+                        data=DataConfig(name="landcover", image_size=64))  # fmt: skip
+    assert cfg.aux_loss
+    stored = cfg.to_dict()
+    del stored["aux_loss"]  # a run from before: no auxiliary head in its checkpoints
+    assert not SegmentConfig.from_dict(stored).aux_loss
+    p = prepare(cfg, load_dataset(cfg.data), torch.device("cpu"))
+    p.model.train()
+    logits = p.model(x)
+    expected = pixel_cross_entropy(logits, y) + 0.4 * pixel_cross_entropy(p.model.aux, y)
+    torch.testing.assert_close(p.loss_fn(logits, y), expected)
+    assert p.eval_loss_fn is pixel_cross_entropy
