@@ -316,7 +316,6 @@ def show_group(group_id: str) -> None:
                for c in ("best val mIoU", "test mIoU", "test pixel acc.")},
         },
     )  # fmt: skip
-    statistics.show_group_statistics(g, root, key="segmentation")
     for r in table:
         if r.get("error"):
             st.error(f"{r['label']}: {r['error']}")
@@ -334,6 +333,7 @@ def show_group(group_id: str) -> None:
     st.caption("A row that has not reached an epoch yet shows the bare image there.")
     named = [(n, cache.load_metrics(lay.root)) for n, lay in present]
     charts.chart(st, iou_curves(named), key="group_iou")
+    statistics.show_group_statistics(g, root, key="segmentation")
     pick = st.selectbox("Details of one row", [n for n, _ in present], key="group_detail")
     show_run(dict(present)[pick].root, key="detail", timeline=False)
 

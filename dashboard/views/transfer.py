@@ -201,7 +201,6 @@ def render_group(group: groups.Group) -> None:
             "test acc": st.column_config.NumberColumn(format="percent"),
         },
     )  # fmt: skip
-    statistics.show_group_statistics(group, picking.runs_dir(), key=group.group_id)
     if group.preset == "a-e":
         st.markdown("**As the seeds tabulate it**")
         charts.ae_grid_table(group)
@@ -226,6 +225,7 @@ def render_group(group: groups.Group) -> None:
                 f"A frozen-backbone epoch here is **{ratio:.0f}×** faster than a fine-tuning "
                 f"epoch ({why})."
             )
+    statistics.show_group_statistics(group, picking.runs_dir(), key=group.group_id)
 
 
 def group_controls(group: groups.Group) -> None:

@@ -99,7 +99,9 @@ def test_the_monitor_shows_the_knn_accuracy_against_the_random_init_backbone(tra
     summary, baseline = status["summary"], status["model_info"]["test_knn_acc_random_init"]
     (note,) = [m.value for m in at.markdown if summary["backbone_file"] in m.value]
     assert f"**{summary['test_knn_acc']:.1%}**" in note
-    assert f"the random-init backbone's: {baseline:.1%}" in note
+    assert f"vs the random-init backbone's {baseline:.1%}" in note
+    v = summary["test_knn_vs_random_init"]
+    assert f"**{v['verdict']}** (exact McNemar, p = {v['p']:.2g}" in note  # a paired test
 
 
 def test_the_monitor_chart_has_loss_knn_accuracy_and_spread_panels(trained):
@@ -221,11 +223,11 @@ def test_the_grid_tab_tabulates_a_grid_that_uses_the_run(trained, runs_dir, weig
     assert not [i for i in at.info if "No A–E grid" in i.value]
     assert next(s for s in at.selectbox if s.label == "A–E grid").value == group.group_id
     table = next(d.value for d in at.dataframe if "pre-training" in d.value.columns)
-    assert list(table["setting"]) == list("ABCDE")
+    assert list(table["setting"]) == list("ABCDEF")  # F: the random-init frozen control
     assert table["pre-training"][2] == "BYOL, without labels (folder)"
     assert table["backbone from"][2] == table["backbone from"][4] == trained.name
     assert table["pre-training"][1] == "ImageNet, with labels (torchvision)"
-    assert list(table["state"]) == ["queued"] * 5
+    assert list(table["state"]) == ["queued"] * 6
 
 
 def test_without_runs_the_page_says_so_and_opens_the_form(runs_dir):
@@ -338,7 +340,7 @@ def test_the_transfer_form_starts_rows_c_and_e_from_the_byol_runs_backbone(
     configs = [runs.load_config(runs_dir / r.run_id) for r in group.rows]
     backbone = str((RunLayout(trained).checkpoints / "backbone.pt").resolve())
     assert [c.backbone_weights for c in configs] == [
-        "none", "imagenet", backbone, "imagenet", backbone,
+        "none", "imagenet", backbone, "imagenet", backbone, "none",
     ]  # fmt: skip
 
 
