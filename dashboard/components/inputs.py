@@ -31,6 +31,8 @@ DATASET_LABELS = {
     "digits": "Handwritten digits (embedded, offline)",
     "folder": "Image folder (one sub-folder per class)",
     "prefixed": "Labelled file names (<label>_<n>.png)",
+    "csv": "Image lists (train.csv, val.csv: filename,label)",
+    "unlabelled": "Unlabelled images (a flat folder or a CSV list)",
     "cifar10": "CIFAR-10 python batches",
     "fashion_mnist": "Fashion-MNIST (70,000 real images)",
     "mnist": "MNIST (70,000 handwritten digits)",
@@ -68,9 +70,10 @@ def check_run_data(run_dir) -> None:
     from another machine can name any folder, and the dashboard reads only under its roots."""
     from engine.data.roots import check_data_path
 
-    path = runs.load_config(run_dir).data.path
-    if path:
-        check_data_path(path)
+    cfg = runs.load_config(run_dir)
+    for path in (cfg.data.path, cfg.data.val_path, getattr(cfg, "knn_data_path", None)):
+        if path:
+            check_data_path(path)
 
 
 def env_flag(name: str) -> bool:

@@ -36,10 +36,11 @@ def new_runs_form() -> None:
     d = FewShotConfig()
     with st.form("new_fewshot"):
         c1, c2, c3 = st.columns([1, 2, 1])
-        dataset = c1.selectbox("Dataset", ["digits", "folder"], help=(
+        dataset = c1.selectbox("Dataset", ["digits", "folder", "csv"], help=(
             "digits: classes 0-4 meta-train, 5-9 meta-test; folder: train/<class>/ and "
-            "test/<class>/ with disjoint classes, as mini-ImageNet"))  # fmt: skip
-        path = c2.text_input("Folder (for folder)", "")
+            "test/<class>/ with disjoint classes; csv: train.csv / val.csv (/ test.csv) image "
+            "lists, as DLCV HW4's mini-ImageNet"))  # fmt: skip
+        path = c2.text_input("Folder (for folder and csv)", "")
         distance = c3.selectbox("Distance", DISTANCES)
         c4, c5, c6, c7 = st.columns(4)
         way = c4.number_input("Training N-way", 2, 64, d.train_way,

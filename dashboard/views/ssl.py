@@ -29,7 +29,8 @@ st.caption(
     "backbone's features on held-out images. The pretrained backbone then starts rows C and E "
     "of the A–E grid."
 )
-DATASETS = ["digits", "folder", "prefixed", "cifar10"]
+DATASETS = ["digits", "folder", "prefixed", "csv", "cifar10", "unlabelled"]
+KNN_DATASETS = ["", "digits", "folder", "prefixed", "csv", "cifar10"]
 
 
 def new_run_form() -> bool:
@@ -39,7 +40,9 @@ def new_run_form() -> bool:
         c1, c2, c3 = st.columns([1, 2, 1])
         dataset = c1.selectbox("Dataset", inputs.datasets_offered(DATASETS), help="labels, where there are any, are "
                                "used only by the kNN monitor")  # fmt: skip
-        path = c2.text_input("Folder (not for digits)", "")
+        path = c2.text_input("Folder (not for digits)", "",
+                             help="unlabelled: a flat folder of images, or a CSV list of file "
+                             "names")  # fmt: skip
         backbone = c3.selectbox("Backbone", ["resnet18", "resnet50", *(
             b for b in BACKBONES if b not in ("resnet18", "resnet50"))])  # fmt: skip
         c4, c5, c6, c7 = st.columns(4)
@@ -49,6 +52,14 @@ def new_run_form() -> bool:
                             help="32 for the digits; the seeds used 128")  # fmt: skip
         epochs = c6.number_input("Epochs", 1, 1000, d.epochs)
         lr = c7.number_input("Learning rate (Adam)", 1e-6, 1.0, d.optim.lr, format="%.5f")
+        k1, k2 = st.columns([1, 3])
+        knn_data = k1.selectbox(
+            "kNN monitor data", inputs.datasets_offered(KNN_DATASETS),
+            format_func=lambda n: inputs.DATASET_LABELS.get(n, n) if n else "the training images",
+            help="labelled images to measure the backbone by, when the training images have no "
+            "labels (unlabelled); without, the monitor shows the loss and the collapse measure",
+        )  # fmt: skip
+        knn_path = k2.text_input("kNN data folder (not for digits)", "")
         if not st.form_submit_button("▶ Pretrain with BYOL", type="primary"):
             return False
     try:
@@ -57,7 +68,7 @@ def new_run_form() -> bool:
                             classes=[c.strip() for c in classes.split(",") if c.strip()]),
             model=ModelConfig(name=backbone),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0, schedule="none"),
-            epochs=int(epochs),
+            epochs=int(epochs), knn_data=knn_data, knn_data_path=inputs.typed_path(knn_path),
         )  # fmt: skip
         run_dir = start_run(cfg, picking.runs_dir())
     except (WorkbenchError, OSError) as e:
@@ -123,6 +134,10 @@ def monitor(run: runs.RunSummary) -> None:
     _, knn = charts.epoch_series(events, "knn_acc", "val")
     _, spread = charts.epoch_series(events, "collapse_std", "val")
     random_init = info.get("knn_acc_random_init")
+    if info.get("knn"):  # no labelled images: loss and the collapse measure only
+        st.info(info["knn"])
+    elif info.get("knn_data"):
+        st.caption(f"kNN monitor on another, labelled dataset: {info['knn_data']}")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("kNN accuracy, last epoch", f"{knn[-1]:.1%}" if knn else "–",
               f"{knn[-1] - random_init:+.1%} vs random init"
@@ -145,7 +160,12 @@ def monitor(run: runs.RunSummary) -> None:
         return
     charts.chart(st, monitor_figure(events, random_init, dim), key="ssl_monitor")
     summary = status.get("summary") or {}
-    if summary.get("backbone_file"):
+    if summary.get("backbone_file") and summary.get("knn"):
+        st.markdown(
+            f"Pretrained backbone: `{summary['backbone_file']}` (the last epoch's). Give "
+            "this run to the A–E grid (last tab), or as the weights of a transfer run."
+        )
+    elif summary.get("backbone_file"):
         st.markdown(f"Pretrained backbone: `{summary['backbone_file']}`. Test-split kNN "
                     f"accuracy of the last epoch's backbone (what transfers): "
                     f"{versus_random_init(summary, info)}. Give this run to the A–E grid (last "

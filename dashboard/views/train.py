@@ -25,12 +25,17 @@ def start_form() -> None:
     with st.form("new_run"):
         c1, c2, c3 = st.columns(3)
         dataset = c1.selectbox(
-            "Dataset", inputs.datasets_offered(["digits", "folder", "prefixed", "cifar10"]),
+            "Dataset", inputs.datasets_offered(["digits", "folder", "prefixed", "csv", "cifar10"]),
             format_func=inputs.DATASET_LABELS.get, help="Land-cover segmentation: the Segmentation page",
         )  # fmt: skip
         path = c1.text_input(
             "Dataset folder", placeholder="/path/to/data (not needed for the digits)"
         )
+        val_path = c1.text_input(
+            "Validation folder (optional)", placeholder="e.g. /path/to/val_50",
+            help="folder and prefixed datasets: validation images in their own folder of the "
+            "same layout, instead of a part carved from the dataset folder",
+        )  # fmt: skip
         model = c1.selectbox(
             "Model", list_models(), format_func=lambda m: f"{m}: {model_description(m)}"
         )
@@ -58,7 +63,12 @@ def start_form() -> None:
         snapshot_epochs = parse_epoch_list(exact)
         cfg = RunConfig(
             name=name,
-            data=DataConfig(name=dataset, path=inputs.typed_path(path), augment=augment),
+            data=DataConfig(
+                name=dataset,
+                path=inputs.typed_path(path),
+                val_path=inputs.typed_path(val_path),
+                augment=augment,
+            ),
             model=ModelConfig(name=model),
             optim=OptimConfig(name=optimizer, lr=float(lr), schedule=schedule),
             epochs=int(epochs),

@@ -71,11 +71,13 @@ def new_comparison_form() -> None:
             "Backbone", list(BACKBONES), format_func=backbone_label,
             help="seed003 always compares ResNet-34 with MobileNetV3-Large",
         )  # fmt: skip
-        dataset = c3.selectbox("Dataset", inputs.datasets_offered(["digits", "folder"]),
+        dataset = c3.selectbox("Dataset", inputs.datasets_offered(["digits", "folder", "csv"]),
                                help="folder: one sub-folder per class, or train/ and val/ "
-                                    "folders each holding one folder per class")  # fmt: skip
+                                    "folders each holding one folder per class; csv: "
+                                    "train.csv / val.csv (filename,label) with train/ and "
+                                    "val/ image folders beside them, as Office-Home")  # fmt: skip
         c1, c2 = st.columns([2, 1])
-        path = c1.text_input("Dataset folder (for 'folder')", "")
+        path = c1.text_input("Dataset folder (for 'folder' and 'csv')", "")
         classes = c2.text_input("Only classes (optional)", "", placeholder="5,6,7,8,9",
                                 help="e.g. the A–E grid on digits 5-9 after pretraining on "
                                 "0-4")  # fmt: skip

@@ -37,7 +37,8 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
     cfg = cls(
         name=a.name or "",
         data=DataConfig(
-            name=given(a.dataset, d.data.name), path=a.data_path, augment=a.augment,
+            name=given(a.dataset, d.data.name), path=a.data_path, val_path=a.val_path,
+            augment=a.augment,
             colour_jitter=a.colour_jitter, rotate=a.rotate or 0.0,
             image_size=given(a.image_size, d.data.image_size), classes=a.classes or [],
             imbalance_ratio=given(a.imbalance_ratio, 1.0), class_counts=a.class_counts or [],
@@ -94,15 +95,22 @@ def add_data_and_optim_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset", default=None, choices=list(DATASETS),
         help="digits (classification default), landcover (segmentation default: synthetic "
-        "scenes), deepglobe (xxxx_sat.jpg / xxxx_mask.png folders), folder, prefixed, cifar10, "
-        "fashion_mnist / mnist / kmnist (IDX files; found without --data-path where `make "
-        "data` puts them)",
+        "scenes), deepglobe (xxxx_sat.jpg / xxxx_mask.png folders), folder, prefixed, csv "
+        "(train.csv / val.csv / test.csv of filename,label with train/ val/ test/ image folders "
+        "beside them), cifar10, fashion_mnist / mnist / kmnist (IDX files; found without "
+        "--data-path where `make data` puts them), unlabelled (ssl: a flat folder of images or "
+        "a CSV list of file names)",
     )  # fmt: skip
     p.add_argument(
         "--data-path",
         default=None,
         help="folder of the dataset (not for digits or landcover; optional for the MNIST family)",
     )
+    p.add_argument(
+        "--val-path", default=None, metavar="FOLDER",
+        help="folder and prefixed datasets: the validation images in their own folder of the "
+        "same layout (train_50/ with val_50/) instead of a part carved from --data-path",
+    )  # fmt: skip
     p.add_argument(
         "--image-size", type=int, default=None, help="input size (32; transfer 64; segment 128)"
     )

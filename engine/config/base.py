@@ -33,7 +33,8 @@ MAX_LR = 10.0
 
 # MNIST-family IDX files (engine.data.idx): found without a path where a package puts them.
 IDX_DATASETS = ("fashion_mnist", "mnist", "kmnist")
-DATASETS = ("digits", "folder", "prefixed", "cifar10", *IDX_DATASETS, "landcover", "deepglobe")
+DATASETS = ("digits", "folder", "prefixed", "csv", "cifar10", *IDX_DATASETS, "unlabelled",
+            "landcover", "deepglobe")  # fmt: skip
 # Per-pixel labels: the synthetic land-cover scenes (generated; no path) and DeepGlobe-style
 # xxxx_sat.jpg / xxxx_mask.png folders.
 SEGMENTATION_DATASETS = ("landcover", "deepglobe")
@@ -47,10 +48,16 @@ LOSSES = ("cross_entropy", "balanced_softmax", "weighted_cross_entropy")
 class DataConfig:
     # digits: the embedded default (scikit-learn's 1,797 handwritten digits at 32x32 RGB).
     # folder: one sub-folder per class; prefixed: files named <label>_<n>.png;
+    # csv: a folder with train.csv (val.csv, test.csv) of filename,label rows, the images in
+    # train/ (val/, test/) beside them, as Office-Home; unlabelled (ssl runs): a flat folder
+    # of images or a CSV list of file names;
     # cifar10: the python batches (data_batch_1..5, test_batch).
     # fashion_mnist, mnist, kmnist: the four IDX files (path optional: Debian's package, data/).
     name: str = "digits"
     path: str | None = None
+    # folder (one sub-folder per class) and prefixed: the validation images in their own
+    # folder of the same layout (train_50/ + val_50/) instead of a part carved from `path`.
+    val_path: str | None = None
     image_size: int = 32
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -69,6 +76,15 @@ class DataConfig:
         _one_of("data.name", self.name, DATASETS)
         if self.name not in ("digits", "landcover", *IDX_DATASETS):
             _require(bool(self.path), f"data.path is required for the {self.name!r} dataset")
+        _require(
+            not self.val_path or self.name in ("folder", "prefixed"),
+            f"data.val_path is for the folder and prefixed datasets (csv: val.csv), not "
+            f"{self.name!r}",
+        )
+        _require(
+            self.name != "unlabelled" or not (self.classes or self.class_counts),
+            "unlabelled images have no classes to select or count",
+        )
         _require(
             8 <= self.image_size <= 512,
             f"data.image_size must be in [8, 512], got {self.image_size}",
@@ -256,6 +272,11 @@ class RunConfig:
                 else "images with one label each"
             )
             + f", got data.name {self.data.name!r}",
+        )
+        _require(
+            self.data.name != "unlabelled" or self.kind == "ssl",
+            f"unlabelled images can only pretrain a backbone (kind ssl); a {self.kind} run "
+            "needs labelled images",
         )
         self.validate_model()
         self.optim.validate()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from engine.config import DataConfig
@@ -14,7 +13,7 @@ from engine.data.datasets import (
     DataError,
     ImageSet,
     Splits,
-    _split,
+    carve_missing,
     long_tail_counts,
     stratified_splits,
 )
@@ -64,13 +63,26 @@ def _load_all_classes(cfg: DataConfig) -> Splits:
         x, y, classes = read_digits(size)
         return stratified_splits(x, y, classes, "digits (scikit-learn)", *fractions)
     if cfg.name == "folder" and (folders := presplit_folders(cfg.path)) is not None:
+        if cfg.val_path:
+            raise DataError(f"{cfg.path} has its own train/ and val/ or test/ folders: "
+                            "give no separate validation folder (data.val_path)")  # fmt: skip
         return _presplit(folders, size, fractions)
+    if cfg.name in ("folder", "prefixed") and cfg.val_path:
+        return _with_val_folder(cfg, size, fractions)
     if cfg.name == "folder":
         x, y, classes = read_image_folder(cfg.path, size)
         return stratified_splits(x, y, classes, f"image folder {cfg.path}", *fractions)
     if cfg.name == "prefixed":
         x, y, classes = read_prefixed(cfg.path, size)
         return stratified_splits(x, y, classes, f"labelled files in {cfg.path}", *fractions)
+    if cfg.name == "csv":
+        from engine.data.image_lists import load_csv_dataset
+
+        return load_csv_dataset(cfg.path, size, fractions)
+    if cfg.name == "unlabelled":
+        from engine.data.image_lists import load_unlabelled
+
+        return load_unlabelled(cfg.path, size, fractions)
     if cfg.name == "cifar10":
         x, y, tx, ty, classes = read_cifar10(cfg.path, size)
         test = ImageSet(tx, ty, torch.arange(len(y), len(y) + len(ty)))
@@ -95,9 +107,24 @@ def _load_all_classes(cfg: DataConfig) -> Splits:
     raise DataError(f"unknown dataset {cfg.name!r}")
 
 
+def _with_val_folder(cfg: DataConfig, size: int, fractions: tuple[float, float, int]) -> Splits:
+    """Training images from `path`, validation images from `val_path` (same layout, the same
+    classes or fewer: train_50/ and val_50/); the test split is carved from `path`."""
+    read = read_image_folder if cfg.name == "folder" else read_prefixed
+    x, y, classes = read(cfg.path, size)
+    vx, vy, val_classes = read(cfg.val_path, size)
+    if extra := sorted(set(val_classes) - set(classes)):
+        raise DataError(f"validation folder {cfg.val_path} has class(es) that {cfg.path} has "
+                        f"not: {', '.join(extra[:5])}")  # fmt: skip
+    index = torch.tensor([classes.index(c) for c in val_classes])
+    train = ImageSet(x, y, torch.arange(len(y)))
+    val = ImageSet(vx, index[vy], torch.arange(len(y), len(y) + len(vy)))
+    source = f"{cfg.name} {cfg.path}, validation {cfg.val_path}"
+    return carve_missing(train, {"val": val}, classes, source, fractions, Path(cfg.path).name)
+
+
 def _presplit(folders: dict, size: int, fractions: tuple[float, float, int]) -> Splits:
     """The splits given as folders; a missing val/ or test/ is a stratified part of train/."""
-    val_fraction, test_fraction, seed = fractions
     root = folders["train"].parent
     x, y, classes = read_image_folder(folders["train"], size, within=root)
     n = len(y)
@@ -109,10 +136,4 @@ def _presplit(folders: dict, size: int, fractions: tuple[float, float, int]) -> 
             given[name] = ImageSet(gx, gy, torch.arange(n, n + len(gy)))
             n += len(gy)
     source = f"image folders {root} ({', '.join(f'{k}/' for k in folders)})"
-    for name, fraction, salt in (("test", test_fraction, 0), ("val", val_fraction, 1)):
-        if name not in given:  # carved out of train/, stratified and seeded
-            rest, taken = _split(np.arange(len(train)), train.labels.numpy(), fraction, seed + salt)
-            given[name] = train.subset(taken)
-            train = train.subset(rest)
-            source += f"; {name} carved from train/"
-    return Splits(train, given["val"], given["test"], classes, source)
+    return carve_missing(train, given, classes, source, fractions, "train/")

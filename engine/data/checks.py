@@ -36,7 +36,7 @@ def check_images(files: list[Path], dataset: Path) -> None:
 
 def check_source(
     name: str, path: str | None, classes: list[str] | None = None,
-    class_counts: list[int] | None = None,
+    class_counts: list[int] | None = None, val_path: str | None = None,
 ) -> None:  # fmt: skip
     """The checks before a run starts (the run reads the pixels in its own process): the
     folder exists and holds what the format needs, every file is whole and in bounds,
@@ -55,6 +55,8 @@ def check_source(
                             f"classes of {path or name}")  # fmt: skip
     if root is not None:
         _check_files(name, root)
+    if val_path:
+        _check_files(name, _existing_dir(val_path))
 
 
 def _class_names(name: str, path: str | None) -> list[str]:
@@ -66,6 +68,10 @@ def _class_names(name: str, path: str | None) -> list[str]:
         from engine.data.idx import IDX_DATASETS as SPECS
 
         return list(SPECS[name].classes)
+    if name == "csv":
+        from engine.data.image_lists import csv_class_names
+
+        return csv_class_names(path)
     root = Path(path).expanduser()
     if name == "prefixed":
         return sorted(
@@ -85,6 +91,15 @@ def _dataset_folder(name: str, path: str | None) -> Path | None:
         return None
     if not path:
         raise DataError(f"the {name!r} dataset needs a folder path")
+    if name == "csv":  # the folder holding train.csv, which must be there
+        from engine.data.image_lists import csv_lists
+
+        csv_lists(path)
+    if name == "unlabelled":  # a folder or a CSV list
+        from engine.data.image_lists import check_unlabelled
+
+        check_unlabelled(path)
+        return None
     return _existing_dir(path)
 
 
@@ -99,6 +114,10 @@ def _check_files(name: str, root: Path) -> None:
         check_pairs(root)
     elif name == "cifar10":
         check_cifar10(root)
+    elif name == "csv":
+        from engine.data.image_lists import check_csv_dataset
+
+        check_csv_dataset(root)
 
 
 def _folder_files(root: Path) -> list[Path]:

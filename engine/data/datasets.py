@@ -154,6 +154,27 @@ def stratified_splits(
     return Splits(full.subset(train_ids), full.subset(val_ids), test, classes, source)
 
 
+def carve_missing(
+    train: ImageSet,
+    given: dict[str, ImageSet],
+    classes: list[str],
+    source: str,
+    fractions: tuple[float, float, int],
+    train_name: str,
+) -> Splits:
+    """Splits from a training set and the validation / test sets a dataset gives; a missing
+    one is a stratified, seeded part of the training set (`train_name` says so in the source)."""
+    val_fraction, test_fraction, seed = fractions
+    given = dict(given)
+    for name, fraction, salt in (("test", test_fraction, 0), ("val", val_fraction, 1)):
+        if name not in given:
+            rest, taken = _split(np.arange(len(train)), train.labels.numpy(), fraction, seed + salt)
+            given[name] = train.subset(taken)
+            train = train.subset(rest)
+            source += f"; {name} carved from {train_name}"
+    return Splits(train, given["val"], given["test"], classes, source)
+
+
 def _split(ids: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     """Stratified: each class gives round(fraction * its count) samples (at least one) to
     the second part. Plain numpy; scikit-learn's version costs a second of import time."""

@@ -15,12 +15,7 @@ import numpy as np
 import torch
 
 from engine.data.datasets import DataError, ImageSet, Splits
-from engine.data.fewshot_lists import (  # noqa: F401 (read_image_list: re-exported)
-    check_lists,
-    load_lists,
-    read_episode_csv,
-    read_image_list,
-)
+from engine.data.fewshot_lists import check_lists, load_lists, read_episode_csv
 from engine.data.loader import Normaliser, _generator
 from engine.models.protonet import Episode
 
@@ -195,7 +190,7 @@ def check_fewshot_source(name: str, path: str | None, episodes_csv: str | None =
     if not path:
         raise DataError(f"the {name!r} dataset needs a folder path")
     root = _existing_dir(path)
-    if (root / "train.csv").is_file():
+    if name == "csv" or (root / "train.csv").is_file():
         check_lists(root, episodes_csv)
         return
     seen: dict[str, str] = {}
@@ -258,7 +253,7 @@ def load_fewshot(cfg) -> Splits:
                   f"{', '.join(c for c in classes if c not in test_names)}, meta-test {', '.join(test_names)}")  # fmt: skip
         return Splits(train.subset(rest), train.subset(held), test, classes, source)
     root = _existing_dir(d.path)
-    if (root / "train.csv").is_file():
+    if d.name == "csv" or (root / "train.csv").is_file():
         return load_lists(root, size, d.val_fraction, d.split_seed)
     parts, classes = {}, []
     folders = _split_folders(root)

@@ -1,64 +1,20 @@
-"""Few-shot data as CSV files, as the seed's course gives mini-ImageNet: `filename,label`
-image lists (train.csv, val.csv, test.csv) and a list of fixed test episodes. A CSV is read
-as UTF-8 and checked row by row; a fault is one line naming the file and the line."""
+"""Few-shot data as CSV files, as DLCV HW4 gives mini-ImageNet: `filename,label` image lists
+(train.csv, val.csv, test.csv; read by engine.data.image_lists) with disjoint classes, and a
+list of fixed test episodes."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from engine.data.datasets import DataError, ImageSet, Splits
-from engine.data.roots import DatasetBounds
+from engine.data.image_lists import image_list, read_image_list, read_table
 
-# mini-ImageNet's train.csv (38,400 images) is 1.5 MB; a CSV over this is not a list.
-MAX_CSV_BYTES = 64 * 2**20
 _SUPPORT = re.compile(r"^class(\d+)_support(\d+)$")
 _QUERY = re.compile(r"^query(\d+)$")
-
-
-def read_table(path: Path, what: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """A CSV file's header and its rows as (line number, {column: value}); each row has
-    exactly the header's columns (blank lines are skipped)."""
-    try:
-        if not Path(path).is_file():  # a folder, or a device or pipe that never ends
-            raise DataError(f"cannot read {what} {path}: not a file, or missing")
-        with open(path, "rb") as f:
-            text = f.read(MAX_CSV_BYTES + 1)
-    except OSError as e:
-        raise DataError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    if len(text) > MAX_CSV_BYTES:
-        raise DataError(f"{what} {path} is over {MAX_CSV_BYTES // 2**20} MB; a list of "
-                        "images or episodes is a few MB at most")  # fmt: skip
-    try:
-        text = text.decode("utf-8-sig")  # a byte-order mark, as spreadsheets write, is dropped
-    except UnicodeDecodeError as e:
-        line = text[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}, line {line}: not UTF-8 text (byte 0x{text[e.start]:02x}); "
-                        "save the file as UTF-8") from None  # fmt: skip
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        table = [(reader.line_num, row) for row in reader if row]
-    except csv.Error as e:
-        raise DataError(f"{path}, line {reader.line_num}: {e}") from None
-    if not table:
-        raise DataError(f"{what} {path} is empty")
-    (_, header), *rows = table
-    header = [c.strip() for c in header]
-    if twice := sorted({c for c in header if header.count(c) > 1}):
-        raise DataError(f"{path}: the column {twice[0]!r} appears more than once in the header")
-    out = []
-    for line, row in rows:
-        if len(row) != len(header):
-            raise DataError(f"{path}, line {line}: {len(row)} field(s), but the header has "
-                            f"{len(header)} ({', '.join(header)})")  # fmt: skip
-        out.append((line, dict(zip(header, row, strict=True))))
-    return header, out
 
 
 # --- episode files ---------------------------------------------------------------------------
@@ -98,52 +54,6 @@ def read_episode_csv(path: str | Path, names: list[str]) -> list[dict]:
         out.append({"id": row["episode_id"], "support": [[row[c] for c in cols] for cols in ways],
                     "query": [row[c] for c in query_cols]})  # fmt: skip
     return out
-
-
-# --- image lists -----------------------------------------------------------------------------
-@dataclass
-class ImageList:
-    """A `filename,label` CSV's rows: the files (resolved, in bounds), labels and names."""
-
-    path: Path
-    files: list[Path]
-    labels: list[str]
-    names: list[str]
-
-
-def image_list(path: Path, dataset: Path) -> ImageList:
-    """A `filename,label` CSV (an `id` column may come first), as the seed's course gives
-    mini-ImageNet: images under `<csv stem>/` beside it, or beside it. Every file must exist
-    and lie in `dataset` or under a data root (an absolute name or '..' that leads out is
-    refused); nothing is decoded."""
-    header, rows = read_table(path, "image list")
-    if not {"filename", "label"} <= set(header):
-        raise DataError(f"{path}: expected a header with filename and label columns")
-    if not rows:
-        raise DataError(f"image list {path} names no images")
-    folder = path.parent / path.stem if (path.parent / path.stem).is_dir() else path.parent
-    bounds = DatasetBounds(dataset)
-    files = []
-    for line, row in rows:
-        name, where = row["filename"], f"{path}, line {line}: "
-        if not name or not row["label"]:
-            raise DataError(f"{where}{'filename' if not name else 'label'} is empty")
-        file = folder / name
-        bounds.check(file, where)
-        if not file.is_file():
-            raise DataError(f"{where}{name} is not in {folder}")
-        files.append(file)
-    return ImageList(path, files, [r["label"] for _, r in rows], [r["filename"] for _, r in rows])
-
-
-def read_image_list(path: Path, size: int, dataset: Path | None = None):
-    """The images of an image list (see `image_list`). Returns (images, label names per
-    image, file names)."""
-    from engine.data.sources import read_image, read_many
-
-    listed = image_list(path, dataset or path.parent)
-    images = read_many(lambda f: read_image(f, size), listed.files)
-    return torch.stack(images), listed.labels, listed.names
 
 
 def list_files(root: Path) -> dict[str, Path]:

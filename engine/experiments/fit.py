@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +98,9 @@ class Prepared:
     test: Callable[[Trainer, Splits, EventLog], dict] | None = None
     step_hooks: list[Callable[[TrainState], None]] = field(default_factory=list)
     checkpoint_seconds: float = 0.0  # Trainer.checkpoint_seconds: 0 writes every epoch
+    # The class names that snapshots' labels index, when not the training split's (BYOL on
+    # unlabelled images, monitored by kNN on another, labelled dataset).
+    classes: list[str] | None = None
 
 
 Prepare = Callable[[RunConfig, Splits, torch.device], Prepared]
@@ -164,7 +167,8 @@ def _build(cfg, layout, prepare, device, load, on_data, on_model, should_stop, o
     if distributed.world_size() > 1:  # this process's share of every batch
         train_loader.shard(distributed.rank(), distributed.world_size())
     if on_data is not None:  # steps: batches, or episodes for few-shot
-        on_data(splits, len(train_loader) * cfg.epochs)
+        shown = splits if p.classes is None else replace(splits, classes=p.classes)
+        on_data(shown, len(train_loader) * cfg.epochs)
     if on_model is not None:
         on_model(p.info)
     if p.snapshots is not None:

@@ -84,7 +84,7 @@ class Kind:
         from engine.data import check_source
 
         data = cfg.data
-        check_source(data.name, data.path, data.classes, data.class_counts)
+        check_source(data.name, data.path, data.classes, data.class_counts, data.val_path)
 
     def experiment(self) -> ModuleType:
         """Its module, imported on first use (it imports torch)."""
@@ -214,6 +214,14 @@ SSL_FLAGS = (
         type=float,
     ),
     Flag("--knn-k", "knn_k", "ssl: neighbours of the kNN monitor (20)", type=int),
+    Flag(
+        "--knn-data",
+        "knn_data",
+        "ssl: the kNN monitor's labelled dataset (digits, folder, csv, fashion_mnist, ...) when "
+        "the training images have no labels (--dataset unlabelled); its train split is the bank",
+        metavar="DATASET",
+    ),
+    Flag("--knn-data-path", "knn_data_path", "ssl: the folder of --knn-data", metavar="PATH"),
     Flag(
         "--flip",
         "flip",

@@ -20,7 +20,7 @@ import torch
 from engine.analysis.metrics import confusion_matrix
 from engine.config import SSLConfig
 from engine.core.atomic import save_npy, save_npz
-from engine.data import BatchLoader, ImageSet, Splits
+from engine.data import BatchLoader, ImageSet, Splits, load_dataset
 from engine.experiments.fit import Prepared, fit, parameter_counts, snapshot_subset
 from engine.models.backbones import build_transfer_net, get_backbone
 from engine.ssl import (
@@ -94,9 +94,22 @@ def versus_random_init(probe, random_probe) -> dict:
             "verdict": "differs" if test.differs else "within noise"}  # fmt: skip
 
 
-def _probe(model, bank_loader, query_loader, splits: Splits, cfg: SSLConfig):
-    return knn_probe(model, bank_loader, query_loader, splits.num_classes, cfg.knn_k,
+def _probe(model, bank_loader, query_loader, labelled: Splits, cfg: SSLConfig):
+    return knn_probe(model, bank_loader, query_loader, labelled.num_classes, cfg.knn_k,
                      cfg.knn_temperature)  # fmt: skip
+
+
+KNN_OFF = ("kNN monitor off: the training images have no labels; give a labelled dataset "
+           "(--knn-data, --knn-data-path) to watch kNN accuracy")  # fmt: skip
+
+
+def knn_splits(cfg: SSLConfig, splits: Splits) -> Splits | None:
+    """The labelled images of the kNN monitor: the training data's own, another dataset's
+    (knn_data), or None (unlabelled images and no knn_data: the monitor is off)."""
+    source = cfg.knn_source()
+    if source is None:
+        return None
+    return splits if source is cfg.data else load_dataset(source)
 
 
 def prepare(cfg: SSLConfig, splits: Splits, device: torch.device) -> Prepared:
@@ -113,33 +126,58 @@ def prepare(cfg: SSLConfig, splits: Splits, device: torch.device) -> Prepared:
     def plain(data: ImageSet) -> BatchLoader:
         return BatchLoader(data, 4 * cfg.batch_size, mean, std, device)
 
-    bank = snapshot_subset(splits.train, cfg.knn_bank_size, cfg.seed)
-    query = snapshot_subset(splits.val, cfg.snapshot_size, cfg.seed)
-    task = SelfSupervised(model, plain(bank), plain(query), splits.num_classes, cfg.knn_k,
-                          cfg.knn_temperature)  # fmt: skip
     total_steps = len(loader(splits.train)) * cfg.epochs
 
     def momentum_step(state) -> None:
         model.update_target(target_momentum(state.global_step, total_steps, cfg.base_momentum))
 
+    labelled = knn_splits(cfg, splits)
+    info = {
+        "backbone": spec.name, "method": "byol", "label": cfg.label,
+        "input_size": splits.image_size, "projection_dim": cfg.projection_dim,
+        "online_params": sum(p.numel() for p in model.online_parameters()),
+        **parameter_counts(model),
+    }  # fmt: skip
+    common = dict(extra_state={"mean": mean, "std": std}, loss_fn=byol_loss,
+                  step_hooks=[momentum_step])  # fmt: skip
+    if labelled is None:
+        print(KNN_OFF, flush=True)
+        task = SelfSupervised(model, None, None, 0)
+
+        def test_unmonitored(trainer: Trainer, splits: Splits, events: EventLog) -> dict:
+            model.load_state_dict(load_checkpoint(trainer.checkpoint_dir / "last.pt")["model"])
+            path = Path(trainer.checkpoint_dir) / BACKBONE_FILE
+            save_checkpoint(path, model.body.state_dict())
+            return {"backbone_file": str(path), "knn": KNN_OFF}
+
+        return Prepared(model, optimizer, scheduler, loader, info={**info, "knn": KNN_OFF},
+                        task=task, test=test_unmonitored,
+                        snapshots=lambda layout, splits, epochs: lambda *_: None,
+                        **common)  # fmt: skip
+
+    bank = snapshot_subset(labelled.train, cfg.knn_bank_size, cfg.seed)
+    query = snapshot_subset(labelled.val, cfg.snapshot_size, cfg.seed)
+    task = SelfSupervised(model, plain(bank), plain(query), labelled.num_classes, cfg.knn_k,
+                          cfg.knn_temperature)  # fmt: skip
+
     # The baseline every epoch is measured against: the same backbone, randomly initialised
     # (the seed makes it the same on a resume, which prepares before loading last.pt).
     random_init = task.probe().accuracy
     task.last_probe = None
-    random_probe = _probe(model, task.bank_loader, plain(splits.test), splits, cfg)
+    random_probe = _probe(model, task.bank_loader, plain(labelled.test), labelled, cfg)
     random_init_test = random_probe.accuracy
     print(f"kNN accuracy of the randomly initialised backbone: {random_init:.2%} (validation), "
           f"{random_init_test:.2%} (test)", flush=True)  # fmt: skip
 
     def snapshots(layout: RunLayout, splits: Splits, epochs: list[int]) -> FeatureSnapshots:
-        return FeatureSnapshots(layout, task, query.ids, epochs, splits.num_classes)
+        return FeatureSnapshots(layout, task, query.ids, epochs, labelled.num_classes)
 
     def test(trainer: Trainer, splits: Splits, events: EventLog) -> dict:
         # best.pt (chosen by a label-based kNN) is loaded; what transfers is the last epoch's
         # backbone, which no label chose: BYOL's "without labels" holds for rows C and E.
-        best = _probe(model, task.bank_loader, plain(splits.test), splits, cfg)
+        best = _probe(model, task.bank_loader, plain(labelled.test), labelled, cfg)
         model.load_state_dict(load_checkpoint(trainer.checkpoint_dir / "last.pt")["model"])
-        probe = _probe(model, task.bank_loader, plain(splits.test), splits, cfg)
+        probe = _probe(model, task.bank_loader, plain(labelled.test), labelled, cfg)
         step, epoch = trainer.state.global_step, trainer.state.epoch
         events.emit("knn_acc", probe.accuracy, split="test", epoch=epoch, step=step)
         events.emit("acc", probe.accuracy, split="test", epoch=epoch, step=step)
@@ -149,22 +187,27 @@ def prepare(cfg: SSLConfig, splits: Splits, device: torch.device) -> Prepared:
         return {"test_acc": probe.accuracy, "test_knn_acc": probe.accuracy,
                 "test_knn_acc_best": best.accuracy, "backbone_file": str(path),
                 "test_knn_vs_random_init": versus_random_init(probe, random_probe),
-                "outcomes": Outcomes("accuracy", ids=splits.test.ids.tolist(),
+                "outcomes": Outcomes("accuracy", ids=labelled.test.ids.tolist(),
                                      correct=[int(c) for c in correct])}  # fmt: skip
 
-    online = sum(p.numel() for p in model.online_parameters())
-    info = {
-        "backbone": spec.name, "method": "byol", "label": cfg.label,
-        "input_size": splits.image_size, "projection_dim": cfg.projection_dim,
-        "knn_acc_random_init": random_init, "test_knn_acc_random_init": random_init_test,
-        "online_params": online,
-        **parameter_counts(model),
-    }  # fmt: skip
+    if labelled is not splits:
+        info["knn_data"] = labelled.describe()
+    info.update(knn_acc_random_init=random_init, test_knn_acc_random_init=random_init_test)
     return Prepared(
-        model, optimizer, scheduler, loader, extra_state={"mean": mean, "std": std}, info=info,
-        task=task, loss_fn=byol_loss, snapshots=snapshots, test=test, step_hooks=[momentum_step],
+        model, optimizer, scheduler, loader, info=info, task=task, snapshots=snapshots,
+        test=test, classes=None if labelled is splits else labelled.classes, **common,
     )  # fmt: skip
 
 
 def run(cfg: SSLConfig, run_dir: str | Path, **kw) -> dict:
     return fit(cfg, run_dir, prepare, **kw)
+
+
+def check_data(cfg: SSLConfig) -> None:
+    """The training images and, when it is another dataset, the kNN monitor's, each checked
+    whole before the run folder is made."""
+    from engine.data import check_source
+
+    for d in (cfg.data, cfg.knn_source()):
+        if d is not None:
+            check_source(d.name, d.path, d.classes, d.class_counts, d.val_path)

@@ -89,11 +89,12 @@ def knn_probe(model, bank_loader, query_loader, num_classes, k=20, temperature=0
 class SelfSupervised:
     """The Trainer's task for BYOL: no training accuracy; evaluation is the BYOL loss on
     fixed views of the validation images, the collapse monitor, and the kNN accuracy of the
-    backbone's features (what best.pt is chosen by)."""
+    backbone's features (what best.pt is chosen by). Without labelled images (no loaders)
+    the kNN monitor is off and best.pt is the lowest validation loss's."""
 
     model: torch.nn.Module
-    bank_loader: BatchLoader  # clean training images: the kNN memory bank
-    query_loader: BatchLoader  # clean validation images
+    bank_loader: BatchLoader | None  # clean labelled training images: the kNN memory bank
+    query_loader: BatchLoader | None  # clean labelled validation images
     num_classes: int
     k: int = 20
     temperature: float = 0.07
@@ -107,7 +108,13 @@ class SelfSupervised:
     def tally(self, device: torch.device) -> _SelfSupervisedTally:
         return _SelfSupervisedTally(self, device)
 
-    def probe(self) -> KnnProbe:
+    @property
+    def knn_on(self) -> bool:
+        return self.bank_loader is not None and self.query_loader is not None
+
+    def probe(self) -> KnnProbe | None:
+        if not self.knn_on:
+            return None
         self.last_probe = knn_probe(
             self.model, self.bank_loader, self.query_loader, self.num_classes, self.k,
             self.temperature,
@@ -129,8 +136,13 @@ class _SelfSupervisedTally:
 
     def result(self) -> EvalResult:
         std = normalised_std(torch.cat(self.projections))
+        loss = self.loss_sum.item() / max(self.count, 1)
         probe = self.task.probe()
+        if probe is None:  # kNN off: best.pt by the validation loss (a score falls as it rises)
+            empty = torch.zeros(0, dtype=torch.long)
+            return EvalResult(loss, math.nan, empty, empty, score=1.0 / (1.0 + loss),
+                              metrics={"collapse_std": std})  # fmt: skip
         return EvalResult(
-            self.loss_sum.item() / max(self.count, 1), probe.accuracy, probe.predictions,
+            loss, probe.accuracy, probe.predictions,
             probe.labels, metrics={"knn_acc": probe.accuracy, "collapse_std": std},
         )  # fmt: skip

@@ -294,7 +294,8 @@ class Trainer:
         if getattr(self.task, "train_accuracy", True):  # self-supervised: no labels to count
             emit("acc", train_acc, split="train", epoch=epoch, step=step)
         emit("loss", val.loss, split="val", epoch=epoch, step=step)
-        emit("acc", val.acc, split="val", epoch=epoch, step=step)
+        if not math.isnan(val.acc):  # NaN: nothing to count (BYOL without labelled images)
+            emit("acc", val.acc, split="val", epoch=epoch, step=step)
         for name, value in val.metrics.items():
             emit(name, value, split="val", epoch=epoch, step=step)
         emit("lr", self.optimizer.param_groups[0]["lr"], split="train", epoch=epoch, step=step)

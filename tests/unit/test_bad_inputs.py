@@ -234,7 +234,7 @@ def cifar_data_of_none(tmp: Path):
 
 
 def list_row_of_one_column(tmp: Path):
-    from engine.data.episodes import read_image_list
+    from engine.data.image_lists import read_image_list
 
     (tmp / "train.csv").write_text("filename,label\na.png,cat\nb.png\n")
     return (lambda: read_image_list(tmp / "train.csv", 8), DataError,
@@ -242,7 +242,7 @@ def list_row_of_one_column(tmp: Path):
 
 
 def list_in_latin_1(tmp: Path):
-    from engine.data.episodes import read_image_list
+    from engine.data.image_lists import read_image_list
 
     (tmp / "train.csv").write_bytes("filename,label\na.png,caf\xe9\n".encode("latin-1"))
     return (lambda: read_image_list(tmp / "train.csv", 8), DataError,

@@ -4,6 +4,7 @@ a CSV of fixed test episodes."""
 from __future__ import annotations
 
 import csv
+import shutil
 
 import numpy as np
 import pytest
@@ -86,8 +87,9 @@ def test_a_list_naming_a_missing_file_names_the_line(tmp_path):
 
 def test_lists_with_shared_classes_are_refused(tmp_path):
     root = write_lists(tmp_path / "mini")
+    shutil.copy(root / "val" / "n11_0.png", root / "val" / "n11_copy.png")
     with open(root / "val.csv", "a", newline="") as f:
-        csv.writer(f).writerow([999, "n11_0.png", "n01"])
+        csv.writer(f).writerow([999, "n11_copy.png", "n01"])
     with pytest.raises(DataError, match="repeats classes of another list: n01"):
         load_fewshot(cfg_for(root))
 

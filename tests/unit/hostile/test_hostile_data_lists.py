@@ -229,11 +229,11 @@ def test_a_land_cover_pair_linked_out_is_refused(tmp_path, only_these_roots):
 
 
 def test_an_episode_file_that_is_a_device_or_too_large_is_refused(tmp_path, monkeypatch):
-    from engine.data import fewshot_lists
+    from engine.data import image_lists
 
     with pytest.raises(DataError, match="cannot read episode file /dev/zero: not a file"):
         read_episode_csv("/dev/zero", NAMES)  # would otherwise be read forever
-    monkeypatch.setattr(fewshot_lists, "MAX_CSV_BYTES", 100)
+    monkeypatch.setattr(image_lists, "MAX_CSV_BYTES", 100)
     path = write_episode_file(tmp_path / "e.csv", ["episode_id", "query0"], [["0", "x"]] * 20)
     with pytest.raises(DataError, match=f"episode file {path} is over"):
         read_episode_csv(path, NAMES)
