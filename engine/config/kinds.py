@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 
 from engine.config.base import (
     CONFIG_KINDS,
+    DATASETS,
+    SEGMENTATION_DATASETS,
     DataConfig,
     ModelConfig,
     OptimConfig,
@@ -39,6 +41,15 @@ class TransferConfig(RunConfig):
     weights: str = "imagenet"  # "imagenet", or a weight file (a run's best.pt, a state dict)
     backbone_lr_scale: float = 1.0  # fine-tune: the backbone's lr is optim.lr times this
     precompute_features: bool = True  # frozen, no augmentation: backbone features once
+    # "resize": the images at data.image_size (data.augment: pad-4 crops and flips). "tutorial":
+    # torchvision's transfer-learning tutorial (the NTHU homework's code): training batches
+    # RandomResizedCrop + flip, evaluation CenterCrop, to 7/8 of data.image_size (224 of 256).
+    preprocess: str = "resize"
+    # Frozen mode: the backbone's BatchNorm statistics "frozen" (eval mode: ours; features can
+    # be computed once) or "updated" by the training batches (the tutorial's model_conv, whose
+    # .train() puts the frozen backbone's BatchNorm layers in training mode). Other modes train
+    # every layer and update every statistic: there it changes nothing.
+    batchnorm: str = "frozen"
     label: str = ""  # the row's name in a comparison, e.g. "B: supervised, fine-tuned"
 
     def validate_model(self) -> None:
@@ -49,6 +60,23 @@ class TransferConfig(RunConfig):
             0 < self.backbone_lr_scale <= 1,
             f"backbone_lr_scale must be in (0, 1], got {self.backbone_lr_scale:g}",
         )
+        _one_of("preprocess", self.preprocess, ("resize", "tutorial"))
+        _one_of("batchnorm", self.batchnorm, ("frozen", "updated"))
+        _require(self.preprocess == "resize" or not self.data.augment,
+                 "the tutorial's preprocessing has its own augmentation (random resized crops "
+                 "and flips): leave data.augment off")  # fmt: skip
+
+    @property
+    def crop(self) -> int:
+        """The network's input side under the tutorial's preprocessing; 0: none."""
+        return round(self.data.image_size * 224 / 256) if self.preprocess == "tutorial" else 0
+
+    @property
+    def features_once(self) -> bool:
+        """A frozen backbone's features computed once: the same input every epoch (no random
+        crops) through a backbone that does not change (BatchNorm statistics frozen)."""
+        return (self.mode == "frozen" and self.precompute_features and not self.data.augment
+                and self.preprocess == "resize" and self.batchnorm == "frozen")  # fmt: skip
 
     @property
     def backbone_weights(self) -> str:
@@ -112,6 +140,13 @@ class SegmentConfig(RunConfig):
     images saved at every snapshot epoch."""
 
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"aux_loss": False}
+    # The models that can start whole from torchvision's pretrained segmentation weights
+    # (backbone_weights "coco_voc": trained on COCO images labelled with VOC's 21 classes),
+    # and torchvision's enum of each, which names the file, its URL and its size.
+    COCO_VOC_WEIGHTS: ClassVar[dict[str, str]] = {
+        "fcn_resnet50": "FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1",
+        "deeplabv3_resnet50": "DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1",
+    }
 
     kind: str = "segment"
     data: DataConfig = field(default_factory=lambda: DataConfig(name="landcover", image_size=128))
@@ -122,6 +157,8 @@ class SegmentConfig(RunConfig):
     snapshot_every: int = 1  # masks at every epoch: the point of the page
     # "imagenet" (the backbone's, when cached) or "none"; a run made where the weights are not
     # cached says so here: "none (…not cached…)". Models without a backbone: "none".
+    # "coco_voc" (COCO_VOC_WEIGHTS' models): the whole pretrained model but its two final
+    # class scorers; not cached, the run is refused (it does not quietly start from less).
     backbone_weights: str = "imagenet"
     fc_channels: int = 4096  # FCN-32s: the width of fc6 / fc7, as VGG-16's classifier
     learn_upsampling: bool = True  # FCN-32s: the bilinear-initialised 32x upsampling learns
@@ -140,9 +177,18 @@ class SegmentConfig(RunConfig):
             f"data.image_size must be a multiple of 32 and at least 64 for segmentation (the "
             f"models downsample 32x), got {size}",
         )
+        coco = ", ".join(self.COCO_VOC_WEIGHTS)
         _require(
-            self.backbone_weights == "imagenet" or self.backbone_weights.startswith("none"),
-            f"backbone_weights must be 'imagenet' or 'none', got {self.backbone_weights!r}",
+            self.backbone_weights in ("imagenet", "coco_voc")
+            or self.backbone_weights.startswith("none"),
+            f"backbone_weights must be 'imagenet' or 'none' (or 'coco_voc' for {coco}), "
+            f"got {self.backbone_weights!r}",
+        )
+        _require(
+            self.backbone_weights != "coco_voc" or self.model.name in self.COCO_VOC_WEIGHTS,
+            f"backbone_weights 'coco_voc' (torchvision's segmentation weights, COCO with VOC's "
+            f"classes) exist only for {coco}; {self.model.name} starts from 'imagenet' or "
+            "'none'",
         )
         _bounded("fc_channels", self.fc_channels, 1, 16_384)
         _require(
@@ -214,8 +260,8 @@ class FewShotConfig(RunConfig):
                  f"model.name must be 'protonet', got {self.model.name!r}")  # fmt: skip
         _one_of("distance", self.distance, DISTANCES)
         _one_of("cosine_scale", self.cosine_scale, ("fixed", "learned"))
-        _require(self.data.name in ("digits", "folder"),
-                 f"few-shot data must be digits or folder, got {self.data.name!r}")  # fmt: skip
+        _require(self.data.name in ("digits", "folder", "csv"),
+                 f"few-shot data must be digits, folder or csv, got {self.data.name!r}")  # fmt: skip
         _require(not self.data.classes, "few-shot runs choose classes by meta_test_classes, "
                  "not data.classes")  # fmt: skip
         _require(self.data.imbalance_ratio == 1 and not self.data.class_counts,
@@ -265,7 +311,23 @@ class SSLConfig(RunConfig):
     knn_k: int = 20
     knn_temperature: float = 0.07
     knn_bank_size: int = 5000  # training images in the kNN memory bank (a fixed subset)
+    # The kNN monitor's labelled images, when the training images have none (data.name
+    # unlabelled) or are not the ones to judge by: a dataset name (digits, folder, csv,
+    # fashion_mnist, ...) and its path; its train split is the bank, val and test the queries.
+    # "": the training data's own labels; unlabelled data without one: kNN off (loss and the
+    # collapse measure only, best.pt by the validation loss).
+    knn_data: str = ""
+    knn_data_path: str | None = None
     label: str = ""
+
+    def knn_source(self) -> DataConfig | None:
+        """The labelled data of the kNN monitor, or None when it is off."""
+        if self.knn_data:
+            return DataConfig(name=self.knn_data, path=self.knn_data_path,
+                              image_size=self.data.image_size, split_seed=self.data.split_seed,
+                              val_fraction=self.data.val_fraction,
+                              test_fraction=self.data.test_fraction)  # fmt: skip
+        return None if self.data.name == "unlabelled" else self.data
 
     def resolve_for_run(self) -> None:
         digits = self.data.name == "digits"
@@ -291,6 +353,15 @@ class SSLConfig(RunConfig):
             self.knn_temperature > 0, f"knn_temperature must be > 0, got {self.knn_temperature:g}"
         )
         _bounded("knn_temperature", self.knn_temperature, 0, 100)
+        _require(
+            self.knn_data in ("", *DATASETS)
+            and self.knn_data not in ("unlabelled", *SEGMENTATION_DATASETS),
+            f"knn_data must name a dataset with one label per image, got {self.knn_data!r}",
+        )
+        _require(not self.knn_data_path or bool(self.knn_data),
+                 "knn_data_path needs knn_data (the dataset's name)")  # fmt: skip
+        if (knn := self.knn_source()) is not None and knn is not self.data:
+            knn.validate()
         _require(
             self.batch_size >= 2,
             f"batch_size must be >= 2 for BYOL (BatchNorm in the heads), got {self.batch_size}",

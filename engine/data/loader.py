@@ -54,6 +54,48 @@ def random_crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch
     return crop(padded, oy, ox, flip, pad)
 
 
+def random_resized_crop(
+    x: torch.Tensor,
+    g: torch.Generator,
+    size: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    flip_p: float = 0.5,
+) -> torch.Tensor:
+    """torchvision's RandomResizedCrop(size, scale, ratio) + RandomHorizontalFlip(flip_p) for
+    a whole batch at once: (B, C, H, W) -> (B, C, size, size), bilinear, each image its own
+    crop. As torchvision: up to 10 draws of (area, aspect ratio) per image, the first whose
+    crop fits inside it; none fits (e.g. the whole area at a wide ratio): all of it."""
+    b = len(x)
+    r = lambda *shape: torch.rand(*shape, generator=g).to(x.device)  # noqa: E731
+    tries = 10
+    area = scale[0] + (scale[1] - scale[0]) * r(b, tries)
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(lo + (hi - lo) * r(b, tries))
+    ws, hs = torch.sqrt(area * aspect), torch.sqrt(area / aspect)  # fractions of the side
+    fits = (ws <= 1) & (hs <= 1)
+    first = torch.where(fits.any(1), fits.float().argmax(1), 0)
+    pick = lambda v: torch.where(fits.any(1), v.gather(1, first[:, None])[:, 0], 1.0)  # noqa: E731
+    w, h = pick(ws), pick(hs)
+    cx = (1 - w) * (2 * r(b) - 1)  # centre in [-1 + w, 1 - w] (grid coordinates)
+    cy = (1 - h) * (2 * r(b) - 1)
+    flip = torch.where(r(b) < flip_p, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3, device=x.device)
+    theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
+    theta[:, 1, 1], theta[:, 1, 2] = h, cy
+    grid = torch.nn.functional.affine_grid(theta, [b, x.shape[1], size, size], align_corners=False)
+    return torch.nn.functional.grid_sample(
+        x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """torchvision's CenterCrop(size) of square images: (B, C, H, H) -> (B, C, size, size)."""
+    top = (x.shape[-2] - size) // 2
+    left = (x.shape[-1] - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
 def random_rotation(x: torch.Tensor, g: torch.Generator, degrees: float) -> torch.Tensor:
     """Each image of the batch turned by its own angle in [-degrees, degrees] about its centre
     (bilinear; corners outside the image are zero, as torchvision's RandomRotation fills)."""
@@ -107,8 +149,12 @@ class BatchLoader:
         seed: int = 0,
         colour_jitter: bool = False,
         rotate: float = 0.0,
+        crop: int = 0,
     ) -> None:
         self.device = torch.device(device)
+        # torchvision's transfer-learning tutorial: augmented batches are RandomResizedCrop(crop)
+        # + flip, the others CenterCrop(crop); 0: the images as they are (crop/flip: pad 4).
+        self.crop = crop
         self.rotate = rotate  # with augment: degrees of random rotation, after the crop/flip
         self.colour_jitter = colour_jitter  # with augment: before the crop and flip
         self.images = data.images.to(self.device)  # uint8 stays small on the device
@@ -184,7 +230,11 @@ class BatchLoader:
             if self.augment and self.colour_jitter:  # on the [0, 1] scale, as BYOL's views
                 x = random_colour_jitter(x.float() / 255, _generator(*key, 2)) * 255
             x = self.normalise(x)
-            if self.augment:
+            if self.crop and self.augment:
+                x = random_resized_crop(x, _generator(*key, 1), self.crop)
+            elif self.crop:
+                x = center_crop(x, self.crop)
+            elif self.augment:
                 x = random_crop_flip(x, _generator(*key, 1))
                 if self.rotate:
                     x = random_rotation(x, _generator(*key, 3), self.rotate)

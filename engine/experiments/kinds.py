@@ -104,6 +104,28 @@ TRANSFER_FLAGS = (
         "transfer, finetune: the backbone's lr is --lr times this (e.g. 0.1)",
         type=float,
     ),
+    Flag(
+        "--preprocess",
+        "preprocess",
+        "transfer: resize (ours: the images at --image-size) or tutorial (torchvision's "
+        "transfer-learning tutorial: RandomResizedCrop + flip for training, CenterCrop for "
+        "evaluation, to 7/8 of --image-size: --image-size 256 gives 224)",
+        choices=("resize", "tutorial"),
+    ),
+    Flag(
+        "--batchnorm",
+        "batchnorm",
+        "transfer, frozen: the backbone's BatchNorm statistics frozen (ours; features computed "
+        "once) or updated by the training batches (the tutorial's)",
+        choices=("frozen", "updated"),
+    ),
+    Flag(
+        "--no-precompute",
+        "precompute_features",
+        "transfer, frozen: run the backbone every epoch instead of computing its features once "
+        "(to time an epoch as a plain training loop does)",
+        switch=False,
+    ),
 )
 DYNAMIC_FLAGS = (
     Flag(
@@ -130,8 +152,10 @@ SEGMENT_FLAGS = (
     Flag(
         "--backbone-weights",
         "backbone_weights",
-        "segment: start the backbone from ImageNet (when cached) or random weights",
-        choices=("imagenet", "none"),
+        "segment: start the backbone from ImageNet (when cached) or random weights; "
+        "fcn_resnet50 / deeplabv3_resnet50: coco_voc, the whole model's COCO (VOC labels) "
+        "weights but its class layers (`weights fetch fcn_resnet50`)",
+        choices=("imagenet", "coco_voc", "none"),
     ),
     Flag(
         "--fc-channels",

@@ -77,12 +77,15 @@ def preset_configs(
     def row(label: str, **changes) -> tuple[str, TransferConfig, str]:
         if hasattr(base, "label"):  # (a plain classify config has none: its name says it)
             changes["label"] = label
-        if changes.get("mode") == "frozen" and base.precompute_features and not base.data.augment:
+        if changes.get("mode", getattr(base, "mode", None)) not in ("frozen", None):
+            changes["batchnorm"] = "frozen"  # only a frozen backbone's statistics are a choice
+        cfg = replace(base, **changes)
+        if getattr(cfg, "features_once", False):
             # Features once, then the head to convergence; their embeddings never change
             # (the backbone is fixed), so one snapshot is all there is to see.
-            changes.update(epochs=max(HEAD_EPOCH_CAP, base.epochs), patience=HEAD_PATIENCE,
-                           snapshot_epochs=[1])  # fmt: skip
-        return label, replace(base, **changes), ""
+            cfg = replace(cfg, epochs=max(HEAD_EPOCH_CAP, base.epochs), patience=HEAD_PATIENCE,
+                          snapshot_epochs=[1])  # fmt: skip
+        return label, cfg, ""
 
     def control(backbone: str, prefix: str = "", **changes) -> tuple[str, TransferConfig, str]:
         """The same backbone, randomly initialised and frozen, with the same head budget: what

@@ -18,7 +18,8 @@ from engine.data import DataError, ImageSet, SegmentationLoader, Splits
 from engine.data.landcover import CLASS_NAMES, SCORED_CLASSES, UNKNOWN, labels_to_rgb
 from engine.experiments.fit import Prepared, fit, parameter_counts
 from engine.models.backbones import get_backbone
-from engine.models.segmentation import build_segmentation_model
+from engine.models.segmentation import build_segmentation_model, coco_voc_weight_file
+from engine.models.weights import WeightsError, missing_message
 from engine.store.layout import RunLayout
 from engine.train import Segmentation, Trainer, build_optimizer
 from engine.train.tasks import EvalResult
@@ -80,17 +81,32 @@ class MaskSnapshots:
         save_npy(self.layout.confusion_file(epoch), val.confusion)
 
 
+PRETRAINED = ("imagenet", "coco_voc")  # the backbone_weights that load a file
+
+
+def check_data(cfg: SegmentConfig) -> None:
+    """The data, and a coco_voc run's weight file: a run that cannot start is not made."""
+    from engine.data import check_source
+
+    check_source(cfg.data.name, cfg.data.path, cfg.data.classes, cfg.data.class_counts)
+    if cfg.backbone_weights == "coco_voc":
+        wf = coco_voc_weight_file(cfg.model.name)
+        if not wf.cached():
+            raise WeightsError(missing_message(wf))
+
+
 def preprocessing(cfg: SegmentConfig, splits: Splits) -> tuple[list[float], list[float]]:
-    """The backbone's own normalisation when it starts from ImageNet, else the data's."""
+    """The backbone's own normalisation when it starts pretrained (torchvision's COCO models
+    were trained on ImageNet-normalised images too), else the data's."""
     backbone = SEGMENTATION[cfg.model.name].backbone
-    if cfg.backbone_weights == "imagenet" and backbone is not None:
+    if cfg.backbone_weights in PRETRAINED and backbone is not None:
         spec = get_backbone(backbone)
         return list(spec.mean), list(spec.std)
     return splits.channel_stats()
 
 
 def prepare(cfg: SegmentConfig, splits: Splits, device: torch.device) -> Prepared:
-    weights = "imagenet" if cfg.backbone_weights == "imagenet" else "none"
+    weights = cfg.backbone_weights if cfg.backbone_weights in PRETRAINED else "none"
     model, report = build_segmentation_model(
         cfg.model.name, len(SCORED_CLASSES), cfg.data.image_size, weights,
         fc_channels=cfg.fc_channels, learn_upsampling=cfg.learn_upsampling,

@@ -4,18 +4,21 @@ scratch  — random init, everything trains (the baseline: what pretraining buys
 finetune — pretrained init, everything trains, the backbone optionally at a lower lr;
 frozen   — the pretrained backbone is a fixed feature extractor; only the new head trains.
 Frozen without augmentation computes each image's features once and trains the head on
-them, so an epoch costs about one pass of a linear layer (seed 003, task C, made fast).
+them, so an epoch costs about one pass of a linear layer (the NTHU homework's task C, made
+fast); with the tutorial's random crops, or BatchNorm statistics updated, each epoch runs the
+backbone as the homework did.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from engine.config import TransferConfig
-from engine.data import FeatureLoader, ImageSet, Splits
+from engine.data import BatchLoader, FeatureLoader, ImageSet, Splits
 from engine.experiments.fit import Prepared, fit, image_loaders, parameter_counts
 from engine.models.backbones import TransferNet, build_transfer_net, get_backbone
 from engine.train import build_optimizer
@@ -88,6 +91,17 @@ def calibrate_batch_norm(
     return seen
 
 
+def tutorial_loaders(cfg: TransferConfig, mean, std, device) -> Callable[..., BatchLoader]:
+    """torchvision's transfer-learning tutorial: the training batches (the shuffled ones)
+    RandomResizedCrop + horizontal flip, every other batch CenterCrop, to `cfg.crop`."""
+
+    def loader(data: ImageSet, shuffle: bool = False, augment: bool = False) -> BatchLoader:
+        return BatchLoader(data, cfg.batch_size, mean, std, device, shuffle, augment or shuffle,
+                           cfg.seed, crop=cfg.crop)  # fmt: skip
+
+    return loader
+
+
 def prepare(cfg: TransferConfig, splits: Splits, device: torch.device) -> Prepared:
     spec = get_backbone(cfg.model.name)
     model, report = build_transfer_net(
@@ -96,18 +110,21 @@ def prepare(cfg: TransferConfig, splits: Splits, device: torch.device) -> Prepar
     if report is not None:
         print(report.describe(), flush=True)  # into the run's log
     if cfg.mode == "frozen":
-        model.freeze_backbone()
+        model.freeze_backbone(update_batchnorm=cfg.batchnorm == "updated")
     model.to(device)
     optimizer, scheduler = build_optimizer(
         model, cfg.optim, cfg.epochs, _parameter_groups(model, cfg)
     )
     loader = image_loaders(cfg, list(spec.mean), list(spec.std), device)
+    if cfg.preprocess == "tutorial":
+        loader = tutorial_loaders(cfg, list(spec.mean), list(spec.std), device)
     info = {
         "backbone": spec.name,
         "mode": cfg.mode,
         "weights": cfg.backbone_weights,
         "label": cfg.label,
-        "input_size": splits.image_size,
+        "input_size": cfg.crop or splits.image_size,
+        "preprocess": cfg.preprocess,
         "native_size": spec.native_size,
         **parameter_counts(model),
         "weights_report": report.describe() if report else "random initialisation",
@@ -115,7 +132,9 @@ def prepare(cfg: TransferConfig, splits: Splits, device: torch.device) -> Prepar
     if cfg.mode == "frozen" and cfg.backbone_weights == "none":
         info["batchnorm_calibrated_on"] = calibrate_batch_norm(model.body, loader(splits.train))
     checkpoint_seconds = 0.0
-    if cfg.mode == "frozen" and cfg.precompute_features and not cfg.data.augment:
+    if cfg.mode == "frozen":
+        info["batchnorm"] = cfg.batchnorm
+    if cfg.features_once:
         model.eval()
         bank = FeatureBank(model, splits, loader)
         model.inputs_are_features = True  # from here on the model is fed features

@@ -120,9 +120,14 @@ class TransferNet(Classifier):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
 
-    def freeze_backbone(self) -> None:
-        """Only the head trains; the body stays in eval mode (BatchNorm statistics frozen too)."""
-        self.freeze(self.body)
+    def freeze_backbone(self, update_batchnorm: bool = False) -> None:
+        """Only the head trains; the body stays in eval mode (BatchNorm statistics frozen too),
+        or with `update_batchnorm` follows the model's mode, as torchvision's tutorial does:
+        no gradients, but its BatchNorm layers' running statistics follow the training data."""
+        if update_batchnorm:
+            self.body.requires_grad_(False)
+        else:
+            self.freeze(self.body)
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -8,7 +8,8 @@
   PyPI package, so it works offline) with FCN-8s skips: class scores at strides 32, 16 and
   8, each upsampled 2x and added to the next finer one, then 8x to the input.
 - `deeplabv3_resnet50`, `fcn_resnet50`: torchvision's, on an ImageNet ResNet-50 backbone
-  (the seed's improved model is the latter: no transposed convolution).
+  (the seed's improved model is the latter: no transposed convolution), or starting whole
+  from torchvision's COCO-with-VOC-labels weights but for the final class scorers.
 - `unet_small`: a four-level U-Net with 16-128 filters, trained from scratch; the fast demo.
 """
 
@@ -18,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.config import SegmentConfig
 from engine.config.registry import SEGMENTATION
+from engine.models.weights import WeightFile, WeightsError, load_cached, torchvision_weight_file
 
 
 def bilinear_kernel(channels: int, size: int) -> torch.Tensor:
@@ -117,6 +120,20 @@ class FCN8sLite0(nn.Module):
 
 
 AUX_WEIGHT = 0.4  # torchvision's reference training: loss = out + 0.4 x aux
+# The 1x1 convolutions that score VOC's 21 classes in torchvision's pretrained FCN / DeepLabV3
+# (main and auxiliary head); a run's classes are others, so these start fresh.
+VOC_SCORERS = ("classifier.4.", "aux_classifier.4.")
+COCO_VOC = "COCO (VOC labels)"
+
+
+def coco_voc_weight_file(name: str) -> WeightFile:
+    """torchvision's whole pretrained `name` (COCO images labelled with VOC's 21 classes)."""
+    if name not in SegmentConfig.COCO_VOC_WEIGHTS:
+        raise ValueError(
+            f"{name} has no COCO (VOC labels) weights; "
+            f"these do: {', '.join(SegmentConfig.COCO_VOC_WEIGHTS)}"
+        )
+    return torchvision_weight_file(name, SegmentConfig.COCO_VOC_WEIGHTS[name], COCO_VOC)
 
 
 class TorchvisionSegmentation(nn.Module):
@@ -129,6 +146,7 @@ class TorchvisionSegmentation(nn.Module):
         super().__init__()
         from torchvision.models import segmentation
 
+        self.builder = builder
         self.net = getattr(segmentation, builder)(
             weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss
         )
@@ -150,6 +168,41 @@ class TorchvisionSegmentation(nn.Module):
         body = {k: v for k, v in state.items() if not k.startswith("fc.")}
         self.net.backbone.load_state_dict(body, strict=False)
         return f"ImageNet ResNet-50: {len(body)} backbone tensors"
+
+    def load_coco_voc(self, state: dict[str, torch.Tensor], source: str) -> str:
+        """torchvision's pretrained model whole (backbone, head and auxiliary head), except the
+        final 1x1 class scorers (VOC_SCORERS), which stay as initialised. Without `aux_loss`
+        the file's auxiliary head is left unused. Anything else that does not fit is refused."""
+        own = self.net.state_dict()
+        fresh = sorted({k.rsplit(".", 1)[0] for k in own if k.startswith(VOC_SCORERS)})
+        unused_aux = self.net.aux_classifier is None
+        loaded, unexpected = {}, []
+        for key, value in state.items():
+            if key.startswith(VOC_SCORERS) or (unused_aux and key.startswith("aux_classifier.")):
+                continue
+            if key not in own or own[key].shape != value.shape:
+                unexpected.append(key)
+            else:
+                loaded[key] = value
+        missing = [k for k in own if k not in loaded and not k.startswith(VOC_SCORERS)]
+        if missing or unexpected:
+            problems = []
+            if missing:
+                problems.append(f"{len(missing)} of its tensors missing (e.g. {missing[0]})")
+            if unexpected:
+                problems.append(f"{len(unexpected)} that do not fit it (e.g. {unexpected[0]})")
+            raise WeightsError(
+                f"weight file {source} does not fit {self.builder}: {'; '.join(problems)}. "
+                f"Is it torchvision's {SegmentConfig.COCO_VOC_WEIGHTS[self.builder]}?"
+            )
+        self.net.load_state_dict(loaded, strict=False)
+        classes = self.net.classifier[-1].out_channels
+        report = (
+            f"{COCO_VOC} {self.builder}: {len(loaded)} tensors (backbone, head"
+            f"{'' if unused_aux else ', auxiliary head'}); freshly initialised: "
+            f"{', '.join(fresh)} (VOC's 21 classes, this run has {classes})"
+        )
+        return report + ("; the file's auxiliary head unused (aux_loss off)" if unused_aux else "")
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -227,7 +280,8 @@ def build_segmentation_model(
     aux_loss: bool = False,
 ) -> tuple[nn.Module, str]:
     """The model and what its weights start from, in words. `weights`: "imagenet" for the
-    backbone's ImageNet weights (from the cache; WeightsError when missing), else random."""
+    backbone's ImageNet weights, "coco_voc" for torchvision's whole pretrained FCN / DeepLabV3
+    but its class scorers (each from the cache; WeightsError when missing), else random."""
     if name not in SEGMENTATION:
         raise ValueError(
             f"unknown segmentation model {name!r}; choose one of {', '.join(SEGMENTATION)}"
@@ -240,6 +294,9 @@ def build_segmentation_model(
         learn_upsampling=learn_upsampling,
         aux_loss=aux_loss,
     )
+    if weights == "coco_voc":
+        wf = coco_voc_weight_file(name)
+        return model, model.load_coco_voc(load_cached(wf), str(wf.path()))
     if weights == "imagenet" and spec.backbone is not None:
         from engine.models.backbones import get_backbone
 

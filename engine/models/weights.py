@@ -28,6 +28,7 @@ class WeightFile:
     url: str  # where torchvision publishes it; the file name is the URL's last part
     megabytes: float
     enum: str  # the torchvision weights enum, for people who know it by that name
+    trained_on: str = "ImageNet"  # what the weights were trained on, as a message says it
 
     @property
     def filename(self) -> str:
@@ -40,18 +41,22 @@ class WeightFile:
         return self.path().is_file()
 
 
-def torchvision_weight_file(backbone: str, enum_name: str) -> WeightFile:
-    """The file behind torchvision's `<Enum>.IMAGENET1K_V1`, read from torchvision itself."""
-    from torchvision import models
+def torchvision_weight_file(
+    backbone: str, enum_name: str, trained_on: str = "ImageNet"
+) -> WeightFile:
+    """The file behind torchvision's weights `enum_name` (e.g. "ResNet18_Weights.IMAGENET1K_V1",
+    "FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1"), its URL and size read from torchvision."""
+    from torchvision.models import get_weight
 
-    enum_cls, member = enum_name.split(".")
-    weights = getattr(getattr(models, enum_cls), member)
-    return WeightFile(backbone, weights.url, float(weights.meta.get("_file_size", 0.0)), enum_name)
+    weights = get_weight(enum_name)  # any of torchvision's model modules, segmentation's too
+    megabytes = float(weights.meta.get("_file_size", 0.0))
+    return WeightFile(backbone, weights.url, megabytes, enum_name, trained_on)
 
 
 def missing_message(wf: WeightFile) -> str:
     return (
-        f"ImageNet weights for {wf.backbone} ({wf.enum}, {wf.megabytes:.0f} MB) are not cached. "
+        f"{wf.trained_on} weights for {wf.backbone} ({wf.enum}, {wf.megabytes:.0f} MB) "
+        "are not cached. "
         f"Where there is a network, run `python -m engine weights fetch {wf.backbone}`; "
         f"or download {wf.url} and place it at {wf.path()}"
     )

