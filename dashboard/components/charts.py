@@ -157,7 +157,7 @@ def chart(where, fig: go.Figure, *, key: str, name: str | None = None, **kwargs)
 
 
 def ae_grid_table(group) -> None:
-    """The A-E grid as the seeds tabulate it: setting, pre-training, fine-tuning, accuracy."""
+    """The A-E grid as the assignments tabulate it: setting, pre-training, fine-tuning, accuracy."""
     from engine.experiments.ae_grid import ae_table
 
     st.dataframe(ae_table(group, picking.runs_dir()), hide_index=True, column_config={

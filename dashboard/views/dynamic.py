@@ -1,4 +1,4 @@
-"""Dynamic filters (seed 002): each class's generated 1x1 filter, its response map on an
+"""Dynamic filters (ENGN8536 Lab 4): each class's generated 1x1 filter, its response map on an
 image, the ten scores, and the same image through the static baseline."""
 
 import json
@@ -20,7 +20,7 @@ from engine.store.layout import RunLayout
 
 st.title("🎛️ Dynamic filters")
 st.caption(
-    "Seed 002 (Jia et al., Dynamic Filter Networks): a ResNet-18 up to layer1 encodes the "
+    "ENGN8536 Lab 4 (Jia et al., Dynamic Filter Networks): a ResNet-18 up to layer1 encodes the "
     "image (64 x 8 x 8 for 32 x 32 input); each class's learned embedding is turned by an MLP "
     "into a 1x1 filter, whose response map a shared MLP reads into that class's score. The "
     "static baseline learns each class's filter directly."
@@ -160,7 +160,9 @@ if not found:
     st.stop()
 
 dyn = [r for r in found if (r.config or {}).get("dynamic", True)]
-dyn.sort(key=lambda r: bool((r.config or {}).get("freeze_backbone")))  # the seed's model first
+dyn.sort(
+    key=lambda r: bool((r.config or {}).get("freeze_backbone"))
+)  # the assignment's model first
 static = [r for r in found if not (r.config or {}).get("dynamic", True)]
 c1, c2, c3 = st.columns([2, 2, 1])
 if not dyn:

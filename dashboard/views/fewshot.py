@@ -1,4 +1,4 @@
-"""Few-shot (seed 000, problem 1): prototypical networks. An episode viewer (support set by
+"""Few-shot (DLCV HW4 problem 1): prototypical networks. An episode viewer (support set by
 class, queries with their predictions, embeddings with prototypes), training curves, the
 K x distance table with 95% confidence intervals, and episodes of the user's own images."""
 
@@ -23,7 +23,7 @@ from engine.store.summary import shot_results
 
 st.title("🧩 Few-shot")
 st.caption(
-    "Seed 000, problem 1: a prototypical network (Conv-4 → 1600, MLP → 400) learns from "
+    "DLCV HW4 problem 1: a prototypical network (Conv-4 → 1600, MLP → 400) learns from "
     "episodes. Each class's prototype is the mean embedding of its K support images; a query "
     "goes to the nearest prototype (squared Euclidean, cosine, or a learned parametric "
     "distance). Tested on 600 fixed 5-way episodes of classes never trained on: mean "

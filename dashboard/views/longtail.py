@@ -1,4 +1,4 @@
-"""Long tail (seed 004, task C): one long-tailed training split, trained with cross-entropy,
+"""Long tail (the Tsinghua DL HW2, task C): one long-tailed training split, trained with cross-entropy,
 Balanced Softmax and class-weighted cross-entropy. The class counts, accuracy per class
 against its training count, many / medium / few-shot accuracy, the confusion matrices side by
 side, and how the tail classes' images drift to the head classes."""

@@ -1,4 +1,4 @@
-"""Segmentation (seed 001, problem 3): predicted land-cover masks of chosen validation images
+"""Segmentation (DLCV HW1 problem 3): predicted land-cover masks of chosen validation images
 improving epoch by epoch, mean IoU and per-class IoU curves, the pixel confusion matrix, and
 FCN-32s against an improved model side by side."""
 
@@ -21,7 +21,7 @@ from engine.store.layout import RunLayout
 
 st.title("🗺️ Segmentation")
 st.caption(
-    "Seed 001, problem 3: land cover of satellite images in seven DeepGlobe classes. Mean IoU "
+    "DLCV HW1 problem 3: land cover of satellite images in seven DeepGlobe classes. Mean IoU "
     "is over the six classes other than Unknown, TP / (TP + FP + FN) summed over the whole "
     "validation set; Unknown pixels carry no loss. The default data are synthetic scenes in "
     "the same file format (`xxxx_sat.jpg` / `xxxx_mask.png`), generated on first use."
@@ -167,7 +167,7 @@ def timeline_figure(columns: list[tuple[str, RunLayout]], stems, epochs, epoch, 
 
 
 def strip(layout: RunLayout, stems, epochs) -> None:
-    """The seed's figure: each image's prediction at the early, middle and final epochs (and
+    """The assignment's figure: each image's prediction at the early, middle and final epochs (and
     every snapshot between when there are few)."""
     shown = epochs if len(epochs) <= 6 else sorted(
         {epochs[round(i * (len(epochs) - 1) / 5)] for i in range(6)}

@@ -1,4 +1,4 @@
-"""Self-supervised (seeds 000 and 001, problem 2): BYOL pretraining watched live. The loss,
+"""Self-supervised (DLCV HW1 and HW4, problem 2): BYOL pretraining watched live. The loss,
 the collapse monitor and the kNN accuracy per epoch, the backbone's features projected across
 epochs, the augmented view pairs the network is asked to match, and the A-E grid."""
 
@@ -49,7 +49,7 @@ def new_run_form() -> bool:
         classes = c4.text_input("Only classes (optional)", "", placeholder="0,1,2,3,4",
                                 help="e.g. pretrain on digits 0-4 and transfer to 5-9")  # fmt: skip
         size = c5.selectbox("Input size (px)", [32, 64, 96, 128], index=0,
-                            help="32 for the digits; the seeds used 128")  # fmt: skip
+                            help="32 for the digits; the assignments used 128")  # fmt: skip
         epochs = c6.number_input("Epochs", 1, 1000, d.epochs)
         lr = c7.number_input("Learning rate (Adam)", 1e-6, 1.0, d.optim.lr, format="%.5f")
         k1, k2 = st.columns([1, 3])

@@ -69,7 +69,7 @@ def new_comparison_form() -> None:
         )  # fmt: skip
         backbone = c2.selectbox(
             "Backbone", list(BACKBONES), format_func=backbone_label,
-            help="seed003 always compares ResNet-34 with MobileNetV3-Large",
+            help="resnet34-vs-mobilenet always compares ResNet-34 with MobileNetV3-Large",
         )  # fmt: skip
         dataset = c3.selectbox("Dataset", inputs.datasets_offered(["digits", "folder", "csv"]),
                                help="folder: one sub-folder per class, or train/ and val/ "
@@ -220,7 +220,7 @@ def render_group(group: groups.Group) -> None:
         },
     )  # fmt: skip
     if group.preset == "a-e":
-        st.markdown("**As the seeds tabulate it**")
+        st.markdown("**As the assignments tabulate it**")
         charts.ae_grid_table(group)
     for r in table:
         if r["state"] not in picking.STATE_ICONS and r["state"] != "removed":

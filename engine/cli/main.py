@@ -226,9 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--kind", default="classify", choices=list(CONFIG_KINDS),
         help="classify: a model from the registry; transfer: a pretrained backbone + new head; "
-        "dynamic_filter: seed 002's per-class generated filters; segment: land-cover "
-        "segmentation (seed 001); fewshot: prototypical networks (seed 000); ssl: BYOL "
-        "self-supervised pretraining of a backbone (seeds 000, 001)",
+        "dynamic_filter: ENGN8536 Lab 4's per-class generated filters; segment: land-cover "
+        "segmentation (DLCV HW1 problem 3); fewshot: prototypical networks (DLCV HW4 problem 1); ssl: BYOL "
+        "self-supervised pretraining of a backbone (DLCV HW1 and HW4, problem 2)",
     )  # fmt: skip
     add_data_and_optim_flags(t)
     t.add_argument(
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--preset", default="finetune-vs-frozen", choices=list(PRESETS))
     c.add_argument(
         "--model", default=None,
-        help="backbone (default efficientnet_lite0; seed003 always uses resnet34 and "
+        help="backbone (default efficientnet_lite0; resnet34-vs-mobilenet always uses resnet34 and "
         "mobilenet_v3_large)",
     )  # fmt: skip
     add_data_and_optim_flags(c)

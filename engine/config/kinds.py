@@ -86,7 +86,7 @@ class TransferConfig(RunConfig):
 
 @dataclass
 class DynamicFilterConfig(RunConfig):
-    """Dynamic convolutional filters (seed 002): ResNet-18 up to layer1, a 1x1 filter per
+    """Dynamic convolutional filters (ENGN8536 Lab 4): ResNet-18 up to layer1, a 1x1 filter per
     class generated from a class embedding (or, `dynamic: false`, a trainable one)."""
 
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"response_scale": "multiply"}
@@ -96,7 +96,7 @@ class DynamicFilterConfig(RunConfig):
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.0))
     epochs: int = 8
     dynamic: bool = True
-    freeze_backbone: bool = False  # the seed's question: what if the backbone is frozen?
+    freeze_backbone: bool = False  # the assignment's question: what if the backbone is frozen?
     # "imagenet" (ResNet-18's, when cached) or "none"; a run made where the weights are not
     # cached says so here: "none (…not cached…)".
     backbone_weights: str = "imagenet"
@@ -135,7 +135,7 @@ class DynamicFilterConfig(RunConfig):
 
 @dataclass
 class SegmentConfig(RunConfig):
-    """Semantic segmentation of land cover (seed 001, problem 3): per-pixel cross-entropy with
+    """Semantic segmentation of land cover (DLCV HW1 problem 3): per-pixel cross-entropy with
     Unknown ignored, mean IoU over the other six classes, predicted masks of chosen validation
     images saved at every snapshot epoch."""
 
@@ -213,7 +213,7 @@ class SegmentConfig(RunConfig):
 
 @dataclass
 class FewShotConfig(RunConfig):
-    """Prototypical networks (seed 000, problem 1): episodic training on meta-train classes,
+    """Prototypical networks (DLCV HW4 problem 1): episodic training on meta-train classes,
     evaluation on 600 fixed episodes of unseen meta-test classes, mean accuracy ± 95% CI.
 
     Data: the digits (classes 0-4 meta-train, 5-9 meta-test, at 84x84), or a folder with
@@ -232,7 +232,7 @@ class FewShotConfig(RunConfig):
     )
     epochs: int = 10
     episodes_per_epoch: int = 100
-    train_way: int = 10  # the seed's 10-way; capped at the number of meta-train classes
+    train_way: int = 10  # the assignment's 10-way; capped at the number of meta-train classes
     train_shot: int = 1
     train_query: int = 15
     distance: str = "euclidean"
@@ -284,7 +284,7 @@ class FewShotConfig(RunConfig):
 
 @dataclass
 class SSLConfig(RunConfig):
-    """BYOL self-supervised pretraining of a backbone (seeds 000 and 001, problem 2) on
+    """BYOL self-supervised pretraining of a backbone (DLCV HW1 and HW4, problem 2) on
     images whose labels, when present, are used only by the kNN monitor. The online backbone
     is what transfers: give the run's folder (or its backbone.pt) as the weights of a
     transfer run, or to rows C and E of the A-E grid."""
@@ -292,7 +292,7 @@ class SSLConfig(RunConfig):
     kind: str = "ssl"
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="resnet18"))
     data: DataConfig = field(default_factory=lambda: DataConfig(image_size=32))
-    # Seed 000: Adam, lr 5e-4, batch 32.
+    # DLCV HW4: Adam, lr 5e-4, batch 32.
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=0.0, schedule="none")
     )

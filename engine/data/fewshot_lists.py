@@ -19,7 +19,7 @@ _QUERY = re.compile(r"^query(\d+)$")
 
 # --- episode files ---------------------------------------------------------------------------
 def read_episode_csv(path: str | Path, names: list[str]) -> list[dict]:
-    """A fixed list of episodes, as the seed's course gives them: a header `episode_id`,
+    """A fixed list of episodes, as the course gives them: a header `episode_id`,
     then `class<i>_support<j>` columns (file names) and `query<k>` columns. Returns per
     episode {"id", "support": [[file, ...] per class], "query": [file, ...]}; every file must
     be one of `names` (the image list it refers to), or the message names it."""

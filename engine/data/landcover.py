@@ -1,4 +1,4 @@
-"""Land-cover segmentation data (seed 001, problem 3): DeepGlobe-style `xxxx_sat.jpg` /
+"""Land-cover segmentation data (DLCV HW1 problem 3): DeepGlobe-style `xxxx_sat.jpg` /
 `xxxx_mask.png` pairs, and a deterministic generator of synthetic scenes in the same format.
 
 Masks are RGB; each channel is thresholded at 128 and the colour names one of seven classes.
@@ -168,7 +168,7 @@ def check_pairs(root: Path) -> None:
 
 
 def split_folders(root: Path) -> dict[str, Path]:
-    """train/ and validation/ (or val/), optionally test/, as in the seed's course; {} when
+    """train/ and validation/ (or val/), optionally test/, as in the course; {} when
     the pairs lie directly in `root`."""
     found = {}
     for split, names in SPLIT_FOLDERS.items():

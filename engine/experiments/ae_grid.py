@@ -1,4 +1,4 @@
-"""The A-E grid of seeds 000 and 001 (problem 2) as the seeds tabulate it: setting,
+"""The A-E grid of DLCV HW1 and HW4 (problem 2) as the assignments tabulate it: setting,
 pre-training, fine-tuning, validation accuracy. The group itself is the `a-e` preset."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _against_control(group: Group, root: Path) -> dict[str, str]:
 
 
 def ae_table(group: Group, runs_dir: str | Path | None = None) -> list[dict]:
-    """One row per setting, in the seed's columns (plus test accuracy, whether it beats the
+    """One row per setting, in the assignment's columns (plus test accuracy, whether it beats the
     control F, and state)."""
     root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
     versus = _against_control(group, root)

@@ -1,4 +1,4 @@
-"""Dynamic filters vs static filters on the common path (seed 002): the Trainer keeps the
+"""Dynamic filters vs static filters on the common path (ENGN8536 Lab 4): the Trainer keeps the
 best checkpoint (model + optimiser) whenever validation accuracy improves, and a run can
 resume from it (`python -m engine resume RUN --from best`)."""
 

@@ -1,4 +1,4 @@
-"""Few-shot learning with prototypical networks (seed 000, problem 1) on the common path.
+"""Few-shot learning with prototypical networks (DLCV HW4 problem 1) on the common path.
 
 Training: one episode per Trainer step (default 10-way 1-shot, 15 queries per class, as the
 seed; capped at the number of meta-train classes). best.pt: the accuracy on fixed

@@ -206,7 +206,7 @@ def _resume(trainer: Trainer, layout: RunLayout, resume_from: str) -> None:
     """Continue from checkpoint `resume_from` (checked whole before anything on disk changes);
     "" (a restart, asked for by name): from nothing, the history dropped."""
     main = distributed.is_main()
-    # last.pt: where it stopped; best.pt: the best validation accuracy so far (seed 002);
+    # last.pt: where it stopped; best.pt: the best validation accuracy so far (ENGN8536 Lab 4);
     # "" (a restart, asked for by name): nothing, the history is dropped.
     start = layout.checkpoints / resume_from if resume_from else None
     if start is not None and start.exists():  # every process reads it (the same for any N)

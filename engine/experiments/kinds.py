@@ -261,7 +261,7 @@ KINDS: dict[str, Kind] = {
         Kind("classify", "Image classification", "classify", True, True, True,
              ("long-tail", "ablation")),
         Kind("transfer", "Transfer learning", "transfer", True, True, True,
-             ("finetune-vs-frozen", "seed003", "a-e"), TRANSFER_FLAGS),
+             ("finetune-vs-frozen", "resnet34-vs-mobilenet", "a-e"), TRANSFER_FLAGS),
         Kind("dynamic_filter", "Dynamic filters", "dynamic_filter", True, True, False,
              ("dynamic-vs-static", "response-scale"), DYNAMIC_FLAGS),
         Kind("segment", "Semantic segmentation", "segment", False, False, False,

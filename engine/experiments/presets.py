@@ -12,7 +12,7 @@ from engine.store.groups import LR_MARK
 PRESETS = {
     "finetune-vs-frozen": "one backbone fine-tuned, frozen as a feature extractor, "
     "(optionally) trained from scratch, and the control: randomly initialised and frozen",
-    "seed003": "the NTHU transfer-learning homework: ResNet-34 vs MobileNetV3-Large, each "
+    "resnet34-vs-mobilenet": "the NTHU transfer-learning homework: ResNet-34 vs MobileNetV3-Large, each "
     "fine-tuned, frozen, and as the random-init frozen control",
     "a-e": "the DLCV self-supervised grid: settings A-E (no pretraining / supervised / "
     "self-supervised backbone, trained in full or frozen) and F, the random-init frozen control",
@@ -48,7 +48,7 @@ SSL_WAITING = (
 
 
 def scaled_milestones(milestones: list[int], epochs: int, reference: int = 200) -> list[int]:
-    """Milestones meant for `reference` epochs (seed 004: [80, 120, 160] of 200), at the same
+    """Milestones meant for `reference` epochs (the Tsinghua DL HW2: [80, 120, 160] of 200), at the same
     fractions of `epochs`: [5, 7, 10] of 12. Strictly increasing, within [1, epochs].
     Milestones that already fit the run (none past `epochs`) are kept as they are."""
     if milestones and max(milestones) <= epochs:
@@ -104,7 +104,7 @@ def preset_configs(
         return [row("dynamic filters, response / sqrt(64)", dynamic=True, response_scale="divide"),
                 row("dynamic filters, response x sqrt(64)", dynamic=True,
                     response_scale="multiply")]  # fmt: skip
-    if preset == "fewshot-grid":  # the seed's tables: train and test under the same K
+    if preset == "fewshot-grid":  # the assignment's tables: train and test under the same K
         return [
             row(
                 f"{k}-shot · {d}", distance=d, train_way=base.test_way, train_shot=k, test_shots=[k]
@@ -165,7 +165,7 @@ def preset_configs(
         if include_scratch:
             rows.append(row(f"{backbone}: from scratch", mode="scratch"))
         return [*rows, control(backbone)]
-    if preset == "seed003":
+    if preset == "resnet34-vs-mobilenet":
         rows = []
         for name in ("resnet34", "mobilenet_v3_large"):
             model = replace(base.model, name=name)

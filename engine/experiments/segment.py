@@ -1,4 +1,4 @@
-"""Land-cover segmentation (seed 001, problem 3) on the common path: per-pixel cross-entropy
+"""Land-cover segmentation (DLCV HW1 problem 3) on the common path: per-pixel cross-entropy
 with Unknown ignored, best.pt chosen by validation mean IoU, and at every snapshot epoch
 the predicted masks of the chosen validation images (colour PNGs) and the pixel confusion
 matrix."""

@@ -1,4 +1,4 @@
-"""BYOL self-supervised pretraining (seeds 000 and 001, problem 2) on the common path.
+"""BYOL self-supervised pretraining (DLCV HW1 and HW4, problem 2) on the common path.
 
 Training: two augmented views per image, BYOL's loss, the target network's moving average
 after every step (a step hook: it is part of the step and of the checkpoint). Evaluation

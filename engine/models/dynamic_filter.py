@@ -1,4 +1,4 @@
-"""Dynamic convolutional filters (seed 002, ENGN8536 Lab 4; Jia et al., NeurIPS 2016).
+"""Dynamic convolutional filters (ENGN8536 Lab 4; Jia et al., NeurIPS 2016).
 
 An image goes through ResNet-18 up to `layer1` (features (B, 64, 8, 8) for 32x32 input).
 Each class has a learned 128-d embedding; an MLP turns it into a 64-d filter, which is
@@ -83,7 +83,7 @@ class DynamicFilterNet(Classifier):
         return self.score_predictor(maps).squeeze(-1)  # (B, C) scores
 
     def forward_loop(self, x: torch.Tensor) -> torch.Tensor:
-        """The seed's loop, one class at a time: a reference for the vectorised forward."""
+        """The assignment's loop, one class at a time: a reference for the vectorised forward."""
         feats = self.backbone(x)
         scores = []
         for k, w in enumerate(self.filters()):
@@ -98,7 +98,7 @@ class DynamicFilterNet(Classifier):
 
     # --- freezing ------------------------------------------------------------------------------
     def freeze_backbone(self) -> None:
-        """The seed's question: the backbone's weights (and BatchNorm statistics) stay fixed."""
+        """The assignment's question: the backbone's weights (and BatchNorm statistics) stay fixed."""
         self.freeze(self.backbone)
 
 

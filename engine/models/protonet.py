@@ -1,6 +1,6 @@
-"""Prototypical networks (Snell et al. 2017) as in seed 000, problem 1.
+"""Prototypical networks (Snell et al. 2017) as in DLCV HW4 problem 1.
 
-The backbone is the seed's Conv-4: four blocks of Conv2d 3x3 (64 filters, padding 1),
+The backbone is the assignment's Conv-4: four blocks of Conv2d 3x3 (64 filters, padding 1),
 BatchNorm2d, ReLU, MaxPool2d 2; for 84x84 inputs it flattens to 64 x 5 x 5 = 1600. An
 optional MLP head maps 1600 -> 800 -> 800 -> 400 (ReLU and dropout between). A class's
 prototype is the mean embedding of its support images; a query's logits are minus its

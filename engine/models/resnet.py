@@ -1,5 +1,5 @@
-"""ResNet-18/34/50, ResNeXt-18/50 and the dual-path ResNet-18 of seed 004, for 32x32 inputs
-(seed 001): first conv 3x3 stride 1, no max-pool.
+"""ResNet-18/34/50, ResNeXt-18/50 and the dual-path ResNet-18 of the Tsinghua DL HW2, for
+32x32 inputs (DLCV HW1 problem 1): first conv 3x3 stride 1; the max-pool as the model asks (`max_pool`).
 
 Subclassing torchvision's ResNet keeps its module names (`layer1`..`layer4`, `fc`), so
 ImageNet state dicts and layer pickers see the familiar structure. The new blocks take
@@ -47,7 +47,7 @@ class GroupedBasicBlock(nn.Module):
 
 
 class DualPathBlock(nn.Module):
-    """Seed 004's DLResNet block: a BasicBlock (two 3x3 convolutions) beside a second path of
+    """The Tsinghua DL HW2's DLResNet block: a BasicBlock (two 3x3 convolutions) beside a second path of
     two `second_kernel` convolutions (5x5, or "dilated": 3x3 with dilation 2, the same field
     of view for fewer weights). `merge`: "add" the two paths, or "concat" them and project
     back to `planes` with a 1x1 convolution. Same width as a 3x3 path would only add

@@ -1,4 +1,4 @@
-"""Semantic segmentation models (seed 001, problem 3): every one maps (B, 3, H, W) images to
+"""Semantic segmentation models (DLCV HW1 problem 3): every one maps (B, 3, H, W) images to
 (B, C, H, W) per-pixel class logits, for H and W multiples of 32.
 
 - `fcn32s`: Long et al.'s FCN-32s on VGG-16: fc6/fc7 as convolutions (7x7 and 1x1), a 1x1
@@ -8,7 +8,7 @@
   PyPI package, so it works offline) with FCN-8s skips: class scores at strides 32, 16 and
   8, each upsampled 2x and added to the next finer one, then 8x to the input.
 - `deeplabv3_resnet50`, `fcn_resnet50`: torchvision's, on an ImageNet ResNet-50 backbone
-  (the seed's improved model is the latter: no transposed convolution), or starting whole
+  (the assignment's improved model is the latter: no transposed convolution), or starting whole
   from torchvision's COCO-with-VOC-labels weights but for the final class scorers.
 - `unet_small`: a four-level U-Net with 16-128 filters, trained from scratch; the fast demo.
 """

@@ -17,6 +17,8 @@ from engine.store import runs
 from engine.store.layout import RunLayout
 
 MAX_REPEATS = 20
+# Presets renamed since groups were stored under the old name: read as the new one.
+RENAMED_PRESETS = {"seed003": "resnet34-vs-mobilenet"}
 LR_MARK = " · lr "  # in the labels of a learning-rate grid's rows (the tuned ablation preset)
 
 
@@ -75,8 +77,9 @@ def load_group(group_id: str, runs_dir: str | Path | None = None) -> Group:
     rows = [Row(r["label"], r.get("run_id"), r.get("note", ""), list(r.get("repeats", [])))
             for r in d["rows"]]  # fmt: skip
     return Group(
-        d["group_id"], d["name"], d["preset"], float(d["created"]), rows, bool(d["sequential"])
-    )
+        d["group_id"], d["name"], RENAMED_PRESETS.get(d["preset"], d["preset"]),
+        float(d["created"]), rows, bool(d["sequential"]),
+    )  # fmt: skip
 
 
 def _manifest_problem(d) -> str | None:

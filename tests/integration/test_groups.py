@@ -94,8 +94,8 @@ def test_frozen_rows_keep_a_longer_base_budget_and_only_cap_precomputed_heads(ba
             assert (cfg.epochs, cfg.patience, cfg.snapshot_epochs) == (1, 0, None), label
 
 
-def test_seed003_compares_two_backbones_fine_tuned_and_frozen(base):
-    assert _rows("seed003", base) == [
+def test_the_nthu_preset_compares_two_backbones_fine_tuned_and_frozen(base):
+    assert _rows("resnet34-vs-mobilenet", base) == [
         ("resnet34: fine-tuned", ("finetune", "imagenet", "resnet34"), ""),
         ("resnet34: frozen", ("frozen", "imagenet", "resnet34"), ""),
         ("resnet34: random init, frozen (control)", (*CONTROL, "resnet34"), ""),
@@ -104,7 +104,7 @@ def test_seed003_compares_two_backbones_fine_tuned_and_frozen(base):
         ("mobilenet_v3_large: random init, frozen (control)",
          (*CONTROL, "mobilenet_v3_large"), ""),
     ]  # fmt: skip
-    for label, cfg, _ in presets.preset_configs("seed003", base):
+    for label, cfg, _ in presets.preset_configs("resnet34-vs-mobilenet", base):
         assert cfg.label == label
         _head_budget(cfg, base)
     assert base.model.name == "resnet18"
@@ -162,14 +162,14 @@ def test_a_to_e_group_with_ssl_weights_fills_every_row(runs_dir, base, resnet18_
     assert (c.mode, c.weights, e.mode, e.weights) == ("finetune", str(ssl), "frozen", str(ssl))
 
 
-@pytest.mark.parametrize("preset, kw", [("seed003", {}), ("a-e", {"ssl_weights": "/no/byol.pt"})])
+@pytest.mark.parametrize("preset, kw", [("resnet34-vs-mobilenet", {}), ("a-e", {"ssl_weights": "/no/byol.pt"})])
 def test_missing_weights_fail_before_anything_is_created(
     runs_dir, base, resnet18_cached, preset, kw
 ):
     with pytest.raises((WeightsError, ConfigError)) as raised:
         comparisons.create_group(preset, base, runs_dir, **kw)
     message = str(raised.value)
-    if preset == "seed003":  # resnet34's file is not in the (empty) cache
+    if preset == "resnet34-vs-mobilenet":  # resnet34's file is not in the (empty) cache
         assert "python -m engine weights fetch resnet34" in message
     else:
         assert "'/no/byol.pt': no such weight file, run folder or run id" in message
@@ -417,3 +417,10 @@ def test_a_manifest_with_wrong_types_is_named_not_a_crash(
     assert [g.group_id for g in listed if isinstance(g, groups.Group)] == [good.group_id]
     (error,) = [g for g in listed if not isinstance(g, groups.Group)]
     assert str(path) in str(error) and problem in str(error)
+
+
+def test_a_group_stored_under_the_presets_old_name_reads_as_the_new(runs_dir):
+    group = groups.Group("g-old", "NTHU", "seed003", 1.0, [groups.Row("x", None)], True)
+    groups.save_group(group, runs_dir)
+    assert groups.load_group("g-old", runs_dir).preset == "resnet34-vs-mobilenet"
+    assert "resnet34-vs-mobilenet" in presets.PRESETS and "seed003" not in presets.PRESETS
