@@ -162,7 +162,9 @@ def test_a_to_e_group_with_ssl_weights_fills_every_row(runs_dir, base, resnet18_
     assert (c.mode, c.weights, e.mode, e.weights) == ("finetune", str(ssl), "frozen", str(ssl))
 
 
-@pytest.mark.parametrize("preset, kw", [("resnet34-vs-mobilenet", {}), ("a-e", {"ssl_weights": "/no/byol.pt"})])
+@pytest.mark.parametrize(
+    "preset, kw", [("resnet34-vs-mobilenet", {}), ("a-e", {"ssl_weights": "/no/byol.pt"})]
+)
 def test_missing_weights_fail_before_anything_is_created(
     runs_dir, base, resnet18_cached, preset, kw
 ):
