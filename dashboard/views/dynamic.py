@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
-from dashboard.components import cache, charts, inputs, picking, pictures, statistics
+from dashboard.components import cache, charts, inputs, picking, pictures, recipes, statistics
 from engine.analysis.projections import pca_2d
 from engine.config import DataConfig, DynamicFilterConfig, OptimConfig
 from engine.core.errors import WorkbenchError
@@ -25,6 +25,7 @@ st.caption(
     "into a 1x1 filter, whose response map a shared MLP reads into that class's score. The "
     "static baseline learns each class's filter directly."
 )
+recipes.show("ENGN8536 Lab 4: dynamic filters")
 
 
 def new_comparison_form() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.components import cache, charts, inputs, picking, pictures, statistics
+from dashboard.components import cache, charts, inputs, picking, pictures, recipes, statistics
 from engine.analysis.projections import pca_2d
 from engine.config import DataConfig, FewShotConfig, OptimConfig
 from engine.core.errors import WorkbenchError
@@ -29,6 +29,7 @@ st.caption(
     "distance). Tested on 600 fixed 5-way episodes of classes never trained on: mean "
     "accuracy ± 95% confidence interval (1.96 × std / √600)."
 )
+recipes.show("DLCV HW4 problem 1: prototypical networks")
 GRID = "fewshot-grid"
 
 

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from dashboard.components import cache, charts, inputs, picking, pictures
+from dashboard.components import cache, charts, inputs, picking, pictures, recipes
 from engine.analysis.attribution import METHOD_LABELS, METHODS, attribute, overlay
 from engine.analysis.dream import activation_maximisation, deep_dream
 from engine.analysis.layers import default_cam_layer, list_layers
@@ -29,6 +29,7 @@ st.caption(
     "noise or from the photo, the image that makes one channel fire most; attribution maps (Captum) show which "
     "pixels the prediction rests on."
 )
+recipes.show("Tsinghua DL HW2 task A: looking inside the network")
 
 
 def model_of(source: str, key: str, stamp: int):

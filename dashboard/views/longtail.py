@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.components import charts, inputs, picking, statistics
+from dashboard.components import charts, inputs, picking, recipes, statistics
 from engine.analysis.long_tail import long_tail_report
 from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from engine.core.errors import WorkbenchError
@@ -25,6 +25,7 @@ st.caption(
     "class-weighted cross-entropy weights class j by N / (C n_j). Validation and test stay "
     "balanced, so their accuracy weighs every class alike."
 )
+recipes.show("Tsinghua DL HW2 task C: long-tailed training")
 
 
 def new_comparison_form() -> None:

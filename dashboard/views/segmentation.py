@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from dashboard.components import cache, charts, inputs, picking, pictures, statistics
+from dashboard.components import cache, charts, inputs, picking, pictures, recipes, statistics
 from engine.config import DataConfig, ModelConfig, OptimConfig, SegmentConfig
 from engine.config.registry import SEGMENTATION
 from engine.core.errors import WorkbenchError
@@ -26,6 +26,7 @@ st.caption(
     "validation set; Unknown pixels carry no loss. The default data are synthetic scenes in "
     "the same file format (`xxxx_sat.jpg` / `xxxx_mask.png`), generated on first use."
 )
+recipes.show("DLCV HW1 problem 3: land-cover segmentation")
 PRESET = "fcn32s-vs-improved"
 IMPROVED = [m for m in SEGMENTATION if m != "fcn32s"]
 
@@ -55,7 +56,16 @@ def new_runs_form() -> None:
         lr = c5.number_input("Learning rate", 1e-6, 1.0, d.optim.lr, format="%.5f")
         size = c6.select_slider("Image size", [64, 96, 128, 160, 256, 512], d.data.image_size)
         batch = c7.number_input("Batch size", 1, 256, d.batch_size)
-        stems = st.text_input("Validation images to follow (stems, comma-separated; blank: "
+        s1, s2 = st.columns([1, 3])
+        start = s1.selectbox(
+            "Improved model starts from", ["imagenet", "coco_voc", "none"],
+            format_func={"imagenet": "its backbone's ImageNet weights",
+                         "coco_voc": "torchvision's COCO (VOC labels) weights, whole",
+                         "none": "random weights"}.get,
+            help="coco_voc: fcn_resnet50 and deeplabv3_resnet50 only (DLCV HW1's model B); "
+            "every layer but the class scorers (`python -m engine weights fetch fcn_resnet50`)",
+        )  # fmt: skip
+        stems = s2.text_input("Validation images to follow (stems, comma-separated; blank: "
                               "three spread over the set)", "")  # fmt: skip
         c8, c9, c10 = st.columns(3)
         repeats = statistics.repeats_input(c10)
@@ -69,6 +79,7 @@ def new_runs_form() -> None:
             model=ModelConfig(name=improved),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0), epochs=int(epochs),
             batch_size=int(batch), mask_images=[s.strip() for s in stems.split(",") if s.strip()],
+            backbone_weights=start,
         )  # fmt: skip
         if both:
             group = start_group(PRESET, base, picking.runs_dir(), repeats=repeats)

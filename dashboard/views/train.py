@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard.components import cache, charts, inputs, picking
+from dashboard.components import cache, charts, inputs, picking, recipes
 from engine.config import (
     DataConfig,
     ModelConfig,
@@ -18,6 +18,10 @@ from engine.store import runs
 from engine.store.layout import RunLayout
 
 st.title("📈 Train")
+recipes.show(
+    "DLCV HW1 problem 1: image classification on 32x32 images",
+    "Tsinghua DL HW2 task B: architectures and the ablation",
+)
 
 
 def start_form() -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.components import cache, charts, inputs, picking, pictures, statistics
+from dashboard.components import cache, charts, inputs, picking, pictures, recipes, statistics
 from engine.config import DataConfig, ModelConfig, OptimConfig, TransferConfig
 from engine.core.errors import WorkbenchError
 from engine.data.roots import check_data_path, data_roots
@@ -33,6 +33,10 @@ st.caption(
     "(everything trains), **frozen** (a fixed feature extractor: only the new head trains, on "
     "features computed once) and **from scratch** (no pretraining). EfficientNet-Lite0's "
     "ImageNet weights ship with the workbench, so this works offline."
+)
+recipes.show(
+    "NTHU transfer-learning homework: ResNet-34 vs MobileNetV3-Large",
+    "DLCV HW1 and HW4, problem 2: self-supervised pretraining and the A–E grid",
 )
 
 MODE_DASH = {"finetune": "solid", "frozen": "dot", "scratch": "dash"}

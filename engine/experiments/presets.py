@@ -152,8 +152,10 @@ def preset_configs(
         ]
     if preset == "fcn32s-vs-improved":
         improved = base.model.name if base.model.name != "fcn32s" else IMPROVED_DEFAULT
+        # COCO (VOC labels) weights are the improved model's; FCN-32s starts from VGG-16's.
+        vgg = {"backbone_weights": "imagenet"} if base.backbone_weights == "coco_voc" else {}
         return [
-            row("A: FCN-32s (VGG-16)", model=replace(base.model, name="fcn32s")),
+            row("A: FCN-32s (VGG-16)", model=replace(base.model, name="fcn32s"), **vgg),
             row(f"B: {improved}", model=replace(base.model, name=improved)),
         ]
     backbone = base.model.name

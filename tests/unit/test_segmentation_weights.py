@@ -268,3 +268,13 @@ def test_weights_list_shows_whether_each_coco_file_is_cached(weight_cache, capsy
     assert "fcn_resnet50_coco-1167a1af.pth" in fcn and "135 MB" in fcn
     assert "not cached" in deeplab and "deeplabv3_resnet50_coco-cd0a2569.pth" in deeplab
     assert "not cached" in lines["resnet50"]  # the ImageNet backbone is a file of its own
+
+
+def test_the_comparison_gives_coco_weights_to_the_improved_model_only():
+    from engine.experiments.presets import preset_configs
+
+    base = SegmentConfig(model=ModelConfig(name="fcn_resnet50"), backbone_weights="coco_voc",
+                         data=DataConfig(name="landcover", image_size=64))  # fmt: skip
+    rows = {cfg.model.name: cfg.backbone_weights
+            for _, cfg, _ in preset_configs("fcn32s-vs-improved", base.validate())}  # fmt: skip
+    assert rows == {"fcn32s": "imagenet", "fcn_resnet50": "coco_voc"}
