@@ -237,7 +237,8 @@ def _train_and_test(layout, splits, p, trainer, device) -> dict:
         summary = {
             "epochs_done": state.epoch,
             "early_stopped": state.converged,
-            f"best_val_{p.task.score_name}": state.best_score,
+            # A task whose score is a transform of its metric says how to undo it.
+            f"best_val_{p.task.score_name}": getattr(p.task, "metric_of", float)(state.best_score),
             "classes": splits.classes,
             "data": splits.describe(),
             "device": str(device),

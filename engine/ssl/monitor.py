@@ -112,6 +112,15 @@ class SelfSupervised:
     def knn_on(self) -> bool:
         return self.bank_loader is not None and self.query_loader is not None
 
+    def __post_init__(self) -> None:
+        if not self.knn_on:
+            self.score_name = "loss"  # best.pt: the lowest validation loss
+
+    def metric_of(self, score: float) -> float:
+        """The validation metric of a best score: kNN accuracy, or without kNN the loss (the
+        score is 1 / (1 + loss), so that higher is better, as the Trainer keeps it)."""
+        return score if self.knn_on else 1.0 / score - 1.0
+
     def probe(self) -> KnnProbe | None:
         if not self.knn_on:
             return None

@@ -282,6 +282,9 @@ def test_byol_on_unlabelled_images_without_a_monitor_says_why_and_saves_the_back
     assert (run_dir / "checkpoints" / "best.pt").is_file()  # by the validation loss
     names = _event_names(run_dir)
     assert {"loss", "collapse_std"} <= names and not names & {"acc", "knn_acc"}
+    losses = [e["value"] for e in read_events(RunLayout(run_dir).metrics)[0]
+              if e["split"] == "val" and e["name"] == "loss"]  # fmt: skip
+    assert status["summary"]["best_val_loss"] == pytest.approx(min(losses), rel=1e-6)
 
 
 def test_byol_on_unlabelled_images_monitored_on_the_digits(tmp_path, runs_dir):
