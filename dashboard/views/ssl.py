@@ -84,7 +84,9 @@ def ssl_runs() -> list[runs.RunSummary]:
     return [r for r in runs.list_runs(picking.runs_dir()) if (r.config or {}).get("kind") == "ssl"]
 
 
-def monitor_figure(events: list[dict], random_init: float | None, dim: int) -> go.Figure:
+def monitor_figure(
+    events: list[dict], random_init: float | None, dim: int, knn_off: bool = False
+) -> go.Figure:
     """BYOL loss; kNN accuracy against the random-init backbone; the projections' spread
     against a healthy 1/sqrt(d) and the collapse threshold."""
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, subplot_titles=(
@@ -103,6 +105,11 @@ def monitor_figure(events: list[dict], random_init: float | None, dim: int) -> g
     epochs, knn = charts.epoch_series(events, "knn_acc", "val")
     fig.add_trace(go.Scatter(x=epochs, y=knn, name="BYOL backbone", mode="lines+markers",
                              line=dict(color="#2ca02c")), 1, 2)  # fmt: skip
+    if not knn:  # no labelled images to measure by (or no epoch yet): say which
+        fig.add_annotation(text="kNN off: no labelled images" if knn_off else "after epoch 1",
+                           xref="x2 domain", yref="y2 domain", x=0.5, y=0.5, showarrow=False,
+                           font=dict(color="#7f7f7f"))  # fmt: skip
+        fig.update_yaxes(range=[0, 1], row=1, col=2)
     if random_init is not None:
         fig.add_hline(y=random_init, line=dict(dash="dash", color="#7f7f7f"), row=1, col=2,
                       annotation_text=f"random init {random_init:.1%}",
@@ -140,11 +147,19 @@ def monitor(run: runs.RunSummary) -> None:
     elif info.get("knn_data"):
         st.caption(f"kNN monitor on another, labelled dataset: {info['knn_data']}")
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("kNN accuracy, last epoch", f"{knn[-1]:.1%}" if knn else "–",
-              f"{knn[-1] - random_init:+.1%} vs random init"
-              if knn and random_init is not None else None)  # fmt: skip
-    c2.metric("Best kNN accuracy", f"{max(knn):.1%}" if knn else "–")
-    c3.metric("Random-init backbone", f"{random_init:.1%}" if random_init is not None else "–")
+    if info.get("knn"):  # the loss is what there is to watch
+        _, val_loss = charts.epoch_series(events, "loss", "val")
+        c1.metric("Validation loss, last epoch", f"{val_loss[-1]:.4f}" if val_loss else "–")
+        c2.metric("Lowest validation loss", f"{min(val_loss):.4f}" if val_loss else "–",
+                  help="best.pt is this epoch's: without labels, the loss chooses")  # fmt: skip
+        c3.metric("Epochs done", len(val_loss))
+    else:
+        c1.metric("kNN accuracy, last epoch", f"{knn[-1]:.1%}" if knn else "–",
+                  f"{knn[-1] - random_init:+.1%} vs random init"
+                  if knn and random_init is not None else None)  # fmt: skip
+        c2.metric("Best kNN accuracy", f"{max(knn):.1%}" if knn else "–")
+        c3.metric("Random-init backbone",
+                  f"{random_init:.1%}" if random_init is not None else "–")  # fmt: skip
     c4.metric("Projection spread", f"{spread[-1]:.4f}" if spread else "–",
               help=f"std of the L2-normalised projections, mean over the {dim} dimensions: "
               f"≈ 1/√{dim} = {1 / math.sqrt(dim):.4f} when spread over the sphere, 0 when "
@@ -159,7 +174,8 @@ def monitor(run: runs.RunSummary) -> None:
     if not events:
         st.info("Waiting for the first steps…")
         return
-    charts.chart(st, monitor_figure(events, random_init, dim), key="ssl_monitor")
+    charts.chart(st, monitor_figure(events, random_init, dim, bool(info.get("knn"))),
+                 key="ssl_monitor")  # fmt: skip
     summary = status.get("summary") or {}
     if summary.get("backbone_file") and summary.get("knn"):
         st.markdown(

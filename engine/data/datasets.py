@@ -119,7 +119,7 @@ class Splits:
         return (
             f"{self.source}: {len(self.train)} train / {len(self.val)} val / "
             f"{len(self.test)} test images of {self.image_size}x{self.image_size}, "
-            f"{self.num_classes} classes"
+            f"{self.num_classes} class{'es' if self.num_classes != 1 else ''}"
         )
 
 
