@@ -10,7 +10,16 @@ import torch
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
-from dashboard.components import cache, charts, inputs, picking, pictures, recipes, statistics
+from dashboard.components import (
+    cache,
+    charts,
+    gallery,
+    inputs,
+    picking,
+    pictures,
+    recipes,
+    statistics,
+)
 from engine.analysis.projections import pca_2d
 from engine.config import DataConfig, DynamicFilterConfig, OptimConfig
 from engine.core.errors import WorkbenchError
@@ -26,6 +35,8 @@ st.caption(
     "static baseline learns each class's filter directly."
 )
 recipes.show("ENGN8536 Lab 4: dynamic filters")
+gallery.announce()
+gallery.offer_if_empty("dynamic", "dynamic-filter run")
 
 
 def new_comparison_form() -> None:

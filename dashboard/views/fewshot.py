@@ -9,7 +9,16 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.components import cache, charts, inputs, picking, pictures, recipes, statistics
+from dashboard.components import (
+    cache,
+    charts,
+    gallery,
+    inputs,
+    picking,
+    pictures,
+    recipes,
+    statistics,
+)
 from engine.analysis.projections import pca_2d
 from engine.config import DataConfig, FewShotConfig, OptimConfig
 from engine.core.errors import WorkbenchError
@@ -30,6 +39,8 @@ st.caption(
     "accuracy ± 95% confidence interval (1.96 × std / √600)."
 )
 recipes.show("DLCV HW4 problem 1: prototypical networks")
+gallery.announce()
+gallery.offer_if_empty("fewshot", "few-shot run")
 GRID = "fewshot-grid"
 
 

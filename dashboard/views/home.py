@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard.components import inputs, picking
+from dashboard.components import gallery, inputs, picking
 from engine.config import RunConfig
 from engine.core.errors import WorkbenchError
 from engine.execution.start import start_run
@@ -11,14 +11,16 @@ from engine.store import runs
 
 st.title("🔬 CNN workbench")
 st.markdown(
-    "Watch convolutional networks learn: live loss and accuracy curves, penultimate-layer "
-    "embeddings projected with **PCA, t-SNE or UMAP** at every snapshot epoch, and confusion "
-    "matrices. Training runs in its own process: close the tab and it keeps going; "
-    "stop it and resume it later. Everything here also runs from the command line "
-    "(`python -m engine --help`)."
+    "See inside convolutional networks while they learn: live curves, embeddings projected "
+    "with **PCA, t-SNE or UMAP** at every snapshot epoch, confusion matrices, DeepDream and "
+    "attributions, dynamic filters, segmentation masks improving epoch by epoch, few-shot "
+    "episodes, self-supervised pretraining and transfer-learning modes side by side: the "
+    "experiments of five deep-learning course assignments, each one click away. Training "
+    "runs in its own process: close the tab and it keeps going. Everything here also runs "
+    "from the command line (`python -m engine --help`)."
 )
 
-left, _ = st.columns([1, 2])
+left, right = st.columns([1, 2])
 with left:
     st.subheader("Try it")
     st.caption(
@@ -33,6 +35,16 @@ with left:
         else:
             st.session_state["run"] = run_dir.name
             st.switch_page("views/train.py")
+with right:
+    st.subheader("Every experiment, one click away")
+    st.caption(
+        "Each card's quick demo is sized to finish in about a minute on two CPU cores (the "
+        "time shown is measured on such a machine); it queues behind runs already training. "
+        "The picture is the latest result of that kind here, or a preview."
+    )
+
+all_runs = runs.list_runs(picking.runs_dir())
+gallery.gallery(all_runs)
 
 
 def model_caption(r: runs.RunSummary) -> str:
@@ -53,7 +65,6 @@ def model_caption(r: runs.RunSummary) -> str:
 
 
 st.subheader("Runs")
-all_runs = runs.list_runs(picking.runs_dir())
 if not all_runs:
     picking.no_runs_message()
 else:

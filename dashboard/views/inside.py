@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from dashboard.components import cache, charts, inputs, picking, pictures, recipes
+from dashboard.components import cache, charts, gallery, inputs, picking, pictures, recipes
 from engine.analysis.attribution import METHOD_LABELS, METHODS, attribute, overlay
 from engine.analysis.dream import activation_maximisation, deep_dream
 from engine.analysis.layers import default_cam_layer, list_layers
@@ -30,6 +30,8 @@ st.caption(
     "pixels the prediction rests on."
 )
 recipes.show("Tsinghua DL HW2 task A: looking inside the network")
+gallery.announce()
+gallery.offer_if_empty("inside", "trained network to look inside")
 
 
 def model_of(source: str, key: str, stamp: int):

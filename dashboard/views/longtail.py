@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.components import charts, inputs, picking, recipes, statistics
+from dashboard.components import charts, gallery, inputs, picking, recipes, statistics
 from engine.analysis.long_tail import long_tail_report
 from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from engine.core.errors import WorkbenchError
@@ -26,6 +26,8 @@ st.caption(
     "balanced, so their accuracy weighs every class alike."
 )
 recipes.show("Tsinghua DL HW2 task C: long-tailed training")
+gallery.announce()
+gallery.offer_if_empty("longtail", "long-tail comparison")
 
 
 def new_comparison_form() -> None:

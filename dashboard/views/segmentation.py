@@ -10,7 +10,16 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from dashboard.components import cache, charts, inputs, picking, pictures, recipes, statistics
+from dashboard.components import (
+    cache,
+    charts,
+    gallery,
+    inputs,
+    picking,
+    pictures,
+    recipes,
+    statistics,
+)
 from engine.config import DataConfig, ModelConfig, OptimConfig, SegmentConfig
 from engine.config.registry import SEGMENTATION
 from engine.core.errors import WorkbenchError
@@ -27,6 +36,8 @@ st.caption(
     "the same file format (`xxxx_sat.jpg` / `xxxx_mask.png`), generated on first use."
 )
 recipes.show("DLCV HW1 problem 3: land-cover segmentation")
+gallery.announce()
+gallery.offer_if_empty("segmentation", "segmentation run")
 PRESET = "fcn32s-vs-improved"
 IMPROVED = [m for m in SEGMENTATION if m != "fcn32s"]
 

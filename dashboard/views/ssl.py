@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from dashboard.components import cache, charts, inputs, picking, pictures, recipes
+from dashboard.components import cache, charts, gallery, inputs, picking, pictures, recipes
 from dashboard.embedding_views import compact_projection
 from engine.config import DataConfig, ModelConfig, OptimConfig, SSLConfig
 from engine.core.errors import WorkbenchError
@@ -30,6 +30,8 @@ st.caption(
     "of the A–E grid."
 )
 recipes.show("DLCV HW1 and HW4, problem 2: self-supervised pretraining and the A–E grid")
+gallery.announce()
+gallery.offer_if_empty("ssl", "self-supervised run")
 DATASETS = ["digits", "folder", "prefixed", "csv", "cifar10", "unlabelled"]
 KNN_DATASETS = ["", "digits", "folder", "prefixed", "csv", "cifar10"]
 

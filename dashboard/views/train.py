@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard.components import cache, charts, inputs, picking, recipes
+from dashboard.components import cache, charts, gallery, inputs, picking, recipes
 from engine.config import (
     DataConfig,
     ModelConfig,
@@ -22,6 +22,8 @@ recipes.show(
     "DLCV HW1 problem 1: image classification on 32x32 images",
     "Tsinghua DL HW2 task B: architectures and the ablation",
 )
+gallery.announce()
+gallery.offer_if_empty("train", "runs")
 
 
 def start_form() -> None:

@@ -11,7 +11,16 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.components import cache, charts, inputs, picking, pictures, recipes, statistics
+from dashboard.components import (
+    cache,
+    charts,
+    gallery,
+    inputs,
+    picking,
+    pictures,
+    recipes,
+    statistics,
+)
 from engine.config import DataConfig, ModelConfig, OptimConfig, TransferConfig
 from engine.core.errors import WorkbenchError
 from engine.data.roots import check_data_path, data_roots
@@ -38,6 +47,8 @@ recipes.show(
     "NTHU transfer-learning homework: ResNet-34 vs MobileNetV3-Large",
     "DLCV HW1 and HW4, problem 2: self-supervised pretraining and the A–E grid",
 )
+gallery.announce()
+gallery.offer_if_empty("transfer", "transfer-learning comparison")
 
 MODE_DASH = {"finetune": "solid", "frozen": "dot", "scratch": "dash"}
 

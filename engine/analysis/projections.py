@@ -176,8 +176,9 @@ def _tsne(x: np.ndarray, params: dict[str, Any], seed: int, init: np.ndarray | N
 
 
 def _umap(x: np.ndarray, params: dict[str, Any], seed: int, init: np.ndarray | None) -> np.ndarray:
-    from umap import UMAP
+    from engine.analysis.umap_kernels import load_umap
 
+    UMAP = load_umap()  # its kernels compiled once per machine (numba's disk cache)
     if init is None:
         # The spectral init needs more eigenvectors (3) than 3 points can give.
         init = "spectral" if x.shape[0] > 3 else "pca"

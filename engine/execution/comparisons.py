@@ -66,11 +66,14 @@ def create_group(
     return group
 
 
-def launch_group(group: Group, runs_dir: str | Path | None = None) -> list[int]:
+def launch_group(
+    group: Group, runs_dir: str | Path | None = None, after: list[str] = ()
+) -> list[int]:
     """Start every run of the group that is not finished or active; sequential groups queue
-    each run behind the ones before it. Returns the pids started."""
+    each run behind the ones before it, and every run behind `after` (ids of other runs in
+    the folder). Returns the pids started."""
     root = Path(runs_dir) if runs_dir else runs.default_runs_dir()
-    pids, before = [], []
+    pids, before = [], list(after)
     for run_dir in group.run_dirs(root):
         if not run_dir.is_dir():
             continue  # removed
@@ -79,9 +82,9 @@ def launch_group(group: Group, runs_dir: str | Path | None = None) -> list[int]:
             before.append(run_dir.name)
             continue
         resume = RunLayout(run_dir).last_checkpoint.exists()
-        after = list(before) if group.sequential else []
+        waits = list(before) if group.sequential else list(after)
         # Only the first can use the warm worker: the others wait, and should not hold torch.
-        pids.append(launcher.launch(run_dir, resume=resume, warm=not after, after=after))
+        pids.append(launcher.launch(run_dir, resume=resume, warm=not waits, after=waits))
         before.append(run_dir.name)
     return pids
 

@@ -14,13 +14,17 @@ from engine.store import runs
 from engine.store.groups import Group
 
 
-def start_run(cfg: RunConfig, runs_dir: str | Path | None = None, launch: bool = True) -> Path:
-    """Check `cfg` whole, make its run folder and (with `launch`) start its process; the
-    run folder. Nothing is made when a check fails (a WorkbenchError or OSError says why)."""
+def start_run(
+    cfg: RunConfig, runs_dir: str | Path | None = None, launch: bool = True,
+    after: list[str] = (),
+) -> Path:  # fmt: skip
+    """Check `cfg` whole, make its run folder and (with `launch`) start its process, queued
+    behind the runs `after` names; the run folder. Nothing is made when a check fails (a
+    WorkbenchError or OSError says why)."""
     check_inputs(cfg)
     run_dir = runs.create_run(cfg, runs_dir)
     if launch:
-        launcher.launch(run_dir)
+        launcher.launch(run_dir, warm=not after, after=list(after))
     return run_dir
 
 
@@ -32,7 +36,8 @@ def start_group(
     (configs, weights) before any folder exists, then made and (with `launch`) started."""
     base.validate()
     get_kind(base.kind).check_data(base)
+    after = options.pop("after", ())
     group = comparisons.create_group(preset, base, runs_dir, **options)
     if launch:
-        comparisons.launch_group(group, runs_dir)
+        comparisons.launch_group(group, runs_dir, after=list(after))
     return group

@@ -16,6 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
+from engine.core.numba_cache import use_project_cache
 from engine.core.settings import REPO_ROOT
 from engine.store.layout import RunLayout
 
@@ -25,6 +26,7 @@ _runs: list[subprocess.Popen] = []  # runs started from this process, warm or co
 
 
 def child_env() -> dict[str, str]:
+    use_project_cache()  # numba's cache: this process's and its children's, one folder
     return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
