@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/data_path.py
 	$(PY) bench/projections.py
+	$(PY) bench/first_umap.py
 	$(PY) bench/dashboard_rerun.py
 	$(PY) bench/frozen_features.py
 	$(PY) bench/feature_vis.py

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard.components import cache, charts, gallery, inputs, picking, recipes
+from dashboard.components import cache, charts, gallery, inputs, picking, recipes, timing
 from engine.config import (
     DataConfig,
     ModelConfig,
@@ -23,12 +23,12 @@ recipes.show(
     "Tsinghua DL HW2 task B: architectures and the ablation",
 )
 gallery.announce()
-gallery.offer_if_empty("train", "runs")
+gallery.offer_if_empty("train", "image-classification run")
 
 
 def start_form() -> None:
     d = RunConfig()
-    with st.form("new_run"):
+    with st.container():  # not a form: the estimate follows the settings as they change
         c1, c2, c3 = st.columns(3)
         dataset = c1.selectbox(
             "Dataset", inputs.datasets_offered(["digits", "folder", "prefixed", "csv", "cifar10"]),
@@ -62,9 +62,6 @@ def start_form() -> None:
             "Snapshot exactly at epochs (optional)", placeholder="e.g. 1, 5, 10",
             help="Overrides 'every k': embeddings and confusion matrices at just these epochs.",
         )  # fmt: skip
-        submitted = st.form_submit_button("▶ Start training", type="primary")
-    if not submitted:
-        return
     try:
         snapshot_epochs = parse_epoch_list(exact)
         cfg = RunConfig(
@@ -83,6 +80,14 @@ def start_form() -> None:
             snapshot_every=int(snapshot_every),
             snapshot_epochs=snapshot_epochs,
         )
+        timing.show_estimate([cfg.validate()])
+    except (WorkbenchError, OSError) as e:  # said when the button is pressed
+        cfg, problem = None, e
+    if not st.button("▶ Start training", type="primary"):
+        return
+    try:
+        if cfg is None:
+            raise problem
         run_dir = start_run(cfg, picking.runs_dir())
     except (WorkbenchError, OSError) as e:
         inputs.show_error(e)
@@ -106,7 +111,8 @@ def render_run(run_dir) -> None:
     if status.get("damaged"):  # a live run whose status file has damaged fields
         st.warning(f"status.json is damaged: {status['damaged']}")
     fraction, caption = picking.progress_of(status, events)
-    st.progress(fraction, text=caption)
+    left = timing.time_left(events, status, run_dir)
+    st.progress(fraction, text=f"{caption} · {left}" if left else caption)
 
     summary = status.get("summary") or {}
     val_x, val_acc = charts.epoch_series(events, "acc", "val")

@@ -6,6 +6,7 @@ module only says what differs (its Prepared); `fit` does the rest, in steps.
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -237,6 +238,10 @@ def _train_and_test(layout, splits, p, trainer, device) -> dict:
         summary = {
             "epochs_done": state.epoch,
             "early_stopped": state.converged,
+            # What later estimates of this model's time here start from (engine.analysis).
+            "seconds_per_epoch": statistics.median(trainer.epoch_seconds)
+            if trainer.epoch_seconds
+            else None,
             # A task whose score is a transform of its metric says how to undo it.
             f"best_val_{p.task.score_name}": getattr(p.task, "metric_of", float)(state.best_score),
             "classes": splits.classes,

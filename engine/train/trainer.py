@@ -111,6 +111,7 @@ class Trainer:
     def __post_init__(self) -> None:
         self.device = next(self.model.parameters()).device
         self._pending_best: dict[str, Any] | None = None
+        self.epoch_seconds: list[float] = []  # this process's epochs, for the summary
         self._last_write = time.monotonic()
         self._forward = self.model  # what a training step calls: DDP's wrapper, see fit()
 
@@ -143,6 +144,7 @@ class Trainer:
                     self.scheduler.step()
             s.epoch, s.step_in_epoch, s.loss_sum, s.correct, s.seen = epoch, 0, 0.0, 0, 0
             seconds = time.perf_counter() - started
+            self.epoch_seconds.append(seconds)
             if main:
                 self._end_epoch(epoch, train_loss, train_acc, val, seconds)
             distributed.barrier()

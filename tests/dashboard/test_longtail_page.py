@@ -74,9 +74,10 @@ def test_without_a_comparison_the_page_says_how_to_start_one(runs_dir):
 
 
 def test_the_form_refuses_a_balanced_split_and_makes_nothing(runs_dir, monkeypatch):
-    monkeypatch.setattr(comparisons, "launch_group", lambda g, d=None: pytest.fail("launched"))
+    monkeypatch.setattr(comparisons, "launch_group", lambda *a, **k: pytest.fail("launched"))
     at = page("longtail").run()
     at.number_input[0].set_value(1.0)  # ρ = 1: no long tail
-    at.button[0].click().run()
+    [start] = [b for b in at.button if b.label.startswith("▶ Train")]
+    start.click().run()
     assert any("needs a long-tailed training split" in e.value for e in at.error)
     assert groups.list_groups(runs_dir) == []

@@ -40,7 +40,7 @@ def test_home_lists_runs_with_their_results(finished_run):
 
 def test_start_the_demo_launches_a_run_and_opens_the_train_page(runs_dir):
     at = app().run()
-    [demo] = [b for b in at.button if "demo" in b.label]
+    [demo] = [b for b in at.button if "Start the demo" in b.label]
     demo.click().run()
     assert not at.exception
     assert at.title[0].value.endswith("Train")
@@ -59,7 +59,8 @@ def _submit_new_run(at, dataset: str, path: str = "", lr: float | None = None):
     at.text_input[0].input(path)
     if lr is not None:
         at.number_input[0].set_value(lr)
-    at.button[0].click()  # the form's submit button
+    [start] = [b for b in at.button if b.label == "▶ Start training"]
+    start.click()
     return at.run()
 
 
@@ -287,7 +288,8 @@ def test_train_form_explains_invalid_snapshot_epochs(runs_dir, text, message):
     at = page("train").run()
     (exact,) = [t for t in at.text_input if t.label.startswith("Snapshot exactly at epochs")]
     exact.input(text)
-    at.button[0].click()  # the form's submit button
+    [start] = [b for b in at.button if b.label == "▶ Start training"]
+    start.click()
     at.run()
     assert not at.exception
     assert any(message in e.value for e in at.error)

@@ -53,7 +53,8 @@ def test_a_backbone_whose_weights_are_missing_names_the_file_and_makes_nothing(
 ):
     at = page("transfer").run()
     at.selectbox[1].select("resnet34")
-    at.button[0].click().run()  # the form's submit button
+    [start] = [b for b in at.button if b.label == "▶ Start the comparison"]
+    start.click().run()
     assert not at.exception
     (message,) = [e.value for e in at.error]
     assert "resnet34-b627a593.pth" in message and "weights fetch resnet34" in message

@@ -1,0 +1,70 @@
+"""Time, said before the click and during the run (engine.analysis.estimates): a form's
+estimate for the settings on screen, and a running run's time left."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.components import picking
+from engine.analysis import estimates
+from engine.config import RunConfig
+from engine.store import runs
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _finished(runs_dir: str) -> list[tuple[dict, dict]]:
+    """(config, summary) of every finished run here: what estimates learn from."""
+    return [(r.config or {}, r.status.get("summary") or {}) for r in runs.list_runs(runs_dir)
+            if r.state == "finished" and r.config]  # fmt: skip
+
+
+@st.cache_resource(show_spinner=False)
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def estimate_of(configs: list[RunConfig]) -> estimates.Estimate | None:
+    """The configs' estimates added up (a comparison's rows run one after another)."""
+    finished = _finished(str(picking.runs_dir()))
+    found = [estimates.estimate(c, finished) for c in configs]
+    if not found or any(e is None for e in found):
+        return None
+    if len(found) == 1:
+        return found[0]
+    total = sum(e.seconds for e in found)
+    return estimates.Estimate(total, total / len(found), len(found), f"{len(found)} runs, "
+                              f"one after another; {found[0].basis}")  # fmt: skip
+
+
+def show_estimate(configs: list[RunConfig], quick_hint: str = "", where=st) -> None:
+    """'⏱ about 6 min here: 10 epochs x 35 s (…)' under a form; past 10 minutes on a machine
+    without a GPU, a warning with the quick settings."""
+    est = estimate_of(configs)
+    if est is None:
+        where.caption("⏱ No estimate yet: no run of this model has finished here, and the "
+                      "data's size is not known before reading it.")  # fmt: skip
+        return
+    if len(configs) > 1:
+        where.caption(f"⏱ {estimates.duration(est.seconds)} here for {len(configs)} runs, one "
+                      f"after another ({est.basis})")  # fmt: skip
+    else:
+        where.caption(f"⏱ {est.text()}")
+    if est.slow and not has_gpu():
+        where.warning(f"That is over 10 minutes on this machine's CPU. {quick_hint or ''}"
+                      "Fewer epochs, a smaller input size or fewer images make it shorter; "
+                      "each page's quick demo takes about a minute.")  # fmt: skip
+
+
+def time_left(events: list[dict], status: dict, run_dir) -> str | None:
+    """'about 2 min left' for a running run, from the epochs it has done."""
+    if status.get("state") != "running":
+        return None
+    try:
+        epochs = runs.load_config(run_dir).epochs
+    except (runs.RunError, ValueError, OSError):  # a damaged config: no estimate, no error
+        return None
+    seconds = [e["value"] for e in events if e.get("name") == "epoch_seconds"]
+    left = estimates.remaining(seconds, len(seconds), epochs)
+    return None if left is None else f"{estimates.duration(left)} left"
