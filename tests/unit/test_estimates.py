@@ -1,0 +1,83 @@
+"""Time estimates (engine.analysis.estimates): from this machine's finished runs when there
+are some, else from the reference; scaled by pixels; few-shot by episodes; a frozen head on
+features in milliseconds; unknown data sizes give no estimate; the time left of a run."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.analysis import estimates
+from engine.config import DataConfig, FewShotConfig, ModelConfig, RunConfig, TransferConfig
+
+
+def _finished(model="resnet18", size=32, seconds=20.0, images=1000, kind="classify"):
+    cfg = {"kind": kind, "model": {"name": model}, "data": {"image_size": size}}
+    return cfg, {"seconds_per_epoch": seconds, "data": f"x: {images:,} train / 10 val / 10 test"}
+
+
+def test_the_reference_when_nothing_finished_here():
+    cfg = RunConfig(model=ModelConfig(name="resnet18"), epochs=10)
+    est = estimates.estimate(cfg)
+    per_epoch = estimates.REFERENCE[("classify", "resnet18")] * 1259
+    assert est.per_epoch == pytest.approx(per_epoch)
+    assert est.seconds == pytest.approx(estimates.STARTUP + 10 * per_epoch)
+    assert "the reference for resnet18" in est.text() and "10 epochs" in est.text()
+
+
+def test_this_machines_runs_come_first_and_scale_with_pixels():
+    cfg = RunConfig(model=ModelConfig(name="resnet18"), epochs=2)
+    same = estimates.estimate(cfg, [_finished(seconds=20.0, images=1000)])
+    assert same.per_epoch == pytest.approx(0.02 * 1259)
+    assert "1 finished run of resnet18 at 32 px here" in same.basis
+    bigger = estimates.estimate(
+        RunConfig(model=ModelConfig(name="resnet18"), data=DataConfig(image_size=64)),
+        [_finished(seconds=20.0, images=1000)],
+    )
+    assert bigger.per_epoch == pytest.approx(4 * 0.02 * 1259)  # four times the pixels
+    assert "scaled to 64 px" in bigger.basis
+
+
+def test_the_training_images_asked_for_count():
+    counts = RunConfig(data=DataConfig(name="fashion_mnist", class_counts=[100] * 10))
+    assert estimates.train_images(counts) == 1000
+    half = RunConfig(data=DataConfig(classes=["0", "1", "2", "3", "4"]))
+    assert estimates.train_images(half) == round(1259 / 2)
+    assert estimates.train_images(RunConfig(data=DataConfig(name="folder", path="/x"))) is None
+    assert estimates.estimate(RunConfig(data=DataConfig(name="folder", path="/x"))) is None
+
+
+def test_few_shot_counts_episodes_and_a_frozen_head_costs_milliseconds():
+    few = estimates.estimate(FewShotConfig(epochs=4, episodes_per_epoch=50))
+    assert few.per_epoch == pytest.approx(50 * estimates.FEWSHOT_EPISODE)
+    head = estimates.estimate(TransferConfig(mode="frozen", epochs=100))
+    assert head.per_epoch == estimates.FEATURES_EPOCH and "features computed once" in head.basis
+
+
+def test_slow_runs_are_flagged_and_durations_read_well():
+    long = estimates.estimate(RunConfig(model=ModelConfig(name="resnet50"), epochs=50))
+    assert long.slow
+    assert not estimates.estimate(RunConfig(epochs=12)).slow
+    assert estimates.duration(42) == "about 42 s"
+    assert estimates.duration(360) == "about 6 min"
+    assert estimates.duration(7200) == "about 2.0 h"
+
+
+def test_time_left_is_the_epochs_left_at_the_mean_so_far():
+    assert estimates.remaining([10.0, 20.0], 2, 5) == pytest.approx(45.0)
+    assert estimates.remaining([], 0, 5) is None
+    assert estimates.remaining([10.0], 5, 5) is None
+
+
+def test_a_finished_run_keeps_its_median_epoch_time(tiny_config, runs_dir):
+    import contextlib
+    import io
+
+    from engine.execution import executor
+    from engine.store import runs
+
+    run_dir = runs.create_run(tiny_config(epochs=3), runs_dir)
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = executor.execute(run_dir)
+    assert summary["seconds_per_epoch"] > 0
+    learned = estimates.measured_costs([(runs.load_config(run_dir).to_dict(), summary)])
+    assert list(learned) == [("classify", "small_cnn", 16)]
