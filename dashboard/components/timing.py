@@ -68,3 +68,16 @@ def time_left(events: list[dict], status: dict, run_dir) -> str | None:
     seconds = [e["value"] for e in events if e.get("name") == "epoch_seconds"]
     left = estimates.remaining(seconds, len(seconds), epochs)
     return None if left is None else f"{estimates.duration(left)} left"
+
+
+def show_group_estimate(preset: str, base: RunConfig, repeats: int = 1, **options) -> None:
+    """The estimate of a comparison: its rows (engine.experiments.presets) one after another,
+    each `repeats` times. A setting the rows refuse is said when the button is pressed."""
+    from engine.core.errors import WorkbenchError
+    from engine.experiments.presets import preset_configs
+
+    try:
+        rows = [cfg for _, cfg, _ in preset_configs(preset, base, **options) if cfg is not None]
+    except (WorkbenchError, OSError):
+        return
+    show_estimate(rows * max(int(repeats), 1))

@@ -19,6 +19,7 @@ from dashboard.components import (
     pictures,
     recipes,
     statistics,
+    timing,
 )
 from engine.analysis.projections import pca_2d
 from engine.config import DataConfig, DynamicFilterConfig, OptimConfig
@@ -41,7 +42,7 @@ gallery.offer_if_empty("dynamic", "dynamic-filter run")
 
 def new_comparison_form() -> None:
     d = DynamicFilterConfig()
-    with st.form("new_dynamic"):
+    with st.container():  # not a form: the estimate follows the settings
         c1, c2, c3, c4 = st.columns(4)
         dataset = c1.selectbox("Dataset", inputs.datasets_offered(["digits", "cifar10"]))
         path = c2.text_input("Folder (for cifar10; optional for the MNIST family)", "")
@@ -51,13 +52,19 @@ def new_comparison_form() -> None:
         frozen = c1.checkbox("Also dynamic with the backbone frozen", True,
                              help="The lab asks what happens then, and why")  # fmt: skip
         repeats = statistics.repeats_input(c2)
-        if not st.form_submit_button("▶ Train dynamic vs static", type="primary"):
-            return
     try:
         base = DynamicFilterConfig(
             data=DataConfig(name=dataset, path=inputs.typed_path(path)),
             optim=OptimConfig(lr=float(lr), weight_decay=0.0), epochs=int(epochs),
         )  # fmt: skip
+        timing.show_group_estimate("dynamic-vs-static", base, repeats, include_frozen=frozen)
+    except (WorkbenchError, OSError) as e:  # said when the button is pressed
+        base, problem = None, e
+    if not st.button("▶ Train dynamic vs static", type="primary"):
+        return
+    try:
+        if base is None:
+            raise problem
         group = start_group("dynamic-vs-static", base, picking.runs_dir(), include_frozen=frozen,
                             repeats=repeats)  # fmt: skip
     except (WorkbenchError, OSError) as e:  # ConfigError, DataError, RunError: each says why

@@ -5,13 +5,14 @@ import json
 
 import streamlit as st
 
-from dashboard.components import cache, charts, inputs, picking, pictures
+from dashboard.components import cache, charts, inputs, picking, pictures, presenter
 from dashboard.embedding_views import METHOD_LABELS, cached_figure, snapshot_layouts
 from engine.analysis import DEFAULT_PARAMS, nearest_neighbours
 from engine.store import runs
 from engine.store.layout import RunLayout
 
 st.title("🌌 Embeddings")
+presenter.focus_toggle("embeddings")  # the scatter takes the screen's width
 
 
 def neighbour_gallery(run_cfg, emb, row: int, classes, k: int) -> None:

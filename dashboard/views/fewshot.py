@@ -18,6 +18,7 @@ from dashboard.components import (
     pictures,
     recipes,
     statistics,
+    timing,
 )
 from engine.analysis.projections import pca_2d
 from engine.config import DataConfig, FewShotConfig, OptimConfig
@@ -46,7 +47,7 @@ GRID = "fewshot-grid"
 
 def new_runs_form() -> None:
     d = FewShotConfig()
-    with st.form("new_fewshot"):
+    with st.container():  # not a form: the estimate follows the settings
         c1, c2, c3 = st.columns([1, 2, 1])
         dataset = c1.selectbox("Dataset", ["digits", "folder", "csv"], help=(
             "digits: classes 0-4 meta-train, 5-9 meta-test; folder: train/<class>/ and "
@@ -64,10 +65,6 @@ def new_runs_form() -> None:
         lr = c8.number_input("Learning rate", 1e-6, 1.0, d.optim.lr, format="%.5f")
         repeats = statistics.repeats_input(c9)
         c8, c9 = st.columns(2)
-        one = c8.form_submit_button("▶ Train this network", type="primary")
-        grid = c9.form_submit_button("▶ Train the K × distance grid (9 runs)")
-    if not (one or grid):
-        return
     try:
         base = FewShotConfig(
             data=DataConfig(name=dataset, path=inputs.typed_path(path), image_size=84),
@@ -75,6 +72,19 @@ def new_runs_form() -> None:
             epochs=int(epochs), episodes_per_epoch=int(episodes), distance=distance,
             train_way=int(way), train_shot=int(shot),
         )  # fmt: skip
+        with c8:
+            timing.show_estimate([base.validate()])
+        with c9:
+            timing.show_group_estimate(GRID, base, repeats)
+    except (WorkbenchError, OSError) as e:  # said when a button is pressed
+        base, problem = None, e
+    one = c8.button("▶ Train this network", type="primary")
+    grid = c9.button("▶ Train the K × distance grid (9 runs)")
+    if not (one or grid):
+        return
+    try:
+        if base is None:
+            raise problem
         if grid:
             start_group(GRID, base, picking.runs_dir(), repeats=repeats)
         else:

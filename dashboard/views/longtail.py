@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.components import charts, gallery, inputs, picking, recipes, statistics
+from dashboard.components import charts, gallery, inputs, picking, recipes, statistics, timing
 from engine.analysis.long_tail import long_tail_report
 from engine.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from engine.core.errors import WorkbenchError
@@ -31,7 +31,7 @@ gallery.offer_if_empty("longtail", "long-tail comparison")
 
 
 def new_comparison_form() -> None:
-    with st.form("new_long_tail"):
+    with st.container():  # not a form: the estimate follows the settings
         c1, c2, c3 = st.columns([1, 2, 1])
         dataset = c1.selectbox(
             "Dataset", inputs.datasets_offered(["digits", "folder", "prefixed", "cifar10"])
@@ -44,15 +44,20 @@ def new_comparison_form() -> None:
                                 help="class j keeps n_max · ρ^(−j/(C−1)) training images")  # fmt: skip
         epochs = c5.number_input("Epochs", 1, 500, RunConfig().epochs)
         lr = c6.number_input("Learning rate", 1e-6, 1.0, RunConfig().optim.lr, format="%.4f")
-        if not st.form_submit_button("▶ Train CE vs Balanced Softmax vs weighted CE",
-                                     type="primary"):  # fmt: skip
-            return
     try:
         base = RunConfig(
             data=DataConfig(name=dataset, path=inputs.typed_path(path),
                             imbalance_ratio=float(ratio)),
             model=ModelConfig(name=model), optim=OptimConfig(lr=float(lr)), epochs=int(epochs),
         )  # fmt: skip
+        timing.show_group_estimate(PRESET, base, repeats)
+    except (WorkbenchError, OSError) as e:  # said when the button is pressed
+        base, problem = None, e
+    if not st.button("▶ Train CE vs Balanced Softmax vs weighted CE", type="primary"):
+        return
+    try:
+        if base is None:
+            raise problem
         group = start_group(PRESET, base, picking.runs_dir(), repeats=repeats)
     except (WorkbenchError, OSError) as e:  # ConfigError, DataError, RunError
         inputs.show_error(e)

@@ -17,8 +17,10 @@ from dashboard.components import (
     inputs,
     picking,
     pictures,
+    presenter,
     recipes,
     statistics,
+    timing,
 )
 from engine.config import DataConfig, ModelConfig, OptimConfig, SegmentConfig
 from engine.config.registry import SEGMENTATION
@@ -35,9 +37,11 @@ st.caption(
     "validation set; Unknown pixels carry no loss. The default data are synthetic scenes in "
     "the same file format (`xxxx_sat.jpg` / `xxxx_mask.png`), generated on first use."
 )
-recipes.show("DLCV HW1 problem 3: land-cover segmentation")
+FOCUS = presenter.focus_toggle("segmentation")
+if not FOCUS:
+    recipes.show("DLCV HW1 problem 3: land-cover segmentation")
+    gallery.offer_if_empty("segmentation", "segmentation run")
 gallery.announce()
-gallery.offer_if_empty("segmentation", "segmentation run")
 PRESET = "fcn32s-vs-improved"
 IMPROVED = [m for m in SEGMENTATION if m != "fcn32s"]
 
@@ -54,7 +58,7 @@ def legend() -> None:
 
 def new_runs_form() -> None:
     d = SegmentConfig()
-    with st.form("new_segmentation"):
+    with st.container():  # not a form: the estimate follows the settings
         c1, c2, c3 = st.columns([1, 2, 1])
         dataset = c1.selectbox("Dataset", ["landcover", "deepglobe"],
                                help="landcover: synthetic scenes; deepglobe: your folder of pairs")  # fmt: skip
@@ -80,10 +84,6 @@ def new_runs_form() -> None:
                               "three spread over the set)", "")  # fmt: skip
         c8, c9, c10 = st.columns(3)
         repeats = statistics.repeats_input(c10)
-        both = c8.form_submit_button("▶ Train FCN-32s vs improved", type="primary")
-        quick = c9.form_submit_button("▶ Train the improved model only")
-    if not (both or quick):
-        return
     try:
         base = SegmentConfig(
             data=DataConfig(name=dataset, path=inputs.typed_path(path), image_size=int(size)),
@@ -92,6 +92,21 @@ def new_runs_form() -> None:
             batch_size=int(batch), mask_images=[s.strip() for s in stems.split(",") if s.strip()],
             backbone_weights=start,
         )  # fmt: skip
+        c8.caption("FCN-32s vs improved:")
+        with c8:
+            timing.show_group_estimate(PRESET, base, repeats)
+        c9.caption("The improved model only:")
+        with c9:
+            timing.show_estimate([base.validate()])
+    except (WorkbenchError, OSError) as e:  # said when a button is pressed
+        base, problem = None, e
+    both = c8.button("▶ Train FCN-32s vs improved", type="primary")
+    quick = c9.button("▶ Train the improved model only")
+    if not (both or quick):
+        return
+    try:
+        if base is None:
+            raise problem
         if both:
             group = start_group(PRESET, base, picking.runs_dir(), repeats=repeats)
             st.session_state["seg_view"] = f"group:{group.group_id}"
@@ -361,10 +376,11 @@ def show_group(group_id: str) -> None:
 
 
 legend()
-with st.expander("New segmentation runs", expanded=not segment_runs()):
-    new_runs_form()
-    st.caption("The same from a terminal: `python -m engine compare --preset fcn32s-vs-improved`"
-               " or `python -m engine train --kind segment --model unet_small`.")  # fmt: skip
+if not FOCUS:
+    with st.expander("New segmentation runs", expanded=not segment_runs()):
+        new_runs_form()
+        st.caption("The same from a terminal: `python -m engine compare --preset fcn32s-vs-improved`"
+                   " or `python -m engine train --kind segment --model unet_small`.")  # fmt: skip
 
 options = views()
 if not options:

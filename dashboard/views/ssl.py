@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from dashboard.components import cache, charts, gallery, inputs, picking, pictures, recipes
+from dashboard.components import cache, charts, gallery, inputs, picking, pictures, recipes, timing
 from dashboard.embedding_views import compact_projection
 from engine.config import DataConfig, ModelConfig, OptimConfig, SSLConfig
 from engine.core.errors import WorkbenchError
@@ -39,7 +39,7 @@ KNN_DATASETS = ["", "digits", "folder", "prefixed", "csv", "cifar10"]
 def new_run_form() -> bool:
     """The form; True when it started a run."""
     d = SSLConfig()
-    with st.form("new_ssl"):
+    with st.container():  # not a form: the estimate follows the settings
         c1, c2, c3 = st.columns([1, 2, 1])
         dataset = c1.selectbox("Dataset", inputs.datasets_offered(DATASETS), help="labels, where there are any, are "
                                "used only by the kNN monitor")  # fmt: skip
@@ -63,8 +63,6 @@ def new_run_form() -> bool:
             "labels (unlabelled); without, the monitor shows the loss and the collapse measure",
         )  # fmt: skip
         knn_path = k2.text_input("kNN data folder (not for digits)", "")
-        if not st.form_submit_button("▶ Pretrain with BYOL", type="primary"):
-            return False
     try:
         cfg = SSLConfig(
             data=DataConfig(name=dataset, path=inputs.typed_path(path), image_size=int(size),
@@ -73,6 +71,14 @@ def new_run_form() -> bool:
             optim=OptimConfig(lr=float(lr), weight_decay=0.0, schedule="none"),
             epochs=int(epochs), knn_data=knn_data, knn_data_path=inputs.typed_path(knn_path),
         )  # fmt: skip
+        timing.show_estimate([cfg.validate()])
+    except (WorkbenchError, OSError) as e:  # said when the button is pressed
+        cfg, problem = None, e
+    if not st.button("▶ Pretrain with BYOL", type="primary"):
+        return False
+    try:
+        if cfg is None:
+            raise problem
         run_dir = start_run(cfg, picking.runs_dir())
     except (WorkbenchError, OSError) as e:
         inputs.show_error(e)

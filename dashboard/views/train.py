@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard.components import cache, charts, gallery, inputs, picking, recipes, timing
+from dashboard.components import cache, charts, gallery, inputs, picking, presenter, recipes, timing
 from engine.config import (
     DataConfig,
     ModelConfig,
@@ -18,12 +18,14 @@ from engine.store import runs
 from engine.store.layout import RunLayout
 
 st.title("📈 Train")
-recipes.show(
-    "DLCV HW1 problem 1: image classification on 32x32 images",
-    "Tsinghua DL HW2 task B: architectures and the ablation",
-)
+FOCUS = presenter.focus_toggle("train")
+if not FOCUS:
+    recipes.show(
+        "DLCV HW1 problem 1: image classification on 32x32 images",
+        "Tsinghua DL HW2 task B: architectures and the ablation",
+    )
+    gallery.offer_if_empty("train", "image-classification run")
 gallery.announce()
-gallery.offer_if_empty("train", "image-classification run")
 
 
 def start_form() -> None:
@@ -160,8 +162,9 @@ def render_run(run_dir) -> None:
     st.session_state[f"active:{run_dir}"] = active
 
 
-with st.expander("New run", expanded=not runs.list_runs(picking.runs_dir())):
-    start_form()
+if not FOCUS:
+    with st.expander("New run", expanded=not runs.list_runs(picking.runs_dir())):
+        start_form()
 
 run = picking.run_picker()
 if run is None:

@@ -20,6 +20,7 @@ from dashboard.components import (
     pictures,
     recipes,
     statistics,
+    timing,
 )
 from engine.config import DataConfig, ModelConfig, OptimConfig, TransferConfig
 from engine.core.errors import WorkbenchError
@@ -74,7 +75,7 @@ def supervised_source(typed: str) -> str:
 
 def new_comparison_form() -> None:
     d = TransferConfig()
-    with st.form("new_comparison"):
+    with st.container():  # not a form: the estimate follows the settings
         c1, c2, c3 = st.columns(3)
         preset = c1.selectbox(
             "Preset", [p for p in presets.PRESETS if presets.PRESET_KINDS[p] == "transfer"],
@@ -142,8 +143,6 @@ def new_comparison_form() -> None:
             help="'imagenet' (torchvision's, when cached), or a supervised run's id or folder "
             "(e.g. a transfer run from scratch on other classes), or a weight file",
         )  # fmt: skip
-        if not st.form_submit_button("▶ Start the comparison", type="primary"):
-            return
     try:
         base = TransferConfig(
             model=ModelConfig(name=backbone),
@@ -154,6 +153,15 @@ def new_comparison_form() -> None:
             epochs=int(epochs), backbone_lr_scale=float(scale), preprocess=preprocess,
         )  # fmt: skip
         base.batchnorm = batchnorm  # the frozen rows' (the others update theirs anyway)
+        if preset != "a-e":  # A-E's rows need the weights it is given: estimated when given
+            timing.show_group_estimate(preset, base, repeats, include_scratch=scratch)
+    except (WorkbenchError, OSError) as e:  # said when the button is pressed
+        base, problem = None, e
+    if not st.button("▶ Start the comparison", type="primary"):
+        return
+    try:
+        if base is None:
+            raise problem
         group = start_group(
             preset, base, picking.runs_dir(), include_scratch=scratch,
             ssl_weights=ssl or None, sequential=not at_once,

@@ -235,7 +235,8 @@ def test_without_runs_the_page_says_so_and_opens_the_form(runs_dir):
     at = page("ssl").run()
     assert not at.exception
     assert any("No self-supervised run yet" in i.value for i in at.info)
-    assert at.expander[0].proto.expanded
+    [form] = [e for e in at.expander if e.label.startswith("New ")]
+    assert form.proto.expanded
     assert "▶ Pretrain with BYOL" in [b.label for b in at.button]
     assert not at.tabs
 
@@ -331,7 +332,9 @@ def test_the_transfer_form_starts_rows_c_and_e_from_the_byol_runs_backbone(
     torch.save(torchvision.models.resnet18(weights=None).state_dict(),
                weight_cache / get_backbone("resnet18").weight_file().filename)  # fmt: skip
     launched = []
-    monkeypatch.setattr(comparisons, "launch_group", lambda g, d=None, after=(): launched.append(g) or [])
+    monkeypatch.setattr(
+        comparisons, "launch_group", lambda g, d=None, after=(): launched.append(g) or []
+    )
     # Other data than the BYOL run's (here a copy): its split is not the grid's concern.
     data_path = shutil.copytree(runs.load_config(trained).data.path, tmp_path / "other")
     at = fill_transfer_form(page("transfer").run(), trained.name, "imagenet", str(data_path))
@@ -357,7 +360,9 @@ def test_the_transfer_form_refuses_a_byol_run_that_does_not_fit_the_grid(
 ):
     """The same folder split otherwise (the BYOL run held out 25% for validation, the grid
     15%: pretraining saw grid test images), or another architecture: refused, nothing made."""
-    monkeypatch.setattr(comparisons, "launch_group", lambda g, d=None, after=(): pytest.fail("launched"))
+    monkeypatch.setattr(
+        comparisons, "launch_group", lambda g, d=None, after=(): pytest.fail("launched")
+    )
     data_path = runs.load_config(trained).data.path
     at = fill_transfer_form(page("transfer").run(), trained.name, "imagenet", data_path, backbone)
     assert not at.exception
@@ -369,7 +374,9 @@ def test_the_transfer_form_refuses_a_byol_run_that_does_not_fit_the_grid(
 def test_the_transfer_form_names_a_supervised_backbone_that_is_not_there(
     trained, runs_dir, monkeypatch
 ):
-    monkeypatch.setattr(comparisons, "launch_group", lambda g, d=None, after=(): pytest.fail("launched"))
+    monkeypatch.setattr(
+        comparisons, "launch_group", lambda g, d=None, after=(): pytest.fail("launched")
+    )
     data_path = runs.load_config(trained).data.path
     at = fill_transfer_form(page("transfer").run(), trained.name, "no-such-run", data_path)
     assert not at.exception

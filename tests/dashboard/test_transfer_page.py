@@ -45,7 +45,8 @@ def test_without_comparisons_the_form_is_open_and_says_how_to_start(runs_dir):
     at = page("transfer").run()
     assert not at.exception
     assert any("No comparisons yet" in i.value for i in at.info)
-    assert at.expander[0].proto.expanded
+    [form] = [e for e in at.expander if e.label.startswith("New ")]
+    assert form.proto.expanded
 
 
 def test_a_backbone_whose_weights_are_missing_names_the_file_and_makes_nothing(

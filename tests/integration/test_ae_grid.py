@@ -318,7 +318,9 @@ def test_other_presets_and_damaged_manifests_are_passed_over(runs_dir, grid, res
 def test_compare_a_e_takes_both_backbones_as_runs(runs_dir, pets, monkeypatch, capsys):
     supervised, byol = supervised_run(runs_dir, pets), byol_run(runs_dir, pets)
     launched = []
-    monkeypatch.setattr(comparisons, "launch_group", lambda g, d=None, after=(): launched.append(g) or [])
+    monkeypatch.setattr(
+        comparisons, "launch_group", lambda g, d=None, after=(): launched.append(g) or []
+    )
     argv = ["--runs-dir", str(runs_dir), "compare", "--preset", "a-e", "--model", "resnet18",
             "--dataset", "folder", "--data-path", str(pets), "--image-size", "16",
             "--epochs", "1", "--ssl-weights", byol.name, "--supervised-weights", str(supervised),

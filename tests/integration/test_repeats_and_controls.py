@@ -284,7 +284,9 @@ def test_compare_with_repeats_makes_a_run_per_row_and_seed(
     runs_dir, pets, resnet18_cached, capsys, monkeypatch
 ):
     launched = []
-    monkeypatch.setattr(comparisons, "launch_group", lambda g, d=None, after=(): launched.append(g) or [])
+    monkeypatch.setattr(
+        comparisons, "launch_group", lambda g, d=None, after=(): launched.append(g) or []
+    )
     assert main(_compare_argv(runs_dir, pets, "--repeats", "2", "--seed", "7")) == 0
     (group,) = launched
     assert f"group {group.group_id}: 6 runs" in capsys.readouterr().out

@@ -1,0 +1,76 @@
+"""Home's gallery (a card per experiment with its quick demo and time), the quick demo a page
+offers when it has nothing of its kind, the estimate under each form, and the presenter's
+focus view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dashboard.components import gallery
+from engine.execution.quick import QUICK
+from tests.support.pages import page
+
+
+def test_home_shows_a_card_per_experiment_with_its_quick_demo(runs_dir):
+    at = page("home").run()
+    assert not at.exception
+    quick = [b for b in at.button if b.label.startswith("▶ Quick demo")]
+    assert len(quick) == len(QUICK) == 9
+    text = " ".join(m.value for m in at.markdown)
+    for demo in QUICK.values():
+        assert demo.title in text
+    courses = " ".join(c.value for c in at.caption)
+    assert "ENGN8536 Lab 4" in courses and "seed 00" not in courses.lower()
+
+
+@pytest.mark.parametrize("key", list(QUICK))
+def test_every_card_has_a_shipped_preview(key):
+    preview = gallery.PREVIEWS / f"{key}.png"
+    assert preview.is_file() and preview.stat().st_size > 1000
+
+
+def test_a_card_shows_the_latest_result_of_its_kind(finished_run):
+    import streamlit  # noqa: F401  (the cached drawing runs outside a page here)
+
+    from engine.store import runs
+
+    all_runs = runs.list_runs(Path(finished_run).parent)
+    image, caption = gallery.picture(QUICK["train"], all_runs)
+    assert caption == f"latest: {Path(finished_run).name}"
+    assert isinstance(image, bytes) and image[:4] == b"\x89PNG"
+    image, caption = gallery.picture(QUICK["segmentation"], all_runs)  # none of that kind
+    assert caption == "preview" and image.endswith("segmentation.png")
+
+
+@pytest.mark.parametrize("name, key", [("dynamic", "dynamic"), ("longtail", "longtail"),
+                                       ("fewshot", "fewshot")])  # fmt: skip
+def test_an_empty_page_offers_its_quick_demo_at_the_top(runs_dir, name, key):
+    at = page(name).run()
+    assert not at.exception
+    labels = [b.label for b in at.button]
+    assert labels[0].startswith(f"▶ Quick demo: {QUICK[key].title}")
+
+
+@pytest.mark.parametrize("name", ["train", "dynamic", "longtail", "transfer", "ssl"])
+def test_each_form_says_how_long_before_the_click(runs_dir, name):
+    at = page(name).run()
+    assert not at.exception
+    assert any(c.value.startswith("⏱ about") and "here" in c.value for c in at.caption), name
+
+
+def test_a_long_run_is_flagged_with_the_quick_settings(runs_dir):
+    at = page("train").run()
+    [epochs] = [n for n in at.number_input if n.label == "Epochs"]
+    epochs.set_value(1000).run()  # 1,000 epochs of the digits
+    assert any("over 10 minutes" in w.value for w in at.warning)
+
+
+def test_focus_hides_the_forms_and_the_recipes(runs_dir):
+    at = page("train").run()
+    assert any(e.label == "New run" for e in at.expander)
+    at.toggle(key="focus_train").set_value(True).run()
+    assert not at.exception
+    assert not any(e.label in ("New run",) or e.label.startswith("As the course")
+                   for e in at.expander)  # fmt: skip
