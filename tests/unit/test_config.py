@@ -34,7 +34,7 @@ def test_defaults_validate():
         ),
         (
             lambda: DataConfig(name="svhn"),
-            "data.name must be one of digits, folder, prefixed, cifar10, fashion_mnist, mnist, kmnist, landcover, deepglobe, got 'svhn'",
+            "data.name must be one of digits, folder, prefixed, csv, cifar10, fashion_mnist, mnist, kmnist, unlabelled, landcover, deepglobe, got 'svhn'",
         ),
         (lambda: DataConfig(name="folder"), "data.path is required for the 'folder' dataset"),
         (lambda: DataConfig(image_size=4), "data.image_size must be in [8, 512], got 4"),

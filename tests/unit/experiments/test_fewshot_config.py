@@ -78,7 +78,7 @@ CONFIG_ERRORS = {
     "no test episodes": ({"test_episodes": 0}, "test_episodes must be in [1, 1e+06], got 0"),
     "cifar10": (
         {"data": DataConfig(name="cifar10", path="/somewhere", image_size=32)},
-        "few-shot data must be digits or folder, got 'cifar10'",
+        "few-shot data must be digits, folder or csv, got 'cifar10'",
     ),
     "too small for Conv-4": (
         {"data": DataConfig(name="digits", image_size=8)},
