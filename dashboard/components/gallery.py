@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from dashboard.components import cache, inputs, picking, pictures
+from dashboard.components import cache, inputs, picking, pictures, timing
 from engine.core.errors import WorkbenchError
 from engine.execution.quick import QUICK, QuickDemo, start_quick
 from engine.store import groups, runs
@@ -91,7 +91,7 @@ def card(demo: QuickDemo, all_runs: list[runs.RunSummary]) -> None:
         st.image(image, caption=caption, width="stretch")
         st.markdown(f"**{demo.title}**  \n{demo.shows}")
         st.caption(f"From {demo.course}")
-        if st.button(f"▶ Quick demo · {minutes(demo.seconds)}", key=f"quick_{demo.key}",
+        if st.button(f"▶ Quick demo · {minutes(timing.quick_seconds(demo))}", key=f"quick_{demo.key}",
                      width="stretch", help="sized to finish in about a minute on 2 CPU "
                      "cores; it queues behind runs already training"):  # fmt: skip
             start(demo.key)
@@ -150,7 +150,7 @@ def empty_state(key: str, what: str) -> None:
     demo = QUICK[key]
     with st.container(border=True):
         st.markdown(f"**No {what} yet.** {demo.shows}")
-        if st.button(f"▶ Quick demo: {demo.title} ({minutes(demo.seconds)} here)",
+        if st.button(f"▶ Quick demo: {demo.title} ({minutes(timing.quick_seconds(demo))} here)",
                      type="primary", key=f"empty_quick_{key}"):  # fmt: skip
             start(key)
 

@@ -81,3 +81,19 @@ def show_group_estimate(preset: str, base: RunConfig, repeats: int = 1, **option
     except (WorkbenchError, OSError):
         return
     show_estimate(rows * max(int(repeats), 1))
+
+
+def quick_seconds(demo) -> int:
+    """A quick demo's time on this machine: its estimate from the runs finished here (or the
+    reference), else the time measured for it on the project's machine (bench/quick_demos.py)."""
+    from engine.core.errors import WorkbenchError
+    from engine.experiments.presets import preset_configs
+
+    cfg = demo.config()
+    try:
+        rows = ([c for _, c, _ in preset_configs(demo.preset, cfg, **demo.options) if c]
+                if demo.preset else [cfg])  # fmt: skip
+    except (WorkbenchError, OSError):
+        return demo.seconds
+    est = estimate_of(rows)
+    return round(est.seconds) if est is not None else demo.seconds

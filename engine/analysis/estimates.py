@@ -35,9 +35,8 @@ REFERENCE = {
     ("transfer", "mobilenet_v3_large"): 0.012,
     ("dynamic_filter", "dynamic_filter"): 0.0018,
     ("ssl", "resnet18"): 0.024,
-    ("segment", "fcn8s_lite0"): 0.0028,  # 10.7 s / 240 images at 128 px
-    ("segment", "fcn32s"): 0.045,  # 174 s / 240 images at 128 px
-    ("segment", "unet_small"): 0.0015,
+    ("segment", "fcn8s_lite0"): 0.045,  # 10.7 s / 240 images at 128 px
+    ("segment", "fcn32s"): 0.725,  # 174 s / 240 images at 128 px
 }
 FEATURES_EPOCH = 0.05  # a frozen head's epoch on features computed once: milliseconds
 FEWSHOT_EPISODE = 0.45  # seconds per training episode at 84 px (Conv-4), evaluation included

@@ -62,7 +62,8 @@ QUICK: dict[str, QuickDemo] = {
                   "The same ImageNet backbone fine-tuned, frozen and from scratch, beside a "
                   "random-init frozen control: curves overlaid, accuracy with intervals.",
                   "the NTHU transfer-learning homework", "transfer", "transfer", 75,
-                  lambda: TransferConfig(data=DataConfig(image_size=32), epochs=3),
+                  lambda: TransferConfig(data=DataConfig(image_size=32, class_counts=[50] * 10),
+                                         epochs=3),
                   preset="finetune-vs-frozen"),
         QuickDemo("inside", "Inside the network",
                   "Filters, feature maps, DeepDream and activation maximisation, and Captum "
@@ -71,13 +72,13 @@ QUICK: dict[str, QuickDemo] = {
         QuickDemo("dynamic", "Dynamic filters",
                   "Each class's generated 1x1 filter and its response map over an image, "
                   "against static filters.",
-                  "ENGN8536 Lab 4", "dynamic", "dynamic_filter", 30,
+                  "ENGN8536 Lab 4", "dynamic", "dynamic_filter", 25,
                   lambda: DynamicFilterConfig(epochs=3), preset="dynamic-vs-static",
                   options={"include_frozen": False}),
         QuickDemo("segmentation", "Land-cover segmentation",
                   "Predicted masks of satellite scenes getting better epoch by epoch, and "
                   "mean IoU per class.",
-                  "DLCV HW1 problem 3", "segmentation", "segment", 45,
+                  "DLCV HW1 problem 3", "segmentation", "segment", 20,
                   lambda: SegmentConfig(data=DataConfig(name="landcover", image_size=64),
                                         epochs=5)),
         QuickDemo("fewshot", "Few-shot episodes",
@@ -89,8 +90,8 @@ QUICK: dict[str, QuickDemo] = {
         QuickDemo("ssl", "Self-supervised pretraining",
                   "BYOL learning without labels, watched by the kNN accuracy of its features "
                   "against a random-init backbone, and by its collapse measure.",
-                  "DLCV HW1 and HW4, problem 2", "ssl", "ssl", 60,
-                  lambda: SSLConfig(epochs=3, hidden_dim=512)),
+                  "DLCV HW1 and HW4, problem 2", "ssl", "ssl", 65,
+                  lambda: SSLConfig(epochs=2, hidden_dim=512)),
         QuickDemo("architecture", "Architecture lab and ablation",
                   "Augmentation x learning-rate schedule x optimiser, eight runs of one model "
                   "compared with intervals.",
@@ -99,7 +100,7 @@ QUICK: dict[str, QuickDemo] = {
         QuickDemo("longtail", "Long-tailed training",
                   "Cross-entropy against Balanced Softmax and class weighting on a long-tailed "
                   "split: the rare classes' accuracy.",
-                  "the Tsinghua DL HW2, task C", "longtail", "classify", 30,
+                  "the Tsinghua DL HW2, task C", "longtail", "classify", 40,
                   lambda: RunConfig(epochs=12, data=DataConfig(imbalance_ratio=50)),
                   preset="long-tail"),
     ]
