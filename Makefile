@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/dashboard_rerun.py
 	$(PY) bench/frozen_features.py
 	$(PY) bench/quick_demos.py
+	$(PY) bench/home_rerun.py
 	$(PY) bench/feature_vis.py
 	$(PY) bench/fewshot_eval.py
 	@if [ -x /usr/bin/chromium ] && $(PY) -c "import playwright" 2>/dev/null; then \
