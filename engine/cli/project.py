@@ -18,6 +18,10 @@ def add_project_command(sub) -> None:
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--out", default=None, help="CSV file (default: in the run's cache)")
     pr.add_argument("--force", action="store_true", help="replace --out if it exists")
+    pr.add_argument("--metrics", action="store_true",
+                    help="print, per snapshot epoch up to --epoch, how much to trust the 2-D "
+                    "picture: trustworthiness and continuity of the layout against the "
+                    "original features, and the features' kNN accuracy")  # fmt: skip
     pr.set_defaults(func=cmd_project)
 
 
@@ -56,6 +60,8 @@ def cmd_project(a: argparse.Namespace) -> int:
             run_dir, a.method, params, seed=a.seed, epochs=[epoch],
             progress=lambda done, total, ep: bar.update(1),
         )  # fmt: skip
+    if a.metrics:
+        _print_metrics(run_dir, a, [e for e in epochs if e <= epoch], params)
     xy = result[epoch]
     emb = load_embedding(run_dir, epoch)
     out = (
@@ -67,3 +73,18 @@ def cmd_project(a: argparse.Namespace) -> int:
     np.savetxt(out, table, delimiter=",", header="sample_id,label,prediction,x,y", comments="", fmt=["%d", "%d", "%d", "%.6f", "%.6f"])  # fmt: skip
     print(f"{a.method} of epoch {epoch}: {len(xy)} points -> {out}")
     return 0
+
+
+def _print_metrics(run_dir: Path, a: argparse.Namespace, epochs: list[int], params) -> None:
+    """Per epoch: trustworthiness / continuity of the layout, kNN accuracy of the features."""
+    from engine.analysis.layout_quality import layout_quality
+    from engine.inspect.projection_cache import project_run
+    from engine.inspect.snapshots import load_embedding
+
+    layouts = project_run(run_dir, a.method, params, seed=a.seed, epochs=epochs)
+    print(f"{'epoch':>5} {'trustworthiness':>15} {'continuity':>10} {'kNN accuracy':>12}  points")
+    for e in epochs:
+        emb = load_embedding(run_dir, e)
+        q = layout_quality(emb["features"], layouts[e], emb["labels"], seed=a.seed)
+        print(f"{e:>5} {q.trustworthiness:>15.4f} {q.continuity:>10.4f} "
+              f"{q.knn_accuracy:>12.2%}  {q.points} (k = {q.k})")  # fmt: skip
