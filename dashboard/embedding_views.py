@@ -137,3 +137,47 @@ def compact_projection(run_dir, classes: list[str], key: str) -> None:
     layouts, embs, version = found
     fig = cached_figure(version, epoch, tuple(classes), "true label", None, layouts, embs)
     charts.chart(st, fig, key=f"{key}_scatter")
+
+
+@st.cache_data(show_spinner="Measuring how faithful the picture is…", max_entries=256)
+def quality(version: tuple, epoch: int, _layouts, _embs) -> dict:
+    """Trustworthiness and continuity of the epoch's layout, and its features' kNN accuracy
+    (engine.analysis.layout_quality), once per version of the layouts."""
+    from dataclasses import asdict
+
+    from engine.analysis.layout_quality import layout_quality
+
+    emb = _embs[epoch]
+    return asdict(layout_quality(emb["features"], _layouts[epoch], emb["labels"]))
+
+
+def quality_panel(version: tuple, epoch: int, layouts: dict, embs: dict) -> None:
+    """The numbers beside the scatter, and their curve over the snapshot epochs."""
+    try:
+        q = quality(version, epoch, layouts, embs)
+    except ValueError as e:  # too few points to measure: said, not raised
+        st.caption(f"How much to trust this picture: {e}")
+        return
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Trustworthiness", f"{q['trustworthiness']:.3f}",
+              help=f"are the picture's {q['k']} nearest neighbours neighbours in the original "
+              "features? 1: all of them; about 0.5: a random picture")  # fmt: skip
+    c2.metric(
+        "Continuity",
+        f"{q['continuity']:.3f}",
+        help="are the original neighbours kept together in the picture?",
+    )
+    c3.metric("kNN accuracy of the features", f"{q['knn_accuracy']:.1%}",
+              help=f"leave-one-out, {q['k']} neighbours, in the original feature space: how "
+              "separable the classes are before any projection")  # fmt: skip
+    with st.expander("How much to trust the picture, epoch by epoch"):
+        rows = {e: quality(version, e, layouts, embs) for e in sorted(layouts)}
+        fig = go.Figure()
+        for name, label in (("trustworthiness", "trustworthiness"), ("continuity", "continuity"),
+                            ("knn_accuracy", "kNN accuracy (features)")):  # fmt: skip
+            fig.add_trace(go.Scatter(x=list(rows), y=[r[name] for r in rows.values()],
+                                     mode="lines+markers", name=label))  # fmt: skip
+        fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10),
+                          xaxis_title="epoch", yaxis=dict(range=[0, 1.02]))  # fmt: skip
+        charts.chart(st, fig, key=f"quality:{version}")
+        st.caption(f"Measured on {q['points']} points (a seeded subsample above 2,000).")

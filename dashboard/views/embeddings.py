@@ -6,7 +6,12 @@ import json
 import streamlit as st
 
 from dashboard.components import cache, charts, inputs, picking, pictures, presenter
-from dashboard.embedding_views import METHOD_LABELS, cached_figure, snapshot_layouts
+from dashboard.embedding_views import (
+    METHOD_LABELS,
+    cached_figure,
+    quality_panel,
+    snapshot_layouts,
+)
 from engine.analysis import DEFAULT_PARAMS, nearest_neighbours
 from engine.store import runs
 from engine.store.layout import RunLayout
@@ -92,6 +97,8 @@ picked = [p["customdata"][0] for p in points if p.get("customdata") is not None]
 if picked and int(picked[0]) != selected:
     st.session_state[row_key] = int(picked[0])  # the number input below follows the click
     st.rerun()
+
+quality_panel(version, epoch, layouts, embs)
 
 st.subheader("Inspect a point")
 a, b = st.columns([1, 3])

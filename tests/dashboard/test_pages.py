@@ -117,8 +117,11 @@ def test_train_page_shows_the_error_of_a_failed_run(finished_run):
 def test_embeddings_page_projects_every_snapshot_and_shows_neighbours(finished_run):
     at = page("embeddings").run()
     assert not at.exception
-    [fig] = _plotly_specs(at)
+    fig, quality = _plotly_specs(at)  # the scatter, and its faithfulness over the epochs
     assert [f["name"] for f in fig["frames"]] == ["1", "2", "3"]  # the animation
+    metrics = {m.label: m.value for m in at.metric}
+    assert 0.5 < float(metrics["Trustworthiness"]) <= 1 and 0.5 < float(metrics["Continuity"]) <= 1
+    assert [list(_values(t["x"])) for t in quality["data"]] == [[1, 2, 3]] * 3
     emb = np.load(RunLayout(finished_run).embedding_file(3))
     n_points = sum(len(_values(t["x"])) for t in fig["data"] if t["name"] != "selected")
     assert n_points == len(emb["labels"])
@@ -152,7 +155,7 @@ def test_a_slow_projection_runs_in_the_background_and_is_drawn_when_done(finishe
     wait_for(lambda: len(list(cached.glob("tsne-*/epoch_*.npy"))) == 3, 120, "t-SNE to finish")
     wait_for(lambda: not at.run().get("progress"), 60, "the page to draw the finished t-SNE")
     assert not at.exception
-    [fig] = _plotly_specs(at)
+    fig = _plotly_specs(at)[0]  # the scatter (then the faithfulness curve)
     assert [f["name"] for f in fig["frames"]] == ["1", "2", "3"]
 
 
