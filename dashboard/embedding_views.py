@@ -1,12 +1,14 @@
 """The Embeddings page's views, shared with the pages that show a run's embedding snapshots
 (Self-supervised): cached projections of every snapshot epoch, and the animated scatter."""
 
+import json
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import projection_jobs
-from dashboard.components import cache, charts, inputs
+from dashboard.components import cache, charts, inputs, pictures
 from engine.analysis import DEFAULT_PARAMS
 from engine.inspect.snapshots import load_embedding
 from engine.store.layout import RunLayout
@@ -181,3 +183,77 @@ def quality_panel(version: tuple, epoch: int, layouts: dict, embs: dict) -> None
                           xaxis_title="epoch", yaxis=dict(range=[0, 1.02]))  # fmt: skip
         charts.chart(st, fig, key=f"quality:{version}")
         st.caption(f"Measured on {q['points']} points (a seeded subsample above 2,000).")
+
+
+SELECTION_GRID = 64  # images per page of a selection's grid
+
+
+def selection_rows(
+    how: str, emb: dict, brushed: list[int], inspected: int, label: int, k: int
+) -> np.ndarray:
+    """The rows a selection holds: brushed in the scatter (box or lasso), one true label, the
+    misclassified images, or the inspected point with its k nearest neighbours."""
+    from engine.analysis import nearest_neighbours
+
+    if how == "brushed":
+        return np.asarray(sorted(set(brushed)), dtype=int)
+    if how == "label":
+        return np.flatnonzero(emb["labels"] == label)
+    if how == "misclassified":
+        return np.flatnonzero(emb["labels"] != emb["predictions"])
+    return np.asarray([inspected, *nearest_neighbours(emb["features"], inspected, k).tolist()])
+
+
+def composition(emb: dict, rows: np.ndarray, classes: list[str]):
+    """Per class: how many of the selection are truly of it, and predicted as it."""
+    import pandas as pd
+
+    n = len(classes)
+    true = np.bincount(emb["labels"][rows], minlength=n)
+    pred = np.bincount(emb["predictions"][rows], minlength=n)
+    keep = (true + pred) > 0
+    return pd.DataFrame({"class": np.asarray(classes)[keep], "true label": true[keep],
+                         "predicted": pred[keep]})  # fmt: skip
+
+
+def selection_csv(emb: dict, rows: np.ndarray, classes: list[str]) -> bytes:
+    """sample_id,label,prediction (names) of the selection, as the export's CSV."""
+    names = np.asarray(classes, dtype=object)
+    lines = ["sample_id,label,prediction"] + [
+        f"{int(emb['sample_ids'][r])},{names[emb['labels'][r]]},{names[emb['predictions'][r]]}"
+        for r in rows
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def selection_panel(run_cfg: dict, emb: dict, rows: np.ndarray, classes: list[str],
+                    key: str) -> None:  # fmt: skip
+    """What a selection holds: its size, label / prediction composition, an image grid of its
+    members (64 a page) and a CSV of its ids, labels and predictions."""
+    if len(rows) == 0:
+        st.info("The selection is empty: drag a box or lasso over points in the scatter (the "
+                "tools above it), or choose another way to select.")  # fmt: skip
+        return
+    wrong = int((emb["labels"][rows] != emb["predictions"][rows]).sum())
+    st.caption(f"{len(rows)} images selected, {wrong} of them misclassified")
+    left, right = st.columns([1, 2])
+    left.dataframe(composition(emb, rows, classes), hide_index=True, width="stretch")
+    left.download_button("⬇ the selection as CSV", selection_csv(emb, rows, classes),
+                         file_name="selection.csv", mime="text/csv", key=f"{key}_csv")  # fmt: skip
+    pages = max(1, -(-len(rows) // SELECTION_GRID))
+    page_no = right.number_input("Page", 1, pages, 1, key=f"{key}_page") if pages > 1 else 1
+    shown = rows[(page_no - 1) * SELECTION_GRID : page_no * SELECTION_GRID]
+    try:
+        data = cache.dataset(json.dumps(run_cfg["data"], sort_keys=True))
+        images = data.images_by_id(emb["sample_ids"][shown]).numpy()
+    except inputs.LOAD_ERRORS as e:  # the data moved: the numbers still stand
+        right.warning(f"Cannot show the images: the run's dataset does not load here ({e}).")
+        return
+    names = np.asarray(classes, dtype=object)
+    ok = (emb["labels"][shown] == emb["predictions"][shown]).tolist()
+    grid = pictures.tile_grid(images, rows=-(-len(shown) // 8),
+                              labels=[str(names[emb["predictions"][r]]) for r in shown], ok=ok,
+                              scale=max(1, 64 // images.shape[-1]))  # fmt: skip
+    right.image(pictures.png_bytes(grid), width="stretch",
+                caption=f"page {page_no} of {pages}: each image framed green when predicted "
+                "right, red when wrong, with its prediction")  # fmt: skip

@@ -10,6 +10,8 @@ from dashboard.embedding_views import (
     METHOD_LABELS,
     cached_figure,
     quality_panel,
+    selection_panel,
+    selection_rows,
     snapshot_layouts,
 )
 from engine.analysis import DEFAULT_PARAMS, nearest_neighbours
@@ -90,12 +92,16 @@ if st.session_state.get(row_key, 0) >= n_points:
 selected = st.session_state.get(row_key)
 event = charts.chart(st,
     cached_figure(version, epoch, tuple(classes), colour_by, selected, layouts, embs),
-    on_select="rerun", selection_mode=("points",), key=f"scatter:{run.run_id}:{method}",
+    on_select="rerun", selection_mode=("points", "box", "lasso"),
+    key=f"scatter:{run.run_id}:{method}",
 )  # fmt: skip
 points = (event.selection or {}).get("points", []) if event else []
-picked = [p["customdata"][0] for p in points if p.get("customdata") is not None]
-if picked and int(picked[0]) != selected:
-    st.session_state[row_key] = int(picked[0])  # the number input below follows the click
+picked = [int(p["customdata"][0]) for p in points if p.get("customdata") is not None]
+brush_key = f"brushed:{run.run_id}"
+if len(picked) > 1:  # a box or lasso: the selection below holds them
+    st.session_state[brush_key] = picked
+elif picked and picked[0] != selected:
+    st.session_state[row_key] = picked[0]  # the number input below follows the click
     st.rerun()
 
 quality_panel(version, epoch, layouts, embs)
@@ -105,3 +111,18 @@ a, b = st.columns([1, 3])
 row = a.number_input("Row (or click a point)", 0, n_points - 1, key=row_key)
 k = b.slider("Nearest neighbours (in the original feature space)", 1, 12, 6)
 neighbour_gallery(run_cfg, emb, int(row), classes, k)
+
+st.subheader("Select")
+brushed = [r for r in st.session_state.get(brush_key, []) if r < n_points]
+a, b = st.columns([2, 1])
+how = a.radio(
+    "Select by", ["brushed", "label", "misclassified", "neighbours"], horizontal=True,
+    format_func={"brushed": f"box / lasso in the scatter ({len(brushed)})",
+                 "label": "a true label", "misclassified": "misclassified",
+                 "neighbours": "the inspected point's neighbours"}.get,
+    index=0 if brushed else 2,
+)  # fmt: skip
+label = b.selectbox("Label", range(len(classes)), format_func=lambda i: classes[i],
+                    disabled=how != "label")  # fmt: skip
+rows = selection_rows(how, emb, brushed, int(row), int(label), k)
+selection_panel(run_cfg, emb, rows, classes, key=f"sel:{run.run_id}")

@@ -39,3 +39,41 @@ def test_fifty_thousand_points_are_all_drawn_in_webgl_with_text_only_on_mistakes
         assert len(t.text) == len(t.x)
     assert all(t.text is None for t in points if t.marker.symbol == "circle")
     assert [t.name for t in points if t.showlegend] == names  # one legend entry per class
+
+
+def test_a_brushed_selection_shows_its_composition_grid_and_csv(finished_run):
+    from pathlib import Path
+
+    from tests.support.pages import page
+
+    at = page("embeddings")
+    at.session_state[f"brushed:{Path(finished_run).name}"] = [0, 1, 2, 5]  # a box's points
+    at.run()
+    assert not at.exception
+    assert any(c.value.startswith("4 images selected") for c in at.caption)
+    table = at.dataframe[-1].value
+    assert table["true label"].sum() == 4 and table["predicted"].sum() == 4
+    assert at.get("download_button")  # the selection as CSV
+
+
+def test_selection_rows_and_csv():
+    from dashboard.embedding_views import selection_csv, selection_rows
+
+    emb = {"labels": np.array([0, 1, 1, 2]), "predictions": np.array([0, 2, 1, 2]),
+           "sample_ids": np.array([10, 11, 12, 13]),
+           "features": np.array([[0.0], [1.0], [1.1], [5.0]])}  # fmt: skip
+    assert selection_rows("brushed", emb, [3, 1, 1], 0, 0, 1).tolist() == [1, 3]
+    assert selection_rows("label", emb, [], 0, 1, 1).tolist() == [1, 2]
+    assert selection_rows("misclassified", emb, [], 0, 0, 1).tolist() == [1]
+    assert selection_rows("neighbours", emb, [], 1, 0, 1).tolist() == [1, 2]
+    csv = selection_csv(emb, np.array([1]), ["a", "b", "c"]).decode()
+    assert csv == "sample_id,label,prediction\n11,b,c\n"
+
+
+def test_an_empty_selection_says_how_to_make_one(finished_run):
+    from tests.support.pages import page
+
+    at = page("embeddings").run()  # nothing brushed in the scatter yet
+    at.radio[-1].set_value("brushed").run()
+    assert not at.exception
+    assert any("The selection is empty" in i.value for i in at.info)
