@@ -257,3 +257,67 @@ def selection_panel(run_cfg: dict, emb: dict, rows: np.ndarray, classes: list[st
     right.image(pictures.png_bytes(grid), width="stretch",
                 caption=f"page {page_no} of {pages}: each image framed green when predicted "
                 "right, red when wrong, with its prediction")  # fmt: skip
+
+
+MAX_TRAJECTORIES = 200  # paths drawn; a larger selection draws its first 200
+
+
+def trajectories_figure(layouts: dict, embs: dict, rows: np.ndarray, classes: list[str]):
+    """Each selected point's path through the aligned snapshot layouts, a line per point in
+    its true class's colour, the last epoch marked."""
+    epochs = sorted(layouts)
+    rows = rows[:MAX_TRAJECTORIES]
+    labels = embs[epochs[-1]]["labels"][rows]
+    fig = go.Figure()
+    for c in np.unique(labels):
+        mine = rows[labels == c]
+        xs, ys = [], []
+        for r in mine:  # one line per point, broken by None between points
+            xs += [float(layouts[e][r, 0]) for e in epochs] + [None]
+            ys += [float(layouts[e][r, 1]) for e in epochs] + [None]
+        colour = charts.PALETTE[int(c) % len(charts.PALETTE)]
+        fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", name=classes[int(c)],
+                                   line=dict(color=colour, width=1), opacity=0.6))  # fmt: skip
+        last = layouts[epochs[-1]][mine]
+        fig.add_trace(go.Scattergl(x=last[:, 0], y=last[:, 1], mode="markers", showlegend=False,
+                                   marker=dict(color=colour, size=7), hoverinfo="skip"))  # fmt: skip
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10),
+                      title=f"Paths from epoch {epochs[0]} to {epochs[-1]} (dot: the last)")  # fmt: skip
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    return fig
+
+
+def movers(layouts: dict, embs: dict, rows: np.ndarray, classes: list[str], a: int, b: int):
+    """The selected points that moved most between epochs a and b: how far in the (aligned)
+    layout, and their predicted class at each."""
+    import pandas as pd
+
+    names = np.asarray(classes, dtype=object)
+    moved = np.linalg.norm(layouts[b][rows] - layouts[a][rows], axis=1)
+    order = rows[np.argsort(-moved, kind="stable")][:20]
+    return pd.DataFrame({
+        "sample": embs[b]["sample_ids"][order],
+        "true": names[embs[b]["labels"][order]],
+        f"predicted at {a}": names[embs[a]["predictions"][order]],
+        f"predicted at {b}": names[embs[b]["predictions"][order]],
+        "moved": np.linalg.norm(layouts[b][order] - layouts[a][order], axis=1).round(3),
+    })  # fmt: skip
+
+
+def trajectories_panel(layouts: dict, embs: dict, rows: np.ndarray, classes: list[str],
+                       key: str) -> None:  # fmt: skip
+    epochs = sorted(layouts)
+    if len(rows) == 0 or len(epochs) < 2:
+        st.caption("Trajectories need a selection and at least two snapshot epochs.")
+        return
+    sizes = {len(embs[e]["labels"]) for e in epochs}
+    if len(sizes) > 1:  # snapshots of different sizes are not the same points
+        st.warning(f"The snapshots hold different numbers of points ({sorted(sizes)}): their "
+                   "points cannot be followed from epoch to epoch.")  # fmt: skip
+        return
+    charts.chart(st, trajectories_figure(layouts, embs, rows, classes), key=f"{key}_paths")
+    a, b = st.select_slider("Moved most between epochs", options=epochs,
+                            value=(epochs[0], epochs[-1]), key=f"{key}_ab")  # fmt: skip
+    if a != b:
+        st.dataframe(movers(layouts, embs, rows, classes, a, b), hide_index=True, width="stretch")

@@ -13,6 +13,7 @@ from dashboard.embedding_views import (
     selection_panel,
     selection_rows,
     snapshot_layouts,
+    trajectories_panel,
 )
 from engine.analysis import DEFAULT_PARAMS, nearest_neighbours
 from engine.store import runs
@@ -126,3 +127,5 @@ label = b.selectbox("Label", range(len(classes)), format_func=lambda i: classes[
                     disabled=how != "label")  # fmt: skip
 rows = selection_rows(how, emb, brushed, int(row), int(label), k)
 selection_panel(run_cfg, emb, rows, classes, key=f"sel:{run.run_id}")
+with st.expander("Trajectories of the selection across the epochs"):
+    trajectories_panel(layouts, embs, rows, classes, key=f"traj:{run.run_id}")

@@ -51,7 +51,7 @@ def test_a_brushed_selection_shows_its_composition_grid_and_csv(finished_run):
     at.run()
     assert not at.exception
     assert any(c.value.startswith("4 images selected") for c in at.caption)
-    table = at.dataframe[-1].value
+    [table] = [d.value for d in at.dataframe if "true label" in d.value.columns]
     assert table["true label"].sum() == 4 and table["predicted"].sum() == 4
     assert at.get("download_button")  # the selection as CSV
 
@@ -77,3 +77,35 @@ def test_an_empty_selection_says_how_to_make_one(finished_run):
     at.radio[-1].set_value("brushed").run()
     assert not at.exception
     assert any("The selection is empty" in i.value for i in at.info)
+
+
+def test_trajectories_follow_each_point_and_list_the_movers():
+    from dashboard.embedding_views import movers, trajectories_figure
+
+    layouts = {1: np.zeros((4, 2)), 2: np.array([[0, 0], [3, 4], [1, 0], [0, 0]], float)}
+    emb = {"labels": np.array([0, 1, 1, 0]), "predictions": np.array([0, 0, 1, 0]),
+           "sample_ids": np.array([10, 11, 12, 13])}  # fmt: skip
+    embs = {1: emb, 2: {**emb, "predictions": np.array([0, 1, 1, 0])}}
+    table = movers(layouts, embs, np.array([0, 1, 2]), ["a", "b"], 1, 2)
+    assert table["sample"].tolist() == [11, 12, 10]  # moved 5, 1, 0
+    assert table["predicted at 1"].tolist()[0] == "a" and table["predicted at 2"].tolist()[0] == "b"
+    fig = trajectories_figure(layouts, embs, np.array([1, 2]), ["a", "b"])
+    line = next(t for t in fig.data if t.mode == "lines")
+    assert list(line.x) == [0.0, 3.0, None, 0.0, 1.0, None]  # each point: epoch 1, then 2
+
+
+def test_snapshots_of_different_sizes_are_said_not_followed():
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import numpy as np
+
+        from dashboard.embedding_views import trajectories_panel
+
+        embs = {1: {"labels": np.zeros(3, int)}, 2: {"labels": np.zeros(4, int)}}
+        layouts = {1: np.zeros((3, 2)), 2: np.zeros((4, 2))}
+        trajectories_panel(layouts, embs, np.array([0]), ["a"], key="t")
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    assert any("different numbers of points" in w.value for w in at.warning)
