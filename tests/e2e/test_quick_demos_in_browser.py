@@ -5,30 +5,17 @@ Home finds the first run instead of starting another. Needs Debian's chromium an
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
-from bench.demo_timing import CHROMIUM_ARGS, dashboard
+from bench.demo_timing import dashboard
 from engine.execution import launcher
 from engine.execution.quick import QUICK
 from engine.store import runs
 from tests.support.helpers import wait_until_ended
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def test_a_quick_demo_opens_its_page_live_and_a_second_click_starts_nothing(browser, tmp_path):
