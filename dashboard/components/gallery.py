@@ -159,10 +159,12 @@ def announce() -> None:
     """Say once, on the page a quick demo opened, what the click did; until the demo's first
     checkpoint exists (what the page draws from), follow its progress live and then redraw
     the page."""
-    if message := st.session_state.pop("quick_started", None):
+    if message := st.session_state.get("quick_started"):
         st.info(message)
     if st.session_state.get("quick_watch"):
         st.fragment(run_every=1.0)(_follow)()
+    else:  # said on this drawing of the page too (the one that follows the first checkpoint)
+        st.session_state.pop("quick_started", None)
 
 
 def _follow() -> None:
