@@ -35,7 +35,8 @@ def _wait(run_dirs: list[Path], timeout: float = 1800) -> None:
 
 
 def time_quick(key: str) -> tuple[float, list[str]]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
         started = time.monotonic()
         s = start_quick(key, tmp)
         dirs = (groups.load_group(s.group_id, tmp).run_dirs(tmp) if s.group_id
