@@ -78,7 +78,7 @@ QUICK: dict[str, QuickDemo] = {
         QuickDemo("segmentation", "Land-cover segmentation",
                   "Predicted masks of satellite scenes getting better epoch by epoch, and "
                   "mean IoU per class.",
-                  "DLCV HW1 problem 3", "segmentation", "segment", 20,
+                  "DLCV HW1 problem 3", "segmentation", "segment", 45,
                   lambda: SegmentConfig(data=DataConfig(name="landcover", image_size=64),
                                         epochs=5)),
         QuickDemo("fewshot", "Few-shot episodes",
