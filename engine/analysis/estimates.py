@@ -39,7 +39,9 @@ REFERENCE = {
     ("segment", "fcn32s"): 0.725,  # 174 s / 240 images at 128 px
 }
 FEATURES_EPOCH = 0.05  # a frozen head's epoch on features computed once: milliseconds
-FEWSHOT_EPISODE = 0.45  # seconds per training episode at 84 px (Conv-4), evaluation included
+# Seconds per training episode at 84 px (Conv-4 + MLP, 10-way 1-shot, validation included),
+# measured on the project's 2-core machine beside one other job (bench/quick_demos.py).
+FEWSHOT_EPISODE = 1.4
 STARTUP = 4.0  # seconds a run spends before its first step: a process, torch, the data
 SLOW = 600.0  # past this, a CPU-only machine's form suggests the quick settings
 

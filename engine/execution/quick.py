@@ -84,9 +84,9 @@ QUICK: dict[str, QuickDemo] = {
         QuickDemo("fewshot", "Few-shot episodes",
                   "A prototypical network classifying classes it never saw from one or five "
                   "examples: the episode viewer's right and wrong queries.",
-                  "DLCV HW4 problem 1", "fewshot", "fewshot", 60,
-                  lambda: FewShotConfig(epochs=3, episodes_per_epoch=40, test_episodes=100,
-                                        val_episodes=40, test_shots=[1, 5])),
+                  "DLCV HW4 problem 1", "fewshot", "fewshot", 80,
+                  lambda: FewShotConfig(epochs=1, episodes_per_epoch=30, test_episodes=50,
+                                        val_episodes=10, test_shots=[1, 5])),
         QuickDemo("ssl", "Self-supervised pretraining",
                   "BYOL learning without labels, watched by the kNN accuracy of its features "
                   "against a random-init backbone, and by its collapse measure.",
