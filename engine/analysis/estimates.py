@@ -39,9 +39,10 @@ REFERENCE = {
     ("segment", "fcn32s"): 0.725,  # 174 s / 240 images at 128 px
 }
 FEATURES_EPOCH = 0.05  # a frozen head's epoch on features computed once: milliseconds
-# Seconds per training episode at 84 px (Conv-4 + MLP, 10-way 1-shot, validation included),
-# measured on the project's 2-core machine beside one other job (bench/quick_demos.py).
-FEWSHOT_EPISODE = 1.4
+# Seconds per episode at 84 px (Conv-4 + MLP), training or validation (10-way 1-shot), and
+# per test episode (5-way, one K), measured on the project's 2-core machine.
+FEWSHOT_EPISODE = 1.37
+FEWSHOT_TEST_EPISODE = 0.19
 STARTUP = 4.0  # seconds a run spends before its first step: a process, torch, the data
 SLOW = 600.0  # past this, a CPU-only machine's form suggests the quick settings
 
@@ -119,9 +120,11 @@ def estimate(cfg: RunConfig, finished: list[tuple[dict, dict]] = ()) -> Estimate
     """The run's time here (see the module's docstring); None when neither this machine's
     runs nor the reference know its model, or its training images are not known."""
     if cfg.kind == "fewshot":
-        per_epoch = cfg.episodes_per_epoch * FEWSHOT_EPISODE * (cfg.data.image_size / 84) ** 2
-        return Estimate(STARTUP + per_epoch * cfg.epochs, per_epoch, cfg.epochs,
-                        "the reference: Conv-4 episodes")  # fmt: skip
+        pixels = (cfg.data.image_size / 84) ** 2
+        per_epoch = (cfg.episodes_per_epoch + cfg.val_episodes) * FEWSHOT_EPISODE * pixels
+        test = cfg.test_episodes * len(cfg.test_shots) * FEWSHOT_TEST_EPISODE * pixels
+        return Estimate(STARTUP + per_epoch * cfg.epochs + test, per_epoch, cfg.epochs,
+                        "the reference: Conv-4 episodes, and the test episodes")  # fmt: skip
     if cfg.kind == "transfer" and getattr(cfg, "features_once", False):
         return Estimate(STARTUP + FEATURES_EPOCH * cfg.epochs, FEATURES_EPOCH, cfg.epochs,
                         "a head on features computed once")  # fmt: skip

@@ -47,8 +47,12 @@ def test_the_training_images_asked_for_count():
 
 
 def test_few_shot_counts_episodes_and_a_frozen_head_costs_milliseconds():
-    few = estimates.estimate(FewShotConfig(epochs=4, episodes_per_epoch=50))
-    assert few.per_epoch == pytest.approx(50 * estimates.FEWSHOT_EPISODE)
+    cfg = FewShotConfig(epochs=4, episodes_per_epoch=50, val_episodes=10, test_episodes=100,
+                        test_shots=[1, 5])  # fmt: skip
+    few = estimates.estimate(cfg)
+    assert few.per_epoch == pytest.approx(60 * estimates.FEWSHOT_EPISODE)
+    test = 2 * 100 * estimates.FEWSHOT_TEST_EPISODE
+    assert few.seconds == pytest.approx(estimates.STARTUP + 4 * few.per_epoch + test)
     head = estimates.estimate(TransferConfig(mode="frozen", epochs=100))
     assert head.per_epoch == estimates.FEATURES_EPOCH and "features computed once" in head.basis
 
