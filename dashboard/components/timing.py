@@ -34,8 +34,7 @@ def estimate_of(configs: list[RunConfig]) -> estimates.Estimate | None:
     if len(found) == 1:
         return found[0]
     total = sum(e.seconds for e in found)
-    return estimates.Estimate(total, total / len(found), len(found), f"{len(found)} runs, "
-                              f"one after another; {found[0].basis}")  # fmt: skip
+    return estimates.Estimate(total, total / len(found), len(found), found[0].basis)
 
 
 def show_estimate(configs: list[RunConfig], quick_hint: str = "", where=st) -> None:

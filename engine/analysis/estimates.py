@@ -39,10 +39,12 @@ REFERENCE = {
     ("segment", "fcn32s"): 0.725,  # 174 s / 240 images at 128 px
 }
 FEATURES_EPOCH = 0.05  # a frozen head's epoch on features computed once: milliseconds
-# Seconds per episode at 84 px (Conv-4 + MLP), training or validation (10-way 1-shot), and
-# per test episode (5-way, one K), measured on the project's 2-core machine.
-FEWSHOT_EPISODE = 1.37
+# Few-shot at 84 px (Conv-4 + MLP), on the project's 2-core machine: seconds per training or
+# validation episode (the K x distance grid: 142 s an epoch of 100 + 100), per test episode
+# (5-way, one K), and a run's fixed cost past the start-up (the images at 84 px, snapshots).
+FEWSHOT_EPISODE = 0.71
 FEWSHOT_TEST_EPISODE = 0.19
+FEWSHOT_FIXED = 30.0
 STARTUP = 4.0  # seconds a run spends before its first step: a process, torch, the data
 SLOW = 600.0  # past this, a CPU-only machine's form suggests the quick settings
 
@@ -123,7 +125,8 @@ def estimate(cfg: RunConfig, finished: list[tuple[dict, dict]] = ()) -> Estimate
         pixels = (cfg.data.image_size / 84) ** 2
         per_epoch = (cfg.episodes_per_epoch + cfg.val_episodes) * FEWSHOT_EPISODE * pixels
         test = cfg.test_episodes * len(cfg.test_shots) * FEWSHOT_TEST_EPISODE * pixels
-        return Estimate(STARTUP + per_epoch * cfg.epochs + test, per_epoch, cfg.epochs,
+        return Estimate(STARTUP + FEWSHOT_FIXED + per_epoch * cfg.epochs + test, per_epoch,
+                        cfg.epochs,
                         "the reference: Conv-4 episodes, and the test episodes")  # fmt: skip
     if cfg.kind == "transfer" and getattr(cfg, "features_once", False):
         return Estimate(STARTUP + FEATURES_EPOCH * cfg.epochs, FEATURES_EPOCH, cfg.epochs,

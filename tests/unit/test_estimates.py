@@ -52,7 +52,8 @@ def test_few_shot_counts_episodes_and_a_frozen_head_costs_milliseconds():
     few = estimates.estimate(cfg)
     assert few.per_epoch == pytest.approx(60 * estimates.FEWSHOT_EPISODE)
     test = 2 * 100 * estimates.FEWSHOT_TEST_EPISODE
-    assert few.seconds == pytest.approx(estimates.STARTUP + 4 * few.per_epoch + test)
+    fixed = estimates.STARTUP + estimates.FEWSHOT_FIXED
+    assert few.seconds == pytest.approx(fixed + 4 * few.per_epoch + test)
     head = estimates.estimate(TransferConfig(mode="frozen", epochs=100))
     assert head.per_epoch == estimates.FEATURES_EPOCH and "features computed once" in head.basis
 
