@@ -40,7 +40,7 @@ def test_demo_trains_live_and_every_page_renders(browser, tmp_path, shots):
             ("confusion", "validation images right"),
             ("transfer", "No comparisons yet"),
             ("inside", "Top-5 predictions"),
-            ("dynamic", "dynamic-vs-static"),
+            ("dynamic", "No dynamic-filter run has a checkpoint yet"),
             ("segmentation", "No segmentation runs yet"),
             ("fewshot", "No few-shot run has a checkpoint yet"),
             ("ssl", "No self-supervised run yet"),
