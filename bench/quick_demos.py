@@ -50,13 +50,8 @@ def time_quick(key: str) -> tuple[float, list[str]]:
 def card_estimate(key: str) -> float | None:
     """What the card says in an empty runs folder: the estimate from the reference table."""
     from engine.analysis.estimates import estimate
-    from engine.experiments.presets import preset_configs
 
-    demo = QUICK[key]
-    cfg = demo.config()
-    rows = ([c for _, c, _ in preset_configs(demo.preset, cfg, **demo.options) if c]
-            if demo.preset else [cfg])  # fmt: skip
-    found = [estimate(c) for c in rows]
+    found = [estimate(c) for c in QUICK[key].configs()]
     return None if any(e is None for e in found) else sum(e.seconds for e in found)
 
 

@@ -86,13 +86,9 @@ def quick_seconds(demo) -> int:
     """A quick demo's time on this machine: its estimate from the runs finished here (or the
     reference), else the time measured for it on the project's machine (bench/quick_demos.py)."""
     from engine.core.errors import WorkbenchError
-    from engine.experiments.presets import preset_configs
 
-    cfg = demo.config()
     try:
-        rows = ([c for _, c, _ in preset_configs(demo.preset, cfg, **demo.options) if c]
-                if demo.preset else [cfg])  # fmt: skip
+        est = estimate_of(demo.configs())
     except (WorkbenchError, OSError):
         return demo.seconds
-    est = estimate_of(rows)
     return round(est.seconds) if est is not None else demo.seconds

@@ -45,6 +45,15 @@ class QuickDemo:
     def name(self) -> str:
         return PREFIX + self.title
 
+    def configs(self) -> list[RunConfig]:
+        """The runs a click starts: the one config, or the comparison's rows."""
+        from engine.experiments.presets import preset_configs
+
+        cfg = self.config()
+        if self.preset is None:
+            return [cfg]
+        return [c for _, c, _ in preset_configs(self.preset, cfg, **self.options) if c]
+
 
 def _classify() -> RunConfig:
     return RunConfig(epochs=12, snapshot_every=1)  # the digits, small_cnn: the Home demo

@@ -20,8 +20,12 @@ def test_every_demo_is_a_valid_experiment_with_a_page(key):
     cfg = demo.config().validate()
     assert cfg.kind == demo.kind
     assert (APP / "views" / f"{demo.page}.py").is_file()
+    rows = demo.configs()  # what a click starts: the estimate on its card adds these up
     if demo.preset:
         assert PRESET_KINDS[demo.preset] == demo.kind
+        assert len(rows) >= 2 and all(r.kind == demo.kind for r in rows)
+    else:
+        assert len(rows) == 1 and rows[0].name == cfg.name
     assert 0 < demo.seconds <= 90  # "about a minute on 2 CPU cores", measured by the bench
     assert "seed 00" not in demo.course.lower()
 
