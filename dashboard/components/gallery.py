@@ -61,10 +61,23 @@ def _scatter_png(run_dir: str, stamp: tuple[int, int]) -> bytes | None:
 
 
 def _mask_png(run: runs.RunSummary) -> bytes | None:
-    """The newest predicted mask of the run's first followed image."""
+    """The newest predicted mask of the run's first followed image, cut to the card's shape."""
+    from PIL import Image, UnidentifiedImageError
+
     folder = RunLayout(run.path).mask_dir(RunLayout(run.path).mask_epochs()[-1])
     files = sorted(folder.glob("*.png"))
-    return files[0].read_bytes() if files and files[0].stat().st_size < 4 * 2**20 else None
+    if not files or files[0].stat().st_size > 4 * 2**20:
+        return None
+    try:
+        with Image.open(files[0]) as im:
+            mask = im.convert("RGB")
+    except (OSError, UnidentifiedImageError):  # a damaged mask: the card shows the preview
+        return None
+    w, h = mask.size
+    crop_h = min(h, round(w * THUMB[1] / THUMB[0]))  # the middle band, as wide as the mask
+    top = (h - crop_h) // 2
+    band = mask.crop((0, top, w, top + crop_h)).resize(THUMB, Image.Resampling.NEAREST)
+    return pictures.png_bytes(np.asarray(band))
 
 
 def picture(demo: QuickDemo, all_runs: list[runs.RunSummary]) -> tuple[bytes | str, str]:

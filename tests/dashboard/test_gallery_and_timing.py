@@ -74,3 +74,23 @@ def test_focus_hides_the_forms_and_the_recipes(runs_dir):
     assert not at.exception
     assert not any(e.label in ("New run",) or e.label.startswith("As the course")
                    for e in at.expander)  # fmt: skip
+
+
+def test_a_segmentation_card_shows_its_newest_mask_in_the_cards_shape(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from engine.config import SegmentConfig
+    from engine.store import runs
+    from engine.store.layout import RunLayout
+
+    run_dir = runs.create_run(SegmentConfig(), tmp_path)
+    runs.write_status(run_dir, state="finished")
+    folder = RunLayout(run_dir).mask_dir(3)
+    folder.mkdir(parents=True)
+    Image.new("RGB", (128, 128), (0, 255, 255)).save(folder / "0013.png")
+    image, caption = gallery.picture(QUICK["segmentation"], runs.list_runs(tmp_path))
+    assert caption == f"latest: {run_dir.name}"
+    with Image.open(io.BytesIO(image)) as im:
+        assert im.size == gallery.THUMB and im.getpixel((5, 5)) == (0, 255, 255)
