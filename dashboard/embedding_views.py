@@ -27,11 +27,13 @@ def standardise(xy: np.ndarray) -> np.ndarray:
     return xy / max(float(np.sqrt((xy**2).sum(1).mean())), 1e-12)
 
 
-def scatter_traces(xy, emb, classes, colour_by: str, selected: int | None) -> list[dict]:
+def scatter_traces(xy, emb, classes, colour_by: str, selected: int | None,
+                   kept: np.ndarray | None = None) -> list[dict]:  # fmt: skip
     """WebGL traces, two per class (the legend toggles both): points classified right as
     circles, misclassified ones as x. Numbers travel as numpy arrays (plotly sends them
     base64-encoded, and validates them without a Python loop); only the misclassified points
-    carry a text each, their predicted class, so 50,000 points cost no 50,000 strings."""
+    carry a text each, their predicted class, so 50,000 points cost no 50,000 strings.
+    `kept`: the sample ids of a selection kept across epochs, ringed wherever they are."""
     labels, preds = emb["labels"], emb["predictions"]
     colour = labels if colour_by == "true label" else preds
     wrong = labels != preds
@@ -60,6 +62,13 @@ def scatter_traces(xy, emb, classes, colour_by: str, selected: int | None) -> li
                 marker=dict(color=colour_hex, size=9 if miss else 6,
                             symbol="x" if miss else "circle", line=dict(width=0)),
             ))  # fmt: skip
+    kept = None if kept is None else np.flatnonzero(np.isin(emb["sample_ids"], kept))
+    if kept is not None and len(kept):
+        traces.append(dict(
+            type="scattergl", x=xy[kept, 0], y=xy[kept, 1], mode="markers",
+            name="kept selection", hoverinfo="skip",
+            marker=dict(size=11, color="rgba(0,0,0,0)", line=dict(width=1.5, color="black")),
+        ))  # fmt: skip
     if selected is not None:
         traces.append(dict(
             type="scattergl", x=[float(xy[selected, 0])], y=[float(xy[selected, 1])],
@@ -70,15 +79,18 @@ def scatter_traces(xy, emb, classes, colour_by: str, selected: int | None) -> li
     return traces
 
 
-def figure(layouts, embs, epoch, classes, colour_by, selected):
+def figure(layouts, embs, epoch, classes, colour_by, selected, kept=None):
     frames_epochs = sorted(layouts)
     all_xy = np.concatenate([layouts[e] for e in frames_epochs])
     pad = 0.05 * (all_xy.max(0) - all_xy.min(0) + 1e-9)
     lo, hi = all_xy.min(0) - pad, all_xy.max(0) + pad
-    fig = go.Figure(data=scatter_traces(layouts[epoch], embs[epoch], classes, colour_by, selected))
+    fig = go.Figure(
+        data=scatter_traces(layouts[epoch], embs[epoch], classes, colour_by, selected, kept)
+    )
     fig.frames = [
         go.Frame(
-            data=scatter_traces(layouts[e], embs[e], classes, colour_by, selected), name=str(e)
+            data=scatter_traces(layouts[e], embs[e], classes, colour_by, selected, kept),
+            name=str(e),
         )
         for e in frames_epochs
     ]
@@ -104,7 +116,8 @@ def snapshot_layouts(run_dir, method: str, params: dict) -> tuple[dict, dict, tu
     try:
         layouts = job.future.result(timeout=projection_jobs.wait_seconds())
     except TimeoutError:
-        projection_jobs.show_pending(job.key, f"Projecting with {METHOD_LABELS[method]}")
+        projection_jobs.show_pending(job.key, f"Projecting with {METHOD_LABELS[method]}",
+                                     lambda p: draw_partial(str(run_dir), stamps, p))  # fmt: skip
         return None
     embs = {e: embedding(str(run_dir), e, stamps[e]) for e in epochs}
     if method != "pca":  # t-SNE/UMAP distances have no absolute scale: show each epoch at
@@ -112,11 +125,40 @@ def snapshot_layouts(run_dir, method: str, params: dict) -> tuple[dict, dict, tu
     return layouts, embs, job.key
 
 
+def partial_figure(xy: np.ndarray, labels: np.ndarray) -> go.Figure:
+    """One WebGL trace of a layout still optimising, each point in its true class's colour."""
+    palette = np.asarray(charts.PALETTE, dtype=object)
+    fig = go.Figure(go.Scattergl(
+        x=xy[:, 0], y=xy[:, 1], mode="markers", hoverinfo="skip",
+        marker=dict(color=palette[labels % len(palette)], size=5, line=dict(width=0)),
+    ))  # fmt: skip
+    fig.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10), showlegend=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    return fig
+
+
+def draw_partial(run_dir: str, stamps: dict, partial: tuple) -> None:
+    """t-SNE's layout of one snapshot while it converges, drawn as the projection runs."""
+    epoch, iteration, total, xy = partial
+    labels = embedding(run_dir, epoch, stamps[epoch])["labels"]
+    if len(labels) != len(xy):  # the snapshot was rewritten meanwhile; the next one will do
+        return
+    phase = "early exaggeration: clusters form" if iteration <= 250 else "refining"
+    st.caption(f"t-SNE converging in front of you: epoch {epoch}, iteration {iteration} of "
+               f"{total} ({phase}). The final layouts are aligned from epoch to epoch and "
+               "cached.")  # fmt: skip
+    charts.chart(st, partial_figure(xy, labels), key="tsne_partial")
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
-def cached_figure(version: tuple, epoch, classes: tuple, colour_by, selected, _layouts, _embs):
-    """`figure(...)`, built once per (version of the layouts, epoch, colouring, selection):
-    a rerun that changes none of them (another widget, a click elsewhere) reuses it."""
-    return figure(_layouts, _embs, epoch, list(classes), colour_by, selected)
+def cached_figure(version: tuple, epoch, classes: tuple, colour_by, selected, _layouts, _embs,
+                  kept: tuple = ()):  # fmt: skip
+    """`figure(...)`, built once per (version of the layouts, epoch, colouring, selection,
+    kept sample ids): a rerun that changes none of them (another widget, a click elsewhere) reuses
+    it."""
+    kept_ids = np.asarray(kept, dtype=np.int64) if kept else None
+    return figure(_layouts, _embs, epoch, list(classes), colour_by, selected, kept_ids)
 
 
 def compact_projection(run_dir, classes: list[str], key: str) -> None:

@@ -11,8 +11,10 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import streamlit as st
 
@@ -30,9 +32,14 @@ class Job:
     done: int = 0
     total: int = 0
     epoch: int | None = None
+    # t-SNE's layout while it optimises: (epoch, iteration, of iterations, (N, 2) layout)
+    partial: tuple[int, int, int, Any] | None = None
 
     def progress(self, done: int, total: int, epoch: int) -> None:
         self.done, self.total, self.epoch = done, total, epoch  # from the worker thread
+
+    def step(self, epoch: int, iteration: int, total: int, layout) -> None:
+        self.partial = (epoch, iteration, total, layout)  # one assignment: read whole or not
 
     @property
     def fraction(self) -> float:
@@ -67,7 +74,7 @@ class ProjectionWorker:
             # next version, so layouts and snapshots always match.
             job.future = self._pool.submit(project_run, run_dir, method, params,
                                            epochs=[e for e, _ in stamps],
-                                           progress=job.progress)  # fmt: skip
+                                           progress=job.progress, partial=job.step)  # fmt: skip
             self._jobs[key] = job
             finished = [k for k, j in self._jobs.items() if j.future.done()]
             for k in finished[: max(0, len(self._jobs) - self._keep)]:
@@ -99,10 +106,13 @@ def wait_seconds() -> float:
         return WAIT_SECONDS
 
 
-@st.fragment(run_every=1.0)
-def show_pending(key: tuple, label: str) -> None:
-    """The progress of a background projection, redrawn every second; the whole page reruns
-    (and draws the scatter) when it has finished."""
+@st.fragment(run_every=0.5)
+def show_pending(
+    key: tuple, label: str, draw_partial: Callable[[tuple], None] | None = None
+) -> None:
+    """The progress of a background projection, redrawn twice a second, with t-SNE's layout as
+    it converges (`draw_partial(job.partial)`); the whole page reruns (and draws the final,
+    aligned scatter) when it has finished."""
     job = worker().get(key)
     if job is None or job.future.done():
         st.rerun()
@@ -112,3 +122,6 @@ def show_pending(key: tuple, label: str) -> None:
         ahead = worker().queued_before(job)
         text = f"{label}: waiting for {ahead} other projection(s)" if ahead else f"{label}…"
     st.progress(job.fraction, text=text + " · computed in the background; the page stays usable")
+    partial = job.partial
+    if partial is not None and draw_partial is not None:
+        draw_partial(partial)

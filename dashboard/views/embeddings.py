@@ -5,6 +5,7 @@ import json
 
 import streamlit as st
 
+from dashboard import embedding_explorer as explorer
 from dashboard.components import cache, charts, inputs, picking, pictures, presenter
 from dashboard.embedding_views import (
     METHOD_LABELS,
@@ -90,17 +91,20 @@ row_key = f"row:{run.run_id}"
 n_points = len(emb["labels"])
 if st.session_state.get(row_key, 0) >= n_points:
     st.session_state[row_key] = 0
+# Set before the scatter is drawn: the inspected point's ring is part of the figure, and a
+# figure that changes between reruns is a new chart whose box selection is lost.
+st.session_state.setdefault(row_key, 0)
 selected = st.session_state.get(row_key)
+kept = explorer.kept_ids(run.run_id)
+kept_key = () if kept is None else tuple(int(i) for i in kept)
 event = charts.chart(st,
-    cached_figure(version, epoch, tuple(classes), colour_by, selected, layouts, embs),
+    cached_figure(version, epoch, tuple(classes), colour_by, selected, layouts, embs, kept_key),
     on_select="rerun", selection_mode=("points", "box", "lasso"),
     key=f"scatter:{run.run_id}:{method}",
 )  # fmt: skip
-points = (event.selection or {}).get("points", []) if event else []
-picked = [int(p["customdata"][0]) for p in points if p.get("customdata") is not None]
-brush_key = f"brushed:{run.run_id}"
+picked = explorer.brushed_rows(event)
 if len(picked) > 1:  # a box or lasso: the selection below holds them
-    st.session_state[brush_key] = picked
+    explorer.take_brush(run.run_id, f"scatter:{method}", picked)
 elif picked and picked[0] != selected:
     st.session_state[row_key] = picked[0]  # the number input below follows the click
     st.rerun()
@@ -114,18 +118,21 @@ k = b.slider("Nearest neighbours (in the original feature space)", 1, 12, 6)
 neighbour_gallery(run_cfg, emb, int(row), classes, k)
 
 st.subheader("Select")
-brushed = [r for r in st.session_state.get(brush_key, []) if r < n_points]
+brushed = explorer.brushed(run.run_id, n_points)
+kept_rows = explorer.kept_rows(run.run_id, emb)
 a, b = st.columns([2, 1])
-how = a.radio(
-    "Select by", ["brushed", "label", "misclassified", "neighbours"], horizontal=True,
-    format_func={"brushed": f"box / lasso in the scatter ({len(brushed)})",
-                 "label": "a true label", "misclassified": "misclassified",
-                 "neighbours": "the inspected point's neighbours"}.get,
-    index=0 if brushed else 2,
-)  # fmt: skip
+how = explorer.how_widget(a, run.run_id, len(brushed), None if kept is None else len(kept))
 label = b.selectbox("Label", range(len(classes)), format_func=lambda i: classes[i],
                     disabled=how != "label")  # fmt: skip
-rows = selection_rows(how, emb, brushed, int(row), int(label), k)
+rows = kept_rows if how == "kept" else selection_rows(how, emb, brushed, int(row), int(label), k)
 selection_panel(run_cfg, emb, rows, classes, key=f"sel:{run.run_id}")
+explorer.keep_buttons(run.run_id, emb, rows)
+if len(rows) and st.toggle("Isolate: project only the selection, on its own",
+                           key=f"isolate:{run.run_id}"):  # fmt: skip
+    explorer.isolate_panel(version, epoch, emb, rows, classes, method, params,
+                           key=f"iso:{run.run_id}")  # fmt: skip
 with st.expander("Trajectories of the selection across the epochs"):
     trajectories_panel(layouts, embs, rows, classes, key=f"traj:{run.run_id}")
+with st.expander("Two views, linked: this epoch beside another epoch or another run"):
+    explorer.linked_views_panel(run, epoch, layouts, embs, run_cfg["data"], classes, rows,
+                                method, params, key=f"link:{run.run_id}")  # fmt: skip

@@ -23,6 +23,13 @@ MIN_SAMPLES = 3
 # Bump when the way a cached layout is computed changes, so old caches are not reused.
 # openTSNE optimises badly from a wide initial layout; its docs ask for std 1e-4.
 _TSNE_INIT_STD = 1e-4
+# t-SNE's neighbour search runs on the features' first principal components (as scikit-learn's
+# documentation advises): on 10,000 x 512 features, exact neighbours of 50 components take
+# 1.5 s where Annoy on all 512 dimensions took 4 s, so a first picture comes within 2 s.
+TSNE_COMPONENTS = 50
+TSNE_EXACT_UP_TO = 12_000  # more points than this: Annoy's approximate neighbours
+TSNE_EVERY = 25  # iterations between the layouts handed to `on_step`
+StepFn = Callable[[int, int, np.ndarray], None]  # (iteration, of total, (N, 2) layout)
 
 
 # --- parameters ---------------------------------------------------------------------------
@@ -155,8 +162,34 @@ def _pca(x: np.ndarray, seed: int) -> np.ndarray:
     return PCA(n_components=2, svd_solver=solver, random_state=seed).fit_transform(x)
 
 
-def _tsne(x: np.ndarray, params: dict[str, Any], seed: int, init: np.ndarray | None) -> np.ndarray:
+def _principal(x: np.ndarray, components: int, seed: int) -> np.ndarray:
+    """x's coordinates on its first `components` principal directions (x itself if narrower)."""
+    if x.shape[1] <= components or x.shape[0] <= components:
+        return x
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=components, svd_solver="covariance_eigh", random_state=seed)
+    return pca.fit_transform(x).astype(np.float32)
+
+
+def _tsne(
+    x: np.ndarray,
+    params: dict[str, Any],
+    seed: int,
+    init: np.ndarray | None,
+    on_step: StepFn | None = None,
+) -> np.ndarray:
     from openTSNE import TSNE
+
+    x = _principal(x, TSNE_COMPONENTS, seed)
+    early = 250  # openTSNE's early-exaggeration phase, run before n_iter
+    total = early + params["n_iter"]
+    calls = [0]
+
+    def step(iteration: int, error: float, embedding: np.ndarray) -> bool:
+        calls[0] += 1  # openTSNE counts each phase from 0; count across both
+        on_step(min(calls[0] * TSNE_EVERY, total), total, np.array(embedding, dtype=np.float32))
+        return False  # never stop early
 
     if init is not None:
         init = init - init.mean(axis=0)
@@ -168,9 +201,13 @@ def _tsne(x: np.ndarray, params: dict[str, Any], seed: int, init: np.ndarray | N
         perplexity=params["perplexity"],
         n_iter=params["n_iter"],
         initialization=init if init is not None else "pca",
+        early_exaggeration_iter=early,
+        neighbors="exact" if x.shape[0] <= TSNE_EXACT_UP_TO else "annoy",
         n_jobs=1,
         random_state=seed,
         verbose=False,
+        callbacks=step if on_step is not None else None,
+        callbacks_every_iters=TSNE_EVERY,
     )
     return np.asarray(tsne.fit(x))
 
@@ -199,10 +236,13 @@ def project(
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
     init: np.ndarray | None = None,
+    on_step: StepFn | None = None,
 ) -> np.ndarray:
     """(N, D) features -> (N, 2) float32 layout; the same inputs and seed give the same output.
 
-    `init` (N, 2) is a starting layout for t-SNE and UMAP (PCA ignores it).
+    `init` (N, 2) is a starting layout for t-SNE and UMAP (PCA ignores it). `on_step(i, total,
+    layout)` sees t-SNE's layout every TSNE_EVERY iterations while it optimises (a picture
+    that converges in front of the user); the other methods do not call it.
     """
     params = resolve_params(method, params)
     x = _check_features(features)
@@ -218,7 +258,7 @@ def project(
         if method == "pca":
             out = _pca(x, seed)
         elif method == "tsne":
-            out = _tsne(x, params, seed, init)
+            out = _tsne(x, params, seed, init, on_step)
         else:
             out = _umap(x, params, seed, init)
     out = np.ascontiguousarray(out, dtype=np.float32)

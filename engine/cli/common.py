@@ -61,6 +61,7 @@ def config_from_flags(a: argparse.Namespace) -> RunConfig:
         device=a.device,
         snapshot_every=given(getattr(a, "snapshot_every", None), d.snapshot_every),
         snapshot_epochs=getattr(a, "snapshot_epochs", None),
+        snapshot_size=given(getattr(a, "snapshot_size", None), d.snapshot_size),
     )  # fmt: skip
     for kind in KINDS.values():  # each kind's own flags: set, or refused for another kind
         given = [f for f in kind.flags if _given(a, f)]

@@ -248,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--snapshot-epochs", type=epoch_list, default=None, metavar="1,5,10",
         help="snapshot exactly at these epochs (instead of first, every k-th, last)",
     )  # fmt: skip
+    t.add_argument(
+        "--snapshot-size", type=int, default=None, metavar="N",
+        help="validation images embedded per snapshot (2000; the Embeddings page stays "
+        "interactive up to 10,000: a full Fashion-MNIST test set)",
+    )  # fmt: skip
     t.add_argument("--name", default=None)
     t.add_argument("--background", action="store_true", help="start and return at once")
     add_launch_flags(t)

@@ -22,12 +22,16 @@ from engine.core.atomic import save_npy, write_json
 from engine.inspect.snapshots import load_embedding
 from engine.store.layout import RunLayout, epoch_name
 
-_CACHE_VERSION = 1
+# Per method; bump one when the way its layouts are computed changes, so old caches are not
+# reused (t-SNE 2: neighbours searched on 50 principal components).
+_CACHE_VERSION = {"pca": 1, "tsne": 2, "umap": 1}
 ProgressFn = Callable[[int, int, int], None]
+PartialFn = Callable[[int, int, int, np.ndarray], None]  # (epoch, iteration, total, layout)
 
 
 def _cache_key(method: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
-    return {"method": method, "params": params, "seed": int(seed), "version": _CACHE_VERSION}
+    version = _CACHE_VERSION[method]
+    return {"method": method, "params": params, "seed": int(seed), "version": version}
 
 
 def projection_cache_dir(
@@ -92,6 +96,7 @@ def _project_epoch(
     params: dict[str, Any],
     seed: int,
     previous: np.ndarray | None,
+    partial: PartialFn | None = None,
 ) -> np.ndarray:
     features = load_embedding(run_dir, epoch)["features"]
     path = RunLayout(run_dir).embedding_file(epoch)
@@ -101,7 +106,8 @@ def _project_epoch(
             f"{previous.shape[0]}; snapshots must cover the same samples"
         )
     try:
-        layout = project(features, method, params, seed=seed, init=previous)
+        on_step = None if partial is None else (lambda i, n, xy: partial(epoch, i, n, xy))
+        layout = project(features, method, params, seed=seed, init=previous, on_step=on_step)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
     if previous is not None:
@@ -116,12 +122,14 @@ def project_run(
     seed: int = 0,
     epochs: Iterable[int] | None = None,
     progress: ProgressFn | None = None,
+    partial: PartialFn | None = None,
 ) -> dict[int, np.ndarray]:
     """{epoch: (N, 2) float32 layout} for the run's embedding snapshots, computed or cached.
 
     All snapshot epochs, or only those in `epochs` (computing the chain up to the largest).
     Each layout after the first is initialised from (t-SNE, UMAP) and aligned to the one
-    before it. `progress(done, total, epoch)` is called after each epoch of the chain.
+    before it. `progress(done, total, epoch)` is called after each epoch of the chain;
+    `partial(epoch, iteration, total, layout)` while t-SNE optimises one (unaligned).
     A run with no snapshots yet gives an empty dict.
     """
     run_dir = Path(run_dir)
@@ -142,7 +150,7 @@ def project_run(
         if cached is not None and _is_fresh(cached_path, snapshot):
             current = cached
         else:
-            current = _project_epoch(run_dir, epoch, method, params, seed, previous)
+            current = _project_epoch(run_dir, epoch, method, params, seed, previous, partial)
             save_npy(cached_path, current)
             stale = True
         results[epoch] = current

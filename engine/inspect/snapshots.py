@@ -101,3 +101,30 @@ def _check_embedding_shapes(path: Path, arrays: dict[str, np.ndarray]) -> None:
             raise ValueError(
                 f"{path}: {key} must have shape ({n},) to match features, got {arrays[key].shape}"
             )
+
+
+# What names the images a snapshot's sample ids point into: two runs whose data agree on these
+# number the same images the same way (image size and augmentation do not change which).
+SAME_IMAGES_KEYS = ("name", "path", "val_path", "val_fraction", "test_fraction", "split_seed",
+                    "classes", "imbalance_ratio", "class_counts")  # fmt: skip
+
+
+def linked_rows(data_a: dict, ids_a: np.ndarray, data_b: dict, ids_b: np.ndarray) -> np.ndarray:
+    """For each row of snapshot A, the row of snapshot B that holds the same image, so that a
+    selection in one view can be shown in the other. ValueError, saying why, when the two
+    cannot be linked: different data, or snapshots of different images."""
+    differ = [k for k in SAME_IMAGES_KEYS if data_a.get(k) != data_b.get(k)]
+    if differ:
+        shown = "; ".join(f"{k}: {data_a.get(k)!r} vs {data_b.get(k)!r}" for k in differ)
+        raise ValueError(f"the two runs were trained on different data ({shown}): the same "
+                         "sample number is not the same image")  # fmt: skip
+    ids_a, ids_b = np.asarray(ids_a), np.asarray(ids_b)
+    order = np.argsort(ids_b, kind="stable")
+    where = np.searchsorted(ids_b, ids_a, sorter=order).clip(0, max(len(ids_b) - 1, 0))
+    found = len(ids_b) > 0 and (ids_b[order[where]] == ids_a)
+    if len(ids_a) != len(ids_b) or not np.all(found):
+        missing = int(len(ids_a) - np.count_nonzero(found)) if len(ids_b) else len(ids_a)
+        raise ValueError(f"the snapshots hold different images ({len(ids_a)} and {len(ids_b)} "
+                         f"points, {missing} of the first not in the second; a different "
+                         "snapshot size?): their points cannot be linked")  # fmt: skip
+    return order[where]

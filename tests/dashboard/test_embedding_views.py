@@ -74,7 +74,7 @@ def test_an_empty_selection_says_how_to_make_one(finished_run):
     from tests.support.pages import page
 
     at = page("embeddings").run()  # nothing brushed in the scatter yet
-    at.radio[-1].set_value("brushed").run()
+    at.radio(key=f"how:{finished_run.name}").set_value("brushed").run()
     assert not at.exception
     assert any("The selection is empty" in i.value for i in at.info)
 

@@ -65,3 +65,14 @@ def test_snapshot_epochs_beyond_the_last_epoch_exit_2(runs_dir, capsys):
     assert main(["train", "--epochs", "2", "--snapshot-epochs", "1,3"]) == 2
     assert "snapshot_epochs must lie in [1, 2], got [3]" in capsys.readouterr().err
     assert not runs_dir.exists()
+
+
+def test_snapshot_size_sets_how_many_images_each_snapshot_embeds(runs_dir, capsys):
+    args = ["train", "--epochs", "1", "--batch-size", "64", "--device", "cpu"]
+    assert main([*args, "--snapshot-size", "50"]) == 0
+    out = capsys.readouterr().out
+    run_dir = Path(re.search(r"^run folder: (.+)$", out, re.MULTILINE).group(1))
+    assert runs.load_config(run_dir).snapshot_size == 50
+    from engine.inspect.snapshots import load_embedding
+
+    assert len(load_embedding(run_dir, 1)["labels"]) == 50
