@@ -112,7 +112,12 @@ def isolate_panel(version: tuple, epoch: int, emb: dict, rows: np.ndarray, class
             st.warning(f"The selection cannot be projected on its own: {e}")
             return
     sub = {k: v[rows] for k, v in emb.items()}
-    fig = go.Figure(scatter_traces(xy, sub, classes, "true label", None))
+    traces = scatter_traces(xy, sub, classes, "true label", None)
+    named = set()
+    for t in traces:  # a class with only mistakes here still gets its legend entry
+        t["showlegend"] = len(t["x"]) > 0 and t["legendgroup"] not in named
+        named |= {t["legendgroup"]} if t["showlegend"] else set()
+    fig = go.Figure(traces)
     fig.update_layout(height=480, margin=dict(l=10, r=10, t=30, b=10),
                       title=f"The selection alone: {name} of its {len(rows)} images, epoch {epoch}")  # fmt: skip
     fig.update_xaxes(showticklabels=False)
@@ -151,12 +156,21 @@ def linked_figure(xy: np.ndarray, emb: dict, classes: list[str], highlight: np.n
     return fig
 
 
+def _row(customdata) -> int:
+    """A point's row from its customdata as the browser sends it back: a number (1-D
+    customdata), a list, or, for a 2-D numpy customdata that plotly sent as a typed array,
+    a dict {"0": row, "1": sample id}."""
+    if isinstance(customdata, dict):
+        return int(customdata["0"])
+    if isinstance(customdata, (list, tuple)):
+        return int(customdata[0])
+    return int(customdata)
+
+
 def brushed_rows(event) -> list[int]:
     """The rows (customdata, or its first entry) of the points a box or lasso selected."""
     points = ((event or {}).get("selection") or {}).get("points", [])  # PlotlyState is a dict
-    return sorted({int(p["customdata"]) if np.ndim(p["customdata"]) == 0
-                   else int(p["customdata"][0])
-                   for p in points if p.get("customdata") is not None})  # fmt: skip
+    return sorted({_row(p["customdata"]) for p in points if p.get("customdata") is not None})
 
 
 def linked_pair(left: tuple, right: tuple, to_left: np.ndarray, classes: list[str],
@@ -233,5 +247,5 @@ def linked_views_panel(run, epoch: int, layouts: dict, embs: dict, data: dict,
         return
     st.caption("Drag a box or lasso in either view: the same images light up in both, and "
                "become the selection above.")  # fmt: skip
-    left = (layouts[epoch], emb_a, f"{run.run_id} · epoch {epoch}")
+    left = (layouts[epoch], emb_a, f"this run · epoch {epoch}")
     linked_pair(left, right, to_left, classes, selection, run.run_id, key)

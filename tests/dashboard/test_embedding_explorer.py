@@ -15,8 +15,9 @@ from tests.support.pages import page
 
 
 def _event(rows: list[int]) -> dict:
-    """What plotly sends when a box selects these rows' points (customdata [row, sample])."""
-    points = [{"customdata": [r, 1000 + r], "point_index": i} for i, r in enumerate(rows)]
+    """What the browser sends when a box selects these rows' points: the scatter's 2-D numpy
+    customdata (row, sample) comes back per point as a dict of a typed array's entries."""
+    points = [{"customdata": {"0": r, "1": 1000 + r}, "point_index": i} for i, r in enumerate(rows)]
     return {"selection": {"points": points, "point_indices": list(range(len(rows))),
                           "box": [{"x": [0, 1], "y": [0, 1]}], "lasso": []}}  # fmt: skip
 
@@ -90,7 +91,7 @@ def test_two_epochs_linked_highlight_the_same_images_and_a_box_in_either_selects
     at = page("embeddings")
     at.session_state[f"brushed:{run_id}"] = [0, 1, 2, 3]
     at.run()
-    left, right = _chart(at, f"{run_id} · epoch 3"), _chart(at, "epoch 1", exact=True)
+    left, right = _chart(at, "this run · epoch 3"), _chart(at, "epoch 1", exact=True)
     for spec in (left, right):
         [sel] = [t for t in spec["data"] if t.get("name") == "selection"]
         assert len(sel["x"]["bdata"] if isinstance(sel["x"], dict) else sel["x"]) > 0
