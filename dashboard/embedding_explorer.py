@@ -131,24 +131,17 @@ def isolate_panel(version: tuple, epoch: int, emb: dict, rows: np.ndarray, class
 def linked_figure(xy: np.ndarray, emb: dict, classes: list[str], highlight: np.ndarray | None,
                   title: str) -> go.Figure:  # fmt: skip
     """A view for linking: every point in its true class's colour, faded when a selection
-    exists and it is not in it; the selection drawn on top, ringed. customdata holds the row."""
-    palette = np.asarray(charts.PALETTE, dtype=object)
+    exists and it is not in it; the selection drawn on top, ringed. customdata: (row, sample)."""
+    from dashboard.embedding_views import class_traces
+
     labels = emb["labels"]
-    rows = np.arange(len(labels), dtype=np.int32)
+    data = np.column_stack([np.arange(len(labels)), emb["sample_ids"]]).astype(np.int64)
     fading = highlight is not None and len(highlight) > 0
-    fig = go.Figure(go.Scattergl(
-        x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=rows, name="all",
-        marker=dict(color=palette[labels % len(palette)], size=5, line=dict(width=0),
-                    opacity=0.2 if fading else 0.8),
-        hovertemplate="sample %{text}<extra></extra>", text=emb["sample_ids"].astype(str),
-    ))  # fmt: skip
+    traces = class_traces(xy, labels, data, size=5, opacity=0.2 if fading else 0.8)
     if fading:
-        fig.add_trace(go.Scattergl(
-            x=xy[highlight, 0], y=xy[highlight, 1], mode="markers", name="selection",
-            customdata=rows[highlight], hoverinfo="skip",
-            marker=dict(color=palette[labels[highlight] % len(palette)], size=8,
-                        line=dict(width=1, color="black")),
-        ))  # fmt: skip
+        traces += class_traces(xy[highlight], labels[highlight], data[highlight], "selection ",
+                               size=8, line=dict(width=1, color="black"))  # fmt: skip
+    fig = go.Figure(traces)
     fig.update_layout(height=460, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
                       title=title, dragmode="select")  # fmt: skip
     fig.update_xaxes(showticklabels=False)
