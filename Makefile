@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/projections.py
 	$(PY) bench/first_umap.py
 	$(PY) bench/dashboard_rerun.py
+	$(PY) bench/explorer_scale.py
 	$(PY) bench/frozen_features.py
 	$(PY) bench/quick_demos.py
 	$(PY) bench/home_rerun.py

@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.config import RunConfig
-from engine.execution.quick import QUICK, start_quick
+from engine.execution.quick import QUICK, demo_config, start_quick
 from engine.execution.start import start_run
 from engine.store import groups, runs
 
@@ -58,7 +57,7 @@ def card_estimate(key: str) -> float | None:
 def time_home_demo() -> float:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
-        _wait([start_run(RunConfig(name="demo"), tmp)])
+        _wait([start_run(demo_config(), tmp)])
         return time.monotonic() - started
 
 

@@ -25,9 +25,11 @@ nav = st.navigation(
         st.Page(PAGES / "longtail.py", title="Long tail", icon="🦎"),
     ]
 )
+from dashboard.components.cache import warm_imports  # noqa: E402
 from engine.analysis.umap_kernels import start_warmup  # noqa: E402
 from engine.execution.worker import prewarm  # noqa: E402
 
 prewarm()  # a warm process waits for the next run: its first live point comes ~2 s sooner
 start_warmup()  # UMAP's numba kernels compile (or load from disk) before the first UMAP
+warm_imports()  # torch and the data code, before the first click that starts a run
 nav.run()

@@ -14,6 +14,23 @@ from engine.store import runs
 from engine.store.layout import RunLayout
 
 
+@st.cache_resource(show_spinner=False)
+def warm_imports():
+    """Import torch and the data code in a background thread, once per server: the first
+    "Start the demo" (or any start) otherwise spends 1.2 s importing them before its run
+    exists. None when WORKBENCH_PREWARM=0."""
+    import importlib
+    import os
+    import threading
+
+    if os.environ.get("WORKBENCH_PREWARM", "1") == "0":
+        return None
+    thread = threading.Thread(target=importlib.import_module, args=("engine.data",),
+                              name="import-warmup", daemon=True)  # fmt: skip
+    thread.start()
+    return thread
+
+
 def file_stamp(path: Path) -> tuple[int, int]:
     try:
         s = path.stat()

@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.components import gallery, inputs, picking
-from engine.config import RunConfig
 from engine.core.errors import WorkbenchError
+from engine.execution.quick import demo_config
 from engine.execution.start import start_run
 from engine.store import runs
 
@@ -24,12 +24,12 @@ left, right = st.columns([1, 2])
 with left:
     st.subheader("Try it")
     st.caption(
-        "Trains a small CNN on scikit-learn's 1,797 handwritten digits (32×32) on this "
-        "machine, in about ten seconds on a laptop CPU."
+        "Trains a small CNN on scikit-learn's 1,797 handwritten digits (8×8 images, shown at "
+        "16×16) on this machine, in about ten seconds on a laptop CPU."
     )
     if st.button("▶ Start the demo", type="primary", width="stretch"):
         try:
-            run_dir = start_run(RunConfig(name="demo"), picking.runs_dir())
+            run_dir = start_run(demo_config(), picking.runs_dir())
         except (WorkbenchError, OSError) as e:  # the page stays up; the message says why
             inputs.show_error(e)
         else:

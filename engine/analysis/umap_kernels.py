@@ -64,15 +64,26 @@ def warm_umap() -> None:
     project(x, "umap")
 
 
+def warm_tsne() -> None:
+    """One tiny t-SNE: openTSNE and scikit-learn's neighbour search imported (1-2 s in a fresh
+    process) before the first t-SNE is asked, so its first picture is not late by that."""
+    from engine.analysis.projections import project
+
+    x = np.random.default_rng(0).standard_normal((200, 60)).astype(np.float32)
+    project(x, "tsne", {"n_iter": 25})
+
+
 def _warm_quietly() -> None:
     try:
         warm_umap()
+        warm_tsne()
     except Exception:  # a failed warm-up only loses time; the real UMAP will say why
         pass
 
 
 def start_warmup() -> threading.Thread | None:
-    """Warm UMAP's kernels in a background daemon thread, once per process; the thread, or
+    """Warm UMAP's kernels (and t-SNE's imports) in a background daemon thread, once per
+    process; the thread, or
     None when WORKBENCH_PREWARM=0. UMAP runs it with one thread (`n_jobs=1`)."""
     global _warmup
     if os.environ.get("WORKBENCH_PREWARM", "1") == "0":

