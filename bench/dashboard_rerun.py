@@ -110,6 +110,19 @@ def write_large_snapshots(run_dir: Path, points: int, seed: int = 0) -> None:
         )
 
 
+def apptest_runs_folder() -> tuple[tempfile.TemporaryDirectory, Path]:
+    """A temporary runs folder the pages run in under AppTest (one torch thread, no warm
+    worker, projections waited for: AppTest cannot follow a background one)."""
+    torch.set_num_threads(1)
+    tmp = tempfile.TemporaryDirectory()
+    root = Path(tmp.name) / "runs"
+    os.environ["WORKBENCH_RUNS_DIR"] = str(root)
+    os.environ["WORKBENCH_PREWARM"] = "0"  # no idle warm worker process
+    os.environ["WORKBENCH_PROJECTION_WAIT"] = "600"
+    os.environ["WORKBENCH_WEIGHTS_DIR"] = str(Path(tmp.name) / "weights")
+    return tmp, root
+
+
 def page_app(script: str, run_id: str | None = None):
     from streamlit.testing.v1 import AppTest
 
@@ -243,13 +256,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3, help="of both runs: snapshots per run")
     ap.add_argument("--no-browser", action="store_true", help="skip drawing in Chromium")
     a = ap.parse_args()
-    torch.set_num_threads(1)
-    tmp = tempfile.TemporaryDirectory()
-    root = Path(tmp.name) / "runs"
-    os.environ["WORKBENCH_RUNS_DIR"] = str(root)
-    os.environ["WORKBENCH_PREWARM"] = "0"  # no idle warm worker process
-    os.environ["WORKBENCH_PROJECTION_WAIT"] = "600"  # AppTest cannot follow a background one
-    os.environ["WORKBENCH_WEIGHTS_DIR"] = str(Path(tmp.name) / "weights")
+    tmp, root = apptest_runs_folder()
 
     started = time.perf_counter()
     small = tiny_run(root, "bench-small", a.epochs)

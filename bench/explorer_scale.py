@@ -3,7 +3,9 @@ t-SNE's first picture appears.
 
 1. Page rerun with the layout cached (target < 0.3 s). A finished digits run whose embedding
    snapshots are replaced by `--points` synthetic points each (bench/dashboard_rerun.py's
-   `write_large_snapshots`), its PCA and t-SNE layouts computed once (the disk cache); the
+   `write_large_snapshots`, then one sample id per point so that the linked views link them;
+   the images then do not load: the neighbour gallery and the selection grid say so, and
+   their drawing is not in these times), its PCA and t-SNE layouts computed once; the
    Embeddings page is run once with streamlit's AppTest, then rerun. References in the same
    run: a page that draws one bare go.Scattergl of the same layout, and a one-line script
    (AppTest's own cost).
@@ -32,7 +34,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +47,7 @@ streamlit.logger.set_log_level("error")
 
 from bench.dashboard_rerun import (  # noqa: E402
     TRIVIAL_SCRIPT,
+    apptest_runs_folder,
     page_app,
     timed_rerun,
     tiny_run,
@@ -53,7 +55,10 @@ from bench.dashboard_rerun import (  # noqa: E402
 )
 from bench.projections import penultimate_features  # noqa: E402
 from engine.analysis import DEFAULT_PARAMS, project  # noqa: E402
+from engine.core.atomic import save_npz  # noqa: E402
 from engine.inspect.projection_cache import project_run  # noqa: E402
+from engine.inspect.snapshots import load_embedding  # noqa: E402
+from engine.store.layout import RunLayout  # noqa: E402
 
 RERUN_TARGET_S, SELECTION_TARGET_S, FIRST_PICTURE_TARGET_S = 0.3, 1.0, 2.0
 
@@ -106,18 +111,15 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn's t-SNE")
     a = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(1)
-    tmp = tempfile.TemporaryDirectory()
-    root = Path(tmp.name) / "runs"
-    os.environ["WORKBENCH_RUNS_DIR"] = str(root)
-    os.environ["WORKBENCH_PREWARM"] = "0"
-    os.environ["WORKBENCH_PROJECTION_WAIT"] = "600"  # AppTest cannot follow a background job
+    tmp, root = apptest_runs_folder()
 
     started = time.perf_counter()
     run = tiny_run(root, "explorer", 3)
     write_large_snapshots(run, a.points)
+    for epoch in RunLayout(run).embedding_epochs():  # one id per point, so that the linked
+        emb = load_embedding(run, epoch)  # views link them (the images then do not load:
+        emb["sample_ids"] = np.arange(a.points)  # the grid and gallery say so instead)
+        save_npz(RunLayout(run).embedding_file(epoch), **emb)
     layouts = project_run(run, "pca", DEFAULT_PARAMS["pca"])
     project_run(run, "tsne", DEFAULT_PARAMS["tsne"])  # cached on disk, as a page finds it
     xy_path = Path(tmp.name) / "layout.npy"

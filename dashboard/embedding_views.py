@@ -308,7 +308,7 @@ def selection_panel(run_cfg: dict, emb: dict, rows: np.ndarray, classes: list[st
     except inputs.LOAD_ERRORS as e:  # the data moved: the numbers still stand
         right.warning(f"Cannot show the images: the run's dataset does not load here ({e}).")
         return
-    right.image(png, width="stretch",
+    right.image(png, width="stretch" if len(shown) >= 8 else 96 * len(shown),
                 caption=f"page {page_no} of {pages}: each image framed green when predicted "
                 "right, red when wrong, with its prediction")  # fmt: skip
 

@@ -119,6 +119,11 @@ def linked_rows(data_a: dict, ids_a: np.ndarray, data_b: dict, ids_b: np.ndarray
         raise ValueError(f"the two runs were trained on different data ({shown}): the same "
                          "sample number is not the same image")  # fmt: skip
     ids_a, ids_b = np.asarray(ids_a), np.asarray(ids_b)
+    for ids in (ids_a, ids_b):
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"a snapshot lists the same sample more than once ({len(ids)} "
+                             f"points, {len(np.unique(ids))} different samples): its points "
+                             "cannot be linked one to one")  # fmt: skip
     order = np.argsort(ids_b, kind="stable")
     where = np.searchsorted(ids_b, ids_a, sorter=order).clip(0, max(len(ids_b) - 1, 0))
     found = len(ids_b) > 0 and (ids_b[order[where]] == ids_a)

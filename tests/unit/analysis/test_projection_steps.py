@@ -75,10 +75,11 @@ def test_linked_rows_find_each_image_in_the_other_snapshot():
         ({"name": "fashion_mnist", "split_seed": 0}, [40, 10, 20], "4 and 3 points"),
         ({"name": "fashion_mnist", "split_seed": 0}, [40, 10, 20, 31], "1 of the first not in"),
         ({"name": "fashion_mnist", "split_seed": 0}, [], "4 and 0 points"),
+        ({"name": "fashion_mnist", "split_seed": 0}, [40, 10, 10, 30], "more than once"),
     ],
 )
 def test_snapshots_that_cannot_be_linked_say_why(data_b, ids_b, said):
     data = {"name": "fashion_mnist", "split_seed": 0}
-    with pytest.raises(ValueError, match="cannot be linked|different data") as e:
+    with pytest.raises(ValueError, match="cannot be linked|different data|more than once") as e:
         linked_rows(data, np.array([10, 30, 20, 40]), data_b, np.array(ids_b, dtype=int))
     assert said in str(e.value)
