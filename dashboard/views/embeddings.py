@@ -25,14 +25,14 @@ presenter.focus_toggle("embeddings")  # the scatter takes the screen's width
 
 
 def neighbour_gallery(run_cfg, emb, row: int, classes, k: int) -> None:
-    try:
+    near = nearest_neighbours(emb["features"], row, k)
+    rows = [row, *near.tolist()]
+    try:  # the data may have moved or changed since the run (ids it no longer holds)
         data = cache.dataset(json.dumps(run_cfg["data"], sort_keys=True))
+        images = data.images_by_id(emb["sample_ids"][rows]).numpy()
     except inputs.LOAD_ERRORS as e:
         st.warning(f"Cannot show images: the run's dataset does not load here ({e}).")
         return
-    near = nearest_neighbours(emb["features"], row, k)
-    rows = [row, *near.tolist()]
-    images = data.images_by_id(emb["sample_ids"][rows]).numpy()
     cols = st.columns(max(len(rows), 7))
     for i, (col, r) in enumerate(zip(cols, rows, strict=True)):
         true, pred = classes[emb["labels"][r]], classes[emb["predictions"][r]]

@@ -129,3 +129,21 @@ def test_another_run_on_the_same_images_links_and_one_on_other_data_is_refused(f
     at.selectbox(key=f"link:{run_id}_run").set_value(other.name).run()
     assert not at.exception
     assert any("cannot be linked" in w.value and "split_seed" in w.value for w in at.warning)
+
+
+def test_snapshot_ids_the_dataset_lacks_are_said_not_raised(finished_run):
+    from engine.core.atomic import save_npz
+
+    layout = RunLayout(finished_run)
+    for epoch in layout.embedding_epochs():  # the data changed since: ids it does not hold
+        emb = load_embedding(finished_run, epoch)
+        emb["sample_ids"] = emb["sample_ids"] + 100_000
+        save_npz(layout.embedding_file(epoch), **emb)
+    at = page("embeddings")
+    at.session_state[f"brushed:{finished_run.name}"] = [0, 1, 2]
+    at.run()
+    assert not at.exception
+    said = [w.value for w in at.warning]
+    assert any("Cannot show images" in w for w in said)  # the neighbour gallery
+    assert any("Cannot show the images" in w for w in said)  # the selection grid
+    assert any(c.value.startswith("3 images selected") for c in at.caption)  # numbers stand
