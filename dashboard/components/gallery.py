@@ -126,6 +126,7 @@ def start(key: str) -> None:
                 .run_dirs(picking.runs_dir())] if started.group_id
                else [str(started.run_dir)])  # fmt: skip
     st.session_state["quick_watch"] = watched
+    st.session_state.pop("quick_follow_drawn", None)  # a new demo: its first tick draws
     key, value = FOLLOW[started.demo.page]
     if started.group_id is not None:
         st.session_state[key] = value.format(group=started.group_id, run="")
@@ -184,18 +185,26 @@ def _follow() -> None:
     watched = [Path(d) for d in st.session_state.get("quick_watch") or []]
     ready = [d for d in watched if RunLayout(d).best_checkpoint.exists()]
     ended = [d for d in watched if runs.read_status(d).get("state") not in ("queued", "running")]
-    if ready or len(ended) == len(watched):  # something to draw: the whole page, once
+    # The first tick always draws the progress line: a demo whose first checkpoint is written
+    # before it (a fast one) would otherwise show nothing live until its whole page is drawn.
+    first_tick = not st.session_state.get("quick_follow_drawn")
+    st.session_state["quick_follow_drawn"] = True
+    if (ready or len(ended) == len(watched)) and not first_tick:  # the whole page, once
         st.session_state.pop("quick_watch", None)
+        st.session_state.pop("quick_follow_drawn", None)
         st.rerun(scope="app")
-    running = next((d for d in watched if runs.read_status(d).get("state") == "running"), None)
-    if running is None:
+    states = {d: runs.read_status(d) for d in watched}
+    shown = next((d for d in watched if states[d].get("state") == "running"), None)
+    shown = shown or next(iter(ready or ended), None)
+    if shown is None:
         st.caption("Quick demo: queued, waiting for its turn…")
         return
-    status = runs.read_status(running)
+    status = states[shown]
     step, total = status.get("step") or 0, status.get("total_steps") or 0
+    then = "drawing the page" if ready else "the page fills in at its first checkpoint"
     st.progress(min(step / total, 1.0) if total else 0.0,
-                text=f"Quick demo: {running.name} training, epoch {(status.get('epoch') or 0) + 1}; "
-                "the page fills in at its first checkpoint")  # fmt: skip
+                text=f"Quick demo: {shown.name} training, epoch {(status.get('epoch') or 0) + 1}; "
+                f"{then}")  # fmt: skip
 
 
 def gallery(all_runs: list[runs.RunSummary], columns: int = 3) -> None:

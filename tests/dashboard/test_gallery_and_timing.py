@@ -94,3 +94,25 @@ def test_a_segmentation_card_shows_its_newest_mask_in_the_cards_shape(tmp_path):
     assert caption == f"latest: {run_dir.name}"
     with Image.open(io.BytesIO(image)) as im:
         assert im.size == gallery.THUMB and im.getpixel((5, 5)) == (0, 255, 255)
+
+
+def test_a_demo_whose_first_checkpoint_is_already_there_shows_its_progress_first(finished_run):
+    """A fast demo (its first checkpoint written before the page follows it) still shows
+    something live at once: the first tick draws the progress line, the next draws the page."""
+    from streamlit.testing.v1 import AppTest
+
+    script = (
+        "import streamlit as st\n"
+        "from dashboard.components import gallery\n"
+        "if 'seeded' not in st.session_state:  # as gallery.start leaves it, once\n"
+        f"    st.session_state.update(seeded=True, quick_watch=[{str(finished_run)!r}])\n"
+        "gallery.announce()\n"
+    )
+    at = AppTest.from_string(script, default_timeout=60).run()
+    assert not at.exception
+    [bar] = at.get("progress")
+    assert f"Quick demo: {finished_run.name} training" in bar.proto.text
+    assert "drawing the page" in bar.proto.text
+    at.run()  # the next tick: the checkpoint is there, so the whole page is drawn, once
+    assert not at.exception
+    assert "quick_watch" not in at.session_state and not at.get("progress")
