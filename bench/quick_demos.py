@@ -1,12 +1,14 @@
 """Quick demos: each one's time from the click to its last run finished, against the time its
-card says in an empty runs folder (the estimate from engine.analysis.estimates' reference) and
-against the Home demo measured in the same run
-(the reference: these machines are noisy, a ratio within one run is what compares).
+card says: in an empty runs folder (the time measured for the demo on the project's machine,
+`QuickDemo.seconds`), and after the demo has finished once in that folder (learned from that
+run: engine.analysis.estimates), measured again; and against the Home demo measured in the
+same run (the reference: these machines are noisy, a ratio within one run is what compares).
 
     python bench/quick_demos.py [--only train,dynamic] [--repeats 1]
 
 Each demo runs alone, one after another, in a fresh runs folder, launched as the dashboard
-launches it (its own process, the warm worker off).
+launches it (its own process, the warm worker off); `--repeats` clicks it that many times in
+that folder after the first.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.analysis import estimates
 from engine.execution.quick import QUICK, demo_config, start_quick
 from engine.execution.start import start_run
 from engine.store import groups, runs
@@ -34,24 +37,13 @@ def _wait(run_dirs: list[Path], timeout: float = 1800) -> None:
     raise TimeoutError(f"runs still active after {timeout} s: {run_dirs}")
 
 
-def time_quick(key: str) -> tuple[float, list[str]]:
-    with tempfile.TemporaryDirectory() as folder:
-        tmp = Path(folder)
-        started = time.monotonic()
-        s = start_quick(key, tmp)
-        dirs = (groups.load_group(s.group_id, tmp).run_dirs(tmp) if s.group_id
-                else [s.run_dir])  # fmt: skip
-        _wait(dirs)
-        seconds = time.monotonic() - started
-        return seconds, [runs.read_status(d).get("state") for d in dirs]
-
-
-def card_estimate(key: str) -> float | None:
-    """What the card says in an empty runs folder: the estimate from the reference table."""
-    from engine.analysis.estimates import estimate
-
-    found = [estimate(c) for c in QUICK[key].configs()]
-    return None if any(e is None for e in found) else sum(e.seconds for e in found)
+def time_quick(key: str, folder: Path) -> tuple[float, list[str]]:
+    started = time.monotonic()
+    s = start_quick(key, folder)
+    dirs = (groups.load_group(s.group_id, folder).run_dirs(folder) if s.group_id
+            else [s.run_dir])  # fmt: skip
+    _wait(dirs)
+    return time.monotonic() - started, [runs.read_status(d).get("state") for d in dirs]
 
 
 def time_home_demo() -> float:
@@ -70,15 +62,21 @@ def main() -> int:
     keys = [k for k in a.only.split(",") if k] or list(QUICK)
     reference = statistics.median(time_home_demo() for _ in range(a.repeats))
     print(f"reference: the Home demo, {reference:.1f} s")
-    print(f"{'demo':14} {'estimate':>9} {'measured':>9} {'x estimate':>10} {'x Home demo':>11}  "
-          "states")  # fmt: skip
+    print(f"{'demo':14} {'card, empty':>11} {'first':>7} {'x card':>7} {'card, learned':>13} "
+          f"{'again':>7} {'x card':>7} {'x Home':>7}  states")  # fmt: skip
     for key in keys:
-        results = [time_quick(key) for _ in range(a.repeats)]
-        seconds = statistics.median(r[0] for r in results)
-        states = sorted(set(s for r in results for s in r[1]))
-        card = card_estimate(key) or QUICK[key].seconds
-        print(f"{key:14} {card:>8.0f}s {seconds:>8.1f}s {seconds / card:>10.2f} "
-              f"{seconds / reference:>11.2f}  {', '.join(states)}")  # fmt: skip
+        with tempfile.TemporaryDirectory() as folder:
+            tmp = Path(folder)
+            first, states = time_quick(key, tmp)
+            card = QUICK[key].seconds
+            learned = estimates.learned(QUICK[key].configs(), estimates.finished_here(tmp))
+            again = [time_quick(key, tmp) for _ in range(a.repeats)]
+            seconds = statistics.median(r[0] for r in again)
+            states = sorted(set(states) | {s for r in again for s in r[1]})
+            said = f"{learned:.0f}s" if learned else "-"
+            print(f"{key:14} {card:>10}s {first:>6.1f}s {first / card:>7.2f} {said:>13} "
+                  f"{seconds:>6.1f}s {seconds / learned if learned else float('nan'):>7.2f} "
+                  f"{first / reference:>7.2f}  {', '.join(states)}")  # fmt: skip
     return 0
 
 

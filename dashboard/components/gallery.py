@@ -121,7 +121,7 @@ def start(key: str) -> None:
     except (WorkbenchError, OSError) as e:
         inputs.show_error(e)
         return
-    st.session_state["quick_started"] = started.message()
+    st.session_state["quick_started"] = started.message(timing.quick_seconds(started.demo))
     watched = ([str(d) for d in groups.load_group(started.group_id, picking.runs_dir())
                 .run_dirs(picking.runs_dir())] if started.group_id
                else [str(started.run_dir)])  # fmt: skip

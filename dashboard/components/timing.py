@@ -13,9 +13,7 @@ from engine.store import runs
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _finished(runs_dir: str) -> list[tuple[dict, dict]]:
-    """(config, summary) of every finished run here: what estimates learn from."""
-    return [(r.config or {}, r.status.get("summary") or {}) for r in runs.list_runs(runs_dir)
-            if r.state == "finished" and r.config]  # fmt: skip
+    return estimates.finished_here(runs_dir)
 
 
 @st.cache_resource(show_spinner=False)
@@ -34,7 +32,8 @@ def estimate_of(configs: list[RunConfig]) -> estimates.Estimate | None:
     if len(found) == 1:
         return found[0]
     total = sum(e.seconds for e in found)
-    return estimates.Estimate(total, total / len(found), len(found), found[0].basis)
+    return estimates.Estimate(total, total / len(found), len(found), found[0].basis,
+                              all(e.here for e in found))  # fmt: skip
 
 
 def show_estimate(configs: list[RunConfig], quick_hint: str = "", where=st) -> None:
@@ -83,12 +82,14 @@ def show_group_estimate(preset: str, base: RunConfig, repeats: int = 1, **option
 
 
 def quick_seconds(demo) -> int:
-    """A quick demo's time on this machine: its estimate from the runs finished here (or the
-    reference), else the time measured for it on the project's machine (bench/quick_demos.py)."""
+    """A quick demo's time on this machine: learned from the runs finished here when every run
+    it starts has such an estimate, else the time measured for the demo itself on the
+    project's 2-core machine (bench/quick_demos.py), which the reference table's
+    extrapolation from other settings misses by up to 2.6x."""
     from engine.core.errors import WorkbenchError
 
     try:
-        est = estimate_of(demo.configs())
+        seconds = estimates.learned(demo.configs(), _finished(str(picking.runs_dir())))
     except (WorkbenchError, OSError):
         return demo.seconds
-    return round(est.seconds) if est is not None else demo.seconds
+    return demo.seconds if seconds is None else round(seconds)

@@ -1,17 +1,23 @@
 """How long a run will take here, said before the click and refined while it trains.
 
-Before: the cost of one training image per epoch (validation included) for the run's kind,
-model and input size, from the runs that finished on this machine (their summaries keep their
-median epoch time and training images), else from a reference measured on the project's
-2-core CPU machine (README "Models", docs/benchmarks.md), scaled by the pixel count; times the
-training images and epochs the config asks for. During: the epochs left times the mean of the
-epochs done.
+Before, the first that applies:
+1. runs that finished on this machine with the same settings (all but the name, the seeds and
+   the comparison group): the median of their whole times, start to end;
+2. the cost of one training image per epoch (validation included) for the run's kind, model
+   and input size, from the runs that finished here (their summaries keep their median epoch
+   time and training images), times the training images and epochs the config asks for, plus
+   those runs' median time outside their epochs (start-up, the test, the masks or snapshots
+   saved); a run at another size is scaled by the pixel count;
+3. the same from a reference measured on the project's 2-core CPU machine (README "Models",
+   docs/benchmarks.md), plus a fixed start-up.
+During: the epochs left times the mean of the epochs done.
 
 Torch-free: the pages import it on every rerun.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 from dataclasses import dataclass
@@ -61,6 +67,7 @@ class Estimate:
     per_epoch: float
     epochs: int
     basis: str  # where the per-image cost came from
+    here: bool = False  # learned from runs of these settings, or this model and size, here
 
     def text(self) -> str:
         return (f"{duration(self.seconds)} here: start-up + {self.epochs} epoch"
@@ -95,6 +102,20 @@ def train_images(cfg: RunConfig) -> int | None:
     return n
 
 
+IGNORED = ("name", "seed", "group")  # settings that do not change a run's time
+
+
+def recipe(cfg: dict) -> str:
+    """A config's settings that decide its time: all but the name, the seeds and the group."""
+    d = {k: v for k, v in cfg.items() if k not in IGNORED}
+    d["data"] = {k: v for k, v in (d.get("data") or {}).items() if k != "split_seed"}
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def _number(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
 def _key(cfg: dict) -> tuple[str, str, int]:
     return (cfg.get("kind", "classify"), (cfg.get("model") or {}).get("name", ""),
             int((cfg.get("data") or {}).get("image_size", REF_SIZE)))  # fmt: skip
@@ -118,9 +139,41 @@ def measured_costs(finished: list[tuple[dict, dict]]) -> dict[tuple[str, str, in
     return out
 
 
+def measured_overheads(finished: list[tuple[dict, dict]]) -> dict[tuple[str, str, int], list[float]]:
+    """Seconds each (kind, model, size) spent outside its epochs (start-up, the test, what is
+    saved at the end), from finished runs whose summaries carry `run_seconds` (start to end):
+    that less their epochs at their median epoch time."""
+    out: dict[tuple[str, str, int], list[float]] = {}
+    for cfg, summary in finished:
+        whole, spe = _number(summary.get("run_seconds")), _number(summary.get("seconds_per_epoch"))
+        epochs = summary.get("epochs_done")
+        if whole is None or spe is None or not isinstance(epochs, int) or epochs < 1:
+            continue
+        out.setdefault(_key(cfg), []).append(max(whole - epochs * spe, 0.0))
+    return out
+
+
+def _same_settings(cfg: RunConfig, finished: list[tuple[dict, dict]]) -> Estimate | None:
+    """The median whole time of the runs that finished here with `cfg`'s settings."""
+    mine = recipe(cfg.to_dict())
+    found = [(whole, _number(s.get("seconds_per_epoch"))) for c, s in finished
+             if (whole := _number(s.get("run_seconds"))) and recipe(c) == mine]  # fmt: skip
+    if not found:
+        return None
+    seconds = statistics.median(w for w, _ in found)
+    per_epoch = [spe for _, spe in found if spe] or [seconds / max(cfg.epochs, 1)]
+    n = len(found)
+    return Estimate(seconds, statistics.median(per_epoch), cfg.epochs,
+                    f"{n} finished run{'s' if n > 1 else ''} of these settings here",
+                    here=True)  # fmt: skip
+
+
 def estimate(cfg: RunConfig, finished: list[tuple[dict, dict]] = ()) -> Estimate | None:
     """The run's time here (see the module's docstring); None when neither this machine's
     runs nor the reference know its model, or its training images are not known."""
+    finished = list(finished)
+    if same := _same_settings(cfg, finished):
+        return same
     if cfg.kind == "fewshot":
         pixels = (cfg.data.image_size / 84) ** 2
         per_epoch = (cfg.episodes_per_epoch + cfg.val_episodes) * FEWSHOT_EPISODE * pixels
@@ -135,7 +188,9 @@ def estimate(cfg: RunConfig, finished: list[tuple[dict, dict]] = ()) -> Estimate
     if n is None:
         return None
     kind, model, size = cfg.kind, cfg.model.name, cfg.data.image_size
-    costs = measured_costs(list(finished))
+    costs = measured_costs(finished)
+    overheads = measured_overheads(finished).get((kind, model, size))
+    startup = statistics.median(overheads) if overheads else STARTUP
     same = costs.get((kind, model, size))
     if same:
         per_image = statistics.median(same)
@@ -153,7 +208,31 @@ def estimate(cfg: RunConfig, finished: list[tuple[dict, dict]] = ()) -> Estimate
     else:
         return None
     per_epoch = per_image * n
-    return Estimate(STARTUP + per_epoch * cfg.epochs, per_epoch, cfg.epochs, basis)
+    return Estimate(startup + per_epoch * cfg.epochs, per_epoch, cfg.epochs, basis,
+                    here=bool(same))  # fmt: skip
+
+
+def finished_here(runs_dir) -> list[tuple[dict, dict]]:
+    """(config, summary) of every finished run in the folder, the summary with the run's whole
+    time (`run_seconds`, start to end): what estimates learn from."""
+    from engine.store import runs
+
+    return [(r.config or {}, {**(r.status.get("summary") or {}), **_whole(r.status)})
+            for r in runs.list_runs(runs_dir) if r.state == "finished" and r.config]  # fmt: skip
+
+
+def _whole(status: dict) -> dict:
+    started, ended = _number(status.get("started")), _number(status.get("ended"))
+    return {"run_seconds": ended - started} if started and ended and ended > started else {}
+
+
+def learned(configs: list[RunConfig], finished: list[tuple[dict, dict]]) -> float | None:
+    """The runs' time one after another, when each has an estimate learned here (its settings,
+    or its model at its size); else None."""
+    found = [estimate(c, finished) for c in configs]
+    if not found or any(e is None or not e.here for e in found):
+        return None
+    return sum(e.seconds for e in found)
 
 
 def remaining(epoch_seconds: list[float], epochs_done: int, epochs: int) -> float | None:

@@ -116,3 +116,26 @@ def test_a_demo_whose_first_checkpoint_is_already_there_shows_its_progress_first
     at.run()  # the next tick: the checkpoint is there, so the whole page is drawn, once
     assert not at.exception
     assert "quick_watch" not in at.session_state and not at.get("progress")
+
+
+def test_a_quick_demos_time_is_learned_from_its_own_finished_run(runs_dir):
+    """In an empty folder a card says the time measured for its demo on the project's
+    machine; once the demo has finished here, the time it took here (start to end)."""
+    import contextlib
+    import io
+
+    from dashboard.components import timing
+    from engine.execution import executor
+    from engine.store import runs
+
+    demo = QUICK["inside"]
+    assert timing.quick_seconds(demo) == demo.seconds
+    cfg = demo.config()
+    cfg.name = demo.name
+    run_dir = runs.create_run(cfg, runs_dir)
+    with contextlib.redirect_stdout(io.StringIO()):
+        executor.execute(run_dir)
+    timing._finished.clear()
+    status = runs.read_status(run_dir)
+    assert timing.quick_seconds(demo) == round(status["ended"] - status["started"])
+    assert timing.quick_seconds(QUICK["segmentation"]) == QUICK["segmentation"].seconds

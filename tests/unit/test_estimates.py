@@ -37,6 +37,36 @@ def test_this_machines_runs_come_first_and_scale_with_pixels():
     assert "scaled to 64 px" in bigger.basis
 
 
+def test_runs_of_the_same_settings_here_give_their_whole_time():
+    """A second click of the same experiment: the median whole time of the runs that finished
+    here with its settings (the name, the seeds and the group do not count)."""
+    cfg = RunConfig(name="mine", seed=3, epochs=5)
+    ran = [(RunConfig(name="other", seed=s, epochs=5).to_dict(),
+            {"seconds_per_epoch": 1.5, "run_seconds": whole, "epochs_done": 5,
+             "data": "x: 1,259 train / 10 val / 10 test"})
+           for s, whole in [(0, 12.0), (1, 14.0), (2, 30.0)]]  # fmt: skip
+    est = estimates.estimate(cfg, ran)
+    assert est.seconds == 14.0 and est.per_epoch == 1.5 and est.here
+    assert "3 finished runs of these settings here" in est.text()
+    longer = estimates.estimate(RunConfig(epochs=10), ran)  # other settings: scaled per image
+    assert "of these settings" not in longer.basis and longer.here
+
+
+def test_the_time_outside_the_epochs_is_learned_from_runs_here():
+    """Start-up, the test and what is saved at the end: each run's whole time less its
+    epochs, in place of the fixed start-up of the reference."""
+    cfg = RunConfig(model=ModelConfig(name="resnet18"), epochs=2)
+    ran = _finished(seconds=20.0, images=1259)
+    ran[1].update(run_seconds=3 * 20.0 + 11.0, epochs_done=3)  # 11 s outside its 3 epochs
+    est = estimates.estimate(cfg, [ran])
+    assert est.seconds == pytest.approx(11.0 + 2 * 20.0)
+    assert estimates.estimate(cfg).seconds == pytest.approx(  # nothing here: the reference
+        estimates.STARTUP + 2 * estimates.REFERENCE[("classify", "resnet18")] * 1259)
+    assert not estimates.estimate(cfg).here
+    damaged = dict(ran[1], run_seconds="soon", epochs_done=True)
+    assert estimates.measured_overheads([(ran[0], damaged)]) == {}
+
+
 def test_the_training_images_asked_for_count():
     counts = RunConfig(data=DataConfig(name="fashion_mnist", class_counts=[100] * 10))
     assert estimates.train_images(counts) == 1000
