@@ -139,7 +139,9 @@ def measured_costs(finished: list[tuple[dict, dict]]) -> dict[tuple[str, str, in
     return out
 
 
-def measured_overheads(finished: list[tuple[dict, dict]]) -> dict[tuple[str, str, int], list[float]]:
+def measured_overheads(
+    finished: list[tuple[dict, dict]],
+) -> dict[tuple[str, str, int], list[float]]:
     """Seconds each (kind, model, size) spent outside its epochs (start-up, the test, what is
     saved at the end), from finished runs whose summaries carry `run_seconds` (start to end):
     that less their epochs at their median epoch time."""

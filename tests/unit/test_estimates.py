@@ -61,7 +61,8 @@ def test_the_time_outside_the_epochs_is_learned_from_runs_here():
     est = estimates.estimate(cfg, [ran])
     assert est.seconds == pytest.approx(11.0 + 2 * 20.0)
     assert estimates.estimate(cfg).seconds == pytest.approx(  # nothing here: the reference
-        estimates.STARTUP + 2 * estimates.REFERENCE[("classify", "resnet18")] * 1259)
+        estimates.STARTUP + 2 * estimates.REFERENCE[("classify", "resnet18")] * 1259
+    )
     assert not estimates.estimate(cfg).here
     damaged = dict(ran[1], run_seconds="soon", epochs_done=True)
     assert estimates.measured_overheads([(ran[0], damaged)]) == {}
