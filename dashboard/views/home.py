@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard.components import gallery, inputs, picking
+from dashboard.components import gallery, inputs, picking, preload
 from engine.core.errors import WorkbenchError
 from engine.execution.quick import demo_config
 from engine.execution.start import start_run
@@ -98,3 +98,4 @@ else:
         },
     )
     st.caption(f"Runs folder: `{picking.runs_dir()}`")
+preload.preload()  # the next page's element code, evaluated while this one is read
