@@ -30,8 +30,7 @@ CACHED_KERNELS = (
     ("umap.umap_", "smooth_knn_dist"),
     ("umap.umap_", "compute_membership_strengths"),
     ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"),
-    ("umap.distances", "euclidean"),
-)
+)  # umap's own euclidean is not among them: below 4,096 points the distances are precomputed
 WARMUP_SHAPE = (300, 16)  # compiles the same signatures as (2000, 512): float32, C order
 
 _load_lock = threading.Lock()  # held while umap imports (seconds)
