@@ -169,14 +169,18 @@ def empty_state(key: str, what: str) -> None:
             start(key)
 
 
-def announce() -> None:
+def announce(until_ready: bool = False) -> None:
     """Say once, on the page a quick demo opened, what the click did; until the demo's first
     checkpoint exists (what the page draws from), follow its progress live and then redraw
-    the page."""
+    the page. `until_ready`: draw nothing of the page below until then (a page whose drawing
+    without the demo's checkpoint is long and beside the point: Inside's pretrained backbone,
+    whose seconds of work held back the follower's ticks)."""
     if message := st.session_state.get("quick_started"):
         st.info(message)
-    if st.session_state.get("quick_watch"):
+    if watched := st.session_state.get("quick_watch"):
         st.fragment(run_every=1.0)(_follow)()
+        if until_ready and not any(RunLayout(Path(d)).best_checkpoint.exists() for d in watched):
+            st.stop()
     else:  # said on this drawing of the page too (the one that follows the first checkpoint)
         st.session_state.pop("quick_started", None)
 
@@ -185,11 +189,10 @@ def _follow() -> None:
     watched = [Path(d) for d in st.session_state.get("quick_watch") or []]
     ready = [d for d in watched if RunLayout(d).best_checkpoint.exists()]
     ended = [d for d in watched if runs.read_status(d).get("state") not in ("queued", "running")]
-    # The first tick always draws the progress line: a demo whose first checkpoint is written
-    # before it (a fast one) would otherwise show nothing live until its whole page is drawn.
-    first_tick = not st.session_state.get("quick_follow_drawn")
-    st.session_state["quick_follow_drawn"] = True
-    if (ready or len(ended) == len(watched)) and not first_tick:  # the whole page, once
+    # The whole page only once the progress line has been drawn: a fast demo's first
+    # checkpoint (or a queued one's start) can come before it, and the page would then show
+    # nothing live until its whole drawing is done.
+    if (ready or len(ended) == len(watched)) and st.session_state.get("quick_follow_drawn"):
         st.session_state.pop("quick_watch", None)
         st.session_state.pop("quick_follow_drawn", None)
         st.rerun(scope="app")
@@ -197,7 +200,10 @@ def _follow() -> None:
     shown = next((d for d in watched if states[d].get("state") == "running"), None)
     shown = shown or next(iter(ready or ended), None)
     if shown is None:
-        st.caption("Quick demo: queued, waiting for its turn…")
+        waiting = any(runs.is_active(d.parent / behind)
+                      for d in watched for behind in states[d].get("after") or [])  # fmt: skip
+        st.caption("Quick demo: queued, waiting for its turn…" if waiting
+                   else "Quick demo: starting…")  # fmt: skip
         return
     status = states[shown]
     step, total = status.get("step") or 0, status.get("total_steps") or 0
@@ -205,6 +211,7 @@ def _follow() -> None:
     st.progress(min(step / total, 1.0) if total else 0.0,
                 text=f"Quick demo: {shown.name} training, epoch {(status.get('epoch') or 0) + 1}; "
                 f"{then}")  # fmt: skip
+    st.session_state["quick_follow_drawn"] = True
 
 
 def gallery(all_runs: list[runs.RunSummary], columns: int = 3) -> None:

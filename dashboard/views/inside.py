@@ -30,7 +30,7 @@ st.caption(
     "pixels the prediction rests on."
 )
 recipes.show("Tsinghua DL HW2 task A: looking inside the network")
-gallery.announce()
+gallery.announce(until_ready=True)
 gallery.offer_if_empty("inside", "trained network to look inside")
 
 

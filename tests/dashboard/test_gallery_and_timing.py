@@ -139,3 +139,34 @@ def test_a_quick_demos_time_is_learned_from_its_own_finished_run(runs_dir):
     status = runs.read_status(run_dir)
     assert timing.quick_seconds(demo) == round(status["ended"] - status["started"])
     assert timing.quick_seconds(QUICK["segmentation"]) == QUICK["segmentation"].seconds
+
+
+def test_a_demo_not_yet_started_says_it_is_starting_and_waits_for_its_progress(runs_dir):
+    """A run created but not yet running, with nothing ahead of it: "starting", not "queued";
+    the page is not redrawn before the progress line has been shown."""
+    from streamlit.testing.v1 import AppTest
+
+    from engine.config import RunConfig
+    from engine.store import runs
+
+    run_dir = runs.create_run(RunConfig(name="not launched"), runs_dir)
+    script = (
+        "import streamlit as st\n"
+        "from dashboard.components import gallery\n"
+        "if 'seeded' not in st.session_state:\n"
+        f"    st.session_state.update(seeded=True, quick_watch=[{str(run_dir)!r}])\n"
+        "gallery.announce()\n"
+    )
+    at = AppTest.from_string(script, default_timeout=60).run()
+    assert not at.exception
+    assert [c.value for c in at.caption] == ["Quick demo: starting…"]
+    assert "quick_follow_drawn" not in at.session_state
+    assert at.session_state["quick_watch"] == [str(run_dir)]
+    # A page that asks for it draws nothing below until the demo's first checkpoint.
+    waiting = AppTest.from_string(
+        script.replace("gallery.announce()", "gallery.announce(until_ready=True)")
+        + "st.write('the rest of the page')\n",
+        default_timeout=60,
+    ).run()
+    assert not waiting.exception
+    assert not [m for m in waiting.markdown if m.value == "the rest of the page"]
