@@ -13,20 +13,31 @@ from engine.config import DataConfig, FewShotConfig
 from engine.store import runs
 from engine.store.layout import RunLayout
 
+# What the server imports in the background at start, in this order: torch and the data code
+# (the first "Start the demo", or any start, otherwise spends 1.2 s importing them before its
+# run exists), then scipy.stats through the comparisons' statistics (1.0-1.4 s the first time a
+# comparison page is drawn: a transfer, ablation or long-tail quick demo's page), then
+# torchvision's model zoo, which the backbone tables read their weights' sizes from (1.5 s on
+# the first Transfer, Inside or Segmentation page).
+WARM_MODULES = ("engine.data", "engine.analysis.comparison", "torchvision.models")
+
 
 @st.cache_resource(show_spinner=False)
 def warm_imports():
-    """Import torch and the data code in a background thread, once per server: the first
-    "Start the demo" (or any start) otherwise spends 1.2 s importing them before its run
-    exists. None when WORKBENCH_PREWARM=0."""
+    """Import WARM_MODULES in a background thread, once per server; the thread, or None when
+    WORKBENCH_PREWARM=0."""
     import importlib
     import os
     import threading
 
     if os.environ.get("WORKBENCH_PREWARM", "1") == "0":
         return None
-    thread = threading.Thread(target=importlib.import_module, args=("engine.data",),
-                              name="import-warmup", daemon=True)  # fmt: skip
+
+    def load() -> None:
+        for name in WARM_MODULES:
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="import-warmup", daemon=True)
     thread.start()
     return thread
 

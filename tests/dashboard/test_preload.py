@@ -33,3 +33,24 @@ def test_the_server_runs_no_full_collection_or_module_scan_after_each_script_run
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
     assert config["server"]["fileWatcherType"] == "none"
+
+
+def test_the_server_imports_torch_and_scipy_stats_in_the_background_at_start():
+    """In a fresh interpreter: after the warm-up thread, the modules a first start and a first
+    comparison page would import are there (scipy.stats alone took 1.0-1.4 s)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from dashboard.components.cache import warm_imports\n"
+        "assert 'scipy.stats' not in sys.modules and 'torch' not in sys.modules\n"
+        "warm_imports().join()\n"
+        "print('scipy.stats' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "WORKBENCH_PREWARM": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]
