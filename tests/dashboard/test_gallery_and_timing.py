@@ -96,19 +96,24 @@ def test_a_segmentation_card_shows_its_newest_mask_in_the_cards_shape(tmp_path):
         assert im.size == gallery.THUMB and im.getpixel((5, 5)) == (0, 255, 255)
 
 
-def test_a_demo_whose_first_checkpoint_is_already_there_shows_its_progress_first(finished_run):
-    """A fast demo (its first checkpoint written before the page follows it) still shows
-    something live at once: the first tick draws the progress line, the next draws the page."""
+def following(run_dir, until_ready: bool = False, then: str = ""):
+    """A page that follows the quick demo `run_dir` as gallery.start leaves it (once)."""
     from streamlit.testing.v1 import AppTest
 
     script = (
         "import streamlit as st\n"
         "from dashboard.components import gallery\n"
-        "if 'seeded' not in st.session_state:  # as gallery.start leaves it, once\n"
-        f"    st.session_state.update(seeded=True, quick_watch=[{str(finished_run)!r}])\n"
-        "gallery.announce()\n"
+        "if 'seeded' not in st.session_state:\n"
+        f"    st.session_state.update(seeded=True, quick_watch=[{str(run_dir)!r}])\n"
+        f"gallery.announce(until_ready={until_ready})\n{then}\n"
     )
-    at = AppTest.from_string(script, default_timeout=60).run()
+    return AppTest.from_string(script, default_timeout=60)
+
+
+def test_a_demo_whose_first_checkpoint_is_already_there_shows_its_progress_first(finished_run):
+    """A fast demo (its first checkpoint written before the page follows it) still shows
+    something live at once: the first tick draws the progress line, the next draws the page."""
+    at = following(finished_run).run()
     assert not at.exception
     [bar] = at.get("progress")
     assert f"Quick demo: {finished_run.name} training" in bar.proto.text
@@ -144,29 +149,16 @@ def test_a_quick_demos_time_is_learned_from_its_own_finished_run(runs_dir):
 def test_a_demo_not_yet_started_says_it_is_starting_and_waits_for_its_progress(runs_dir):
     """A run created but not yet running, with nothing ahead of it: "starting", not "queued";
     the page is not redrawn before the progress line has been shown."""
-    from streamlit.testing.v1 import AppTest
-
     from engine.config import RunConfig
     from engine.store import runs
 
     run_dir = runs.create_run(RunConfig(name="not launched"), runs_dir)
-    script = (
-        "import streamlit as st\n"
-        "from dashboard.components import gallery\n"
-        "if 'seeded' not in st.session_state:\n"
-        f"    st.session_state.update(seeded=True, quick_watch=[{str(run_dir)!r}])\n"
-        "gallery.announce()\n"
-    )
-    at = AppTest.from_string(script, default_timeout=60).run()
+    at = following(run_dir).run()
     assert not at.exception
     assert [c.value for c in at.caption] == ["Quick demo: starting…"]
     assert "quick_follow_drawn" not in at.session_state
     assert at.session_state["quick_watch"] == [str(run_dir)]
     # A page that asks for it draws nothing below until the demo's first checkpoint.
-    waiting = AppTest.from_string(
-        script.replace("gallery.announce()", "gallery.announce(until_ready=True)")
-        + "st.write('the rest of the page')\n",
-        default_timeout=60,
-    ).run()
+    waiting = following(run_dir, until_ready=True, then="st.write('the rest of the page')").run()
     assert not waiting.exception
     assert not [m for m in waiting.markdown if m.value == "the rest of the page"]
