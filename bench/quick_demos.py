@@ -69,7 +69,8 @@ def main() -> int:
             tmp = Path(folder)
             first, states = time_quick(key, tmp)
             card = QUICK[key].seconds
-            learned = estimates.learned(QUICK[key].configs(), estimates.finished_here(tmp))
+            est = estimates.combined(QUICK[key].configs(), estimates.finished_here(tmp))
+            learned = est.seconds if est is not None and est.here else None
             again = [time_quick(key, tmp) for _ in range(a.repeats)]
             seconds = statistics.median(r[0] for r in again)
             states = sorted(set(states) | {s for r in again for s in r[1]})

@@ -25,15 +25,7 @@ def has_gpu() -> bool:
 
 def estimate_of(configs: list[RunConfig]) -> estimates.Estimate | None:
     """The configs' estimates added up (a comparison's rows run one after another)."""
-    finished = _finished(str(picking.runs_dir()))
-    found = [estimates.estimate(c, finished) for c in configs]
-    if not found or any(e is None for e in found):
-        return None
-    if len(found) == 1:
-        return found[0]
-    total = sum(e.seconds for e in found)
-    return estimates.Estimate(total, total / len(found), len(found), found[0].basis,
-                              all(e.here for e in found))  # fmt: skip
+    return estimates.combined(configs, _finished(str(picking.runs_dir())))
 
 
 def show_estimate(configs: list[RunConfig], quick_hint: str = "", where=st) -> None:
@@ -89,7 +81,7 @@ def quick_seconds(demo) -> int:
     from engine.core.errors import WorkbenchError
 
     try:
-        seconds = estimates.learned(demo.configs(), _finished(str(picking.runs_dir())))
+        est = estimate_of(demo.configs())
     except (WorkbenchError, OSError):
         return demo.seconds
-    return demo.seconds if seconds is None else round(seconds)
+    return round(est.seconds) if est is not None and est.here else demo.seconds

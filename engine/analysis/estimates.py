@@ -228,13 +228,17 @@ def _whole(status: dict) -> dict:
     return {"run_seconds": ended - started} if started and ended and ended > started else {}
 
 
-def learned(configs: list[RunConfig], finished: list[tuple[dict, dict]]) -> float | None:
-    """The runs' time one after another, when each has an estimate learned here (its settings,
-    or its model at its size); else None."""
+def combined(configs: list[RunConfig], finished: list[tuple[dict, dict]] = ()) -> Estimate | None:
+    """The configs' estimates added up (a comparison's rows run one after another), learned
+    here only when every one is; None when any has no estimate."""
     found = [estimate(c, finished) for c in configs]
-    if not found or any(e is None or not e.here for e in found):
+    if not found or any(e is None for e in found):
         return None
-    return sum(e.seconds for e in found)
+    if len(found) == 1:
+        return found[0]
+    total = sum(e.seconds for e in found)
+    return Estimate(total, total / len(found), len(found), found[0].basis,
+                    all(e.here for e in found))  # fmt: skip
 
 
 def remaining(epoch_seconds: list[float], epochs_done: int, epochs: int) -> float | None:
